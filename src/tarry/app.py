@@ -1,0 +1,336 @@
+"""App: the workflow registry, the client methods and their blocking twins."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import os
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from . import serde
+from .durations import Duration, parse_duration
+from .errors import (
+    ConfigError,
+    RunCancelled,
+    RunFailed,
+    RunNotFound,
+    SignalNotFound,
+    WorkflowNotFound,
+)
+from .models import RUN_STATUSES, Page, Run, SignalResult, StepRecord, WaitingFor, to_datetime
+from .portal import Portal
+from .store.base import NewRun, RunRow, StepRow, Store
+from .worker import Worker
+
+P = ParamSpec("P")
+T = TypeVar("T")
+Handler = Callable[..., Any]
+
+DEFAULT_DATABASE = "sqlite:///./.tarry/tarry.db"
+
+
+@dataclass(frozen=True, slots=True)
+class Workflow:
+    id: str
+    fn: Handler
+    is_async: bool
+    retries: int
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ``***``, for error messages."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user, colon, _password = credentials.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{host}"
+
+
+def open_store(url: str) -> Store:
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "sqlite":
+        from .store.sqlite import SQLiteStore
+
+        return SQLiteStore(url)
+    if scheme in ("postgresql", "postgres"):
+        try:
+            from .store.postgres import PostgresStore  # type: ignore[import-not-found,unused-ignore]
+        except ImportError as exc:
+            raise ConfigError(
+                f"cannot use {mask_url(url)!r}: the PostgreSQL store is not available "
+                f"({exc}); install tarry[postgres]"
+            ) from None
+        store: Store = PostgresStore(url)
+        return store
+    raise ConfigError(
+        f"unknown database URL scheme in {mask_url(url)!r}: use sqlite:///path/to/file.db "
+        "or postgresql://user@host/db"
+    )
+
+
+def _blocking(method: Callable[Concatenate[App, P], Awaitable[T]]) -> Callable[Concatenate[App, P], T]:
+    """Make the blocking ``*_sync`` twin of an async client method."""
+
+    def twin(self: App, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._portal.call(method(self, *args, **kwargs))  # type: ignore[arg-type]
+
+    twin.__name__ = f"{method.__name__}_sync"
+    twin.__doc__ = f"Blocking twin of ``{method.__name__}``, callable from any thread."
+    return twin
+
+
+def _to_run(row: RunRow, steps: list[StepRow]) -> Run:
+    waiting = serde.loads(row.waiting_for)
+    return Run(
+        id=row.id,
+        workflow=row.workflow,
+        status=row.status,  # type: ignore[arg-type]
+        payload=serde.loads(row.payload),
+        output=serde.loads(row.output),
+        error=serde.loads(row.error),
+        created_at=to_datetime(row.created_at),  # type: ignore[arg-type]
+        updated_at=to_datetime(row.updated_at),  # type: ignore[arg-type]
+        ended_at=to_datetime(row.ended_at),
+        waiting_for=None
+        if waiting is None
+        else WaitingFor(
+            kind=waiting["kind"],
+            step=waiting["step"],
+            key=waiting.get("key"),
+            expires_at=to_datetime(waiting.get("expires_at")),
+        ),
+        steps=[
+            StepRecord(
+                id=s.key, kind=s.kind, status=s.status, output=serde.loads(s.output),
+                error=serde.loads(s.error), attempts=s.attempts,
+                started_at=to_datetime(s.started_at), ended_at=to_datetime(s.ended_at),
+            )  # fmt: skip
+            for s in steps
+        ],
+    )
+
+
+def new_run_id() -> str:
+    """Time-ordered (48-bit milliseconds first) and random: sorts by creation."""
+    return f"{int(time.time() * 1000):012x}{uuid.uuid4().hex[:20]}"
+
+
+class App:
+    """The registry of workflows plus a store, and the client of both."""
+
+    def __init__(
+        self,
+        database: str | None = None,
+        *,
+        signal_retention: Duration = "24h",
+        lease: Duration = "30s",
+        retry_base: Duration = "1s",
+        retry_cap: Duration = "10m",
+        max_output_bytes: int = 4 * 1024 * 1024,
+    ) -> None:
+        url = database or os.environ.get("TARRY_DATABASE_URL") or DEFAULT_DATABASE
+        if not isinstance(url, str):
+            raise ConfigError(f"database must be a URL string, got {url!r}")
+        self.database = url
+        self.signal_retention = parse_duration(signal_retention)
+        self.lease = parse_duration(lease)
+        if self.lease <= 0:
+            raise ConfigError(f"lease must be positive, got {lease!r}")
+        self.retry_base = parse_duration(retry_base)
+        self.retry_cap = parse_duration(retry_cap)
+        if not isinstance(max_output_bytes, int) or max_output_bytes < 1:
+            raise ConfigError(f"max_output_bytes must be a positive integer, got {max_output_bytes!r}")
+        self.max_output_bytes = max_output_bytes
+        self.workflows: dict[str, Workflow] = {}
+        self._store = open_store(url)
+        self._portal = Portal()
+        self._ended_lock = threading.Lock()
+        self._ended_waiters: dict[str, list[Callable[[], None]]] = {}
+
+    def __repr__(self) -> str:
+        return f"App(database={mask_url(self.database)!r}, workflows={list(self.workflows)})"
+
+    # -- registry --------------------------------------------------------------------
+
+    def workflow(self, id: str, *, retries: int = 4) -> Callable[[Handler], Handler]:
+        """Register ``handler(ctx, step)`` (async, or a plain def run in a thread)."""
+        if not isinstance(id, str) or not id:
+            raise ConfigError(f"workflow id must be a non-empty string, got {id!r}")
+        if id in self.workflows:
+            raise ConfigError(f"workflow {id!r} is already registered")
+        if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+            raise ConfigError(f"retries must be a non-negative integer, got {retries!r}")
+
+        def register(fn: Handler) -> Handler:
+            if id in self.workflows:
+                raise ConfigError(f"workflow {id!r} is already registered")
+            if not callable(fn):
+                raise ConfigError(f"workflow {id!r} must decorate a function, got {fn!r}")
+            self.workflows[id] = Workflow(id, fn, inspect.iscoroutinefunction(fn), retries)
+            return fn
+
+        return register
+
+    # -- plumbing --------------------------------------------------------------------
+
+    async def _open(self) -> Store:
+        await self._store.open()
+        return self._store
+
+    def _run_ended(self, run_id: str) -> None:
+        with self._ended_lock:
+            callbacks = self._ended_waiters.pop(run_id, [])
+        for callback in callbacks:
+            callback()
+
+    async def close(self) -> None:
+        """Close the store; the App can be opened again by its next call."""
+        await self._store.close()
+
+    def close_sync(self) -> None:
+        self._portal.call(self.close())
+        self._portal.close()
+
+    # -- client ----------------------------------------------------------------------
+
+    async def start(self, workflow: str, payload: Any = None, *, run_id: str | None = None) -> str:
+        """Start a run; a second start with the same ``run_id`` returns that run's id."""
+        if self.workflows and workflow not in self.workflows:
+            raise WorkflowNotFound(
+                f"no workflow {workflow!r} is registered; known: {sorted(self.workflows)}"
+            )
+        if not isinstance(workflow, str) or not workflow:
+            raise WorkflowNotFound(f"workflow id must be a non-empty string, got {workflow!r}")
+        if run_id is not None and (not isinstance(run_id, str) or not run_id):
+            raise ValueError(f"run_id must be a non-empty string, got {run_id!r}")
+        data = serde.dumps({} if payload is None else payload, what="start payload")
+        store = await self._open()
+        created_id, _ = await store.create_run(NewRun(run_id or new_run_id(), workflow, data))
+        return created_id
+
+    async def send_signal(self, signal: str, data: Any = None, *, strict: bool = False) -> SignalResult:
+        """Resume the run waiting on key ``signal``, else buffer the signal for it."""
+        if not isinstance(signal, str) or not signal:
+            raise ValueError(f"signal key must be a non-empty string, got {signal!r}")
+        if data is None:
+            raise ValueError(
+                "signal data must not be None: None is what a wait returns on timeout; "
+                "send {} or another value"
+            )
+        payload = serde.dumps(data, what=f"data of signal {signal!r}")
+        store = await self._open()
+        outcome = await store.send_signal(
+            signal, payload, strict=strict, retention_seconds=self.signal_retention
+        )
+        if outcome.status == "not_found":
+            raise SignalNotFound(
+                f"no run waits on signal {signal!r} (strict=True, so nothing was stored)"
+            )
+        return SignalResult(outcome.status, outcome.run_id)
+
+    async def get_run(self, run_id: str) -> Run:
+        store = await self._open()
+        found = await store.get_run(run_id)
+        if found is None:
+            raise RunNotFound(f"no run {run_id!r} in {mask_url(self.database)!r}")
+        return _to_run(*found)
+
+    async def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        workflow: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[Run]:
+        """Runs newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
+        if status is not None and status not in RUN_STATUSES:
+            raise ValueError(f"unknown run status {status!r}; expected one of {RUN_STATUSES}")
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:
+            raise ValueError(f"limit must be an integer from 1 to 1000, got {limit!r}")
+        after: int | None = None
+        if cursor is not None:
+            if not isinstance(cursor, str) or not cursor.isdigit():
+                raise ValueError(f"invalid cursor {cursor!r}: pass a next_cursor from list_runs")
+            after = int(cursor)
+        store = await self._open()
+        rows = await store.list_runs(status=status, workflow=workflow, limit=limit, cursor=after)
+        runs = [_to_run(row, []) for row in rows]
+        next_cursor = str(rows[-1].seq) if len(rows) == limit else None
+        return Page(runs, next_cursor)
+
+    async def result(self, run_id: str, *, timeout: Duration | None = None) -> Any:
+        """Wait for the run to end: its output, or ``RunFailed`` / ``RunCancelled``."""
+        give_up = None if timeout is None else time.monotonic() + parse_duration(timeout)
+        loop = asyncio.get_running_loop()
+        ended = asyncio.Event()
+
+        def on_end() -> None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(ended.set)
+
+        pause = 0.005
+        while True:
+            with self._ended_lock:
+                self._ended_waiters.setdefault(run_id, []).append(on_end)
+            run = await self.get_run(run_id)
+            if run.status == "completed":
+                return run.output
+            if run.status == "failed":
+                raise RunFailed(run_id, run.error)
+            if run.status == "cancelled":
+                raise RunCancelled(run_id, (run.error or {}).get("message"))
+            wait = pause if give_up is None else min(pause, give_up - time.monotonic())
+            if wait <= 0:
+                raise TimeoutError(f"run {run_id!r} is still {run.status} after {timeout!r}")
+            # Ends in this process arrive at once; other processes' by polling.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ended.wait(), wait)
+            ended.clear()
+            pause = min(pause * 2, 0.25)
+
+    async def cancel(self, run_id: str, reason: str | None = None) -> Run:
+        """Cancel a run: at once if queued or parked, else at its next step."""
+        error = serde.dumps({"type": "Cancelled", "message": reason or "cancelled"})
+        store = await self._open()
+        row = await store.cancel(run_id, error)
+        if row is None:
+            raise RunNotFound(f"no run {run_id!r} in {mask_url(self.database)!r}")
+        if row.status == "cancelled":
+            self._run_ended(run_id)
+        return await self.get_run(run_id)
+
+    # -- workers ---------------------------------------------------------------------
+
+    async def run_worker(self, *, concurrency: int = 32) -> None:
+        """Claim and execute this App's runs until cancelled."""
+        await Worker(self, concurrency=concurrency).run()
+
+    @contextlib.asynccontextmanager
+    async def worker(self, *, concurrency: int = 32) -> AsyncIterator[Worker]:
+        """Run a worker in the background for the body of an ``async with``."""
+        worker = Worker(self, concurrency=concurrency)
+        await self._open()
+        task = asyncio.create_task(worker.run(), name="tarry-worker")
+        try:
+            yield worker
+        finally:
+            worker.stop()
+            await task
+
+    # -- blocking twins --------------------------------------------------------------
+
+    start_sync = _blocking(start)
+    send_signal_sync = _blocking(send_signal)
+    get_run_sync = _blocking(get_run)
+    list_runs_sync = _blocking(list_runs)
+    result_sync = _blocking(result)
+    cancel_sync = _blocking(cancel)
+    run_worker_sync = _blocking(run_worker)

@@ -1,0 +1,127 @@
+"""Every exception tarry raises, in one place.
+
+Each error's docstring is its default message, so ``raise RunNotFound()`` still
+says something useful; most call sites pass a message naming the offending
+value. The pause and bail sentinels at the bottom derive from ``BaseException``
+on purpose: user code that writes ``except Exception`` around a step must never
+swallow the engine's own control flow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TarryError(Exception):
+    """A tarry error."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class ConfigError(TarryError, ValueError):
+    """The App, a workflow or a store is configured wrongly."""
+
+
+class WorkflowNotFound(TarryError, LookupError):
+    """No workflow with that id is registered."""
+
+
+class RunNotFound(TarryError, LookupError):
+    """No run with that id exists in the store."""
+
+
+class RunFinished(TarryError):
+    """The run has already ended."""
+
+
+class SignalNotFound(TarryError, LookupError):
+    """No run waits on that signal key (strict delivery stores nothing)."""
+
+
+class SignalConflict(TarryError):
+    """Another run already waits on that signal key."""
+
+
+class ExpressionError(TarryError, ValueError):
+    """A CEL expression does not compile or cannot be evaluated."""
+
+
+class NonDeterminismError(TarryError):
+    """The workflow code no longer matches the steps stored for this run."""
+
+
+class StoreError(TarryError):
+    """The store failed to carry out an operation."""
+
+
+class SchemaTooNew(ConfigError):
+    """The store was written by a newer tarry; upgrade tarry to open it."""
+
+
+class LeaseLost(TarryError):
+    """This worker's lease on the run was taken over; its write was rejected."""
+
+
+class StepFailed(TarryError):
+    """A step ran out of attempts."""
+
+    def __init__(self, step_id: str, cause: str, message: str | None = None) -> None:
+        self.step_id = step_id
+        self.cause = cause
+        super().__init__(message or f"step {step_id!r} failed: {cause}")
+
+
+class NonRetriableError(TarryError):
+    """Raised by a step function to fail the step at once, without retries."""
+
+
+class RetryAfter(TarryError):
+    """Raised by a step function to be retried after ``delay`` (a duration)."""
+
+    def __init__(self, delay: Any, message: str | None = None) -> None:
+        self.delay = delay
+        super().__init__(message or f"retry requested after {delay!r}")
+
+
+class RunFailed(TarryError):
+    """The run ended as failed."""
+
+    def __init__(self, run_id: str, error: Any) -> None:
+        self.run_id = run_id
+        self.error = error
+        super().__init__(f"run {run_id!r} failed: {_describe(error)}")
+
+
+class RunCancelled(TarryError):
+    """The run ended as cancelled."""
+
+    def __init__(self, run_id: str, reason: Any) -> None:
+        self.run_id = run_id
+        self.reason = reason
+        super().__init__(f"run {run_id!r} was cancelled: {_describe(reason)}")
+
+
+def _describe(error: Any) -> str:
+    if isinstance(error, dict):
+        return str(error.get("message") or error)
+    return str(error)
+
+
+class Suspend(BaseException):  # noqa: N818 - a control-flow sentinel, not an error
+    """Unwinds a handler because its run has parked or stopped executing here.
+
+    A BaseException so that ``except Exception`` in user code cannot catch it:
+    the run's state is already in the store, and the handler must stop now.
+    """
+
+
+class Bail(BaseException):  # noqa: N818 - a control-flow sentinel, not an error
+    """``step.bail(reason)``: end the run as cancelled, without retry.
+
+    A BaseException for the same reason as ``Suspend``.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)

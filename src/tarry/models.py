@@ -1,0 +1,103 @@
+"""The public value types: frozen dataclasses that carry no behaviour."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Generic, Literal, TypeVar
+
+T = TypeVar("T")
+
+RunStatus = Literal["queued", "running", "waiting", "completed", "failed", "cancelled"]
+RUN_STATUSES: tuple[str, ...] = ("queued", "running", "waiting", "completed", "failed", "cancelled")
+ENDED_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+
+
+def to_datetime(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    name: str
+    data: Any
+    id: str
+    ts: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    name: str
+    data: Any
+    sent_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Woken:
+    """Which condition of a ``wait_for_any`` fired (``index``) and its value."""
+
+    index: int
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class SignalResult:
+    status: Literal["delivered", "buffered"]
+    run_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    event_ids: list[str]
+    started: list[str] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingFor:
+    """What a parked run waits for: ``kind`` is signal, event, message, sleep, any or invoke."""
+
+    kind: str
+    step: str
+    key: str | None
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """One step of a run as stored. ``status``: completed, failed, waiting, retrying,
+    timed_out or cancelled."""
+
+    id: str
+    kind: str
+    status: str
+    output: Any
+    error: Any
+    attempts: int
+    started_at: datetime | None
+    ended_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    id: str
+    workflow: str
+    status: RunStatus
+    payload: Any
+    output: Any
+    error: Any
+    created_at: datetime
+    updated_at: datetime
+    ended_at: datetime | None
+    waiting_for: WaitingFor | None
+    steps: list[StepRecord]
+
+    @property
+    def ended(self) -> bool:
+        return self.status in ENDED_STATUSES

@@ -1,0 +1,248 @@
+"""The step methods: each looks up its memo first, and only on a miss does work.
+
+A step id may repeat (a loop): the n-th repeat is keyed ``id:n``. A step that
+must wait asks the store to park the run and then unwinds the handler with
+``Suspend``; the run resumes later by replaying the handler from the top, and
+every completed step answers from the memo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import random
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
+
+import orjson
+
+from . import serde
+from .durations import Duration, Timeout, check_aware, deadline, parse_duration
+from .errors import (
+    Bail,
+    LeaseLost,
+    NonDeterminismError,
+    NonRetriableError,
+    RetryAfter,
+    SignalConflict,
+    StepFailed,
+    Suspend,
+)
+from .models import SignalResult
+from .store.base import StepRow, StepSender, WaitSpec
+
+if TYPE_CHECKING:
+    from .executor import Execution
+
+
+def _error(exc: BaseException | str, kind: str | None = None) -> bytes:
+    message = exc if isinstance(exc, str) else str(exc) or type(exc).__name__
+    name = kind or (type(exc).__name__ if isinstance(exc, BaseException) else "Error")
+    return orjson.dumps({"type": name, "message": message})
+
+
+def _error_message(row: StepRow) -> tuple[str, str]:
+    info = serde.loads(row.error) or {}
+    return str(info.get("type", "Error")), str(info.get("message", "step failed"))
+
+
+class Step:
+    """``step`` in ``handler(ctx, step)``. Every method takes a step id first."""
+
+    def __init__(self, execution: Execution) -> None:
+        self._x = execution
+        self._seen: dict[str, int] = {}
+
+    # -- bookkeeping ---------------------------------------------------------------
+
+    def _key(self, step_id: str) -> str:
+        if not isinstance(step_id, str) or not step_id:
+            raise ValueError(f"step id must be a non-empty string, got {step_id!r}")
+        n = self._seen.get(step_id, 0)
+        self._seen[step_id] = n + 1
+        return step_id if n == 0 else f"{step_id}:{n}"
+
+    async def _memo(self, key: str, kind: str) -> StepRow | None:
+        row = self._x.memo.get(key)
+        if row is not None and row.kind != kind:
+            message = (
+                f"step {key!r} was stored as a {row.kind!r} step but the workflow code now "
+                f"asks for a {kind!r} step there; the code changed under a run in flight"
+            )
+            await self._x.end("failed", error=_error(message, "NonDeterminismError"))
+            raise NonDeterminismError(message)
+        return row
+
+    async def _boundary(self) -> None:
+        """A step is about to do work: honour a cancellation requested meanwhile."""
+        if self._x.cancel_requested:
+            await self._x.honor_cancel()
+            raise Suspend("cancelled")
+
+    async def _save(self, row: StepRow) -> None:
+        try:
+            cancel = await self._x.store.save_step(self._x.lease, row)
+        except LeaseLost:
+            raise Suspend("lease lost") from None
+        self._x.memo[row.key] = row
+        self._x.cancel_requested |= cancel
+
+    # -- run -------------------------------------------------------------------------
+
+    async def run(self, step_id: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` once, memoized and retried per the workflow's ``retries``."""
+        key = self._key(step_id)
+        row = await self._memo(key, "run")
+        attempt = 1
+        if row is not None:
+            if row.status == "completed":
+                return serde.loads(row.output)
+            if row.status == "failed":
+                raise StepFailed(key, _error_message(row)[1])
+            attempt = row.attempts + 1
+        await self._boundary()
+        self._x.ctx.attempt = attempt
+        started = time.time()
+        try:
+            if inspect.iscoroutinefunction(fn):
+                result = await fn(*args, **kwargs)
+            else:
+                result = await asyncio.to_thread(fn, *args, **kwargs)
+                if inspect.isawaitable(result):
+                    result = await result
+        except NonRetriableError as exc:
+            return await self._fail(key, attempt, started, exc)
+        except Exception as exc:
+            delay = self._retry_delay(exc, attempt)
+            if delay is None:
+                return await self._fail(key, attempt, started, exc)
+            failed = StepRow(key, "run", "retrying", None, _error(exc), attempt, started, time.time())
+            try:
+                await self._x.store.retry_step(self._x.lease, failed, time.time() + delay)
+            except LeaseLost:
+                pass
+            raise Suspend("retrying") from None
+        try:
+            output = serde.dumps(
+                result, what=f"output of step {key!r}", limit=self._x.app.max_output_bytes
+            )
+        except serde.SerializationError as exc:
+            return await self._fail(key, attempt, started, exc)
+        await self._save(StepRow(key, "run", "completed", output, None, attempt, started, time.time()))
+        return serde.loads(output)
+
+    def _retry_delay(self, exc: Exception, attempt: int) -> float | None:
+        if attempt > self._x.retries:
+            return None
+        if isinstance(exc, RetryAfter):
+            return parse_duration(exc.delay)
+        app = self._x.app
+        ceiling = min(app.retry_cap, app.retry_base * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+    async def _fail(self, key: str, attempt: int, started: float, exc: Exception) -> NoReturn:
+        await self._save(StepRow(key, "run", "failed", None, _error(exc), attempt, started, time.time()))
+        raise StepFailed(key, str(exc) or type(exc).__name__)
+
+    # -- timers ----------------------------------------------------------------------
+
+    async def sleep(self, step_id: str, duration: Duration) -> None:
+        """Park the run for ``duration``; no worker holds it meanwhile."""
+        seconds = parse_duration(duration)
+        await self._wait(step_id, "sleep", time.time() + seconds, {"kind": "sleep"})
+
+    async def sleep_until(self, step_id: str, when: datetime) -> None:
+        """Park the run until ``when``, a timezone-aware datetime."""
+        check_aware(when, "sleep_until time")
+        await self._wait(step_id, "sleep", when.timestamp(), {"kind": "sleep"})
+
+    # -- signals ---------------------------------------------------------------------
+
+    async def wait_for_signal(
+        self,
+        step_id: str,
+        *,
+        signal: str,
+        timeout: Timeout,
+        on_conflict: Literal["fail", "replace"] = "fail",
+    ) -> Any:
+        """Park until a signal arrives on key ``signal``; its data, or None on timeout."""
+        if not isinstance(signal, str) or not signal:
+            raise ValueError(f"signal key must be a non-empty string, got {signal!r}")
+        if on_conflict not in ("fail", "replace"):
+            raise ValueError(f'on_conflict must be "fail" or "replace", got {on_conflict!r}')
+        due = deadline(timeout)
+        spec = {"kind": "signal", "key": signal}
+        return await self._wait(step_id, "signal", due, spec, signal_key=signal,
+                                on_conflict=on_conflict)  # fmt: skip
+
+    async def send_signal(self, step_id: str, signal: str, data: Any = None) -> SignalResult:
+        """Send a signal exactly once per run, even when the handler replays."""
+        key = self._key(step_id)
+        row = await self._memo(key, "send_signal")
+        if row is not None and row.status == "completed":
+            return SignalResult(**serde.loads(row.output))
+        if not isinstance(signal, str) or not signal:
+            raise ValueError(f"signal key must be a non-empty string, got {signal!r}")
+        payload = serde.dumps({} if data is None else data, what=f"data of signal {signal!r}")
+        await self._boundary()
+        sender = StepSender(self._x.lease, key, time.time())
+        try:
+            outcome = await self._x.store.send_signal(
+                signal, payload, strict=False,
+                retention_seconds=self._x.app.signal_retention, sender=sender,
+            )  # fmt: skip
+        except LeaseLost:
+            raise Suspend("lease lost") from None
+        result = SignalResult("delivered" if outcome.status == "delivered" else "buffered",
+                              outcome.run_id)  # fmt: skip
+        self._x.memo[key] = StepRow(key, "send_signal", "completed",
+                                    orjson.dumps({"status": result.status, "run_id": result.run_id}))  # fmt: skip
+        return result
+
+    # -- the shared wait path ----------------------------------------------------------
+
+    async def _wait(
+        self,
+        step_id: str,
+        kind: str,
+        due: float | None,
+        waiting_for: dict[str, Any],
+        *,
+        signal_key: str | None = None,
+        on_conflict: Literal["fail", "replace"] = "fail",
+    ) -> Any:
+        key = self._key(step_id)
+        row = await self._memo(key, kind)
+        if row is not None and row.status != "waiting":
+            return self._answer(key, row)
+        await self._boundary()
+        waiting_for = {**waiting_for, "step": key, "expires_at": due}
+        spec = WaitSpec(key, kind, due, orjson.dumps(waiting_for), signal_key=signal_key,
+                        on_conflict=on_conflict, started_at=time.time())  # fmt: skip
+        try:
+            parked = await self._x.store.park(self._x.lease, spec)
+        except LeaseLost:
+            raise Suspend("lease lost") from None
+        if parked.outcome == "parked":
+            self._x.parked = True
+            raise Suspend("parked")
+        assert parked.step is not None
+        self._x.memo[key] = parked.step
+        return self._answer(key, parked.step)
+
+    def _answer(self, key: str, row: StepRow) -> Any:
+        if row.status in ("completed", "timed_out", "cancelled"):
+            return serde.loads(row.output)
+        kind, message = _error_message(row)
+        if kind == "SignalConflict":
+            raise SignalConflict(message)
+        raise StepFailed(key, message)
+
+    # -- ending ----------------------------------------------------------------------
+
+    def bail(self, reason: str) -> NoReturn:
+        """End the run now as cancelled with ``reason``; no retry."""
+        raise Bail(str(reason))

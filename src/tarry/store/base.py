@@ -1,0 +1,208 @@
+"""The Store protocol: every durable operation tarry performs, as plain records.
+
+Each method is one transaction. Methods that act for a worker take its
+``Lease`` and are fenced: when the run's lease token is no longer that one (the
+lease expired and another worker claimed the run), the method changes nothing
+and raises ``LeaseLost``. JSON travels as ``bytes`` already encoded, so a store
+never needs to know about user types. All times are epoch seconds (float).
+
+Methods are coroutines that may be awaited from any event loop and any thread:
+a store owns its own I/O thread or loop and hands results back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+WakeListener = Callable[[], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    run_id: str
+    token: str
+
+
+@dataclass(slots=True)
+class StepRow:
+    """A step record. ``status``: completed, failed, waiting, retrying, timed_out, cancelled."""
+
+    key: str
+    kind: str
+    status: str
+    output: bytes | None = None
+    error: bytes | None = None
+    attempts: int = 0
+    started_at: float | None = None
+    ended_at: float | None = None
+
+
+@dataclass(slots=True)
+class RunRow:
+    id: str
+    workflow: str
+    status: str
+    payload: bytes | None
+    output: bytes | None
+    error: bytes | None
+    created_at: float
+    updated_at: float
+    ended_at: float | None
+    due_at: float | None
+    waiting_for: bytes | None
+    cancel_requested: bool
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    id: str
+    workflow: str
+    payload: bytes
+
+
+@dataclass(slots=True)
+class ClaimedRun:
+    run: RunRow
+    steps: list[StepRow]
+    lease: Lease
+
+
+@dataclass(slots=True)
+class ClaimBatch:
+    runs: list[ClaimedRun]
+    next_due: float | None
+    """The earliest ``due_at`` among the claimable runs left behind, if any."""
+
+
+@dataclass(frozen=True, slots=True)
+class WaitSpec:
+    """What a run parks on.
+
+    ``kind`` is ``sleep`` (no waiter; the deadline is the wake-up) or
+    ``signal`` (a waiter on ``signal_key``). ``deadline`` None waits forever.
+    ``waiting_for`` is the JSON shown to people as the run's ``waiting_for``.
+    """
+
+    step_key: str
+    kind: str
+    deadline: float | None
+    waiting_for: bytes
+    signal_key: str | None = None
+    on_conflict: Literal["fail", "replace"] = "fail"
+    started_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ParkResult:
+    """``parked``: the lease is released and the run waits. ``resolved``: the wait was
+    satisfied inside the same transaction (a buffered signal, a past deadline);
+    the step is stored as ``step`` and the caller keeps its lease. ``conflict``:
+    another run (``other_run``) holds the key; the step is stored as failed."""
+
+    outcome: Literal["parked", "resolved", "conflict"]
+    step: StepRow | None = None
+    other_run: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SignalOutcome:
+    status: Literal["delivered", "buffered", "not_found"]
+    run_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepSender:
+    """Makes a delivery part of a step: the step's result is written in the same
+    transaction, fenced by ``lease``, so it happens exactly once per run."""
+
+    lease: Lease
+    step_key: str
+    started_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseStatus:
+    lost: set[str] = field(default_factory=set)
+    cancel_requested: set[str] = field(default_factory=set)
+
+
+class Store(Protocol):
+    async def open(self) -> None:
+        """Connect, apply migrations, refuse a schema from a newer version."""
+
+    async def close(self) -> None:
+        """Finish pending writes and release connections and threads."""
+
+    def add_wake_listener(self, listener: WakeListener) -> None:
+        """Call ``listener`` (from any thread) whenever runs may have become due:
+        after this process commits such a change, and when another process does."""
+
+    def remove_wake_listener(self, listener: WakeListener) -> None:
+        """Stop calling ``listener``."""
+
+    async def create_run(self, run: NewRun) -> tuple[str, bool]:
+        """Insert a queued run due now; an existing id is left as it is.
+        Returns the id and whether it was created."""
+
+    async def claim(
+        self, workflows: Sequence[str], limit: int, lease_seconds: float
+    ) -> ClaimBatch:
+        """Lease up to ``limit`` due runs of ``workflows`` with fresh tokens, each
+        with all its step records. A parked run claimed at its deadline has its
+        waits resolved as timed out in the same transaction; a run whose
+        cancellation was requested is cancelled instead of returned."""
+
+    async def renew(self, leases: Sequence[Lease], lease_seconds: float) -> LeaseStatus:
+        """Extend the leases still held; report those lost and those asked to cancel."""
+
+    async def save_step(self, lease: Lease, step: StepRow) -> bool:
+        """Insert or replace a step record. Returns whether cancellation was requested."""
+
+    async def retry_step(self, lease: Lease, step: StepRow, due_at: float) -> None:
+        """Store a failed attempt and release the run until ``due_at``."""
+
+    async def release(self, lease: Lease) -> None:
+        """Give the run back, due now, for another worker (this one is stopping)."""
+
+    async def park(self, lease: Lease, wait: WaitSpec) -> ParkResult:
+        """Record a wait step and its waiter and release the lease, unless the wait
+        can be satisfied now (see ``ParkResult``)."""
+
+    async def send_signal(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        strict: bool,
+        retention_seconds: float,
+        sender: StepSender | None = None,
+    ) -> SignalOutcome:
+        """Deliver to the run waiting on ``key`` (its step completed with ``data``, the
+        run due now), else buffer for ``retention_seconds`` unless ``strict``."""
+
+    async def finish(
+        self, lease: Lease, status: str, output: bytes | None, error: bytes | None
+    ) -> None:
+        """End the run as completed, failed or cancelled."""
+
+    async def honor_cancel(self, lease: Lease) -> None:
+        """End the run as cancelled with the reason its cancellation was requested with."""
+
+    async def cancel(self, run_id: str, reason: bytes | None) -> RunRow | None:
+        """Cancel a queued or parked run at once (its waiters removed in the same
+        transaction); flag a leased one to stop at its next step. No-op on an
+        ended run. Returns the run after, or None when there is no such run."""
+
+    async def get_run(self, run_id: str) -> tuple[RunRow, list[StepRow]] | None:
+        """A run and all its step records, in one read."""
+
+    async def list_runs(
+        self, *, status: str | None, workflow: str | None, limit: int, cursor: int | None
+    ) -> list[RunRow]:
+        """Runs newest first (by ``seq``), those with ``seq < cursor`` when given."""
+
+    async def purge_expired(self) -> int:
+        """Delete buffered signals past their retention. Returns how many."""

@@ -1,0 +1,641 @@
+"""The embedded store: sqlite3 in WAL mode behind one writer thread with group commit.
+
+Every operation is a function queued to the writer thread. The thread drains
+whatever is waiting, runs each operation in its own SAVEPOINT inside one
+transaction, commits once and hands each caller its result: at load many runs'
+step results share one fsync, and a lone write costs one commit. A failing
+operation rolls back to its savepoint alone, so it cannot spoil its neighbours.
+
+Other processes' commits are noticed by a poller thread that reads
+``PRAGMA data_version`` (a cheap counter read) at a bounded interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import orjson
+
+from ..errors import ConfigError, LeaseLost, SchemaTooNew, StoreError
+from .base import (
+    ClaimBatch,
+    ClaimedRun,
+    Lease,
+    LeaseStatus,
+    NewRun,
+    ParkResult,
+    RunRow,
+    SignalOutcome,
+    StepRow,
+    StepSender,
+    WaitSpec,
+    WakeListener,
+)
+from .sql import load_migrations, load_queries
+
+T = TypeVar("T")
+Q = load_queries("sqlite")
+MIGRATIONS = load_migrations("sqlite")
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+_RUN_COLUMNS = (
+    "seq, id, workflow, status, payload, output, error, created_at, updated_at, ended_at, "
+    "due_at, waiting_for, cancel_requested"
+)
+_STOP = object()
+
+
+def _run_row(row: Sequence[Any]) -> RunRow:
+    return RunRow(
+        seq=row[0], id=row[1], workflow=row[2], status=row[3], payload=row[4], output=row[5],
+        error=row[6], created_at=row[7], updated_at=row[8], ended_at=row[9], due_at=row[10],
+        waiting_for=row[11], cancel_requested=bool(row[12]),
+    )  # fmt: skip
+
+
+def _step_row(row: Sequence[Any]) -> StepRow:
+    # row[0] is run_id
+    return StepRow(
+        key=row[1], kind=row[2], status=row[3], output=row[4], error=row[5], attempts=row[6],
+        started_at=row[7], ended_at=row[8],
+    )  # fmt: skip
+
+
+def _step_params(run_id: str, step: StepRow) -> dict[str, Any]:
+    return {
+        "run_id": run_id, "key": step.key, "kind": step.kind, "status": step.status,
+        "output": step.output, "error": step.error, "attempts": step.attempts,
+        "started_at": step.started_at, "ended_at": step.ended_at,
+    }  # fmt: skip
+
+
+def _error_json(kind: str, message: str, **extra: Any) -> bytes:
+    return orjson.dumps({"type": kind, "message": message, **extra})
+
+
+def sqlite_path(url: str) -> str:
+    """``sqlite:///relative/path`` or ``sqlite:////absolute/path`` (SQLAlchemy's form)."""
+    if not url.startswith("sqlite:///"):
+        raise ConfigError(f"not a SQLite URL: {url!r}; expected sqlite:///path/to/file.db")
+    path = url[len("sqlite:///") :]
+    if not path or path == ":memory:":
+        raise ConfigError(
+            f"SQLite URL {url!r} names no file; tarry needs a file shared by its connections, "
+            "e.g. sqlite:///./.tarry/tarry.db"
+        )
+    return path
+
+
+class _Op:
+    __slots__ = ("fn", "future")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
+        self.fn = fn
+        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+
+class SQLiteStore:
+    def __init__(
+        self,
+        url: str,
+        *,
+        synchronous: str = "FULL",
+        poll_interval: float = 0.05,
+        batch_limit: int = 1024,
+    ) -> None:
+        self.url = url
+        self.path = sqlite_path(url)
+        self.synchronous = synchronous
+        self.poll_interval = poll_interval
+        self.batch_limit = batch_limit
+        self._queue: queue.SimpleQueue[_Op | object] = queue.SimpleQueue()
+        self._listeners: list[WakeListener] = []
+        self._wake_pending = False
+        self._writer: threading.Thread | None = None
+        self._poller: threading.Thread | None = None
+        self._closed = threading.Event()
+        self._open_lock = threading.Lock()
+        self._ready: concurrent.futures.Future[None] | None = None
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def open(self) -> None:
+        with self._open_lock:
+            if self._ready is None:
+                self._closed.clear()
+                self._ready = concurrent.futures.Future()
+                self._writer = threading.Thread(
+                    target=self._writer_main,
+                    args=(self._ready,),
+                    name="tarry-sqlite-writer",
+                    daemon=True,
+                )
+                self._writer.start()
+            ready = self._ready
+        try:
+            await asyncio.wrap_future(ready)
+        except BaseException:
+            with self._open_lock:
+                if self._ready is ready:
+                    self._ready = self._writer = None
+            raise
+        with self._open_lock:
+            if self._poller is None:
+                self._poller = threading.Thread(
+                    target=self._poller_main, name="tarry-sqlite-poller", daemon=True
+                )
+                self._poller.start()
+
+    async def close(self) -> None:
+        writer = self._writer
+        if writer is None:
+            return
+        self._closed.set()
+        self._queue.put(_STOP)
+        await asyncio.to_thread(writer.join)
+        if self._poller is not None:
+            await asyncio.to_thread(self._poller.join)
+        with self._open_lock:
+            self._writer = self._poller = None
+            self._ready = None
+
+    def _connect(self) -> sqlite3.Connection:
+        directory = os.path.dirname(os.path.abspath(self.path))
+        try:
+            os.makedirs(directory, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            conn.execute("PRAGMA busy_timeout=30000")
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"cannot open SQLite database {self.url!r}: {exc}") from None
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS tarry_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+            )
+            row = conn.execute(
+                "SELECT value FROM tarry_meta WHERE key = 'schema_version'"
+            ).fetchone()
+            current = int(row[0]) if row else 0
+            if current > SCHEMA_VERSION:
+                raise SchemaTooNew(
+                    f"the store {self.url!r} has schema version {current}, but this tarry "
+                    f"knows versions up to {SCHEMA_VERSION}; upgrade tarry to open it"
+                )
+            for version, sql in MIGRATIONS:
+                if version > current:
+                    for statement in sql.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+            conn.execute(
+                "INSERT INTO tarry_meta (key, value) VALUES ('schema_version', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(max(current, SCHEMA_VERSION)),),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    # -- the writer thread -----------------------------------------------------------
+
+    def _writer_main(self, ready: concurrent.futures.Future[None]) -> None:
+        try:
+            conn = self._connect()
+            self._migrate(conn)
+        except BaseException as exc:
+            ready.set_exception(exc)
+            return
+        ready.set_result(None)
+        get, get_nowait = self._queue.get, self._queue.get_nowait
+        stopping = False
+        while not stopping:
+            first = get()
+            if first is _STOP:
+                break
+            batch = [first]
+            while len(batch) < self.batch_limit:
+                try:
+                    item = get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    break
+                batch.append(item)
+            self._run_batch(conn, batch)  # type: ignore[arg-type]
+        conn.close()
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
+        results: list[tuple[_Op, Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            single = len(batch) == 1
+            for op in batch:
+                if single:
+                    try:
+                        results.append((op, op.fn(conn), None))
+                    except Exception as exc:
+                        results.append((op, None, exc))
+                    continue
+                conn.execute("SAVEPOINT op")
+                try:
+                    value = op.fn(conn)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO op")
+                    results.append((op, None, exc))
+                else:
+                    results.append((op, value, None))
+                conn.execute("RELEASE op")
+            if single and results[0][2] is not None:
+                conn.execute("ROLLBACK")
+            else:
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            failure = StoreError(f"SQLite transaction on {self.url!r} failed: {exc}")
+            for op in batch:
+                if not op.future.done():
+                    op.future.set_exception(failure)
+            self._wake_pending = False
+            return
+        if self._wake_pending:
+            self._wake_pending = False
+            self._wake()
+        for op, value, error in results:
+            if error is None:
+                op.future.set_result(value)
+            else:
+                op.future.set_exception(error)
+
+    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._writer is None:
+            raise StoreError(f"the store {self.url!r} is not open")
+        op = _Op(fn)
+        self._queue.put(op)
+        result: T = await asyncio.wrap_future(op.future)
+        return result
+
+    # -- wake-ups --------------------------------------------------------------------
+
+    def add_wake_listener(self, listener: WakeListener) -> None:
+        self._listeners.append(listener)
+
+    def remove_wake_listener(self, listener: WakeListener) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
+    def _wake(self) -> None:
+        for listener in list(self._listeners):
+            listener()
+
+    def _poller_main(self) -> None:
+        try:
+            conn = self._connect()
+        except ConfigError:
+            return
+        last = None
+        try:
+            while not self._closed.wait(self.poll_interval):
+                if not self._listeners:
+                    continue
+                try:
+                    version = conn.execute("PRAGMA data_version").fetchone()[0]
+                except sqlite3.Error:
+                    continue
+                if last is not None and version != last:
+                    self._wake()
+                last = version
+        finally:
+            conn.close()
+
+    # -- helpers that run on the writer thread ----------------------------------------
+
+    def _fence(self, conn: sqlite3.Connection, lease: Lease, now: float) -> bool:
+        row = conn.execute(Q["fence"], {"now": now, "run_id": lease.run_id, "token": lease.token})
+        found = row.fetchone()
+        if found is None:
+            raise LeaseLost(
+                f"the lease on run {lease.run_id!r} was taken over by another worker; "
+                "this worker's write was rejected and the newer attempt is kept"
+            )
+        return bool(found[0])
+
+    def _resolve_wait(
+        self,
+        conn: sqlite3.Connection,
+        run_id: str,
+        step_key: str,
+        status: str,
+        output: bytes | None,
+        error: bytes | None,
+        now: float,
+    ) -> None:
+        conn.execute(Q["delete_run_waiters"], {"run_id": run_id})
+        conn.execute(
+            Q["resolve_step"],
+            {"status": status, "output": output, "error": error, "now": now,
+             "run_id": run_id, "key": step_key},
+        )  # fmt: skip
+        conn.execute(Q["wake_run"], {"run_id": run_id, "now": now})
+        self._wake_pending = True
+
+    def _cancel_now(self, conn: sqlite3.Connection, run_id: str, now: float) -> None:
+        conn.execute(Q["delete_run_waiters"], {"run_id": run_id})
+        conn.execute(Q["cancel_waiting_steps"], {"run_id": run_id, "now": now})
+        conn.execute(Q["end_run_with_cancel_reason"], {"run_id": run_id, "now": now})
+
+    # -- runs ------------------------------------------------------------------------
+
+    async def create_run(self, run: NewRun) -> tuple[str, bool]:
+        def op(conn: sqlite3.Connection) -> tuple[str, bool]:
+            cur = conn.execute(
+                Q["insert_run"],
+                {"id": run.id, "workflow": run.workflow, "payload": run.payload,
+                 "now": time.time()},
+            )  # fmt: skip
+            if cur.rowcount:
+                self._wake_pending = True
+            return run.id, bool(cur.rowcount)
+
+        return await self._call(op)
+
+    async def claim(
+        self, workflows: Sequence[str], limit: int, lease_seconds: float
+    ) -> ClaimBatch:
+        names = orjson.dumps(list(workflows))
+
+        def op(conn: sqlite3.Connection) -> ClaimBatch:
+            now = time.time()
+            due = conn.execute(
+                Q["due_runs"], {"now": now, "workflows": names, "limit": limit}
+            ).fetchall()
+            leases: dict[str, Lease] = {}
+            for run_id, status, cancel_requested in due:
+                if cancel_requested:
+                    self._cancel_now(conn, run_id, now)
+                    continue
+                if status == "waiting":
+                    conn.execute(Q["expire_waiting_steps"], {"run_id": run_id, "now": now})
+                    conn.execute(Q["delete_run_waiters"], {"run_id": run_id})
+                lease = Lease(run_id, os.urandom(12).hex())
+                conn.execute(
+                    Q["lease_run"],
+                    {"token": lease.token, "lease_until": now + lease_seconds, "now": now,
+                     "id": run_id},
+                )  # fmt: skip
+                leases[run_id] = lease
+            claimed: list[ClaimedRun] = []
+            if leases:
+                ids = orjson.dumps(list(leases))
+                steps: dict[str, list[StepRow]] = {run_id: [] for run_id in leases}
+                for row in conn.execute(Q["select_steps_by_run_ids"], {"ids": ids}):
+                    steps[row[0]].append(_step_row(row))
+                for row in conn.execute(Q["select_runs_by_ids"], {"ids": ids}):
+                    run = _run_row(row)
+                    claimed.append(ClaimedRun(run, steps[run.id], leases[run.id]))
+            next_due = None
+            if len(due) < limit:
+                next_due = conn.execute(Q["next_due"], {"workflows": names}).fetchone()[0]
+            return ClaimBatch(claimed, next_due)
+
+        return await self._call(op)
+
+    async def renew(self, leases: Sequence[Lease], lease_seconds: float) -> LeaseStatus:
+        def op(conn: sqlite3.Connection) -> LeaseStatus:
+            status = LeaseStatus()
+            until = time.time() + lease_seconds
+            for lease in leases:
+                row = conn.execute(
+                    Q["renew_lease"],
+                    {"lease_until": until, "run_id": lease.run_id, "token": lease.token},
+                ).fetchone()
+                if row is None:
+                    status.lost.add(lease.run_id)
+                elif row[0]:
+                    status.cancel_requested.add(lease.run_id)
+            return status
+
+        return await self._call(op)
+
+    async def save_step(self, lease: Lease, step: StepRow) -> bool:
+        params = _step_params(lease.run_id, step)
+
+        def op(conn: sqlite3.Connection) -> bool:
+            cancel_requested = self._fence(conn, lease, time.time())
+            conn.execute(Q["upsert_step"], params)
+            return cancel_requested
+
+        return await self._call(op)
+
+    async def retry_step(self, lease: Lease, step: StepRow, due_at: float) -> None:
+        params = _step_params(lease.run_id, step)
+
+        def op(conn: sqlite3.Connection) -> None:
+            now = time.time()
+            self._fence(conn, lease, now)
+            conn.execute(Q["upsert_step"], params)
+            conn.execute(
+                Q["release_run"],
+                {"status": "queued", "due_at": due_at, "waiting_for": None, "now": now,
+                 "run_id": lease.run_id},
+            )  # fmt: skip
+            self._wake_pending = True
+
+        await self._call(op)
+
+    async def release(self, lease: Lease) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            now = time.time()
+            self._fence(conn, lease, now)
+            conn.execute(
+                Q["release_run"],
+                {"status": "queued", "due_at": now, "waiting_for": None, "now": now,
+                 "run_id": lease.run_id},
+            )  # fmt: skip
+            self._wake_pending = True
+
+        await self._call(op)
+
+    async def park(self, lease: Lease, wait: WaitSpec) -> ParkResult:
+        def op(conn: sqlite3.Connection) -> ParkResult:
+            now = time.time()
+            self._fence(conn, lease, now)
+            started = wait.started_at or now
+            if wait.kind == "signal":
+                assert wait.signal_key is not None
+                buffered = conn.execute(
+                    Q["first_buffered_signal"], {"key": wait.signal_key, "now": now}
+                ).fetchone()
+                if buffered is not None:
+                    conn.execute(Q["delete_signal"], {"id": buffered[0]})
+                    step = StepRow(wait.step_key, wait.kind, "completed", buffered[1], None,
+                                   1, started, now)  # fmt: skip
+                    conn.execute(Q["upsert_step"], _step_params(lease.run_id, step))
+                    return ParkResult("resolved", step)
+                holder = conn.execute(Q["signal_waiter"], {"key": wait.signal_key}).fetchone()
+                if holder is not None and holder[0] != lease.run_id:
+                    other_run, other_step = holder
+                    if wait.on_conflict == "fail":
+                        error = _error_json(
+                            "SignalConflict",
+                            f"run {other_run!r} already waits on signal {wait.signal_key!r}; "
+                            'pass on_conflict="replace" to take the key over',
+                            other_run=other_run,
+                        )
+                        step = StepRow(wait.step_key, wait.kind, "failed", None, error,
+                                       1, started, now)  # fmt: skip
+                        conn.execute(Q["upsert_step"], _step_params(lease.run_id, step))
+                        return ParkResult("conflict", step, other_run)
+                    note = _error_json(
+                        "Replaced",
+                        f"the wait on signal {wait.signal_key!r} was taken over by run "
+                        f"{lease.run_id!r}",
+                        replaced_by=lease.run_id,
+                    )
+                    self._resolve_wait(conn, other_run, other_step, "timed_out", None, note, now)
+            if wait.deadline is not None and wait.deadline <= now:
+                status = "completed" if wait.kind == "sleep" else "timed_out"
+                step = StepRow(wait.step_key, wait.kind, status, None, None, 1, started, now)
+                conn.execute(Q["upsert_step"], _step_params(lease.run_id, step))
+                return ParkResult("resolved", step)
+            step = StepRow(wait.step_key, wait.kind, "waiting", None, None, 1, started, None)
+            conn.execute(Q["upsert_step"], _step_params(lease.run_id, step))
+            if wait.kind == "signal":
+                conn.execute(
+                    Q["insert_waiter"],
+                    {"run_id": lease.run_id, "step_key": wait.step_key, "kind": "signal",
+                     "key": wait.signal_key, "expires_at": wait.deadline},
+                )  # fmt: skip
+            conn.execute(
+                Q["release_run"],
+                {"status": "waiting", "due_at": wait.deadline, "waiting_for": wait.waiting_for,
+                 "now": now, "run_id": lease.run_id},
+            )  # fmt: skip
+            if wait.deadline is not None:
+                self._wake_pending = True  # an idle worker may need an earlier alarm
+            return ParkResult("parked")
+
+        return await self._call(op)
+
+    async def send_signal(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        strict: bool,
+        retention_seconds: float,
+        sender: StepSender | None = None,
+    ) -> SignalOutcome:
+        def op(conn: sqlite3.Connection) -> SignalOutcome:
+            now = time.time()
+            if sender is not None:
+                self._fence(conn, sender.lease, now)
+            waiter = conn.execute(Q["signal_waiter"], {"key": key}).fetchone()
+            if waiter is not None:
+                self._resolve_wait(conn, waiter[0], waiter[1], "completed", data, None, now)
+                outcome = SignalOutcome("delivered", waiter[0])
+            elif strict:
+                return SignalOutcome("not_found")
+            else:
+                conn.execute(
+                    Q["buffer_signal"],
+                    {"key": key, "data": data, "now": now, "expires_at": now + retention_seconds},
+                )
+                outcome = SignalOutcome("buffered")
+            if sender is not None:
+                output = orjson.dumps({"status": outcome.status, "run_id": outcome.run_id})
+                step = StepRow(sender.step_key, "send_signal", "completed", output, None, 1,
+                               sender.started_at, now)  # fmt: skip
+                conn.execute(Q["upsert_step"], _step_params(sender.lease.run_id, step))
+            return outcome
+
+        return await self._call(op)
+
+    async def finish(
+        self, lease: Lease, status: str, output: bytes | None, error: bytes | None
+    ) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            now = time.time()
+            self._fence(conn, lease, now)
+            conn.execute(Q["delete_run_waiters"], {"run_id": lease.run_id})
+            conn.execute(
+                Q["end_run"],
+                {"status": status, "output": output, "error": error, "now": now,
+                 "run_id": lease.run_id},
+            )  # fmt: skip
+
+        await self._call(op)
+
+    async def honor_cancel(self, lease: Lease) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            now = time.time()
+            self._fence(conn, lease, now)
+            self._cancel_now(conn, lease.run_id, now)
+
+        await self._call(op)
+
+    async def cancel(self, run_id: str, reason: bytes | None) -> RunRow | None:
+        def op(conn: sqlite3.Connection) -> RunRow | None:
+            now = time.time()
+            row = conn.execute(Q["select_run"], {"id": run_id}).fetchone()
+            if row is None:
+                return None
+            run = _run_row(row)
+            if run.status in ("completed", "failed", "cancelled"):
+                return run
+            conn.execute(Q["request_cancel"], {"reason": reason, "now": now, "run_id": run_id})
+            leased = run.status == "running" and run.due_at is not None and run.due_at > now
+            if not leased:
+                self._cancel_now(conn, run_id, now)
+            return _run_row(conn.execute(Q["select_run"], {"id": run_id}).fetchone())
+
+        return await self._call(op)
+
+    async def get_run(self, run_id: str) -> tuple[RunRow, list[StepRow]] | None:
+        def op(conn: sqlite3.Connection) -> tuple[RunRow, list[StepRow]] | None:
+            row = conn.execute(Q["select_run"], {"id": run_id}).fetchone()
+            if row is None:
+                return None
+            steps = [_step_row(r) for r in conn.execute(Q["select_steps"], {"id": run_id})]
+            return _run_row(row), steps
+
+        return await self._call(op)
+
+    async def list_runs(
+        self, *, status: str | None, workflow: str | None, limit: int, cursor: int | None
+    ) -> list[RunRow]:
+        clauses, params = [], []
+        for column, value in (("status", status), ("workflow", workflow), ("seq <", cursor)):
+            if value is not None:
+                clauses.append(f"{column} {'' if '<' in column else '='} ?")
+                params.append(value)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY seq DESC LIMIT ?"
+
+        def op(conn: sqlite3.Connection) -> list[RunRow]:
+            return [_run_row(row) for row in conn.execute(sql, (*params, limit))]
+
+        return await self._call(op)
+
+    async def purge_expired(self) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            return conn.execute(Q["purge_signals"], {"now": time.time()}).rowcount
+
+        return await self._call(op)
