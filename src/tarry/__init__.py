@@ -21,7 +21,17 @@ from .errors import (
     TarryError,
     WorkflowNotFound,
 )
-from .models import Event, Message, Page, Run, SendResult, SignalResult, StepRecord, WaitingFor, Woken
+from .models import (
+    Event,
+    Message,
+    Page,
+    Run,
+    SendResult,
+    SignalResult,
+    StepRecord,
+    WaitingFor,
+    Woken,
+)
 from .step import Step
 
 __all__ = [

@@ -61,7 +61,7 @@ def open_store(url: str) -> Store:
         return SQLiteStore(url)
     if scheme in ("postgresql", "postgres"):
         try:
-            from .store.postgres import PostgresStore  # type: ignore[import-not-found,unused-ignore]
+            from .store.postgres import PostgresStore  # type: ignore[import-not-found,import-untyped,unused-ignore]
         except ImportError as exc:
             raise ConfigError(
                 f"cannot use {mask_url(url)!r}: the PostgreSQL store is not available "
@@ -75,10 +75,12 @@ def open_store(url: str) -> Store:
     )
 
 
-def _blocking(method: Callable[Concatenate[App, P], Awaitable[T]]) -> Callable[Concatenate[App, P], T]:
+def _blocking(
+    method: Callable[Concatenate[App, P], Awaitable[T]],
+) -> Callable[Concatenate[App, P], T]:
     """Make the blocking ``*_sync`` twin of an async client method."""
 
-    def twin(self: App, *args: P.args, **kwargs: P.kwargs) -> T:
+    def twin(self: App, /, *args: P.args, **kwargs: P.kwargs) -> T:
         return self._portal.call(method(self, *args, **kwargs))  # type: ignore[arg-type]
 
     twin.__name__ = f"{method.__name__}_sync"
@@ -108,10 +110,15 @@ def _to_run(row: RunRow, steps: list[StepRow]) -> Run:
         ),
         steps=[
             StepRecord(
-                id=s.key, kind=s.kind, status=s.status, output=serde.loads(s.output),
-                error=serde.loads(s.error), attempts=s.attempts,
-                started_at=to_datetime(s.started_at), ended_at=to_datetime(s.ended_at),
-            )  # fmt: skip
+                id=s.key,
+                kind=s.kind,
+                status=s.status,
+                output=serde.loads(s.output),
+                error=serde.loads(s.error),
+                attempts=s.attempts,
+                started_at=to_datetime(s.started_at),
+                ended_at=to_datetime(s.ended_at),
+            )
             for s in steps
         ],
     )
@@ -146,7 +153,9 @@ class App:
         self.retry_base = parse_duration(retry_base)
         self.retry_cap = parse_duration(retry_cap)
         if not isinstance(max_output_bytes, int) or max_output_bytes < 1:
-            raise ConfigError(f"max_output_bytes must be a positive integer, got {max_output_bytes!r}")
+            raise ConfigError(
+                f"max_output_bytes must be a positive integer, got {max_output_bytes!r}"
+            )
         self.max_output_bytes = max_output_bytes
         self.workflows: dict[str, Workflow] = {}
         self._store = open_store(url)
@@ -215,7 +224,9 @@ class App:
         created_id, _ = await store.create_run(NewRun(run_id or new_run_id(), workflow, data))
         return created_id
 
-    async def send_signal(self, signal: str, data: Any = None, *, strict: bool = False) -> SignalResult:
+    async def send_signal(
+        self, signal: str, data: Any = None, *, strict: bool = False
+    ) -> SignalResult:
         """Resume the run waiting on key ``signal``, else buffer the signal for it."""
         if not isinstance(signal, str) or not signal:
             raise ValueError(f"signal key must be a non-empty string, got {signal!r}")

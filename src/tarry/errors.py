@@ -108,7 +108,7 @@ def _describe(error: Any) -> str:
     return str(error)
 
 
-class Suspend(BaseException):  # noqa: N818 - a control-flow sentinel, not an error
+class Suspend(BaseException):
     """Unwinds a handler because its run has parked or stopped executing here.
 
     A BaseException so that ``except Exception`` in user code cannot catch it:
@@ -116,7 +116,7 @@ class Suspend(BaseException):  # noqa: N818 - a control-flow sentinel, not an er
     """
 
 
-class Bail(BaseException):  # noqa: N818 - a control-flow sentinel, not an error
+class Bail(BaseException):
     """``step.bail(reason)``: end the run as cancelled, without retry.
 
     A BaseException for the same reason as ``Suspend``.

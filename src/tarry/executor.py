@@ -45,7 +45,9 @@ class Execution:
         try:
             await self.store.finish(self.lease, status, output, error)
         except LeaseLost:
-            log.info("run %s: lease lost before it could end; the newer attempt decides", self.run.id)
+            log.info(
+                "run %s: lease lost before it could end; the newer attempt decides", self.run.id
+            )
             return
         self.app._run_ended(self.run.id)
 

@@ -9,6 +9,7 @@ every completed step answers from the memo.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import random
 import time
@@ -118,11 +119,11 @@ class Step:
             delay = self._retry_delay(exc, attempt)
             if delay is None:
                 return await self._fail(key, attempt, started, exc)
-            failed = StepRow(key, "run", "retrying", None, _error(exc), attempt, started, time.time())
-            try:
+            failed = StepRow(
+                key, "run", "retrying", None, _error(exc), attempt, started, time.time()
+            )
+            with contextlib.suppress(LeaseLost):  # the newer attempt decides
                 await self._x.store.retry_step(self._x.lease, failed, time.time() + delay)
-            except LeaseLost:
-                pass
             raise Suspend("retrying") from None
         try:
             output = serde.dumps(
@@ -130,7 +131,9 @@ class Step:
             )
         except serde.SerializationError as exc:
             return await self._fail(key, attempt, started, exc)
-        await self._save(StepRow(key, "run", "completed", output, None, attempt, started, time.time()))
+        await self._save(
+            StepRow(key, "run", "completed", output, None, attempt, started, time.time())
+        )
         return serde.loads(output)
 
     def _retry_delay(self, exc: Exception, attempt: int) -> float | None:
@@ -143,7 +146,9 @@ class Step:
         return random.uniform(ceiling / 2, ceiling)
 
     async def _fail(self, key: str, attempt: int, started: float, exc: Exception) -> NoReturn:
-        await self._save(StepRow(key, "run", "failed", None, _error(exc), attempt, started, time.time()))
+        await self._save(
+            StepRow(key, "run", "failed", None, _error(exc), attempt, started, time.time())
+        )
         raise StepFailed(key, str(exc) or type(exc).__name__)
 
     # -- timers ----------------------------------------------------------------------
@@ -175,8 +180,9 @@ class Step:
             raise ValueError(f'on_conflict must be "fail" or "replace", got {on_conflict!r}')
         due = deadline(timeout)
         spec = {"kind": "signal", "key": signal}
-        return await self._wait(step_id, "signal", due, spec, signal_key=signal,
-                                on_conflict=on_conflict)  # fmt: skip
+        return await self._wait(
+            step_id, "signal", due, spec, signal_key=signal, on_conflict=on_conflict
+        )
 
     async def send_signal(self, step_id: str, signal: str, data: Any = None) -> SignalResult:
         """Send a signal exactly once per run, even when the handler replays."""
@@ -191,15 +197,23 @@ class Step:
         sender = StepSender(self._x.lease, key, time.time())
         try:
             outcome = await self._x.store.send_signal(
-                signal, payload, strict=False,
-                retention_seconds=self._x.app.signal_retention, sender=sender,
-            )  # fmt: skip
+                signal,
+                payload,
+                strict=False,
+                retention_seconds=self._x.app.signal_retention,
+                sender=sender,
+            )
         except LeaseLost:
             raise Suspend("lease lost") from None
-        result = SignalResult("delivered" if outcome.status == "delivered" else "buffered",
-                              outcome.run_id)  # fmt: skip
-        self._x.memo[key] = StepRow(key, "send_signal", "completed",
-                                    orjson.dumps({"status": result.status, "run_id": result.run_id}))  # fmt: skip
+        result = SignalResult(
+            "delivered" if outcome.status == "delivered" else "buffered", outcome.run_id
+        )
+        self._x.memo[key] = StepRow(
+            key,
+            "send_signal",
+            "completed",
+            orjson.dumps({"status": result.status, "run_id": result.run_id}),
+        )
         return result
 
     # -- the shared wait path ----------------------------------------------------------
@@ -220,8 +234,15 @@ class Step:
             return self._answer(key, row)
         await self._boundary()
         waiting_for = {**waiting_for, "step": key, "expires_at": due}
-        spec = WaitSpec(key, kind, due, orjson.dumps(waiting_for), signal_key=signal_key,
-                        on_conflict=on_conflict, started_at=time.time())  # fmt: skip
+        spec = WaitSpec(
+            key,
+            kind,
+            due,
+            orjson.dumps(waiting_for),
+            signal_key=signal_key,
+            on_conflict=on_conflict,
+            started_at=time.time(),
+        )
         try:
             parked = await self._x.store.park(self._x.lease, spec)
         except LeaseLost:

@@ -97,7 +97,8 @@ class Worker:
         threads = self._threads or _NO_THREADS
         task = asyncio.create_task(execute(execution, workflow.fn, workflow.is_async, threads))
         self._active[claimed.run.id] = (task, execution)
-        task.add_done_callback(lambda _t, run_id=claimed.run.id: self._done(run_id))
+        run_id = claimed.run.id
+        task.add_done_callback(lambda _task: self._done(run_id))
 
     def _done(self, run_id: str) -> None:
         self._active.pop(run_id, None)

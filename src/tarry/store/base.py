@@ -147,9 +147,7 @@ class Store(Protocol):
         """Insert a queued run due now; an existing id is left as it is.
         Returns the id and whether it was created."""
 
-    async def claim(
-        self, workflows: Sequence[str], limit: int, lease_seconds: float
-    ) -> ClaimBatch:
+    async def claim(self, workflows: Sequence[str], limit: int, lease_seconds: float) -> ClaimBatch:
         """Lease up to ``limit`` due runs of ``workflows`` with fresh tokens, each
         with all its step records. A parked run claimed at its deadline has its
         waits resolved as timed out in the same transaction; a run whose

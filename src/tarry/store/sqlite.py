@@ -56,26 +56,48 @@ _STOP = object()
 
 def _run_row(row: Sequence[Any]) -> RunRow:
     return RunRow(
-        seq=row[0], id=row[1], workflow=row[2], status=row[3], payload=row[4], output=row[5],
-        error=row[6], created_at=row[7], updated_at=row[8], ended_at=row[9], due_at=row[10],
-        waiting_for=row[11], cancel_requested=bool(row[12]),
-    )  # fmt: skip
+        seq=row[0],
+        id=row[1],
+        workflow=row[2],
+        status=row[3],
+        payload=row[4],
+        output=row[5],
+        error=row[6],
+        created_at=row[7],
+        updated_at=row[8],
+        ended_at=row[9],
+        due_at=row[10],
+        waiting_for=row[11],
+        cancel_requested=bool(row[12]),
+    )
 
 
 def _step_row(row: Sequence[Any]) -> StepRow:
     # row[0] is run_id
     return StepRow(
-        key=row[1], kind=row[2], status=row[3], output=row[4], error=row[5], attempts=row[6],
-        started_at=row[7], ended_at=row[8],
-    )  # fmt: skip
+        key=row[1],
+        kind=row[2],
+        status=row[3],
+        output=row[4],
+        error=row[5],
+        attempts=row[6],
+        started_at=row[7],
+        ended_at=row[8],
+    )
 
 
 def _step_params(run_id: str, step: StepRow) -> dict[str, Any]:
     return {
-        "run_id": run_id, "key": step.key, "kind": step.kind, "status": step.status,
-        "output": step.output, "error": step.error, "attempts": step.attempts,
-        "started_at": step.started_at, "ended_at": step.ended_at,
-    }  # fmt: skip
+        "run_id": run_id,
+        "key": step.key,
+        "kind": step.kind,
+        "status": step.status,
+        "output": step.output,
+        "error": step.error,
+        "attempts": step.attempts,
+        "started_at": step.started_at,
+        "ended_at": step.ended_at,
+    }
 
 
 def _error_json(kind: str, message: str, **extra: Any) -> bytes:
@@ -350,9 +372,15 @@ class SQLiteStore:
         conn.execute(Q["delete_run_waiters"], {"run_id": run_id})
         conn.execute(
             Q["resolve_step"],
-            {"status": status, "output": output, "error": error, "now": now,
-             "run_id": run_id, "key": step_key},
-        )  # fmt: skip
+            {
+                "status": status,
+                "output": output,
+                "error": error,
+                "now": now,
+                "run_id": run_id,
+                "key": step_key,
+            },
+        )
         conn.execute(Q["wake_run"], {"run_id": run_id, "now": now})
         self._wake_pending = True
 
@@ -367,18 +395,20 @@ class SQLiteStore:
         def op(conn: sqlite3.Connection) -> tuple[str, bool]:
             cur = conn.execute(
                 Q["insert_run"],
-                {"id": run.id, "workflow": run.workflow, "payload": run.payload,
-                 "now": time.time()},
-            )  # fmt: skip
+                {
+                    "id": run.id,
+                    "workflow": run.workflow,
+                    "payload": run.payload,
+                    "now": time.time(),
+                },
+            )
             if cur.rowcount:
                 self._wake_pending = True
             return run.id, bool(cur.rowcount)
 
         return await self._call(op)
 
-    async def claim(
-        self, workflows: Sequence[str], limit: int, lease_seconds: float
-    ) -> ClaimBatch:
+    async def claim(self, workflows: Sequence[str], limit: int, lease_seconds: float) -> ClaimBatch:
         names = orjson.dumps(list(workflows))
 
         def op(conn: sqlite3.Connection) -> ClaimBatch:
@@ -397,9 +427,13 @@ class SQLiteStore:
                 lease = Lease(run_id, os.urandom(12).hex())
                 conn.execute(
                     Q["lease_run"],
-                    {"token": lease.token, "lease_until": now + lease_seconds, "now": now,
-                     "id": run_id},
-                )  # fmt: skip
+                    {
+                        "token": lease.token,
+                        "lease_until": now + lease_seconds,
+                        "now": now,
+                        "id": run_id,
+                    },
+                )
                 leases[run_id] = lease
             claimed: list[ClaimedRun] = []
             if leases:
@@ -453,9 +487,14 @@ class SQLiteStore:
             conn.execute(Q["upsert_step"], params)
             conn.execute(
                 Q["release_run"],
-                {"status": "queued", "due_at": due_at, "waiting_for": None, "now": now,
-                 "run_id": lease.run_id},
-            )  # fmt: skip
+                {
+                    "status": "queued",
+                    "due_at": due_at,
+                    "waiting_for": None,
+                    "now": now,
+                    "run_id": lease.run_id,
+                },
+            )
             self._wake_pending = True
 
         await self._call(op)
@@ -466,9 +505,14 @@ class SQLiteStore:
             self._fence(conn, lease, now)
             conn.execute(
                 Q["release_run"],
-                {"status": "queued", "due_at": now, "waiting_for": None, "now": now,
-                 "run_id": lease.run_id},
-            )  # fmt: skip
+                {
+                    "status": "queued",
+                    "due_at": now,
+                    "waiting_for": None,
+                    "now": now,
+                    "run_id": lease.run_id,
+                },
+            )
             self._wake_pending = True
 
         await self._call(op)
@@ -485,8 +529,9 @@ class SQLiteStore:
                 ).fetchone()
                 if buffered is not None:
                     conn.execute(Q["delete_signal"], {"id": buffered[0]})
-                    step = StepRow(wait.step_key, wait.kind, "completed", buffered[1], None,
-                                   1, started, now)  # fmt: skip
+                    step = StepRow(
+                        wait.step_key, wait.kind, "completed", buffered[1], None, 1, started, now
+                    )
                     conn.execute(Q["upsert_step"], _step_params(lease.run_id, step))
                     return ParkResult("resolved", step)
                 holder = conn.execute(Q["signal_waiter"], {"key": wait.signal_key}).fetchone()
@@ -499,8 +544,9 @@ class SQLiteStore:
                             'pass on_conflict="replace" to take the key over',
                             other_run=other_run,
                         )
-                        step = StepRow(wait.step_key, wait.kind, "failed", None, error,
-                                       1, started, now)  # fmt: skip
+                        step = StepRow(
+                            wait.step_key, wait.kind, "failed", None, error, 1, started, now
+                        )
                         conn.execute(Q["upsert_step"], _step_params(lease.run_id, step))
                         return ParkResult("conflict", step, other_run)
                     note = _error_json(
@@ -520,14 +566,24 @@ class SQLiteStore:
             if wait.kind == "signal":
                 conn.execute(
                     Q["insert_waiter"],
-                    {"run_id": lease.run_id, "step_key": wait.step_key, "kind": "signal",
-                     "key": wait.signal_key, "expires_at": wait.deadline},
-                )  # fmt: skip
+                    {
+                        "run_id": lease.run_id,
+                        "step_key": wait.step_key,
+                        "kind": "signal",
+                        "key": wait.signal_key,
+                        "expires_at": wait.deadline,
+                    },
+                )
             conn.execute(
                 Q["release_run"],
-                {"status": "waiting", "due_at": wait.deadline, "waiting_for": wait.waiting_for,
-                 "now": now, "run_id": lease.run_id},
-            )  # fmt: skip
+                {
+                    "status": "waiting",
+                    "due_at": wait.deadline,
+                    "waiting_for": wait.waiting_for,
+                    "now": now,
+                    "run_id": lease.run_id,
+                },
+            )
             if wait.deadline is not None:
                 self._wake_pending = True  # an idle worker may need an earlier alarm
             return ParkResult("parked")
@@ -561,8 +617,16 @@ class SQLiteStore:
                 outcome = SignalOutcome("buffered")
             if sender is not None:
                 output = orjson.dumps({"status": outcome.status, "run_id": outcome.run_id})
-                step = StepRow(sender.step_key, "send_signal", "completed", output, None, 1,
-                               sender.started_at, now)  # fmt: skip
+                step = StepRow(
+                    sender.step_key,
+                    "send_signal",
+                    "completed",
+                    output,
+                    None,
+                    1,
+                    sender.started_at,
+                    now,
+                )
                 conn.execute(Q["upsert_step"], _step_params(sender.lease.run_id, step))
             return outcome
 
@@ -577,9 +641,14 @@ class SQLiteStore:
             conn.execute(Q["delete_run_waiters"], {"run_id": lease.run_id})
             conn.execute(
                 Q["end_run"],
-                {"status": status, "output": output, "error": error, "now": now,
-                 "run_id": lease.run_id},
-            )  # fmt: skip
+                {
+                    "status": status,
+                    "output": output,
+                    "error": error,
+                    "now": now,
+                    "run_id": lease.run_id,
+                },
+            )
 
         await self._call(op)
 
