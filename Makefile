@@ -1,0 +1,33 @@
+# Everything needs only Python 3.11+ and make: the first target creates .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/tarry-ready: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+## demo: the order-approval example on the embedded SQLite default
+demo: $(BIN)/tarry-ready
+	$(BIN)/python examples/order_approval.py
+
+## lint: ruff and mypy (strict on the package)
+lint: $(BIN)/tarry-ready
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/mypy
+
+## test: lint, then the whole test suite on SQLite and PostgreSQL
+test: lint
+	$(BIN)/pytest -q
+
+bench: $(BIN)/tarry-ready
+	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/signal_latency.py
+
+clean:
+	rm -rf $(VENV) .tarry .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,145 @@
+"""Shared helpers for the benchmarks: temp stores, medians, tables, JSON output."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import os
+import platform
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+@contextmanager
+def temp_sqlite_url() -> Iterator[tuple[str, str]]:
+    """A fresh SQLite file in a temp dir: ``(url, path)``; the dir is removed after."""
+    with tempfile.TemporaryDirectory(prefix="tarry-bench-") as tmp:
+        path = os.path.join(tmp, "tarry.db")
+        yield f"sqlite:///{path}", path  # absolute path -> sqlite:////tmp/...
+
+
+def count_status(path: str, status: str) -> int:
+    """Count runs in ``status`` through a separate read connection (WAL: never blocks)."""
+    conn = sqlite3.connect(path, timeout=30.0)
+    try:
+        return int(conn.execute("SELECT count(*) FROM runs WHERE status = ?", (status,)).fetchone()[0])
+    finally:
+        conn.close()
+
+
+class EndCounter:
+    """Counts run ends in-process by wrapping ``App._run_ended`` (called after a run's
+    final commit). Falls back to polling the database file when that hook is absent."""
+
+    def __init__(self, app: Any, path: str) -> None:
+        self.app = app
+        self.path = path
+        self.ended = 0
+        self.last_end: float | None = None
+        self._target = 0
+        self._event: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.hooked = hasattr(app, "_run_ended")
+        if self.hooked:
+            original: Callable[[str], None] = app._run_ended
+
+            def wrapped(run_id: str) -> None:
+                original(run_id)
+                import time
+
+                self.ended += 1
+                self.last_end = time.perf_counter()
+                if self.ended >= self._target and self._event is not None and self._loop:
+                    self._loop.call_soon_threadsafe(self._event.set)
+
+            app._run_ended = wrapped
+
+    async def wait_for(self, target: int, *, timeout: float = 600.0) -> float:
+        """Wait until ``target`` runs have ended; returns the perf_counter of the last end."""
+        import time
+
+        self._target = target
+        if self.hooked:
+            self._loop = asyncio.get_running_loop()
+            self._event = asyncio.Event()
+            if self.ended < target:
+                await asyncio.wait_for(self._event.wait(), timeout)
+            assert self.last_end is not None
+            return self.last_end
+        give_up = time.monotonic() + timeout
+        while True:
+            done = await asyncio.to_thread(count_status, self.path, "completed")
+            if done >= target:
+                return time.perf_counter()
+            if time.monotonic() > give_up:
+                raise TimeoutError(f"only {done}/{target} runs completed")
+            await asyncio.sleep(0.01)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = "unknown"
+    mem = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal"):
+                    mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+                    break
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    return {
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "ram": mem,
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "platform": platform.platform(),
+        "git_head": commit,
+        "argv": sys.argv,
+    }
+
+
+def print_table(headers: list[str], rows: list[list[Any]]) -> None:
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    for n, row in enumerate(cells):
+        print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def write_json(name: str, payload: dict[str, Any]) -> str:
+    os.makedirs(RESULTS_DIR, exist_ok=True)
+    path = os.path.join(RESULTS_DIR, f"{name}.json")
+    with open(path, "w") as f:
+        json.dump(payload, f, indent=2)
+        f.write("\n")
+    return path

@@ -1,0 +1,335 @@
+"""CEL conditions for event waits: compile once, evaluate on candidates, index equalities.
+
+CEL is Google's C++ implementation through ``cel-expr-python`` (bench/cel_choice.md
+says why). Two dynamically typed variables are declared: ``event``, the run's
+trigger, and ``async``, the incoming event. Compiling type-checks the
+expression, so a misspelt name such as ``evnt.data.id`` fails at compile time
+with its position, not silently at every evaluation.
+
+Matching must not scan every waiter, so the top-level ``&&`` equalities of
+``async.<path>`` to a literal or to ``event.<path>`` are pulled out of the
+compiled AST for the store to index. They are only a hint: the full expression
+is still evaluated on each candidate, so extraction stays conservative and
+returns nothing it is unsure about.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import struct
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from cel_expr_python import cel as _cel  # type: ignore[import-untyped, unused-ignore]
+
+from tarry.errors import ExpressionError
+
+__all__ = [
+    "Equality",
+    "Expression",
+    "compile_expression",
+    "indexable_equalities",
+    "match_to_equality",
+    "resolve_path",
+]
+
+_ENV: Any = _cel.NewEnv(variables={"async": _cel.Type.DYN, "event": _cel.Type.DYN})
+_ERROR_TYPE: Any = _cel.Type.ERROR
+# cel-expr-python only converts plain dict/list/str/number/bool/None/bytes for a
+# dynamically typed variable; anything else comes back as an error with this text.
+_UNCONVERTIBLE = "Non-CEL value type"
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_COMPILE_ERROR = re.compile(r"ERROR: [^:\n]*:(\d+):(\d+): ([^\n]*)")
+_CACHE_SIZE = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Equality:
+    """One indexable condition: ``async.<path>`` equals ``value`` or ``event.<event_path>``.
+
+    When ``event_path`` is None the condition is against the literal ``value``
+    (a str, int, float, bool, or None for CEL ``null``).
+    """
+
+    path: str
+    value: Any | None = None
+    event_path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Expression:
+    """A compiled CEL condition. Build it with ``compile_expression``."""
+
+    source: str
+    _program: Any = field(repr=False, compare=False)
+    _equalities: tuple[Equality, ...] = field(repr=False, compare=False)
+
+    def evaluate(self, event: Mapping[str, Any] | None, incoming: Mapping[str, Any]) -> bool:
+        """True only if the expression yields the bool ``true``.
+
+        ``event`` is the trigger, ``incoming`` the event being matched; both are
+        shaped like ``{"name", "data", "id", "ts"}``. A missing key, a type
+        error or a non-bool result counts as no match; this never raises.
+        """
+        try:
+            result = self._program.eval(
+                data={"event": _activation_value(event), "async": _activation_value(incoming)}
+            )
+            value = result.value()
+            if value is True or value is False:
+                return value
+            if isinstance(value, str) and _UNCONVERTIBLE in value and result.type() == _ERROR_TYPE:
+                # Rare: a value CEL cannot take (tuple, nested datetime, ...). Convert and retry.
+                plain = {"event": _plain(event), "async": _plain(incoming)}
+                return self._program.eval(data=plain).value() is True
+        except Exception:
+            return False
+        return False
+
+
+def compile_expression(source: str) -> Expression:
+    """Compile ``source``, or raise ``ExpressionError`` with the position and reason.
+
+    Compiled expressions are cached by source, so each compiles once.
+    """
+    if not isinstance(source, str):
+        raise ExpressionError(f"a CEL expression must be a str, not {type(source).__name__}")
+    if not source.strip():
+        raise ExpressionError("a CEL expression must not be empty")
+    return _compile(source)
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _compile(source: str) -> Expression:
+    try:
+        program = _ENV.compile(source)
+    except Exception as exc:
+        raise ExpressionError(_describe_compile_error(source, str(exc))) from None
+    try:
+        equalities = tuple(dict.fromkeys(_extract_equalities(program.serialize())))
+    except Exception:
+        equalities = ()  # an index hint only: without it the wait is still matched correctly
+    return Expression(source, program, equalities)
+
+
+def _describe_compile_error(source: str, detail: str) -> str:
+    problems = [
+        f"line {line}, column {column}: {reason.strip()}"
+        for line, column, reason in _COMPILE_ERROR.findall(detail)
+    ]
+    if not problems:
+        return f"invalid CEL expression {source!r}: {detail.strip()}"
+    # The library's snippet with a caret under the offending column, for the first error.
+    snippet = [text for text in detail.splitlines() if text.startswith(" | ")][:2]
+    snippet = [text.removesuffix(" [INVALID_ARGUMENT]") for text in snippet]
+    return "\n".join([f"invalid CEL expression {source!r}: " + "; ".join(problems), *snippet])
+
+
+def indexable_equalities(expr: Expression) -> list[Equality]:
+    """The top-level ``&&`` equalities of ``async.<path>`` to a literal or ``event.<path>``."""
+    return list(expr._equalities)
+
+
+def match_to_equality(match: str) -> Equality:
+    """``match="data.userId"``: the incoming event's path equals the trigger's same path."""
+    if not isinstance(match, str) or not all(
+        _IDENTIFIER.fullmatch(part) for part in match.split(".")
+    ):
+        raise ExpressionError(
+            f"match must be a dotted path of identifiers such as 'data.userId', not {match!r}"
+        )
+    return Equality(path=match, value=None, event_path=match)
+
+
+def resolve_path(obj: Mapping[str, Any], path: str) -> tuple[bool, Any]:
+    """Look up a dotted path in nested mappings: ``(True, value)`` or ``(False, None)``."""
+    current: Any = obj
+    for part in path.split("."):
+        if not isinstance(current, Mapping) or part not in current:
+            return False, None
+        current = current[part]
+    return True, current
+
+
+def _activation_value(obj: Mapping[str, Any] | None) -> Any:
+    """The fast path: a plain dict goes in as is, but a top-level datetime (``ts``) is
+    turned into an RFC 3339 string, because CEL cannot take a datetime as dyn."""
+    if obj is None:
+        return None
+    if type(obj) is dict and not any(isinstance(value, date) for value in obj.values()):
+        return obj
+    return {key: _plain(value) if isinstance(value, date) else value for key, value in obj.items()}
+
+
+def _plain(value: Any) -> Any:
+    """Deep conversion to values CEL accepts: mappings to dicts, sequences to lists,
+    dates and datetimes to ISO 8601 strings (``timestamp(async.ts)`` parses them)."""
+    if value is None or isinstance(value, bool | int | float | str | bytes):
+        return value
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(item) for item in value]
+    return value
+
+
+# Equality extraction. ``Expression.serialize()`` returns a google.protobuf.Any
+# holding a cel.expr.CheckedExpr (cel-spec's checked.proto / syntax.proto). Only
+# the few fields read here are decoded, straight from the protobuf wire format,
+# so no protobuf runtime is needed. Field numbers from cel-spec:
+#   Any: type_url=1, value=2;  CheckedExpr: expr=4;  ParsedExpr: expr=2
+#   Expr: const_expr=3, ident_expr=4, select_expr=5, call_expr=6
+#   Ident: name=1;  Select: operand=1, field=2, test_only=3
+#   Call: target=1, function=2, args=3 (repeated)
+#   Constant: null_value=1, bool_value=2, int64_value=3, uint64_value=4,
+#             double_value=5, string_value=6 (others are not indexed)
+
+_Fields = dict[int, list[Any]]
+
+
+def _fields(buf: bytes) -> _Fields:
+    out: _Fields = {}
+    pos, end = 0, len(buf)
+    while pos < end:
+        key, pos = _varint(buf, pos)
+        number, wire_type = key >> 3, key & 7
+        value: Any
+        if wire_type == 0:
+            value, pos = _varint(buf, pos)
+        elif wire_type == 1:
+            value, pos = buf[pos : pos + 8], pos + 8
+        elif wire_type == 2:
+            length, pos = _varint(buf, pos)
+            value, pos = buf[pos : pos + length], pos + length
+        elif wire_type == 5:
+            value, pos = buf[pos : pos + 4], pos + 4
+        else:
+            raise ValueError(f"unsupported wire type {wire_type}")
+        if pos > end:
+            raise ValueError("truncated message")
+        out.setdefault(number, []).append(value)
+    return out
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def _one(fields: _Fields, number: int) -> Any:
+    values = fields.get(number)
+    return values[-1] if values else None
+
+
+def _extract_equalities(serialized: bytes) -> Iterator[Equality]:
+    wrapper = _fields(serialized)
+    type_url = bytes(_one(wrapper, 1) or b"")
+    message = _fields(bytes(_one(wrapper, 2) or b""))
+    if type_url.endswith(b"/cel.expr.CheckedExpr"):
+        root = _one(message, 4)
+    elif type_url.endswith(b"/cel.expr.ParsedExpr"):
+        root = _one(message, 2)
+    else:
+        return
+    if root is None:
+        return
+    for conjunct in _conjuncts(_fields(root)):
+        equality = _equality(conjunct)
+        if equality is not None:
+            yield equality
+
+
+def _call(expr: _Fields) -> tuple[str, list[_Fields]] | None:
+    """A global function call's name and arguments; None for anything else."""
+    call = _one(expr, 6)
+    if call is None:
+        return None
+    fields = _fields(call)
+    if _one(fields, 1) is not None:  # a member call such as x.startsWith(y)
+        return None
+    name = bytes(_one(fields, 2) or b"").decode()
+    return name, [_fields(arg) for arg in fields.get(3, [])]
+
+
+def _conjuncts(expr: _Fields) -> Iterator[_Fields]:
+    call = _call(expr)
+    if call is not None and call[0] == "_&&_":
+        for arg in call[1]:
+            yield from _conjuncts(arg)
+    else:
+        yield expr
+
+
+def _equality(expr: _Fields) -> Equality | None:
+    call = _call(expr)
+    if call is None or call[0] != "_==_" or len(call[1]) != 2:
+        return None
+    for this, other in (call[1], call[1][::-1]):
+        reference = _reference(this)
+        if reference is None or reference[0] != "async":
+            continue
+        other_reference = _reference(other)
+        if other_reference is not None:
+            if other_reference[0] == "event":
+                return Equality(path=reference[1], value=None, event_path=other_reference[1])
+            continue
+        found, value = _literal(other)
+        if found:
+            return Equality(path=reference[1], value=value, event_path=None)
+    return None
+
+
+def _reference(expr: _Fields) -> tuple[str, str] | None:
+    """``async.a.b`` → ``("async", "a.b")``: a variable and a non-empty field path."""
+    parts: list[str] = []
+    while (select := _one(expr, 5)) is not None:
+        fields = _fields(select)
+        part = bytes(_one(fields, 2) or b"").decode()
+        if _one(fields, 3) or not part or "." in part:  # has() test, or a key a path cannot spell
+            return None
+        parts.append(part)
+        operand = _one(fields, 1)
+        if operand is None:
+            return None
+        expr = _fields(operand)
+    ident = _one(expr, 4)
+    if ident is None or not parts:
+        return None
+    name = bytes(_one(_fields(ident), 1) or b"").decode()
+    if name not in ("async", "event"):
+        return None
+    return name, ".".join(reversed(parts))
+
+
+def _literal(expr: _Fields) -> tuple[bool, Any]:
+    constant = _one(expr, 3)
+    if constant is None:
+        return False, None
+    fields = _fields(constant)
+    if 1 in fields:
+        return True, None
+    if 2 in fields:
+        return True, bool(_one(fields, 2))
+    if 3 in fields:
+        raw = _one(fields, 3)
+        return True, raw - (1 << 64) if raw >= 1 << 63 else raw
+    if 4 in fields:
+        return True, _one(fields, 4)
+    if 5 in fields:
+        return True, struct.unpack("<d", _one(fields, 5))[0]
+    if 6 in fields:
+        return True, bytes(_one(fields, 6)).decode()
+    return False, None

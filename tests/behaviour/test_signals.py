@@ -1,0 +1,166 @@
+"""Keyed signals: delivery, buffering, retention, strict, conflicts, timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import tarry
+from helpers import step, wait_for_status
+
+
+def waiter_app(app: tarry.App, **wait_options) -> None:
+    @app.workflow("waiter")
+    async def waiter(ctx, step):
+        return await step.wait_for_signal("w", signal=ctx.payload["key"], **wait_options)
+
+
+async def test_delivered_to_the_waiting_run(app) -> None:
+    waiter_app(app, timeout="1h")
+    async with app.worker():
+        run_id = await app.start("waiter", {"key": "order-1"})
+        await wait_for_status(app, run_id, "waiting")
+        result = await app.send_signal("order-1", {"approved": True})
+        assert result == tarry.SignalResult("delivered", run_id)
+        assert await app.result(run_id, timeout=10) == {"approved": True}
+    record = step(await app.get_run(run_id), "w")
+    assert (record.kind, record.status, record.output) == (
+        "signal",
+        "completed",
+        {"approved": True},
+    )
+
+
+async def test_signals_sent_before_the_wait_are_buffered_and_consumed_fifo(app) -> None:
+    @app.workflow("collector")
+    async def collector(ctx, step):
+        return [await step.wait_for_signal("w", signal="fifo", timeout="1h") for _ in range(3)]
+
+    for n in (1, 2, 3):
+        assert await app.send_signal("fifo", n) == tarry.SignalResult("buffered", None)
+    async with app.worker():
+        run_id = await app.start("collector")
+        assert await app.result(run_id, timeout=10) == [1, 2, 3]
+    # consumed: a second collector finds nothing buffered and parks
+    async with app.worker():
+        second = await app.start("collector")
+        await wait_for_status(app, second, "waiting")
+
+
+async def test_buffered_signal_expires_after_retention(make_app) -> None:
+    app = make_app(signal_retention="100ms")
+    waiter_app(app, timeout="300ms")
+    await app.send_signal("stale", "old news")
+    await asyncio.sleep(0.25)
+    async with app.worker():
+        run_id = await app.start("waiter", {"key": "stale"})
+        assert await app.result(run_id, timeout=10) is None
+
+
+async def test_strict_without_waiter_raises_and_stores_nothing(app) -> None:
+    waiter_app(app, timeout="300ms")
+    with pytest.raises(tarry.SignalNotFound, match="no run waits on signal 'lost'"):
+        await app.send_signal("lost", {"x": 1}, strict=True)
+    async with app.worker():
+        run_id = await app.start("waiter", {"key": "lost"})
+        assert await app.result(run_id, timeout=10) is None  # nothing was buffered
+        parked = await app.start("waiter", {"key": "found"}, run_id="strict-found")
+        await wait_for_status(app, parked, "waiting")
+        assert await app.send_signal("found", 5, strict=True) == tarry.SignalResult(
+            "delivered", "strict-found"
+        )
+        assert await app.result(parked, timeout=10) == 5
+
+
+async def test_none_data_is_refused(app) -> None:
+    with pytest.raises(ValueError, match="None"):
+        await app.send_signal("k", None)
+    with pytest.raises(ValueError, match="non-empty"):
+        await app.send_signal("", {})
+
+
+async def test_timeout_returns_none_and_is_stored(app) -> None:
+    waiter_app(app, timeout="200ms")
+    async with app.worker():
+        run_id = await app.start("waiter", {"key": "never"})
+        assert await app.result(run_id, timeout=10) is None
+    record = step(await app.get_run(run_id), "w")
+    assert (record.status, record.output) == ("timed_out", None)
+    # the late signal is buffered, not delivered to the finished run
+    assert (await app.send_signal("never", 1)).status == "buffered"
+
+
+async def test_conflict_fail_raises_signal_conflict_in_the_second_run(app) -> None:
+    @app.workflow("holder")
+    async def holder(ctx, step):
+        return await step.wait_for_signal("w", signal="shared", timeout="1h")
+
+    @app.workflow("intruder")
+    async def intruder(ctx, step):
+        try:
+            await step.wait_for_signal("w", signal="shared", timeout="1h")
+        except tarry.SignalConflict as exc:
+            return f"conflict: {exc}"
+        return "no conflict"
+
+    async with app.worker():
+        first = await app.start("holder")
+        await wait_for_status(app, first, "waiting")
+        second = await app.start("intruder")
+        message = await app.result(second, timeout=10)
+        assert message.startswith("conflict: ") and first in message
+        assert (await app.send_signal("shared", "mine")).run_id == first
+        assert await app.result(first, timeout=10) == "mine"
+
+
+async def test_conflict_replace_times_out_the_old_wait_and_records_who(app) -> None:
+    @app.workflow("holder")
+    async def holder(ctx, step):
+        return {"got": await step.wait_for_signal("w", signal="shared", timeout="1h")}
+
+    @app.workflow("taker")
+    async def taker(ctx, step):
+        return await step.wait_for_signal("w", signal="shared", timeout="1h", on_conflict="replace")
+
+    async with app.worker():
+        old = await app.start("holder")
+        await wait_for_status(app, old, "waiting")
+        new = await app.start("taker")
+        assert await app.result(old, timeout=10) == {"got": None}
+        await wait_for_status(app, new, "waiting")
+        assert (await app.send_signal("shared", "to-new")).run_id == new
+        assert await app.result(new, timeout=10) == "to-new"
+    record = step(await app.get_run(old), "w")
+    assert record.status == "timed_out"
+    assert record.error["replaced_by"] == new
+
+
+async def test_step_send_signal_happens_once_even_on_replay(app) -> None:
+    sent: list[tarry.SignalResult] = []
+
+    @app.workflow("sender")
+    async def sender(ctx, step):
+        result = await step.send_signal("notify", "inbox", {"hello": 1})
+        sent.append(result)
+        await step.sleep("pause", "50ms")  # forces a replay of the send
+        await step.wait_for_signal("gate", signal="sender-gate", timeout=None)
+        return {"status": result.status, "run_id": result.run_id}
+
+    @app.workflow("inbox")
+    async def inbox(ctx, step):
+        first = await step.wait_for_signal("a", signal="inbox", timeout="1h")
+        second = await step.wait_for_signal("b", signal="inbox", timeout="300ms")
+        return [first, second]
+
+    async with app.worker():
+        receiver = await app.start("inbox")
+        await wait_for_status(app, receiver, "waiting")
+        run_id = await app.start("sender")
+        while (await wait_for_status(app, run_id, "waiting")).waiting_for.kind != "signal":  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        await app.send_signal("sender-gate", {})
+        assert await app.result(run_id, timeout=10) == {"status": "delivered", "run_id": receiver}
+        assert await app.result(receiver, timeout=10) == [{"hello": 1}, None]
+    assert len(sent) == 3  # the handler replayed twice; the send happened once
+    assert {s.run_id for s in sent} == {receiver}
