@@ -1,6 +1,7 @@
 """tarry: durable Python workflows built around the pause."""
 
 from .app import App
+from .conditions import CancelOn, Trigger, cancel_on, trigger
 from .context import Context
 from .errors import (
     ConfigError,
@@ -36,6 +37,7 @@ from .step import Step
 
 __all__ = [
     "App",
+    "CancelOn",
     "ConfigError",
     "Context",
     "Event",
@@ -61,9 +63,12 @@ __all__ = [
     "StepRecord",
     "StoreError",
     "TarryError",
+    "Trigger",
     "WaitingFor",
     "Woken",
     "WorkflowNotFound",
+    "cancel_on",
+    "trigger",
 ]
 
 __version__ = "0.1.0"

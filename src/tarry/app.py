@@ -8,12 +8,19 @@ import inspect
 import os
 import threading
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from . import serde
+from .conditions import (
+    CancelOn,
+    EventCondition,
+    Trigger,
+    compile_cancel_on,
+    compile_triggers,
+    new_event,
+)
 from .durations import Duration, parse_duration
 from .errors import (
     ConfigError,
@@ -23,9 +30,19 @@ from .errors import (
     SignalNotFound,
     WorkflowNotFound,
 )
-from .models import RUN_STATUSES, Page, Run, SignalResult, StepRecord, WaitingFor, to_datetime
+from .ids import new_id
+from .models import (
+    RUN_STATUSES,
+    Page,
+    Run,
+    SendResult,
+    SignalResult,
+    StepRecord,
+    WaitingFor,
+    to_datetime,
+)
 from .portal import Portal
-from .store.base import NewRun, RunRow, StepRow, Store
+from .store.base import NewRun, RunRow, StepRow, Store, WorkflowConfig
 from .worker import Worker
 
 P = ParamSpec("P")
@@ -41,6 +58,15 @@ class Workflow:
     fn: Handler
     is_async: bool
     retries: int
+    triggers: tuple[Trigger, ...] = ()
+    cancel_on: tuple[EventCondition, ...] = ()
+
+    def config(self) -> WorkflowConfig:
+        return WorkflowConfig(
+            self.id,
+            tuple((t.event, t.if_) for t in self.triggers),
+            tuple(c.filing() for c in self.cancel_on),
+        )
 
 
 def mask_url(url: str) -> str:
@@ -124,11 +150,6 @@ def _to_run(row: RunRow, steps: list[StepRow]) -> Run:
     )
 
 
-def new_run_id() -> str:
-    """Time-ordered (48-bit milliseconds first) and random: sorts by creation."""
-    return f"{int(time.time() * 1000):012x}{uuid.uuid4().hex[:20]}"
-
-
 class App:
     """The registry of workflows plus a store, and the client of both."""
 
@@ -141,6 +162,8 @@ class App:
         retry_base: Duration = "1s",
         retry_cap: Duration = "10m",
         max_output_bytes: int = 4 * 1024 * 1024,
+        event_retention: Duration = "7d",
+        event_dedupe: Duration = "24h",
     ) -> None:
         url = database or os.environ.get("TARRY_DATABASE_URL") or DEFAULT_DATABASE
         if not isinstance(url, str):
@@ -157,6 +180,9 @@ class App:
                 f"max_output_bytes must be a positive integer, got {max_output_bytes!r}"
             )
         self.max_output_bytes = max_output_bytes
+        self.event_retention = parse_duration(event_retention)
+        self.event_dedupe = parse_duration(event_dedupe)
+        self._synced: tuple[str, ...] = ()
         self.workflows: dict[str, Workflow] = {}
         self._store = open_store(url)
         self._portal = Portal()
@@ -168,21 +194,34 @@ class App:
 
     # -- registry --------------------------------------------------------------------
 
-    def workflow(self, id: str, *, retries: int = 4) -> Callable[[Handler], Handler]:
-        """Register ``handler(ctx, step)`` (async, or a plain def run in a thread)."""
+    def workflow(
+        self,
+        id: str,
+        *,
+        on: str | Trigger | Sequence[str | Trigger] | None = None,
+        retries: int = 4,
+        cancel_on: CancelOn | Sequence[CancelOn] | None = None,
+    ) -> Callable[[Handler], Handler]:
+        """Register ``handler(ctx, step)`` (async, or a plain def run in a thread).
+
+        ``on``: event names (or ``tarry.trigger(name, if_=cel)``) that each start a
+        run; ``cancel_on``: ``tarry.cancel_on(...)`` conditions that cancel one."""
         if not isinstance(id, str) or not id:
             raise ConfigError(f"workflow id must be a non-empty string, got {id!r}")
         if id in self.workflows:
             raise ConfigError(f"workflow {id!r} is already registered")
         if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
             raise ConfigError(f"retries must be a non-negative integer, got {retries!r}")
+        triggers = tuple(compile_triggers(on, id))
+        cancels = tuple(compile_cancel_on(cancel_on, id))
 
         def register(fn: Handler) -> Handler:
             if id in self.workflows:
                 raise ConfigError(f"workflow {id!r} is already registered")
             if not callable(fn):
                 raise ConfigError(f"workflow {id!r} must decorate a function, got {fn!r}")
-            self.workflows[id] = Workflow(id, fn, inspect.iscoroutinefunction(fn), retries)
+            is_async = inspect.iscoroutinefunction(fn)
+            self.workflows[id] = Workflow(id, fn, is_async, retries, triggers, cancels)
             return fn
 
         return register
@@ -191,6 +230,12 @@ class App:
 
     async def _open(self) -> Store:
         await self._store.open()
+        registered = tuple(self.workflows)
+        if registered != self._synced:
+            # What starts and cancels these workflows must be in the store, so an
+            # event sent from any process finds it.
+            await self._store.sync_workflows([w.config() for w in self.workflows.values()])
+            self._synced = registered
         return self._store
 
     def _run_ended(self, run_id: str) -> None:
@@ -221,7 +266,7 @@ class App:
             raise ValueError(f"run_id must be a non-empty string, got {run_id!r}")
         data = serde.dumps({} if payload is None else payload, what="start payload")
         store = await self._open()
-        created_id, _ = await store.create_run(NewRun(run_id or new_run_id(), workflow, data))
+        created_id, _ = await store.create_run(NewRun(run_id or new_id(), workflow, data))
         return created_id
 
     async def send_signal(
@@ -245,6 +290,14 @@ class App:
                 f"no run waits on signal {signal!r} (strict=True, so nothing was stored)"
             )
         return SignalResult(outcome.status, outcome.run_id)
+
+    async def send_event(self, name: str, data: Any = None, *, id: str | None = None) -> SendResult:
+        """Store an event, start the workflows it triggers and resume the runs whose
+        wait matches it. An ``id`` already seen within 24 hours is ignored."""
+        event = new_event(name, data, id)
+        store = await self._open()
+        outcome = await store.send_event(event, dedupe_seconds=self.event_dedupe)
+        return SendResult([outcome.event_id], list(outcome.started), list(outcome.resumed))
 
     async def get_run(self, run_id: str) -> Run:
         store = await self._open()
@@ -340,6 +393,7 @@ class App:
 
     start_sync = _blocking(start)
     send_signal_sync = _blocking(send_signal)
+    send_event_sync = _blocking(send_event)
     get_run_sync = _blocking(get_run)
     list_runs_sync = _blocking(list_runs)
     result_sync = _blocking(result)

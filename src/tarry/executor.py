@@ -13,9 +13,10 @@ import orjson
 from . import serde
 from .context import Context
 from .errors import Bail, LeaseLost, StepFailed, Suspend
-from .models import Event
+from .models import event_from_json
 from .step import Step
 from .store.base import ClaimedRun, StepRow, Store
+from .store.matching import trigger_of
 
 if TYPE_CHECKING:
     from .app import App, Workflow
@@ -36,7 +37,8 @@ class Execution:
         self.memo: dict[str, StepRow] = {row.key: row for row in claimed.steps}
         self.cancel_requested = False
         self.parked = False
-        event: Event | None = None
+        self.trigger = trigger_of(self.run.workflow, self.run.payload, self.run.trigger)
+        event = event_from_json(self.trigger) if self.run.trigger is not None else None
         self.ctx = Context(self.run.id, self.run.workflow, serde.loads(self.run.payload), event)
 
     async def end(

@@ -101,3 +101,8 @@ class Run:
     @property
     def ended(self) -> bool:
         return self.status in ENDED_STATUSES
+
+
+def event_from_json(obj: Any) -> Event:
+    """An Event from its stored form ``{name, data, id, ts}``."""
+    return Event(obj["name"], obj["data"], obj["id"], datetime.fromtimestamp(obj["ts"], UTC))

@@ -20,9 +20,12 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn
 import orjson
 
 from . import serde
+from .conditions import EventCondition, new_event
 from .durations import Duration, Timeout, check_aware, deadline, parse_duration
 from .errors import (
     Bail,
+    ConfigError,
+    ExpressionError,
     LeaseLost,
     NonDeterminismError,
     NonRetriableError,
@@ -31,8 +34,9 @@ from .errors import (
     StepFailed,
     Suspend,
 )
-from .models import SignalResult
-from .store.base import StepRow, StepSender, WaitSpec
+from .models import Event, SignalResult, event_from_json
+from .store.base import EventWait, StepRow, StepSender, WaitSpec
+from .store.matching import resolve_filing
 
 if TYPE_CHECKING:
     from .executor import Execution
@@ -216,6 +220,76 @@ class Step:
         )
         return result
 
+    # -- events ----------------------------------------------------------------------
+
+    async def wait_for_event(
+        self,
+        step_id: str,
+        *,
+        event: str,
+        timeout: Timeout,
+        match: str | None = None,
+        if_: str | None = None,
+        lookback: Duration | None = "run",
+    ) -> Event | None:
+        """Park until an event named ``event`` matches (``match`` path equal to the
+        trigger's, or the CEL ``if_``); the Event, or None on timeout.
+
+        ``lookback="run"`` also takes a matching event received since the run was
+        created (not its trigger, not one an earlier wait returned); ``None`` only
+        events after the wait began; a duration, events up to that long before."""
+        due = deadline(timeout)
+        since = self._lookback_start(lookback)
+        try:
+            condition = EventCondition.build(event, match, if_, "wait_for_event")
+        except (ExpressionError, ConfigError) as exc:
+            key = self._key(step_id)
+            if await self._memo(key, "event") is None:
+                now = time.time()
+                await self._save(StepRow(key, "event", "failed", None, _error(exc), 1, now, now))
+            raise
+        filing = resolve_filing(condition.filing(), self._x.trigger)
+        wait = EventWait(filing, since, self._seen_events())
+        spec = {"kind": "event", "key": event}
+        found = await self._wait(step_id, "event", due, spec, event=wait)
+        return None if found is None else event_from_json(found)
+
+    def _lookback_start(self, lookback: Duration | None) -> float | None:
+        if lookback is None:
+            return None
+        if lookback == "run":
+            return self._x.run.created_at
+        return time.time() - parse_duration(lookback)
+
+    def _seen_events(self) -> tuple[str, ...]:
+        """Event ids this run must not match again: its trigger, and every event an
+        earlier wait of the run already returned."""
+        seen = [self._x.trigger["id"]] if "id" in self._x.trigger else []
+        for row in self._x.memo.values():
+            if row.kind == "event" and row.status == "completed" and row.output:
+                seen.append(serde.loads(row.output)["id"])
+        return tuple(seen)
+
+    async def send_event(self, step_id: str, name: str, data: Any = None) -> list[str]:
+        """Send an event exactly once per run; returns its event ids."""
+        key = self._key(step_id)
+        row = await self._memo(key, "send_event")
+        if row is not None and row.status == "completed":
+            ids: list[str] = serde.loads(row.output)
+            return ids
+        new = new_event(name, data, None)
+        await self._boundary()
+        sender = StepSender(self._x.lease, key, time.time())
+        try:
+            outcome = await self._x.store.send_event(
+                new, dedupe_seconds=self._x.app.event_dedupe, sender=sender
+            )
+        except LeaseLost:
+            raise Suspend("lease lost") from None
+        output = orjson.dumps([outcome.event_id])
+        self._x.memo[key] = StepRow(key, "send_event", "completed", output)
+        return [outcome.event_id]
+
     # -- the shared wait path ----------------------------------------------------------
 
     async def _wait(
@@ -227,6 +301,7 @@ class Step:
         *,
         signal_key: str | None = None,
         on_conflict: Literal["fail", "replace"] = "fail",
+        event: EventWait | None = None,
     ) -> Any:
         key = self._key(step_id)
         row = await self._memo(key, kind)
@@ -242,6 +317,7 @@ class Step:
             signal_key=signal_key,
             on_conflict=on_conflict,
             started_at=time.time(),
+            event=event,
         )
         try:
             parked = await self._x.store.park(self._x.lease, spec)
@@ -260,6 +336,8 @@ class Step:
         kind, message = _error_message(row)
         if kind == "SignalConflict":
             raise SignalConflict(message)
+        if kind == "ExpressionError":
+            raise ExpressionError(message)
         raise StepFailed(key, message)
 
     # -- ending ----------------------------------------------------------------------

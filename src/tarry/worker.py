@@ -62,7 +62,7 @@ class Worker:
                 self._wake.clear()
                 now = time.time()
                 if now >= next_purge:
-                    await store.purge_expired()
+                    await store.purge_expired(now - self.app.event_retention)
                     next_purge = now + _PURGE_EVERY
                 timeout: float | None = None
                 free = self.concurrency - len(self._active)

@@ -54,6 +54,8 @@ class RunRow:
     waiting_for: bytes | None
     cancel_requested: bool
     seq: int
+    trigger: bytes | None = None
+    """The event that started the run, as JSON; None for a run from ``App.start``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,60 @@ class NewRun:
     id: str
     workflow: str
     payload: bytes
+    trigger: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Filing:
+    """An event condition as the store keeps it: the CEL ``expr`` evaluated on
+    candidates (None: any event of that name), and the equality it is filed under:
+    the incoming event's ``path`` equals ``value`` (canonical JSON) — or, in a
+    workflow's stored ``cancel_on``, equals the run trigger's ``event_path``,
+    resolved when the run is created. ``path`` None: not indexable."""
+
+    event: str
+    expr: str | None = None
+    path: str | None = None
+    value: str | None = None
+    event_path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowConfig:
+    """What starts and cancels runs of a workflow: ``triggers`` are (event, CEL
+    ``if`` or None); ``cancel_on`` are filings resolved against each run's trigger."""
+
+    id: str
+    triggers: tuple[tuple[str, str | None], ...] = ()
+    cancel_on: tuple[Filing, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EventWait:
+    """The event half of a wait: its filing, and the lookback window searched for an
+    event already received (``since`` None: none), minus the event ids in ``exclude``."""
+
+    filing: Filing
+    since: float | None
+    exclude: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    id: str
+    name: str
+    data: bytes
+    dedupe: bool
+    """True when ``id`` came from the sender: a repeat within the dedupe window is ignored."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventOutcome:
+    event_id: str
+    duplicate: bool = False
+    started: tuple[str, ...] = ()
+    resumed: tuple[str, ...] = ()
+    cancelled: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -81,8 +137,9 @@ class ClaimBatch:
 class WaitSpec:
     """What a run parks on.
 
-    ``kind`` is ``sleep`` (no waiter; the deadline is the wake-up) or
-    ``signal`` (a waiter on ``signal_key``). ``deadline`` None waits forever.
+    ``kind`` is ``sleep`` (no waiter; the deadline is the wake-up), ``signal`` (a
+    waiter on ``signal_key``) or ``event`` (a waiter filed per ``event``, resolved
+    at once by a matching event already received). ``deadline`` None waits forever.
     ``waiting_for`` is the JSON shown to people as the run's ``waiting_for``.
     """
 
@@ -93,6 +150,7 @@ class WaitSpec:
     signal_key: str | None = None
     on_conflict: Literal["fail", "replace"] = "fail"
     started_at: float | None = None
+    event: EventWait | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +239,16 @@ class Store(Protocol):
         """Deliver to the run waiting on ``key`` (its step completed with ``data``, the
         run due now), else buffer for ``retention_seconds`` unless ``strict``."""
 
+    async def sync_workflows(self, configs: Sequence[WorkflowConfig]) -> None:
+        """Record what starts and cancels each of these workflows, replacing what was
+        recorded for them before (other workflows are left as they are)."""
+
+    async def send_event(
+        self, event: NewEvent, *, dedupe_seconds: float, sender: StepSender | None = None
+    ) -> EventOutcome:
+        """Store the event; start a run of every workflow it triggers; resume every run
+        whose wait matches it; cancel every run whose ``cancel_on`` matches it."""
+
     async def finish(
         self, lease: Lease, status: str, output: bytes | None, error: bytes | None
     ) -> None:
@@ -202,5 +270,6 @@ class Store(Protocol):
     ) -> list[RunRow]:
         """Runs newest first (by ``seq``), those with ``seq < cursor`` when given."""
 
-    async def purge_expired(self) -> int:
-        """Delete buffered signals past their retention. Returns how many."""
+    async def purge_expired(self, events_before: float) -> int:
+        """Delete buffered signals past their retention and events received before
+        ``events_before``. Returns how many rows went."""

@@ -21,16 +21,22 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from typing import Any, TypeVar
 
 import orjson
 
 from ..errors import ConfigError, LeaseLost, SchemaTooNew, StoreError
+from ..ids import new_id
 from .base import (
     ClaimBatch,
     ClaimedRun,
+    EventOutcome,
+    EventWait,
+    Filing,
     Lease,
     LeaseStatus,
+    NewEvent,
     NewRun,
     ParkResult,
     RunRow,
@@ -39,7 +45,9 @@ from .base import (
     StepSender,
     WaitSpec,
     WakeListener,
+    WorkflowConfig,
 )
+from .matching import leaf_keys, matches, resolve_filing, trigger_of
 from .sql import load_migrations, load_queries
 
 T = TypeVar("T")
@@ -49,7 +57,7 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 _RUN_COLUMNS = (
     "seq, id, workflow, status, payload, output, error, created_at, updated_at, ended_at, "
-    "due_at, waiting_for, cancel_requested"
+    "due_at, waiting_for, cancel_requested, trigger"
 )
 _STOP = object()
 
@@ -69,6 +77,7 @@ def _run_row(row: Sequence[Any]) -> RunRow:
         due_at=row[10],
         waiting_for=row[11],
         cancel_requested=bool(row[12]),
+        trigger=row[13],
     )
 
 
@@ -369,7 +378,7 @@ class SQLiteStore:
         error: bytes | None,
         now: float,
     ) -> None:
-        conn.execute(Q["delete_run_waiters"], {"run_id": run_id})
+        conn.execute(Q["delete_step_waiters"], {"run_id": run_id, "step_key": step_key})
         conn.execute(
             Q["resolve_step"],
             {
@@ -384,6 +393,27 @@ class SQLiteStore:
         conn.execute(Q["wake_run"], {"run_id": run_id, "now": now})
         self._wake_pending = True
 
+    def _cancel_or_flag(
+        self, conn: sqlite3.Connection, run_id: str, now: float, run: RunRow | None = None
+    ) -> bool:
+        """Cancel a run that no worker holds at once; leave a leased one flagged to stop
+        at its next step. Returns whether it was cancelled now."""
+        if run is None:
+            found = conn.execute(Q["select_run"], {"id": run_id}).fetchone()
+            if found is None:
+                return False
+            run = _run_row(found)
+            if run.status in ("completed", "failed", "cancelled"):
+                return False
+            if not run.cancel_requested:
+                reason = _error_json("Cancelled", "cancelled by an event")
+                conn.execute(Q["request_cancel"], {"reason": reason, "now": now, "run_id": run_id})
+        leased = run.status == "running" and run.due_at is not None and run.due_at > now
+        if leased:
+            return False
+        self._cancel_now(conn, run_id, now)
+        return True
+
     def _cancel_now(self, conn: sqlite3.Connection, run_id: str, now: float) -> None:
         conn.execute(Q["delete_run_waiters"], {"run_id": run_id})
         conn.execute(Q["cancel_waiting_steps"], {"run_id": run_id, "now": now})
@@ -391,22 +421,143 @@ class SQLiteStore:
 
     # -- runs ------------------------------------------------------------------------
 
+    def _insert_run(self, conn: sqlite3.Connection, run: NewRun, now: float) -> bool:
+        cur = conn.execute(
+            Q["insert_run"],
+            {
+                "id": run.id,
+                "workflow": run.workflow,
+                "payload": run.payload,
+                "trigger": run.trigger,
+                "now": now,
+            },
+        )
+        if not cur.rowcount:
+            return False
+        self._wake_pending = True
+        row = conn.execute(Q["workflow_cancel_on"], {"id": run.workflow}).fetchone()
+        if row is not None and row[0] != b"[]":
+            trigger = trigger_of(run.workflow, run.payload, run.trigger)
+            for item in orjson.loads(row[0]):
+                filing = resolve_filing(Filing(**item), trigger)
+                self._insert_filed_waiter(conn, run.id, "", "cancel", filing, None)
+        return True
+
+    def _insert_filed_waiter(
+        self,
+        conn: sqlite3.Connection,
+        run_id: str,
+        step_key: str,
+        kind: str,
+        filing: Filing,
+        expires_at: float | None,
+    ) -> None:
+        conn.execute(
+            Q["insert_match_waiter"],
+            {
+                "run_id": run_id,
+                "step_key": step_key,
+                "kind": kind,
+                "key": filing.event,
+                "expires_at": expires_at,
+                "path": filing.path,
+                "value": filing.value,
+                "expr": filing.expr,
+            },
+        )
+
     async def create_run(self, run: NewRun) -> tuple[str, bool]:
         def op(conn: sqlite3.Connection) -> tuple[str, bool]:
-            cur = conn.execute(
-                Q["insert_run"],
-                {
-                    "id": run.id,
-                    "workflow": run.workflow,
-                    "payload": run.payload,
-                    "now": time.time(),
-                },
-            )
-            if cur.rowcount:
-                self._wake_pending = True
-            return run.id, bool(cur.rowcount)
+            return run.id, self._insert_run(conn, run, time.time())
 
         return await self._call(op)
+
+    async def sync_workflows(self, configs: Sequence[WorkflowConfig]) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            now = time.time()
+            for config in configs:
+                cancel_on = orjson.dumps([asdict(f) for f in config.cancel_on])
+                conn.execute(
+                    Q["upsert_workflow"], {"id": config.id, "cancel_on": cancel_on, "now": now}
+                )
+                conn.execute(Q["delete_workflow_triggers"], {"workflow": config.id})
+                for event, expr in config.triggers:
+                    conn.execute(
+                        Q["insert_trigger"], {"workflow": config.id, "event": event, "expr": expr}
+                    )
+
+        await self._call(op)
+
+    async def send_event(
+        self, event: NewEvent, *, dedupe_seconds: float, sender: StepSender | None = None
+    ) -> EventOutcome:
+        def op(conn: sqlite3.Connection) -> EventOutcome:
+            now = time.time()
+            if sender is not None:
+                self._fence(conn, sender.lease, now)
+            outcome = self._send_event(conn, event, dedupe_seconds, now)
+            if sender is not None:
+                output = orjson.dumps([outcome.event_id])
+                step = StepRow(
+                    sender.step_key, "send_event", "completed", output, None, 1,
+                    sender.started_at, now,
+                )  # fmt: skip
+                conn.execute(Q["upsert_step"], _step_params(sender.lease.run_id, step))
+            return outcome
+
+        return await self._call(op)
+
+    def _send_event(
+        self, conn: sqlite3.Connection, event: NewEvent, dedupe_seconds: float, now: float
+    ) -> EventOutcome:
+        if event.dedupe:
+            seen = conn.execute(Q["event_by_id"], {"id": event.id}).fetchone()
+            if seen is not None:
+                if seen[0] > now - dedupe_seconds:
+                    return EventOutcome(event.id, duplicate=True)
+                conn.execute(Q["delete_event"], {"id": event.id})
+        conn.execute(
+            Q["insert_event"], {"id": event.id, "name": event.name, "data": event.data, "ts": now}
+        )
+        data = orjson.loads(event.data)
+        incoming = {"name": event.name, "data": data, "id": event.id, "ts": now}
+        incoming_json = orjson.dumps(incoming)
+        started: list[str] = []
+        for workflow, expr in conn.execute(Q["triggers_for_event"], {"event": event.name}):
+            if expr is None or matches(None, None, expr, incoming, incoming):
+                run = NewRun(new_id(), workflow, event.data, incoming_json)
+                if self._insert_run(conn, run, now):
+                    started.append(run.id)
+        # Candidates: the waiters filed under one of the event's own (path, value)
+        # keys, plus those with no indexable equality. Never a scan of all waiters.
+        candidates: dict[int, tuple[str, str, str, str | None]] = {}
+        for path, value in leaf_keys(incoming):
+            for row in conn.execute(
+                Q["waiters_by_value"], {"name": event.name, "path": path, "value": value}
+            ):
+                candidates[row[0]] = (row[1], row[2], row[3], row[4])
+        for row in conn.execute(Q["waiters_unindexed"], {"name": event.name}):
+            candidates[row[0]] = (row[1], row[2], row[3], row[4])
+        resumed: list[str] = []
+        cancelled: list[str] = []
+        done: set[str] = set(started)
+        for waiter_id in sorted(candidates):
+            run_id, step_key, kind, expr = candidates[waiter_id]
+            if run_id in done:
+                continue
+            trigger = None
+            if expr is not None:
+                found = conn.execute(Q["run_trigger"], {"id": run_id}).fetchone()
+                trigger = trigger_of(*found) if found is not None else None
+                if not matches(None, None, expr, trigger, incoming):
+                    continue
+            done.add(run_id)
+            if kind == "event":
+                self._resolve_wait(conn, run_id, step_key, "completed", incoming_json, None, now)
+                resumed.append(run_id)
+            elif self._cancel_or_flag(conn, run_id, now):
+                cancelled.append(run_id)
+        return EventOutcome(event.id, False, tuple(started), tuple(resumed), tuple(cancelled))
 
     async def claim(self, workflows: Sequence[str], limit: int, lease_seconds: float) -> ClaimBatch:
         names = orjson.dumps(list(workflows))
@@ -423,7 +574,7 @@ class SQLiteStore:
                     continue
                 if status == "waiting":
                     conn.execute(Q["expire_waiting_steps"], {"run_id": run_id, "now": now})
-                    conn.execute(Q["delete_run_waiters"], {"run_id": run_id})
+                    conn.execute(Q["delete_wait_waiters"], {"run_id": run_id})
                 lease = Lease(run_id, os.urandom(12).hex())
                 conn.execute(
                     Q["lease_run"],
@@ -556,6 +707,14 @@ class SQLiteStore:
                         replaced_by=lease.run_id,
                     )
                     self._resolve_wait(conn, other_run, other_step, "timed_out", None, note, now)
+            if wait.event is not None and wait.event.since is not None:
+                found_event = self._look_back(conn, lease.run_id, wait.event)
+                if found_event is not None:
+                    step = StepRow(
+                        wait.step_key, wait.kind, "completed", found_event, None, 1, started, now
+                    )
+                    conn.execute(Q["upsert_step"], _step_params(lease.run_id, step))
+                    return ParkResult("resolved", step)
             if wait.deadline is not None and wait.deadline <= now:
                 status = "completed" if wait.kind == "sleep" else "timed_out"
                 step = StepRow(wait.step_key, wait.kind, status, None, None, 1, started, now)
@@ -563,6 +722,10 @@ class SQLiteStore:
                 return ParkResult("resolved", step)
             step = StepRow(wait.step_key, wait.kind, "waiting", None, None, 1, started, None)
             conn.execute(Q["upsert_step"], _step_params(lease.run_id, step))
+            if wait.event is not None:
+                self._insert_filed_waiter(
+                    conn, lease.run_id, wait.step_key, "event", wait.event.filing, wait.deadline
+                )
             if wait.kind == "signal":
                 conn.execute(
                     Q["insert_waiter"],
@@ -589,6 +752,24 @@ class SQLiteStore:
             return ParkResult("parked")
 
         return await self._call(op)
+
+    def _look_back(self, conn: sqlite3.Connection, run_id: str, wait: EventWait) -> bytes | None:
+        """The oldest stored event that satisfies the wait, if any: the lookback."""
+        filing = wait.filing
+        trigger = None
+        if filing.expr is not None:
+            found = conn.execute(Q["run_trigger"], {"id": run_id}).fetchone()
+            trigger = trigger_of(*found)
+        skip = set(wait.exclude)
+        for event_id, name, data, ts in conn.execute(
+            Q["events_since"], {"name": filing.event, "since": wait.since}
+        ):
+            if event_id in skip:
+                continue
+            incoming = {"name": name, "data": orjson.loads(data), "id": event_id, "ts": ts}
+            if matches(filing.path, filing.value, filing.expr, trigger, incoming):
+                return orjson.dumps(incoming)
+        return None
 
     async def send_signal(
         self,
@@ -670,9 +851,7 @@ class SQLiteStore:
             if run.status in ("completed", "failed", "cancelled"):
                 return run
             conn.execute(Q["request_cancel"], {"reason": reason, "now": now, "run_id": run_id})
-            leased = run.status == "running" and run.due_at is not None and run.due_at > now
-            if not leased:
-                self._cancel_now(conn, run_id, now)
+            self._cancel_or_flag(conn, run_id, now, run)
             return _run_row(conn.execute(Q["select_run"], {"id": run_id}).fetchone())
 
         return await self._call(op)
@@ -703,8 +882,10 @@ class SQLiteStore:
 
         return await self._call(op)
 
-    async def purge_expired(self) -> int:
+    async def purge_expired(self, events_before: float) -> int:
         def op(conn: sqlite3.Connection) -> int:
-            return conn.execute(Q["purge_signals"], {"now": time.time()}).rowcount
+            signals = conn.execute(Q["purge_signals"], {"now": time.time()}).rowcount
+            events = conn.execute(Q["purge_events"], {"before": events_before}).rowcount
+            return int(signals + events)
 
         return await self._call(op)

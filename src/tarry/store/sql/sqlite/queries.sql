@@ -1,6 +1,6 @@
 -- name: insert_run
-INSERT INTO runs (id, workflow, status, payload, created_at, updated_at, due_at)
-VALUES (:id, :workflow, 'queued', :payload, :now, :now, :now)
+INSERT INTO runs (id, workflow, status, payload, trigger, created_at, updated_at, due_at)
+VALUES (:id, :workflow, 'queued', :payload, :trigger, :now, :now, :now)
 ON CONFLICT (id) DO NOTHING;
 
 -- name: due_runs
@@ -25,12 +25,18 @@ SET status = CASE kind WHEN 'sleep' THEN 'completed' ELSE 'timed_out' END,
     output = NULL, ended_at = :now
 WHERE run_id = :run_id AND status = 'waiting';
 
+-- name: delete_wait_waiters
+DELETE FROM waiters WHERE run_id = :run_id AND kind != 'cancel';
+
+-- name: delete_step_waiters
+DELETE FROM waiters WHERE run_id = :run_id AND step_key = :step_key;
+
 -- name: delete_run_waiters
 DELETE FROM waiters WHERE run_id = :run_id;
 
 -- name: select_runs_by_ids
 SELECT seq, id, workflow, status, payload, output, error, created_at, updated_at, ended_at,
-       due_at, waiting_for, cancel_requested
+       due_at, waiting_for, cancel_requested, trigger
 FROM runs WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- name: select_steps_by_run_ids
@@ -40,7 +46,7 @@ ORDER BY run_id, started_at, key;
 
 -- name: select_run
 SELECT seq, id, workflow, status, payload, output, error, created_at, updated_at, ended_at,
-       due_at, waiting_for, cancel_requested
+       due_at, waiting_for, cancel_requested, trigger
 FROM runs WHERE id = :id;
 
 -- name: select_steps
@@ -122,3 +128,51 @@ WHERE run_id = :run_id AND key = :key;
 -- name: wake_run
 UPDATE runs SET status = 'queued', due_at = :now, waiting_for = NULL, updated_at = :now
 WHERE id = :run_id AND status = 'waiting';
+
+-- name: insert_match_waiter
+INSERT INTO waiters (run_id, step_key, kind, key, expires_at, path, value, expr)
+VALUES (:run_id, :step_key, :kind, :key, :expires_at, :path, :value, :expr);
+
+-- name: waiters_by_value
+SELECT id, run_id, step_key, kind, expr FROM waiters
+WHERE kind IN ('event', 'cancel') AND key = :name AND path = :path AND value = :value;
+
+-- name: waiters_unindexed
+SELECT id, run_id, step_key, kind, expr FROM waiters
+WHERE kind IN ('event', 'cancel') AND key = :name AND path IS NULL;
+
+-- name: run_trigger
+SELECT workflow, payload, trigger FROM runs WHERE id = :id;
+
+-- name: event_by_id
+SELECT ts FROM events WHERE id = :id;
+
+-- name: delete_event
+DELETE FROM events WHERE id = :id;
+
+-- name: insert_event
+INSERT INTO events (id, name, data, ts) VALUES (:id, :name, :data, :ts);
+
+-- name: events_since
+SELECT id, name, data, ts FROM events
+WHERE name = :name AND ts >= :since
+ORDER BY ts, seq;
+
+-- name: triggers_for_event
+SELECT workflow, expr FROM triggers WHERE event = :event;
+
+-- name: workflow_cancel_on
+SELECT cancel_on FROM workflows WHERE id = :id;
+
+-- name: upsert_workflow
+INSERT INTO workflows (id, cancel_on, updated_at) VALUES (:id, :cancel_on, :now)
+ON CONFLICT (id) DO UPDATE SET cancel_on = excluded.cancel_on, updated_at = excluded.updated_at;
+
+-- name: delete_workflow_triggers
+DELETE FROM triggers WHERE workflow = :workflow;
+
+-- name: insert_trigger
+INSERT INTO triggers (workflow, event, expr) VALUES (:workflow, :event, :expr);
+
+-- name: purge_events
+DELETE FROM events WHERE ts <= :before;

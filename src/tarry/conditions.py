@@ -1,0 +1,149 @@
+"""Declarative conditions: what starts a run, what cancels it, what a wait matches.
+
+Each is compiled once, where it is declared, so a bad CEL expression fails at
+decoration time for ``on=`` and ``cancel_on=``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from . import serde
+from .errors import ConfigError, ExpressionError
+from .expressions import (
+    Equality,
+    Expression,
+    compile_expression,
+    indexable_equalities,
+    match_to_equality,
+)
+from .ids import new_id
+from .store.base import Filing, NewEvent
+from .store.matching import canonical
+
+
+def _event_name(name: object, what: str) -> str:
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{what} needs a non-empty event name, got {name!r}")
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class EventCondition:
+    """An event name plus an optional ``match`` path or CEL ``if_``, compiled.
+
+    ``expression`` is what is evaluated on a candidate event; ``equality`` is the
+    one condition the store files the waiter under (None: no indexable equality).
+    """
+
+    name: str
+    match: str | None
+    if_: str | None
+    expression: Expression | None
+    equality: Equality | None
+
+    @classmethod
+    def build(cls, name: str, match: str | None, if_: str | None, what: str) -> EventCondition:
+        name = _event_name(name, what)
+        if match is not None and if_ is not None:
+            raise ConfigError(f"{what} on {name!r}: pass match or if_, not both")
+        if match is not None:
+            equality = match_to_equality(match)
+            expression = compile_expression(f"async.{match} == event.{match}")
+            return cls(name, match, None, expression, equality)
+        if if_ is not None:
+            expression = compile_expression(if_)
+            found = indexable_equalities(expression)
+            return cls(name, None, if_, expression, found[0] if found else None)
+        return cls(name, None, None, None, None)
+
+    def filing(self) -> Filing:
+        """The store's form, before an equality against the trigger is resolved."""
+        expr = self.expression.source if self.expression is not None else None
+        equality = self.equality
+        if equality is None:
+            return Filing(self.name, expr)
+        if equality.event_path is not None:
+            return Filing(self.name, expr, equality.path, None, equality.event_path)
+        return Filing(self.name, expr, equality.path, canonical(equality.value))
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """``on=tarry.trigger("app/x", if_="event.data.plan == 'pro'")``: start a run per
+    matching event. In a trigger's ``if_``, ``event`` is the incoming event."""
+
+    event: str
+    if_: str | None = None
+
+    def compiled(self) -> EventCondition:
+        if self.if_ is not None:
+            # A trigger has no earlier event: its own event is both ``event`` and ``async``.
+            compile_expression(self.if_)
+        return EventCondition(_event_name(self.event, "trigger"), None, self.if_, None, None)
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOn:
+    """``cancel_on=[tarry.cancel_on("app/order.cancelled", match="data.orderId")]``."""
+
+    event: str
+    match: str | None = None
+    if_: str | None = None
+
+
+def trigger(event: str, *, if_: str | None = None) -> Trigger:
+    cond = Trigger(event, if_)
+    cond.compiled()
+    return cond
+
+
+def cancel_on(event: str, *, match: str | None = None, if_: str | None = None) -> CancelOn:
+    EventCondition.build(event, match, if_, "cancel_on")
+    return CancelOn(event, match, if_)
+
+
+def compile_triggers(on: object, workflow: str) -> list[Trigger]:
+    """Normalise ``on=`` (a name, a Trigger, or a list of them) and compile it."""
+    if on is None:
+        return []
+    items = on if isinstance(on, list | tuple) else [on]
+    triggers: list[Trigger] = []
+    for item in items:
+        if isinstance(item, str):
+            item = Trigger(item)
+        if not isinstance(item, Trigger):
+            raise ConfigError(
+                f"workflow {workflow!r}: on= takes event names or tarry.trigger(...), got {item!r}"
+            )
+        try:
+            item.compiled()
+        except ExpressionError as exc:
+            raise ExpressionError(f"workflow {workflow!r} on={item.event!r}: {exc}") from None
+        triggers.append(item)
+    return triggers
+
+
+def compile_cancel_on(cancel: object, workflow: str) -> list[EventCondition]:
+    if cancel is None:
+        return []
+    items = cancel if isinstance(cancel, list | tuple) else [cancel]
+    compiled = []
+    for item in items:
+        if not isinstance(item, CancelOn):
+            raise ConfigError(
+                f"workflow {workflow!r}: cancel_on= takes tarry.cancel_on(...) items, got {item!r}"
+            )
+        compiled.append(EventCondition.build(item.event, item.match, item.if_, "cancel_on"))
+    return compiled
+
+
+def new_event(name: str, data: Any, event_id: str | None) -> NewEvent:
+    """Validate and encode an event to send; ``event_id`` from the sender dedupes."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"event name must be a non-empty string, got {name!r}")
+    if event_id is not None and (not isinstance(event_id, str) or not event_id):
+        raise ValueError(f"event id must be a non-empty string, got {event_id!r}")
+    payload = serde.dumps({} if data is None else data, what=f"data of event {name!r}")
+    return NewEvent(event_id or new_id(), name, payload, dedupe=event_id is not None)

@@ -1,0 +1,605 @@
+"""The shared store: PostgreSQL through psycopg 3, for many workers on many machines.
+
+Same contract and semantics as the SQLite store; what differs is how concurrent
+transactions from other processes are kept apart:
+
+- Claims take due runs with ``FOR UPDATE SKIP LOCKED``, so workers never wait
+  for each other and never claim the same run.
+- Everything that touches a signal key (a wait registering on it, a sender
+  delivering or buffering) first takes a transaction-scoped advisory lock on the
+  key, so a signal sent while a run parks is either buffered and then consumed
+  by the wait, or delivered to the waiter; never lost, never both.
+- Locks are taken run row first, then that run's waiters, in every transaction,
+  so deliveries, timeouts resolved by a claim and cancellations queue behind one
+  another instead of deadlocking.
+- A commit that makes a run due sends ``NOTIFY`` on the schema's channel in the
+  same transaction; every store LISTENs there and wakes its workers.
+
+Connection errors are retried with backoff for ``retry_seconds``. A failure
+before COMMIT is always safe to retry. A failure during COMMIT leaves the
+outcome unknown: fenced writes are retried (the lease token makes them
+idempotent, and the retry of one that did commit reports ``LeaseLost`` or finds
+the step already stored), ``create_run`` is ``ON CONFLICT DO NOTHING``, but a
+client ``send_signal`` could buffer twice, so it raises ``StoreError`` instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from psycopg import sql
+
+from ..errors import LeaseLost, StoreError
+from .base import (
+    ClaimBatch,
+    ClaimedRun,
+    Lease,
+    LeaseStatus,
+    NewRun,
+    ParkResult,
+    RunRow,
+    SignalOutcome,
+    StepRow,
+    StepSender,
+    WaitSpec,
+    WakeListener,
+)
+from .postgres_io import Body, IOLoop, T, Tx, masked, parse_url
+
+_RUN_COLUMNS = (
+    "seq, id, workflow, status, payload, output, error, created_at, updated_at, ended_at, "
+    "due_at, waiting_for, cancel_requested"
+)
+_ENDED = ("completed", "failed", "cancelled")
+
+
+def _run_row(row: Sequence[Any]) -> RunRow:
+    return RunRow(
+        seq=row[0],
+        id=row[1],
+        workflow=row[2],
+        status=row[3],
+        payload=row[4],
+        output=row[5],
+        error=row[6],
+        created_at=row[7],
+        updated_at=row[8],
+        ended_at=row[9],
+        due_at=row[10],
+        waiting_for=row[11],
+        cancel_requested=bool(row[12]),
+    )
+
+
+def _step_row(row: Sequence[Any]) -> StepRow:
+    # row[0] is run_id
+    return StepRow(
+        key=row[1],
+        kind=row[2],
+        status=row[3],
+        output=row[4],
+        error=row[5],
+        attempts=row[6],
+        started_at=row[7],
+        ended_at=row[8],
+    )
+
+
+def _step_params(run_id: str, step: StepRow) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "key": step.key,
+        "kind": step.kind,
+        "status": step.status,
+        "output": step.output,
+        "error": step.error,
+        "attempts": step.attempts,
+        "started_at": step.started_at,
+        "ended_at": step.ended_at,
+    }
+
+
+def _error_json(kind: str, message: str, **extra: Any) -> bytes:
+    return orjson.dumps({"type": kind, "message": message, **extra})
+
+
+# -- pieces of transactions -------------------------------------------------------------
+
+
+async def _fence(tx: Tx, lease: Lease, now: float) -> bool:
+    row = await tx.one("fence", {"now": now, "run_id": lease.run_id, "token": lease.token})
+    if row is None:
+        raise LeaseLost(
+            f"the lease on run {lease.run_id!r} was taken over by another worker; "
+            "this worker's write was rejected and the newer attempt is kept"
+        )
+    return bool(row[0])
+
+
+async def _lock_key(tx: Tx, schema: str, key: str) -> None:
+    await tx.one("key_lock", {"lock": f"{schema}:signal:{key}"})
+
+
+async def _lock_signal_waiter(tx: Tx, key: str) -> tuple[str, str] | None:
+    """The run waiting on ``key`` with its run row and waiter row locked (run first,
+    as everywhere), or None. The caller holds the key's advisory lock, so no new
+    waiter can appear; one found may vanish (timed out, cancelled) until locked."""
+    found = await tx.one("signal_waiter", {"key": key})
+    if found is None:
+        return None
+    await tx.one("lock_run", {"id": found[0]})
+    locked = await tx.one("lock_signal_waiter", {"key": key, "run_id": found[0]})
+    return None if locked is None else (locked[0], locked[1])
+
+
+async def _resolve_wait(
+    tx: Tx,
+    run_id: str,
+    step_key: str,
+    status: str,
+    output: bytes | None,
+    error: bytes | None,
+    now: float,
+) -> None:
+    await tx.run("delete_run_waiters", {"run_id": run_id})
+    await tx.run(
+        "resolve_step",
+        {
+            "status": status,
+            "output": output,
+            "error": error,
+            "now": now,
+            "run_id": run_id,
+            "key": step_key,
+        },
+    )
+    await tx.run("wake_run", {"run_id": run_id, "now": now})
+    tx.wake = True
+
+
+async def _cancel_now(tx: Tx, run_id: str, now: float) -> None:
+    await tx.run("delete_run_waiters", {"run_id": run_id})
+    await tx.run("cancel_waiting_steps", {"run_id": run_id, "now": now})
+    await tx.run("end_run_with_cancel_reason", {"run_id": run_id, "now": now})
+
+
+async def _stored_step(tx: Tx, run_id: str, key: str) -> StepRow | None:
+    row = await tx.one("select_step", {"run_id": run_id, "key": key})
+    return None if row is None else _step_row(row)
+
+
+class PostgresStore:
+    def __init__(self, url: str, *, pool_size: int = 16, retry_seconds: float = 30.0) -> None:
+        self.url = url
+        self._conninfo, self.schema, _ = parse_url(url)
+        self.pool_size = pool_size
+        self.retry_seconds = retry_seconds
+        self._listeners: list[WakeListener] = []
+        self._lock = threading.Lock()
+        self._io: IOLoop | None = None
+        self._ready: concurrent.futures.Future[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({masked(self.url)!r}, schema={self.schema!r})"
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def open(self) -> None:
+        with self._lock:
+            if self._ready is None:
+                io = IOLoop(
+                    self.url,
+                    self._conninfo,
+                    self.schema,
+                    self._listeners,
+                    pool_size=self.pool_size,
+                    retry_seconds=self.retry_seconds,
+                )
+                io.thread.start()
+                self._io = io
+                self._ready = asyncio.run_coroutine_threadsafe(io.start(), io.loop)
+            ready, started = self._ready, self._io
+        assert started is not None
+        io = started
+        try:
+            await asyncio.shield(asyncio.wrap_future(ready))
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            with self._lock:
+                owner = self._ready is ready
+                if owner:
+                    self._ready = self._io = None
+            if owner:
+                io.halt()
+                await asyncio.to_thread(io.thread.join)
+            raise
+
+    async def close(self) -> None:
+        with self._lock:
+            io, ready = self._io, self._ready
+            self._io = self._ready = None
+        if io is None or ready is None:
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.wrap_future(ready)
+        with contextlib.suppress(Exception):
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(io.stop(), io.loop))
+        io.halt()
+        await asyncio.to_thread(io.thread.join)
+
+    async def _call(self, body: Body[T], *, idempotent: bool = True) -> T:
+        io, ready = self._io, self._ready
+        if io is None or ready is None or not ready.done() or ready.exception() is not None:
+            raise StoreError(f"the store {masked(self.url)!r} is not open")
+        return await io.submit(io.transact(body, idempotent=idempotent))
+
+    # -- wake-ups --------------------------------------------------------------------
+
+    def add_wake_listener(self, listener: WakeListener) -> None:
+        self._listeners.append(listener)
+
+    def remove_wake_listener(self, listener: WakeListener) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
+    # -- runs ------------------------------------------------------------------------
+
+    async def create_run(self, run: NewRun) -> tuple[str, bool]:
+        async def body(tx: Tx) -> tuple[str, bool]:
+            params = {"id": run.id, "workflow": run.workflow, "payload": run.payload}
+            created = await tx.run("insert_run", {**params, "now": time.time()})
+            tx.wake = bool(created)
+            return run.id, bool(created)
+
+        return await self._call(body)
+
+    async def claim(self, workflows: Sequence[str], limit: int, lease_seconds: float) -> ClaimBatch:
+        names = list(workflows)
+
+        async def body(tx: Tx) -> ClaimBatch:
+            now = time.time()
+            due = await tx.all("due_runs", {"now": now, "workflows": names, "limit": limit})
+            live: list[str] = []
+            waiting: list[str] = []
+            for run_id, status, cancel_requested in due:
+                if cancel_requested:
+                    await _cancel_now(tx, run_id, now)
+                    continue
+                live.append(run_id)
+                if status == "waiting":
+                    waiting.append(run_id)
+            if waiting:
+                await tx.run("expire_waiting_steps", {"ids": waiting, "now": now})
+                await tx.run("delete_waiters_of_runs", {"ids": waiting})
+            claimed: list[ClaimedRun] = []
+            if live:
+                tokens = {run_id: os.urandom(12).hex() for run_id in live}
+                rows = await tx.all(
+                    "lease_runs",
+                    {
+                        "ids": live,
+                        "tokens": [tokens[run_id] for run_id in live],
+                        "lease_until": now + lease_seconds,
+                        "now": now,
+                    },
+                )
+                runs = {row[1]: _run_row(row) for row in rows}
+                steps: dict[str, list[StepRow]] = {run_id: [] for run_id in live}
+                for row in await tx.all("select_steps_by_run_ids", {"ids": live}):
+                    steps[row[0]].append(_step_row(row))
+                claimed = [
+                    ClaimedRun(runs[run_id], steps[run_id], Lease(run_id, tokens[run_id]))
+                    for run_id in live
+                ]
+            next_due = None
+            if len(due) < limit:
+                found = await tx.one("next_due", {"workflows": names})
+                next_due = None if found is None else found[0]
+            return ClaimBatch(claimed, next_due)
+
+        return await self._call(body)
+
+    async def renew(self, leases: Sequence[Lease], lease_seconds: float) -> LeaseStatus:
+        if not leases:
+            return LeaseStatus()
+        ordered = sorted(leases, key=lambda lease: lease.run_id)
+
+        async def body(tx: Tx) -> LeaseStatus:
+            rows = await tx.all(
+                "renew_leases",
+                {
+                    "ids": [lease.run_id for lease in ordered],
+                    "tokens": [lease.token for lease in ordered],
+                    "lease_until": time.time() + lease_seconds,
+                },
+            )
+            kept = {row[0]: bool(row[1]) for row in rows}
+            return LeaseStatus(
+                lost={lease.run_id for lease in ordered if lease.run_id not in kept},
+                cancel_requested={run_id for run_id, cancel in kept.items() if cancel},
+            )
+
+        return await self._call(body)
+
+    async def save_step(self, lease: Lease, step: StepRow) -> bool:
+        params = _step_params(lease.run_id, step)
+
+        async def body(tx: Tx) -> bool:
+            cancel_requested = await _fence(tx, lease, time.time())
+            await tx.run("upsert_step", params)
+            return cancel_requested
+
+        return await self._call(body)
+
+    async def retry_step(self, lease: Lease, step: StepRow, due_at: float) -> None:
+        params = _step_params(lease.run_id, step)
+
+        async def body(tx: Tx) -> None:
+            now = time.time()
+            await _fence(tx, lease, now)
+            await tx.run("upsert_step", params)
+            await tx.run(
+                "release_run",
+                {
+                    "status": "queued",
+                    "due_at": due_at,
+                    "waiting_for": None,
+                    "now": now,
+                    "run_id": lease.run_id,
+                },
+            )
+            tx.wake = True
+
+        await self._call(body)
+
+    async def release(self, lease: Lease) -> None:
+        async def body(tx: Tx) -> None:
+            now = time.time()
+            await _fence(tx, lease, now)
+            await tx.run(
+                "release_run",
+                {
+                    "status": "queued",
+                    "due_at": now,
+                    "waiting_for": None,
+                    "now": now,
+                    "run_id": lease.run_id,
+                },
+            )
+            tx.wake = True
+
+        await self._call(body)
+
+    async def park(self, lease: Lease, wait: WaitSpec) -> ParkResult:
+        async def body(tx: Tx) -> ParkResult:
+            now = time.time()
+            if wait.kind == "signal":
+                assert wait.signal_key is not None
+                await _lock_key(tx, self.schema, wait.signal_key)
+            await _fence(tx, lease, now)
+            if tx.retried_unknown:
+                # The first attempt may have committed a wait resolved at once; a
+                # second must not consume another buffered signal.
+                done = await _stored_step(tx, lease.run_id, wait.step_key)
+                if done is not None and done.status != "waiting":
+                    if done.status == "failed":
+                        other = (orjson.loads(done.error or b"{}") or {}).get("other_run")
+                        return ParkResult("conflict", done, other)
+                    return ParkResult("resolved", done)
+            started = wait.started_at or now
+            if wait.kind == "signal":
+                assert wait.signal_key is not None
+                buffered = await tx.one(
+                    "first_buffered_signal", {"key": wait.signal_key, "now": now}
+                )
+                if buffered is not None:
+                    await tx.run("delete_signal", {"id": buffered[0]})
+                    step = StepRow(
+                        wait.step_key, wait.kind, "completed", buffered[1], None, 1, started, now
+                    )
+                    await tx.run("upsert_step", _step_params(lease.run_id, step))
+                    return ParkResult("resolved", step)
+                holder = await tx.one("signal_waiter", {"key": wait.signal_key})
+                if holder is not None and holder[0] != lease.run_id:
+                    other_run = holder[0]
+                    if wait.on_conflict == "fail":
+                        error = _error_json(
+                            "SignalConflict",
+                            f"run {other_run!r} already waits on signal {wait.signal_key!r}; "
+                            'pass on_conflict="replace" to take the key over',
+                            other_run=other_run,
+                        )
+                        step = StepRow(
+                            wait.step_key, wait.kind, "failed", None, error, 1, started, now
+                        )
+                        await tx.run("upsert_step", _step_params(lease.run_id, step))
+                        return ParkResult("conflict", step, other_run)
+                    locked = await _lock_signal_waiter(tx, wait.signal_key)
+                    if locked is not None:
+                        note = _error_json(
+                            "Replaced",
+                            f"the wait on signal {wait.signal_key!r} was taken over by run "
+                            f"{lease.run_id!r}",
+                            replaced_by=lease.run_id,
+                        )
+                        await _resolve_wait(tx, locked[0], locked[1], "timed_out", None, note, now)
+            if wait.deadline is not None and wait.deadline <= now:
+                status = "completed" if wait.kind == "sleep" else "timed_out"
+                step = StepRow(wait.step_key, wait.kind, status, None, None, 1, started, now)
+                await tx.run("upsert_step", _step_params(lease.run_id, step))
+                return ParkResult("resolved", step)
+            step = StepRow(wait.step_key, wait.kind, "waiting", None, None, 1, started, None)
+            await tx.run("upsert_step", _step_params(lease.run_id, step))
+            if wait.kind == "signal":
+                await tx.run(
+                    "insert_waiter",
+                    {
+                        "run_id": lease.run_id,
+                        "step_key": wait.step_key,
+                        "kind": "signal",
+                        "key": wait.signal_key,
+                        "expires_at": wait.deadline,
+                    },
+                )
+            await tx.run(
+                "release_run",
+                {
+                    "status": "waiting",
+                    "due_at": wait.deadline,
+                    "waiting_for": wait.waiting_for,
+                    "now": now,
+                    "run_id": lease.run_id,
+                },
+            )
+            if wait.deadline is not None:
+                tx.wake = True  # an idle worker may need an earlier alarm
+            return ParkResult("parked")
+
+        return await self._call(body)
+
+    async def send_signal(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        strict: bool,
+        retention_seconds: float,
+        sender: StepSender | None = None,
+    ) -> SignalOutcome:
+        async def body(tx: Tx) -> SignalOutcome:
+            now = time.time()
+            await _lock_key(tx, self.schema, key)
+            if sender is not None:
+                await _fence(tx, sender.lease, now)
+                if tx.retried_unknown:
+                    done = await _stored_step(tx, sender.lease.run_id, sender.step_key)
+                    if done is not None and done.status == "completed" and done.output:
+                        sent = orjson.loads(done.output)
+                        return SignalOutcome(sent["status"], sent["run_id"])
+            waiter = await _lock_signal_waiter(tx, key)
+            if waiter is not None:
+                await _resolve_wait(tx, waiter[0], waiter[1], "completed", data, None, now)
+                outcome = SignalOutcome("delivered", waiter[0])
+            elif strict:
+                return SignalOutcome("not_found")
+            else:
+                await tx.run(
+                    "buffer_signal",
+                    {"key": key, "data": data, "now": now, "expires_at": now + retention_seconds},
+                )
+                outcome = SignalOutcome("buffered")
+            if sender is not None:
+                output = orjson.dumps({"status": outcome.status, "run_id": outcome.run_id})
+                step = StepRow(
+                    sender.step_key,
+                    "send_signal",
+                    "completed",
+                    output,
+                    None,
+                    1,
+                    sender.started_at,
+                    now,
+                )
+                await tx.run("upsert_step", _step_params(sender.lease.run_id, step))
+            return outcome
+
+        # A step's send is fenced and memoized in the same transaction, so repeating
+        # it after an unknown commit finds the step; a client's send is not.
+        return await self._call(body, idempotent=sender is not None)
+
+    async def finish(
+        self, lease: Lease, status: str, output: bytes | None, error: bytes | None
+    ) -> None:
+        async def body(tx: Tx) -> None:
+            now = time.time()
+            await _fence(tx, lease, now)
+            await tx.run("delete_run_waiters", {"run_id": lease.run_id})
+            await tx.run(
+                "end_run",
+                {
+                    "status": status,
+                    "output": output,
+                    "error": error,
+                    "now": now,
+                    "run_id": lease.run_id,
+                },
+            )
+
+        await self._call(body)
+
+    async def honor_cancel(self, lease: Lease) -> None:
+        async def body(tx: Tx) -> None:
+            now = time.time()
+            await _fence(tx, lease, now)
+            await _cancel_now(tx, lease.run_id, now)
+
+        await self._call(body)
+
+    async def cancel(self, run_id: str, reason: bytes | None) -> RunRow | None:
+        async def body(tx: Tx) -> RunRow | None:
+            now = time.time()
+            row = await tx.one("lock_run", {"id": run_id})
+            if row is None:
+                return None
+            run = _run_row(row)
+            if run.status in _ENDED:
+                return run
+            await tx.run("request_cancel", {"reason": reason, "now": now, "run_id": run_id})
+            leased = run.status == "running" and run.due_at is not None and run.due_at > now
+            if not leased:
+                await _cancel_now(tx, run_id, now)
+            after = await tx.one("select_run", {"id": run_id})
+            assert after is not None
+            return _run_row(after)
+
+        return await self._call(body)
+
+    async def get_run(self, run_id: str) -> tuple[RunRow, list[StepRow]] | None:
+        async def body(tx: Tx) -> tuple[RunRow, list[StepRow]] | None:
+            row = await tx.one("select_run", {"id": run_id})
+            if row is None:
+                return None
+            steps = [_step_row(r) for r in await tx.all("select_steps", {"id": run_id})]
+            return _run_row(row), steps
+
+        return await self._call(body)
+
+    async def list_runs(
+        self, *, status: str | None, workflow: str | None, limit: int, cursor: int | None
+    ) -> list[RunRow]:
+        clauses: list[sql.Composable] = []
+        params: dict[str, Any] = {"limit": limit}
+        if status is not None:
+            clauses.append(sql.SQL("status = %(status)s"))
+            params["status"] = status
+        if workflow is not None:
+            clauses.append(sql.SQL("workflow = %(workflow)s"))
+            params["workflow"] = workflow
+        if cursor is not None:
+            clauses.append(sql.SQL("seq < %(cursor)s"))
+            params["cursor"] = cursor
+        where = sql.SQL("WHERE ") + sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("")
+        query = sql.SQL("SELECT {} FROM runs {} ORDER BY seq DESC LIMIT %(limit)s").format(
+            sql.SQL(_RUN_COLUMNS), where
+        )
+
+        async def body(tx: Tx) -> list[RunRow]:
+            cur = await tx.conn.execute(query, params)
+            return [_run_row(row) for row in await cur.fetchall()]
+
+        return await self._call(body)
+
+    async def purge_expired(self) -> int:
+        async def body(tx: Tx) -> int:
+            return await tx.run("purge_signals", {"now": time.time()})
+
+        return await self._call(body)

@@ -1,0 +1,381 @@
+"""The PostgreSQL store's plumbing: its URL, its own I/O loop, transactions with retry,
+and the LISTEN connection that turns other processes' commits into wake-ups.
+
+Store methods are awaited from many event loops (each worker's, the App's portal
+loop), but a psycopg async connection belongs to the loop that made it. So the
+store runs one loop in a daemon thread, owns the pool and the LISTEN connection
+there, and every method hands its transaction to that loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import AsyncConnectionPool, PoolClosed
+
+from ..errors import ConfigError, SchemaTooNew, StoreError
+from .base import WakeListener
+from .sql import load_migrations, load_queries
+
+T = TypeVar("T")
+Q = load_queries("postgres")
+MIGRATIONS = load_migrations("postgres")
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+log = logging.getLogger("tarry")
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_DEFAULT_SCHEMA = "tarry"
+_CONNECT_TIMEOUT = 5
+_HEALTH_CHECK_EVERY = 15.0
+
+
+def masked(url: str) -> str:
+    from ..app import mask_url  # a leaf helper; imported late to keep store below app
+
+    return mask_url(url)
+
+
+def parse_url(url: str) -> tuple[str, str, str | None]:
+    """Split ``postgresql://...?schema=NAME`` into (conninfo, schema, password).
+
+    ``schema`` is tarry's, not libpq's, so it is removed before connecting."""
+    try:
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+    except ValueError as exc:
+        raise ConfigError(f"invalid PostgreSQL URL {masked(url)!r}: {exc}") from None
+    schema = _DEFAULT_SCHEMA
+    kept = []
+    for name, value in query:
+        if name == "schema":
+            schema = value
+        else:
+            kept.append((name, value))
+    if not _IDENTIFIER.match(schema):
+        raise ConfigError(
+            f"invalid schema {schema!r} in {masked(url)!r}: use letters, digits and "
+            "underscores, starting with a letter or underscore (at most 63)"
+        )
+    conninfo = urlunsplit(parts._replace(query=urlencode(kept)))
+    try:
+        params = conninfo_to_dict(conninfo)
+    except psycopg.Error as exc:
+        message = str(exc)
+        if parts.password:
+            message = message.replace(parts.password, "***")
+        raise ConfigError(f"invalid PostgreSQL URL {masked(url)!r}: {message}") from None
+    password = params.get("password")
+    return conninfo, schema, None if password is None else str(password)
+
+
+class Tx:
+    """One transaction on one connection, with the named queries."""
+
+    __slots__ = ("conn", "retried_unknown", "wake")
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any], retried_unknown: bool) -> None:
+        self.conn = conn
+        self.wake = False
+        """Set when the transaction makes a run due: NOTIFY is sent before COMMIT."""
+        self.retried_unknown = retried_unknown
+        """True when an earlier attempt of this operation failed while committing,
+        so it may already have been applied."""
+
+    async def one(self, name: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        cur = await self.conn.execute(Q[name], params)
+        return await cur.fetchone()
+
+    async def all(self, name: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        cur = await self.conn.execute(Q[name], params)
+        return await cur.fetchall()
+
+    async def run(self, name: str, params: dict[str, Any]) -> int:
+        cur = await self.conn.execute(Q[name], params)
+        return cur.rowcount
+
+
+Body = Callable[[Tx], Awaitable[T]]
+
+
+class IOLoop:
+    """The store's event loop thread, its pool and its LISTEN connection."""
+
+    def __init__(
+        self,
+        url: str,
+        conninfo: str,
+        schema: str,
+        listeners: list[WakeListener],
+        *,
+        pool_size: int,
+        retry_seconds: float,
+    ) -> None:
+        self.url = url
+        self.conninfo = conninfo
+        self.schema = schema
+        self.channel = f"tarry_{schema}"[:63]
+        self.listeners = listeners
+        self.pool_size = pool_size
+        self.retry_seconds = retry_seconds
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._main, name="tarry-postgres", daemon=True)
+        self.pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
+        self._listen_task: asyncio.Task[None] | None = None
+        self._wake_scheduled = False
+        self._closing = False
+        self._checking = False
+        self._kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "options": " ".join(
+                filter(
+                    None,
+                    [
+                        str(conninfo_to_dict(conninfo).get("options") or ""),
+                        f'-c search_path="{schema}"',
+                    ],
+                )
+            ),
+        }
+        if "connect_timeout" not in conninfo_to_dict(conninfo):
+            self._kwargs["connect_timeout"] = _CONNECT_TIMEOUT
+        if "application_name" not in conninfo_to_dict(conninfo):
+            self._kwargs["application_name"] = "tarry"
+
+    # -- running code on the loop --------------------------------------------------------
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_forever()
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        finally:
+            self.loop.close()
+
+    def halt(self) -> None:
+        """Stop the loop; its thread closes it and ends."""
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
+        """Schedule ``coro`` on the store's loop; a future for the caller's loop.
+
+        The caller's cancellation does not reach the store's loop: a transaction
+        that has started runs to its end, so its outcome is never torn."""
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return asyncio.shield(asyncio.wrap_future(future))
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect, migrate, open the pool and start listening (on the store's loop)."""
+        conn = await self._connect_for_open()
+        try:
+            await self._migrate(conn)
+            await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+        except BaseException:
+            await conn.close()
+            raise
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
+            self.conninfo,
+            kwargs=self._kwargs,
+            min_size=1,
+            max_size=self.pool_size,
+            open=False,
+            timeout=5.0,
+            name=f"tarry-{self.schema}",
+        )
+        try:
+            await pool.open(wait=True, timeout=10.0)
+        except psycopg.Error as exc:
+            await conn.close()
+            with contextlib.suppress(Exception):
+                await pool.close()
+            raise ConfigError(
+                f"cannot connect to PostgreSQL at {masked(self.url)!r}: {exc}"
+            ) from None
+        self.pool = pool
+        self._listen_task = asyncio.create_task(self._listen(conn), name="tarry-listen")
+
+    async def stop(self) -> None:
+        self._closing = True
+        if self._listen_task is not None:
+            self._listen_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listen_task
+        if self.pool is not None:
+            await self.pool.close()
+
+    async def _connect(self, **extra: Any) -> psycopg.AsyncConnection[Any]:
+        return await psycopg.AsyncConnection.connect(self.conninfo, **self._kwargs, **extra)
+
+    async def _connect_for_open(self) -> psycopg.AsyncConnection[Any]:
+        try:
+            return await self._connect()
+        except psycopg.Error as exc:
+            raise ConfigError(
+                f"cannot connect to PostgreSQL at {masked(self.url)!r}: {exc}"
+            ) from None
+
+    async def _migrate(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Apply missing migrations under a lock, so that processes starting together
+        take turns; refuse a schema written by a newer tarry."""
+        try:
+            async with conn.transaction():
+                await conn.execute(Q["migrate_lock"], {"schema": self.schema})
+                await conn.execute(
+                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
+                )
+                await conn.execute(Q["create_meta"])
+                cur = await conn.execute(Q["schema_version"])
+                row = await cur.fetchone()
+                current = int(row[0]) if row else 0
+                if current > SCHEMA_VERSION:
+                    raise SchemaTooNew(
+                        f"the store {masked(self.url)!r} (schema {self.schema!r}) has schema "
+                        f"version {current}, but this tarry knows versions up to "
+                        f"{SCHEMA_VERSION}; upgrade tarry to open it"
+                    )
+                for version, migration in MIGRATIONS:
+                    if version > current:
+                        await conn.execute(migration.encode())
+                if current < SCHEMA_VERSION:
+                    await conn.execute(Q["set_schema_version"], {"version": str(SCHEMA_VERSION)})
+        except psycopg.Error as exc:
+            raise ConfigError(
+                f"cannot prepare schema {self.schema!r} in {masked(self.url)!r}: {exc}"
+            ) from None
+
+    # -- transactions --------------------------------------------------------------------
+
+    async def transact(self, body: Body[T], *, idempotent: bool) -> T:
+        """Run ``body`` in one transaction, retrying on connection errors.
+
+        A failure before COMMIT was sent rolled the transaction back, so any
+        operation may run again. A failure during COMMIT leaves the outcome
+        unknown: operations that are safe to repeat (``idempotent``) run again
+        and see ``Tx.retried_unknown``; the others raise ``StoreError``."""
+        pool = self.pool
+        if pool is None or self._closing:
+            raise StoreError(f"the store {masked(self.url)!r} is closed")
+        give_up = time.monotonic() + self.retry_seconds
+        delay = 0.02
+        retried_unknown = False
+        while True:
+            committing = False
+            try:
+                async with pool.connection() as conn:
+                    tx = Tx(conn, retried_unknown)
+                    async with conn.transaction():
+                        result = await body(tx)
+                        if tx.wake:
+                            await conn.execute(Q["notify"], {"channel": self.channel})
+                        committing = True
+            except PoolClosed:
+                raise StoreError(f"the store {masked(self.url)!r} is closed") from None
+            except psycopg.OperationalError as exc:
+                if self._closing:
+                    raise StoreError(f"the store {masked(self.url)!r} is closed") from None
+                if committing and not idempotent:
+                    raise StoreError(
+                        f"the connection to {masked(self.url)!r} failed while committing, so "
+                        f"whether the operation took effect is unknown: {exc}"
+                    ) from exc
+                retried_unknown |= committing
+                if time.monotonic() + delay > give_up:
+                    raise StoreError(
+                        f"PostgreSQL at {masked(self.url)!r} stayed unavailable for "
+                        f"{self.retry_seconds:g}s: {exc}"
+                    ) from exc
+                if not isinstance(exc, psycopg.errors.TransactionRollback):
+                    self._check_pool(pool)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            except psycopg.Error as exc:
+                raise StoreError(
+                    f"PostgreSQL transaction on {masked(self.url)!r} failed: {exc}"
+                ) from exc
+            if tx.wake:
+                self.schedule_wake()
+            return result
+
+    def _check_pool(self, pool: AsyncConnectionPool[Any]) -> None:
+        """After a connection error, drop the pool's other dead connections in the
+        background instead of failing on each of them in turn."""
+        if self._checking:
+            return
+        self._checking = True
+
+        async def check() -> None:
+            try:
+                await pool.check()
+            except Exception:
+                log.debug("pool check failed", exc_info=True)
+            finally:
+                self._checking = False
+
+        task = asyncio.create_task(check())
+        task.add_done_callback(lambda _t: None)
+
+    # -- wake-ups ------------------------------------------------------------------------
+
+    def schedule_wake(self) -> None:
+        """Call the listeners soon, once for however many wake-ups arrive meanwhile."""
+        if not self._wake_scheduled:
+            self._wake_scheduled = True
+            self.loop.call_soon(self._fire)
+
+    def _fire(self) -> None:
+        self._wake_scheduled = False
+        for listener in list(self.listeners):
+            try:
+                listener()
+            except Exception:
+                log.warning("a wake listener failed", exc_info=True)
+
+    async def _listen(self, conn: psycopg.AsyncConnection[Any] | None) -> None:
+        """Turn NOTIFY on the schema's channel into wake-ups; on losing the connection,
+        reconnect with backoff and wake everyone once, since notifications sent
+        meanwhile were lost."""
+        delay = 0.05
+        listen = sql.SQL("LISTEN {}").format(sql.Identifier(self.channel))
+        try:
+            while True:
+                try:
+                    if conn is None:
+                        conn = await self._connect(
+                            keepalives=1,
+                            keepalives_idle=10,
+                            keepalives_interval=5,
+                            keepalives_count=3,
+                        )
+                        await conn.execute(listen)
+                        log.info("tarry: listening on %s again", self.channel)
+                        self.schedule_wake()
+                        delay = 0.05
+                    async for _ in conn.notifies(timeout=_HEALTH_CHECK_EVERY):
+                        self.schedule_wake()
+                    await conn.execute("SELECT 1")  # a quiet spell: is the server there?
+                except psycopg.Error as exc:
+                    log.warning("tarry: lost the LISTEN connection (%s); reconnecting", exc)
+                    if conn is not None:
+                        with contextlib.suppress(Exception):
+                            await conn.close()
+                    conn = None
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+        finally:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close()

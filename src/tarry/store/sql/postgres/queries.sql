@@ -1,0 +1,167 @@
+-- Named queries for the PostgreSQL store. Tables are found through the
+-- connection's search_path, which names the store's schema.
+
+-- name: migrate_lock
+SELECT pg_advisory_xact_lock(hashtext('tarry.migrate'), hashtext(%(schema)s));
+
+-- name: create_meta
+CREATE TABLE IF NOT EXISTS tarry_meta (key text PRIMARY KEY, value text NOT NULL);
+
+-- name: schema_version
+SELECT value FROM tarry_meta WHERE key = 'schema_version';
+
+-- name: set_schema_version
+INSERT INTO tarry_meta (key, value) VALUES ('schema_version', %(version)s)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+
+-- name: notify
+SELECT pg_notify(%(channel)s, '');
+
+-- name: key_lock
+SELECT pg_advisory_xact_lock(hashtextextended(%(lock)s, 0));
+
+-- name: insert_run
+INSERT INTO runs (id, workflow, status, payload, created_at, updated_at, due_at)
+VALUES (%(id)s, %(workflow)s, 'queued', %(payload)s, %(now)s, %(now)s, %(now)s)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: due_runs
+SELECT id, status, cancel_requested FROM runs
+WHERE due_at <= %(now)s AND workflow = ANY(%(workflows)s)
+ORDER BY due_at
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED;
+
+-- name: next_due
+SELECT min(due_at) FROM runs
+WHERE due_at IS NOT NULL AND workflow = ANY(%(workflows)s);
+
+-- name: lease_runs
+UPDATE runs AS r
+SET status = 'running', lease_token = v.token, due_at = %(lease_until)s,
+    updated_at = %(now)s, waiting_for = NULL
+FROM unnest(%(ids)s::text[], %(tokens)s::text[]) AS v (id, token)
+WHERE r.id = v.id
+RETURNING r.seq, r.id, r.workflow, r.status, r.payload, r.output, r.error, r.created_at,
+          r.updated_at, r.ended_at, r.due_at, r.waiting_for, r.cancel_requested;
+
+-- name: expire_waiting_steps
+UPDATE steps
+SET status = CASE kind WHEN 'sleep' THEN 'completed' ELSE 'timed_out' END,
+    output = NULL, ended_at = %(now)s
+WHERE run_id = ANY(%(ids)s) AND status = 'waiting';
+
+-- name: delete_waiters_of_runs
+DELETE FROM waiters WHERE run_id = ANY(%(ids)s);
+
+-- name: delete_run_waiters
+DELETE FROM waiters WHERE run_id = %(run_id)s;
+
+-- name: select_steps_by_run_ids
+SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at
+FROM steps WHERE run_id = ANY(%(ids)s)
+ORDER BY run_id, started_at NULLS FIRST, key COLLATE "C";
+
+-- name: select_run
+SELECT seq, id, workflow, status, payload, output, error, created_at, updated_at, ended_at,
+       due_at, waiting_for, cancel_requested
+FROM runs WHERE id = %(id)s;
+
+-- name: lock_run
+SELECT seq, id, workflow, status, payload, output, error, created_at, updated_at, ended_at,
+       due_at, waiting_for, cancel_requested
+FROM runs WHERE id = %(id)s
+FOR UPDATE;
+
+-- name: select_steps
+SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at
+FROM steps WHERE run_id = %(id)s
+ORDER BY started_at NULLS FIRST, key COLLATE "C";
+
+-- name: select_step
+SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at
+FROM steps WHERE run_id = %(run_id)s AND key = %(key)s;
+
+-- name: fence
+UPDATE runs SET updated_at = %(now)s
+WHERE id = %(run_id)s AND lease_token = %(token)s
+RETURNING cancel_requested;
+
+-- name: renew_leases
+UPDATE runs AS r SET due_at = %(lease_until)s
+FROM unnest(%(ids)s::text[], %(tokens)s::text[]) AS v (id, token)
+WHERE r.id = v.id AND r.lease_token = v.token
+RETURNING r.id, r.cancel_requested;
+
+-- name: upsert_step
+INSERT INTO steps (run_id, key, kind, status, output, error, attempts, started_at, ended_at)
+VALUES (%(run_id)s, %(key)s, %(kind)s, %(status)s, %(output)s, %(error)s, %(attempts)s,
+        %(started_at)s, %(ended_at)s)
+ON CONFLICT (run_id, key) DO UPDATE SET
+    kind = excluded.kind, status = excluded.status, output = excluded.output,
+    error = excluded.error, attempts = excluded.attempts, started_at = excluded.started_at,
+    ended_at = excluded.ended_at;
+
+-- name: release_run
+UPDATE runs
+SET status = %(status)s, lease_token = NULL, due_at = %(due_at)s,
+    waiting_for = %(waiting_for)s, updated_at = %(now)s
+WHERE id = %(run_id)s;
+
+-- name: end_run
+UPDATE runs
+SET status = %(status)s, output = %(output)s, error = %(error)s, ended_at = %(now)s,
+    updated_at = %(now)s, due_at = NULL, lease_token = NULL, waiting_for = NULL
+WHERE id = %(run_id)s;
+
+-- name: end_run_with_cancel_reason
+UPDATE runs
+SET status = 'cancelled', error = cancel_reason, ended_at = %(now)s, updated_at = %(now)s,
+    due_at = NULL, lease_token = NULL, waiting_for = NULL
+WHERE id = %(run_id)s;
+
+-- name: cancel_waiting_steps
+UPDATE steps SET status = 'cancelled', ended_at = %(now)s
+WHERE run_id = %(run_id)s AND status = 'waiting';
+
+-- name: request_cancel
+UPDATE runs SET cancel_requested = true, cancel_reason = %(reason)s, updated_at = %(now)s
+WHERE id = %(run_id)s;
+
+-- name: first_buffered_signal
+SELECT id, data FROM signals
+WHERE key = %(key)s AND expires_at > %(now)s
+ORDER BY id
+LIMIT 1
+FOR UPDATE;
+
+-- name: delete_signal
+DELETE FROM signals WHERE id = %(id)s;
+
+-- name: buffer_signal
+INSERT INTO signals (key, data, created_at, expires_at)
+VALUES (%(key)s, %(data)s, %(now)s, %(expires_at)s);
+
+-- name: purge_signals
+DELETE FROM signals WHERE expires_at <= %(now)s;
+
+-- name: signal_waiter
+SELECT run_id, step_key FROM waiters WHERE kind = 'signal' AND key = %(key)s;
+
+-- name: lock_signal_waiter
+SELECT run_id, step_key FROM waiters
+WHERE kind = 'signal' AND key = %(key)s AND run_id = %(run_id)s
+FOR UPDATE;
+
+-- name: insert_waiter
+INSERT INTO waiters (run_id, step_key, kind, key, expires_at)
+VALUES (%(run_id)s, %(step_key)s, %(kind)s, %(key)s, %(expires_at)s);
+
+-- name: resolve_step
+UPDATE steps SET status = %(status)s, output = %(output)s, error = %(error)s,
+    ended_at = %(now)s
+WHERE run_id = %(run_id)s AND key = %(key)s;
+
+-- name: wake_run
+UPDATE runs SET status = 'queued', due_at = %(now)s, waiting_for = NULL, updated_at = %(now)s
+WHERE id = %(run_id)s AND status = 'waiting';
