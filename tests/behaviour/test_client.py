@@ -8,6 +8,7 @@ import threading
 import pytest
 
 import tarry
+
 from helpers import step, wait_for_status
 
 

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 import tarry
+
 from helpers import step, wait_for_status
 
 

@@ -9,6 +9,7 @@ import pydantic
 import pytest
 
 import tarry
+
 from helpers import step, wait_for_status
 
 

@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import tarry
+
 from helpers import wait_for_status
 
 
