@@ -32,17 +32,23 @@ import os
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 import orjson
 from psycopg import sql
 
 from ..errors import LeaseLost, StoreError
+from ..ids import new_id
 from .base import (
     ClaimBatch,
     ClaimedRun,
+    EventOutcome,
+    EventWait,
+    Filing,
     Lease,
     LeaseStatus,
+    NewEvent,
     NewRun,
     ParkResult,
     RunRow,
@@ -51,12 +57,14 @@ from .base import (
     StepSender,
     WaitSpec,
     WakeListener,
+    WorkflowConfig,
 )
+from .matching import leaf_keys, matches, resolve_filing, trigger_of
 from .postgres_io import Body, IOLoop, T, Tx, masked, parse_url
 
 _RUN_COLUMNS = (
     "seq, id, workflow, status, payload, output, error, created_at, updated_at, ended_at, "
-    "due_at, waiting_for, cancel_requested"
+    "due_at, waiting_for, cancel_requested, trigger"
 )
 _ENDED = ("completed", "failed", "cancelled")
 
@@ -76,6 +84,7 @@ def _run_row(row: Sequence[Any]) -> RunRow:
         due_at=row[10],
         waiting_for=row[11],
         cancel_requested=bool(row[12]),
+        trigger=row[13],
     )
 
 
@@ -128,6 +137,18 @@ async def _lock_key(tx: Tx, schema: str, key: str) -> None:
     await tx.one("key_lock", {"lock": f"{schema}:signal:{key}"})
 
 
+async def _lock_event_name(tx: Tx, schema: str, name: str, *, shared: bool) -> None:
+    """Senders of an event share this lock; a wait on the event takes it alone, so
+    its lookback and its new waiter cannot both miss an event sent meanwhile."""
+    await tx.one("shared_lock" if shared else "key_lock", {"lock": f"{schema}:event:{name}"})
+
+
+def _db_value(value: str | None) -> str | None:
+    # PostgreSQL text cannot hold NUL (matching.MISSING has one); canonical JSON
+    # never contains a raw control character, so this spelling cannot collide.
+    return None if value is None else value.replace("\x00", "\\u0000")
+
+
 async def _lock_signal_waiter(tx: Tx, key: str) -> tuple[str, str] | None:
     """The run waiting on ``key`` with its run row and waiter row locked (run first,
     as everywhere), or None. The caller holds the key's advisory lock, so no new
@@ -149,7 +170,7 @@ async def _resolve_wait(
     error: bytes | None,
     now: float,
 ) -> None:
-    await tx.run("delete_run_waiters", {"run_id": run_id})
+    await tx.run("delete_step_waiters", {"run_id": run_id, "step_key": step_key})
     await tx.run(
         "resolve_step",
         {
@@ -171,13 +192,152 @@ async def _cancel_now(tx: Tx, run_id: str, now: float) -> None:
     await tx.run("end_run_with_cancel_reason", {"run_id": run_id, "now": now})
 
 
+async def _cancel_or_flag(tx: Tx, run_id: str, now: float, run: RunRow | None = None) -> bool:
+    """Cancel a run that no worker holds at once; leave a leased one flagged to stop
+    at its next step. Returns whether it was cancelled now."""
+    if run is None:
+        found = await tx.one("lock_run", {"id": run_id})
+        if found is None:
+            return False
+        run = _run_row(found)
+        if run.status in _ENDED:
+            return False
+        if not run.cancel_requested:
+            reason = _error_json("Cancelled", "cancelled by an event")
+            await tx.run("request_cancel", {"reason": reason, "now": now, "run_id": run_id})
+    leased = run.status == "running" and run.due_at is not None and run.due_at > now
+    if leased:
+        return False
+    await _cancel_now(tx, run_id, now)
+    return True
+
+
+async def _insert_filed_waiter(
+    tx: Tx, run_id: str, step_key: str, kind: str, filing: Filing, expires_at: float | None
+) -> None:
+    await tx.run(
+        "insert_match_waiter",
+        {
+            "run_id": run_id,
+            "step_key": step_key,
+            "kind": kind,
+            "key": filing.event,
+            "expires_at": expires_at,
+            "path": filing.path,
+            "value": _db_value(filing.value),
+            "expr": filing.expr,
+        },
+    )
+
+
+async def _insert_run(tx: Tx, run: NewRun, now: float) -> bool:
+    created = await tx.run(
+        "insert_run",
+        {
+            "id": run.id,
+            "workflow": run.workflow,
+            "payload": run.payload,
+            "trigger": run.trigger,
+            "now": now,
+        },
+    )
+    if not created:
+        return False
+    tx.wake = True
+    row = await tx.one("workflow_cancel_on", {"id": run.workflow})
+    if row is not None and bytes(row[0]) != b"[]":
+        trigger = trigger_of(run.workflow, run.payload, run.trigger)
+        for item in orjson.loads(row[0]):
+            filing = resolve_filing(Filing(**item), trigger)
+            await _insert_filed_waiter(tx, run.id, "", "cancel", filing, None)
+    return True
+
+
+async def _run_trigger(tx: Tx, run_id: str) -> Any:
+    found = await tx.one("run_trigger", {"id": run_id})
+    return None if found is None else trigger_of(*found)
+
+
+async def _look_back(tx: Tx, run_id: str, wait: EventWait) -> bytes | None:
+    """The oldest stored event that satisfies the wait, if any: the lookback."""
+    filing = wait.filing
+    trigger = None if filing.expr is None else await _run_trigger(tx, run_id)
+    skip = set(wait.exclude)
+    for event_id, name, data, ts in await tx.all(
+        "events_since", {"name": filing.event, "since": wait.since}
+    ):
+        if event_id in skip:
+            continue
+        incoming = {"name": name, "data": orjson.loads(data), "id": event_id, "ts": ts}
+        if matches(filing.path, filing.value, filing.expr, trigger, incoming):
+            return orjson.dumps(incoming)
+    return None
+
+
+async def _send_event(
+    tx: Tx, schema: str, event: NewEvent, dedupe_seconds: float, now: float
+) -> EventOutcome:
+    await _lock_event_name(tx, schema, event.name, shared=True)
+    if event.dedupe:
+        await tx.one("key_lock", {"lock": f"{schema}:event-id:{event.id}"})
+        seen = await tx.one("event_by_id", {"id": event.id})
+        if seen is not None:
+            if seen[0] > now - dedupe_seconds:
+                return EventOutcome(event.id, duplicate=True)
+            await tx.run("delete_event", {"id": event.id})
+    await tx.run(
+        "insert_event", {"id": event.id, "name": event.name, "data": event.data, "ts": now}
+    )
+    incoming = {"name": event.name, "data": orjson.loads(event.data), "id": event.id, "ts": now}
+    incoming_json = orjson.dumps(incoming)
+    started: list[str] = []
+    for workflow, expr in await tx.all("triggers_for_event", {"event": event.name}):
+        if expr is None or matches(None, None, expr, incoming, incoming):
+            run = NewRun(new_id(), workflow, event.data, incoming_json)
+            if await _insert_run(tx, run, now):
+                started.append(run.id)
+    # Candidates: the waiters filed under one of the event's own (path, value) keys,
+    # plus those with no indexable equality. Never a scan of all waiters.
+    candidates: dict[int, tuple[str, str, str, str | None]] = {}
+    for path, value in leaf_keys(incoming):
+        for row in await tx.all(
+            "waiters_by_value", {"name": event.name, "path": path, "value": _db_value(value)}
+        ):
+            candidates[row[0]] = (row[1], row[2], row[3], row[4])
+    for row in await tx.all("waiters_unindexed", {"name": event.name}):
+        candidates[row[0]] = (row[1], row[2], row[3], row[4])
+    resumed: list[str] = []
+    cancelled: list[str] = []
+    done: set[str] = set(started)
+    for waiter_id in sorted(candidates):
+        run_id, step_key, kind, expr = candidates[waiter_id]
+        if run_id in done:
+            continue
+        if expr is not None and not matches(
+            None, None, expr, await _run_trigger(tx, run_id), incoming
+        ):
+            continue
+        # Lock the run, then make sure its waiter is still there: a timeout, a
+        # cancel or another event may have taken it since it was read.
+        await tx.one("lock_run", {"id": run_id})
+        if await tx.one("lock_waiter", {"id": waiter_id}) is None:
+            continue
+        done.add(run_id)
+        if kind == "event":
+            await _resolve_wait(tx, run_id, step_key, "completed", incoming_json, None, now)
+            resumed.append(run_id)
+        elif await _cancel_or_flag(tx, run_id, now):
+            cancelled.append(run_id)
+    return EventOutcome(event.id, False, tuple(started), tuple(resumed), tuple(cancelled))
+
+
 async def _stored_step(tx: Tx, run_id: str, key: str) -> StepRow | None:
     row = await tx.one("select_step", {"run_id": run_id, "key": key})
     return None if row is None else _step_row(row)
 
 
 class PostgresStore:
-    def __init__(self, url: str, *, pool_size: int = 16, retry_seconds: float = 30.0) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, retry_seconds: float = 30.0) -> None:
         self.url = url
         self._conninfo, self.schema, _ = parse_url(url)
         self.pool_size = pool_size
@@ -255,12 +415,51 @@ class PostgresStore:
 
     async def create_run(self, run: NewRun) -> tuple[str, bool]:
         async def body(tx: Tx) -> tuple[str, bool]:
-            params = {"id": run.id, "workflow": run.workflow, "payload": run.payload}
-            created = await tx.run("insert_run", {**params, "now": time.time()})
-            tx.wake = bool(created)
-            return run.id, bool(created)
+            return run.id, await _insert_run(tx, run, time.time())
 
         return await self._call(body)
+
+    async def sync_workflows(self, configs: Sequence[WorkflowConfig]) -> None:
+        async def body(tx: Tx) -> None:
+            now = time.time()
+            for config in sorted(configs, key=lambda c: c.id):
+                cancel_on = orjson.dumps([asdict(f) for f in config.cancel_on])
+                await tx.run(
+                    "upsert_workflow", {"id": config.id, "cancel_on": cancel_on, "now": now}
+                )
+                await tx.run("delete_workflow_triggers", {"workflow": config.id})
+                for event, expr in config.triggers:
+                    await tx.run(
+                        "insert_trigger", {"workflow": config.id, "event": event, "expr": expr}
+                    )
+
+        await self._call(body)
+
+    async def send_event(
+        self, event: NewEvent, *, dedupe_seconds: float, sender: StepSender | None = None
+    ) -> EventOutcome:
+        async def body(tx: Tx) -> EventOutcome:
+            now = time.time()
+            if sender is not None:
+                await _fence(tx, sender.lease, now)
+                if tx.retried_unknown:
+                    done = await _stored_step(tx, sender.lease.run_id, sender.step_key)
+                    if done is not None and done.status == "completed" and done.output:
+                        return EventOutcome(orjson.loads(done.output)[0], duplicate=True)
+            outcome = await _send_event(tx, self.schema, event, dedupe_seconds, now)
+            if sender is not None:
+                output = orjson.dumps([outcome.event_id])
+                step = StepRow(
+                    sender.step_key, "send_event", "completed", output, None, 1,
+                    sender.started_at, now,
+                )  # fmt: skip
+                await tx.run("upsert_step", _step_params(sender.lease.run_id, step))
+            return outcome
+
+        # After an unknown commit, an event with an id is found again as a duplicate
+        # and a step's event as its stored step; an event without either could be
+        # stored twice, so that one is not retried.
+        return await self._call(body, idempotent=event.dedupe or sender is not None)
 
     async def claim(self, workflows: Sequence[str], limit: int, lease_seconds: float) -> ClaimBatch:
         names = list(workflows)
@@ -279,7 +478,7 @@ class PostgresStore:
                     waiting.append(run_id)
             if waiting:
                 await tx.run("expire_waiting_steps", {"ids": waiting, "now": now})
-                await tx.run("delete_waiters_of_runs", {"ids": waiting})
+                await tx.run("delete_wait_waiters_of_runs", {"ids": waiting})
             claimed: list[ClaimedRun] = []
             if live:
                 tokens = {run_id: os.urandom(12).hex() for run_id in live}
@@ -300,11 +499,8 @@ class PostgresStore:
                     ClaimedRun(runs[run_id], steps[run_id], Lease(run_id, tokens[run_id]))
                     for run_id in live
                 ]
-            next_due = None
-            if len(due) < limit:
-                found = await tx.one("next_due", {"workflows": names})
-                next_due = None if found is None else found[0]
-            return ClaimBatch(claimed, next_due)
+            found = await tx.one("next_due", {"workflows": names})
+            return ClaimBatch(claimed, None if found is None else found[0])
 
         return await self._call(body)
 
@@ -385,6 +581,8 @@ class PostgresStore:
             if wait.kind == "signal":
                 assert wait.signal_key is not None
                 await _lock_key(tx, self.schema, wait.signal_key)
+            if wait.event is not None:
+                await _lock_event_name(tx, self.schema, wait.event.filing.event, shared=False)
             await _fence(tx, lease, now)
             if tx.retried_unknown:
                 # The first attempt may have committed a wait resolved at once; a
@@ -432,6 +630,14 @@ class PostgresStore:
                             replaced_by=lease.run_id,
                         )
                         await _resolve_wait(tx, locked[0], locked[1], "timed_out", None, note, now)
+            if wait.event is not None and wait.event.since is not None:
+                found_event = await _look_back(tx, lease.run_id, wait.event)
+                if found_event is not None:
+                    step = StepRow(
+                        wait.step_key, wait.kind, "completed", found_event, None, 1, started, now
+                    )
+                    await tx.run("upsert_step", _step_params(lease.run_id, step))
+                    return ParkResult("resolved", step)
             if wait.deadline is not None and wait.deadline <= now:
                 status = "completed" if wait.kind == "sleep" else "timed_out"
                 step = StepRow(wait.step_key, wait.kind, status, None, None, 1, started, now)
@@ -439,6 +645,10 @@ class PostgresStore:
                 return ParkResult("resolved", step)
             step = StepRow(wait.step_key, wait.kind, "waiting", None, None, 1, started, None)
             await tx.run("upsert_step", _step_params(lease.run_id, step))
+            if wait.event is not None:
+                await _insert_filed_waiter(
+                    tx, lease.run_id, wait.step_key, "event", wait.event.filing, wait.deadline
+                )
             if wait.kind == "signal":
                 await tx.run(
                     "insert_waiter",
@@ -554,9 +764,7 @@ class PostgresStore:
             if run.status in _ENDED:
                 return run
             await tx.run("request_cancel", {"reason": reason, "now": now, "run_id": run_id})
-            leased = run.status == "running" and run.due_at is not None and run.due_at > now
-            if not leased:
-                await _cancel_now(tx, run_id, now)
+            await _cancel_or_flag(tx, run_id, now, run)
             after = await tx.one("select_run", {"id": run_id})
             assert after is not None
             return _run_row(after)
@@ -598,8 +806,11 @@ class PostgresStore:
 
         return await self._call(body)
 
-    async def purge_expired(self) -> int:
+    async def purge_expired(self, events_before: float | None = None) -> int:
         async def body(tx: Tx) -> int:
-            return await tx.run("purge_signals", {"now": time.time()})
+            signals = await tx.run("purge_signals", {"now": time.time()})
+            if events_before is None:
+                return signals
+            return signals + await tx.run("purge_events", {"before": events_before})
 
         return await self._call(body)

@@ -39,6 +39,7 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _DEFAULT_SCHEMA = "tarry"
 _CONNECT_TIMEOUT = 5
 _HEALTH_CHECK_EVERY = 15.0
+_DRAIN_SECONDS = 5.0
 
 
 def masked(url: str) -> str:
@@ -136,6 +137,7 @@ class IOLoop:
         self._wake_scheduled = False
         self._closing = False
         self._checking = False
+        self._inflight: set[asyncio.Task[Any]] = set()
         self._kwargs: dict[str, Any] = {
             "autocommit": True,
             "options": " ".join(
@@ -151,7 +153,7 @@ class IOLoop:
         if "connect_timeout" not in conninfo_to_dict(conninfo):
             self._kwargs["connect_timeout"] = _CONNECT_TIMEOUT
         if "application_name" not in conninfo_to_dict(conninfo):
-            self._kwargs["application_name"] = "tarry"
+            self._kwargs["application_name"] = f"tarry/{schema}"[:63]
 
     # -- running code on the loop --------------------------------------------------------
 
@@ -208,11 +210,17 @@ class IOLoop:
         self._listen_task = asyncio.create_task(self._listen(conn), name="tarry-listen")
 
     async def stop(self) -> None:
+        """Refuse new transactions, let those in flight finish (for a while), close."""
         self._closing = True
         if self._listen_task is not None:
             self._listen_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listen_task
+        if self._inflight:
+            _, stuck = await asyncio.wait(set(self._inflight), timeout=_DRAIN_SECONDS)
+            for task in stuck:
+                task.cancel()
+            await asyncio.gather(*stuck, return_exceptions=True)
         if self.pool is not None:
             await self.pool.close()
 
@@ -268,6 +276,21 @@ class IOLoop:
         pool = self.pool
         if pool is None or self._closing:
             raise StoreError(f"the store {masked(self.url)!r} is closed")
+        task = asyncio.current_task()
+        assert task is not None
+        self._inflight.add(task)
+        try:
+            return await self._transact(pool, body, idempotent=idempotent)
+        finally:
+            self._inflight.discard(task)
+
+    async def _transact(
+        self,
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]],
+        body: Body[T],
+        *,
+        idempotent: bool,
+    ) -> T:
         give_up = time.monotonic() + self.retry_seconds
         delay = 0.02
         retried_unknown = False

@@ -273,37 +273,39 @@ class SQLiteStore:
         conn.close()
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
+        # An operation whose caller has already given up (cancelled) is not run; once
+        # marked running, its future can no longer be cancelled under us.
+        batch = [op for op in batch if op.future.set_running_or_notify_cancel()]
+        if not batch:
+            return
         results: list[tuple[_Op, Any, BaseException | None]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            single = len(batch) == 1
-            for op in batch:
-                if single:
-                    try:
-                        results.append((op, op.fn(conn), None))
-                    except Exception as exc:
-                        results.append((op, None, exc))
-                    continue
-                conn.execute("SAVEPOINT op")
+            if len(batch) == 1:
+                op = batch[0]
                 try:
-                    value = op.fn(conn)
+                    results.append((op, op.fn(conn), None))
                 except Exception as exc:
-                    conn.execute("ROLLBACK TO op")
                     results.append((op, None, exc))
-                else:
-                    results.append((op, value, None))
-                conn.execute("RELEASE op")
-            if single and results[0][2] is not None:
-                conn.execute("ROLLBACK")
+                conn.execute("ROLLBACK" if results[0][2] is not None else "COMMIT")
             else:
+                for op in batch:
+                    conn.execute("SAVEPOINT op")
+                    try:
+                        value = op.fn(conn)
+                    except Exception as exc:
+                        conn.execute("ROLLBACK TO op")
+                        results.append((op, None, exc))
+                    else:
+                        results.append((op, value, None))
+                    conn.execute("RELEASE op")
                 conn.execute("COMMIT")
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             failure = StoreError(f"SQLite transaction on {self.url!r} failed: {exc}")
             for op in batch:
-                if not op.future.done():
-                    op.future.set_exception(failure)
+                op.future.set_exception(failure)
             self._wake_pending = False
             return
         if self._wake_pending:

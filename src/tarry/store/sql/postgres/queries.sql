@@ -21,8 +21,8 @@ SELECT pg_notify(%(channel)s, '');
 SELECT pg_advisory_xact_lock(hashtextextended(%(lock)s, 0));
 
 -- name: insert_run
-INSERT INTO runs (id, workflow, status, payload, created_at, updated_at, due_at)
-VALUES (%(id)s, %(workflow)s, 'queued', %(payload)s, %(now)s, %(now)s, %(now)s)
+INSERT INTO runs (id, workflow, status, payload, trigger, created_at, updated_at, due_at)
+VALUES (%(id)s, %(workflow)s, 'queued', %(payload)s, %(trigger)s, %(now)s, %(now)s, %(now)s)
 ON CONFLICT (id) DO NOTHING;
 
 -- name: due_runs
@@ -43,7 +43,7 @@ SET status = 'running', lease_token = v.token, due_at = %(lease_until)s,
 FROM unnest(%(ids)s::text[], %(tokens)s::text[]) AS v (id, token)
 WHERE r.id = v.id
 RETURNING r.seq, r.id, r.workflow, r.status, r.payload, r.output, r.error, r.created_at,
-          r.updated_at, r.ended_at, r.due_at, r.waiting_for, r.cancel_requested;
+          r.updated_at, r.ended_at, r.due_at, r.waiting_for, r.cancel_requested, r.trigger;
 
 -- name: expire_waiting_steps
 UPDATE steps
@@ -51,8 +51,11 @@ SET status = CASE kind WHEN 'sleep' THEN 'completed' ELSE 'timed_out' END,
     output = NULL, ended_at = %(now)s
 WHERE run_id = ANY(%(ids)s) AND status = 'waiting';
 
--- name: delete_waiters_of_runs
-DELETE FROM waiters WHERE run_id = ANY(%(ids)s);
+-- name: delete_wait_waiters_of_runs
+DELETE FROM waiters WHERE run_id = ANY(%(ids)s) AND kind != 'cancel';
+
+-- name: delete_step_waiters
+DELETE FROM waiters WHERE run_id = %(run_id)s AND step_key = %(step_key)s;
 
 -- name: delete_run_waiters
 DELETE FROM waiters WHERE run_id = %(run_id)s;
@@ -64,12 +67,12 @@ ORDER BY run_id, started_at NULLS FIRST, key COLLATE "C";
 
 -- name: select_run
 SELECT seq, id, workflow, status, payload, output, error, created_at, updated_at, ended_at,
-       due_at, waiting_for, cancel_requested
+       due_at, waiting_for, cancel_requested, trigger
 FROM runs WHERE id = %(id)s;
 
 -- name: lock_run
 SELECT seq, id, workflow, status, payload, output, error, created_at, updated_at, ended_at,
-       due_at, waiting_for, cancel_requested
+       due_at, waiting_for, cancel_requested, trigger
 FROM runs WHERE id = %(id)s
 FOR UPDATE;
 
@@ -165,3 +168,58 @@ WHERE run_id = %(run_id)s AND key = %(key)s;
 -- name: wake_run
 UPDATE runs SET status = 'queued', due_at = %(now)s, waiting_for = NULL, updated_at = %(now)s
 WHERE id = %(run_id)s AND status = 'waiting';
+
+-- name: insert_match_waiter
+INSERT INTO waiters (run_id, step_key, kind, key, expires_at, path, value, expr)
+VALUES (%(run_id)s, %(step_key)s, %(kind)s, %(key)s, %(expires_at)s, %(path)s, %(value)s,
+        %(expr)s);
+
+-- name: waiters_by_value
+SELECT id, run_id, step_key, kind, expr FROM waiters
+WHERE kind IN ('event', 'cancel') AND key = %(name)s AND path = %(path)s AND value = %(value)s;
+
+-- name: waiters_unindexed
+SELECT id, run_id, step_key, kind, expr FROM waiters
+WHERE kind IN ('event', 'cancel') AND key = %(name)s AND path IS NULL;
+
+-- name: lock_waiter
+SELECT id FROM waiters WHERE id = %(id)s FOR UPDATE;
+
+-- name: run_trigger
+SELECT workflow, payload, trigger FROM runs WHERE id = %(id)s;
+
+-- name: event_by_id
+SELECT ts FROM events WHERE id = %(id)s;
+
+-- name: delete_event
+DELETE FROM events WHERE id = %(id)s;
+
+-- name: insert_event
+INSERT INTO events (id, name, data, ts) VALUES (%(id)s, %(name)s, %(data)s, %(ts)s);
+
+-- name: events_since
+SELECT id, name, data, ts FROM events
+WHERE name = %(name)s AND ts >= %(since)s
+ORDER BY ts, seq;
+
+-- name: triggers_for_event
+SELECT workflow, expr FROM triggers WHERE event = %(event)s;
+
+-- name: workflow_cancel_on
+SELECT cancel_on FROM workflows WHERE id = %(id)s;
+
+-- name: upsert_workflow
+INSERT INTO workflows (id, cancel_on, updated_at) VALUES (%(id)s, %(cancel_on)s, %(now)s)
+ON CONFLICT (id) DO UPDATE SET cancel_on = excluded.cancel_on, updated_at = excluded.updated_at;
+
+-- name: delete_workflow_triggers
+DELETE FROM triggers WHERE workflow = %(workflow)s;
+
+-- name: insert_trigger
+INSERT INTO triggers (workflow, event, expr) VALUES (%(workflow)s, %(event)s, %(expr)s);
+
+-- name: purge_events
+DELETE FROM events WHERE ts <= %(before)s;
+
+-- name: shared_lock
+SELECT pg_advisory_xact_lock_shared(hashtextextended(%(lock)s, 0));

@@ -4,14 +4,16 @@ VALUES (:id, :workflow, 'queued', :payload, :trigger, :now, :now, :now)
 ON CONFLICT (id) DO NOTHING;
 
 -- name: due_runs
+-- The unary + keeps the planner on runs_due: the workflow index would visit every
+-- run of the workflow, parked ones included.
 SELECT id, status, cancel_requested FROM runs
-WHERE due_at <= :now AND workflow IN (SELECT value FROM json_each(:workflows))
+WHERE due_at <= :now AND +workflow IN (SELECT value FROM json_each(:workflows))
 ORDER BY due_at
 LIMIT :limit;
 
 -- name: next_due
 SELECT min(due_at) FROM runs
-WHERE due_at IS NOT NULL AND workflow IN (SELECT value FROM json_each(:workflows));
+WHERE due_at IS NOT NULL AND +workflow IN (SELECT value FROM json_each(:workflows));
 
 -- name: lease_run
 UPDATE runs

@@ -18,7 +18,7 @@ CREATE TABLE runs (
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     cancel_reason BLOB
 );
-CREATE INDEX runs_due ON runs (due_at) WHERE due_at IS NOT NULL;
+CREATE INDEX runs_due ON runs (due_at, workflow) WHERE due_at IS NOT NULL;
 CREATE INDEX runs_status ON runs (status, seq);
 CREATE INDEX runs_workflow ON runs (workflow, seq);
 
