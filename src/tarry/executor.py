@@ -36,7 +36,9 @@ class Execution:
         self.retries = workflow.retries
         self.memo: dict[str, StepRow] = {row.key: row for row in claimed.steps}
         self.cancel_requested = False
-        self.parked = False
+        self.releasing = False
+        """Set just before a write that gives the lease up (park, retry, end): a lease
+        found gone after that is this attempt's own doing, not a takeover."""
         self.trigger = trigger_of(self.run.workflow, self.run.payload, self.run.trigger)
         event = event_from_json(self.trigger) if self.run.trigger is not None else None
         self.ctx = Context(self.run.id, self.run.workflow, serde.loads(self.run.payload), event)
@@ -44,6 +46,7 @@ class Execution:
     async def end(
         self, status: str, output: bytes | None = None, error: bytes | None = None
     ) -> None:
+        self.releasing = True
         try:
             await self.store.finish(self.lease, status, output, error)
         except LeaseLost:
@@ -54,6 +57,7 @@ class Execution:
         self.app._run_ended(self.run.id)
 
     async def honor_cancel(self) -> None:
+        self.releasing = True
         try:
             await self.store.honor_cancel(self.lease)
         except LeaseLost:

@@ -126,6 +126,7 @@ class Step:
             failed = StepRow(
                 key, "run", "retrying", None, _error(exc), attempt, started, time.time()
             )
+            self._x.releasing = True
             with contextlib.suppress(LeaseLost):  # the newer attempt decides
                 await self._x.store.retry_step(self._x.lease, failed, time.time() + delay)
             raise Suspend("retrying") from None
@@ -319,13 +320,14 @@ class Step:
             started_at=time.time(),
             event=event,
         )
+        self._x.releasing = True
         try:
             parked = await self._x.store.park(self._x.lease, spec)
         except LeaseLost:
             raise Suspend("lease lost") from None
         if parked.outcome == "parked":
-            self._x.parked = True
             raise Suspend("parked")
+        self._x.releasing = False
         assert parked.step is not None
         self._x.memo[key] = parked.step
         return self._answer(key, parked.step)

@@ -118,7 +118,7 @@ class Worker:
                 continue
             for run_id in status.lost:
                 entry = self._active.get(run_id)
-                if entry is not None:
+                if entry is not None and not entry[1].releasing:
                     log.warning("run %s: lease lost; stopping this attempt", run_id)
                     entry[0].cancel()
             for run_id in status.cancel_requested:

@@ -31,8 +31,9 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
+from functools import partial
 from typing import Any
 
 import orjson
@@ -331,6 +332,14 @@ async def _send_event(
     return EventOutcome(event.id, False, tuple(started), tuple(resumed), tuple(cancelled))
 
 
+async def _release(lease: Lease, tx: Tx) -> None:
+    now = time.time()
+    await _fence(tx, lease, now)
+    params = {"status": "queued", "due_at": now, "waiting_for": None, "now": now}
+    await tx.run("release_run", {**params, "run_id": lease.run_id})
+    tx.wake = True
+
+
 async def _stored_step(tx: Tx, run_id: str, key: str) -> StepRow | None:
     row = await tx.one("select_step", {"run_id": run_id, "key": key})
     return None if row is None else _step_row(row)
@@ -396,11 +405,17 @@ class PostgresStore:
         io.halt()
         await asyncio.to_thread(io.thread.join)
 
-    async def _call(self, body: Body[T], *, idempotent: bool = True) -> T:
+    async def _call(
+        self,
+        body: Body[T],
+        *,
+        idempotent: bool = True,
+        abandoned: Callable[[T], Awaitable[None]] | None = None,
+    ) -> T:
         io, ready = self._io, self._ready
         if io is None or ready is None or not ready.done() or ready.exception() is not None:
             raise StoreError(f"the store {masked(self.url)!r} is not open")
-        return await io.submit(io.transact(body, idempotent=idempotent))
+        return await io.call(body, idempotent=idempotent, abandoned=abandoned)
 
     # -- wake-ups --------------------------------------------------------------------
 
@@ -502,7 +517,15 @@ class PostgresStore:
             found = await tx.one("next_due", {"workflows": names})
             return ClaimBatch(claimed, None if found is None else found[0])
 
-        return await self._call(body)
+        async def give_back(batch: ClaimBatch) -> None:
+            # The worker stopped waiting for this claim: hand the runs back now
+            # rather than leave them leased to nobody until the lease expires.
+            assert self._io is not None
+            for claimed in batch.runs:
+                with contextlib.suppress(Exception):
+                    await self._io.transact(partial(_release, claimed.lease), idempotent=True)
+
+        return await self._call(body, abandoned=give_back)
 
     async def renew(self, leases: Sequence[Lease], lease_seconds: float) -> LeaseStatus:
         if not leases:
@@ -558,22 +581,7 @@ class PostgresStore:
         await self._call(body)
 
     async def release(self, lease: Lease) -> None:
-        async def body(tx: Tx) -> None:
-            now = time.time()
-            await _fence(tx, lease, now)
-            await tx.run(
-                "release_run",
-                {
-                    "status": "queued",
-                    "due_at": now,
-                    "waiting_for": None,
-                    "now": now,
-                    "run_id": lease.run_id,
-                },
-            )
-            tx.wake = True
-
-        await self._call(body)
+        await self._call(partial(_release, lease))
 
     async def park(self, lease: Lease, wait: WaitSpec) -> ParkResult:
         async def body(tx: Tx) -> ParkResult:

@@ -15,7 +15,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -110,6 +110,15 @@ class Tx:
 Body = Callable[[Tx], Awaitable[T]]
 
 
+class _Ticket:
+    """Set by a caller that stopped waiting for its transaction."""
+
+    __slots__ = ("given_up",)
+
+    def __init__(self) -> None:
+        self.given_up = False
+
+
 class IOLoop:
     """The store's event loop thread, its pool and its LISTEN connection."""
 
@@ -169,13 +178,28 @@ class IOLoop:
         """Stop the loop; its thread closes it and ends."""
         self.loop.call_soon_threadsafe(self.loop.stop)
 
-    def submit(self, coro: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
-        """Schedule ``coro`` on the store's loop; a future for the caller's loop.
+    async def call(
+        self,
+        body: Body[T],
+        *,
+        idempotent: bool,
+        abandoned: Callable[[T], Awaitable[None]] | None = None,
+    ) -> T:
+        """Run ``body`` as one transaction on the store's loop, from the caller's loop.
 
-        The caller's cancellation does not reach the store's loop: a transaction
-        that has started runs to its end, so its outcome is never torn."""
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        return asyncio.shield(asyncio.wrap_future(future))
+        A caller that gives up (is cancelled) before the transaction starts stops
+        it from starting; once started, it runs to its end so its outcome is never
+        torn, and ``abandoned`` gets the result nobody is waiting for any more."""
+        ticket = _Ticket()
+        future = asyncio.run_coroutine_threadsafe(
+            self.transact(body, idempotent=idempotent, ticket=ticket, abandoned=abandoned),
+            self.loop,
+        )
+        try:
+            return await asyncio.shield(asyncio.wrap_future(future))
+        except asyncio.CancelledError:
+            ticket.given_up = True
+            raise
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -266,7 +290,14 @@ class IOLoop:
 
     # -- transactions --------------------------------------------------------------------
 
-    async def transact(self, body: Body[T], *, idempotent: bool) -> T:
+    async def transact(
+        self,
+        body: Body[T],
+        *,
+        idempotent: bool,
+        ticket: _Ticket | None = None,
+        abandoned: Callable[[T], Awaitable[None]] | None = None,
+    ) -> T:
         """Run ``body`` in one transaction, retrying on connection errors.
 
         A failure before COMMIT was sent rolled the transaction back, so any
@@ -276,13 +307,21 @@ class IOLoop:
         pool = self.pool
         if pool is None or self._closing:
             raise StoreError(f"the store {masked(self.url)!r} is closed")
+        if ticket is not None and ticket.given_up:
+            raise asyncio.CancelledError  # its caller left before it began
         task = asyncio.current_task()
         assert task is not None
+        owned = task not in self._inflight  # ``abandoned`` may transact in the same task
         self._inflight.add(task)
         try:
-            return await self._transact(pool, body, idempotent=idempotent)
+            result = await self._transact(pool, body, idempotent=idempotent)
+            if ticket is not None and ticket.given_up and abandoned is not None:
+                with contextlib.suppress(Exception):
+                    await abandoned(result)
+            return result
         finally:
-            self._inflight.discard(task)
+            if owned:
+                self._inflight.discard(task)
 
     async def _transact(
         self,
