@@ -1,7 +1,7 @@
 """tarry: durable Python workflows built around the pause."""
 
 from .app import App
-from .conditions import CancelOn, Trigger, cancel_on, trigger
+from .conditions import CancelOn, Trigger, cancel_on, event, message, signal, trigger
 from .context import Context
 from .errors import (
     ConfigError,
@@ -68,6 +68,9 @@ __all__ = [
     "Woken",
     "WorkflowNotFound",
     "cancel_on",
+    "event",
+    "message",
+    "signal",
     "trigger",
 ]
 

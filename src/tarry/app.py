@@ -9,7 +9,7 @@ import os
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from . import serde
@@ -26,6 +26,7 @@ from .errors import (
     ConfigError,
     RunCancelled,
     RunFailed,
+    RunFinished,
     RunNotFound,
     SignalNotFound,
     WorkflowNotFound,
@@ -33,6 +34,7 @@ from .errors import (
 from .ids import new_id
 from .models import (
     RUN_STATUSES,
+    Message,
     Page,
     Run,
     SendResult,
@@ -60,6 +62,7 @@ class Workflow:
     retries: int
     triggers: tuple[Trigger, ...] = ()
     cancel_on: tuple[EventCondition, ...] = ()
+    concurrency: int | None = None
 
     def config(self) -> WorkflowConfig:
         return WorkflowConfig(
@@ -201,17 +204,24 @@ class App:
         on: str | Trigger | Sequence[str | Trigger] | None = None,
         retries: int = 4,
         cancel_on: CancelOn | Sequence[CancelOn] | None = None,
+        concurrency: int | None = None,
     ) -> Callable[[Handler], Handler]:
         """Register ``handler(ctx, step)`` (async, or a plain def run in a thread).
 
         ``on``: event names (or ``tarry.trigger(name, if_=cel)``) that each start a
-        run; ``cancel_on``: ``tarry.cancel_on(...)`` conditions that cancel one."""
+        run; ``cancel_on``: ``tarry.cancel_on(...)`` conditions that cancel one;
+        ``concurrency``: at most that many runs executing at once, across all workers
+        (parked runs do not count)."""
         if not isinstance(id, str) or not id:
             raise ConfigError(f"workflow id must be a non-empty string, got {id!r}")
         if id in self.workflows:
             raise ConfigError(f"workflow {id!r} is already registered")
         if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
             raise ConfigError(f"retries must be a non-negative integer, got {retries!r}")
+        if concurrency is not None and (
+            not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1
+        ):
+            raise ConfigError(f"concurrency must be a positive integer, got {concurrency!r}")
         triggers = tuple(compile_triggers(on, id))
         cancels = tuple(compile_cancel_on(cancel_on, id))
 
@@ -221,7 +231,7 @@ class App:
             if not callable(fn):
                 raise ConfigError(f"workflow {id!r} must decorate a function, got {fn!r}")
             is_async = inspect.iscoroutinefunction(fn)
-            self.workflows[id] = Workflow(id, fn, is_async, retries, triggers, cancels)
+            self.workflows[id] = Workflow(id, fn, is_async, retries, triggers, cancels, concurrency)
             return fn
 
         return register
@@ -299,12 +309,29 @@ class App:
         outcome = await store.send_event(event, dedupe_seconds=self.event_dedupe)
         return SendResult([outcome.event_id], list(outcome.started), list(outcome.resumed))
 
+    async def send_message(self, run_id: str, name: str, data: Any = None) -> None:
+        """Append a message to the run's mailbox; returns once it is durable."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"message name must be a non-empty string, got {name!r}")
+        payload = serde.dumps({} if data is None else data, what=f"data of message {name!r}")
+        store = await self._open()
+        outcome = await store.send_message(run_id, name, payload)
+        if outcome == "not_found":
+            raise RunNotFound(f"no run {run_id!r} in {mask_url(self.database)!r}")
+        if outcome == "finished":
+            raise RunFinished(f"run {run_id!r} has ended; message {name!r} was not stored")
+
     async def get_run(self, run_id: str) -> Run:
+        """A run with its steps, what it waits for, and its mailbox."""
         store = await self._open()
         found = await store.get_run(run_id)
         if found is None:
             raise RunNotFound(f"no run {run_id!r} in {mask_url(self.database)!r}")
-        return _to_run(*found)
+        messages = [
+            Message(m.name, serde.loads(m.data), to_datetime(m.sent_at), m.consumed_by)  # type: ignore[arg-type]
+            for m in await store.list_messages(run_id)
+        ]
+        return replace(_to_run(*found), messages=messages)
 
     async def list_runs(
         self,
@@ -394,6 +421,7 @@ class App:
     start_sync = _blocking(start)
     send_signal_sync = _blocking(send_signal)
     send_event_sync = _blocking(send_event)
+    send_message_sync = _blocking(send_message)
     get_run_sync = _blocking(get_run)
     list_runs_sync = _blocking(list_runs)
     result_sync = _blocking(result)

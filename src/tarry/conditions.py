@@ -147,3 +147,52 @@ def new_event(name: str, data: Any, event_id: str | None) -> NewEvent:
         raise ValueError(f"event id must be a non-empty string, got {event_id!r}")
     payload = serde.dumps({} if data is None else data, what=f"data of event {name!r}")
     return NewEvent(event_id or new_id(), name, payload, dedupe=event_id is not None)
+
+
+# -- the conditions of a wait_for_any ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SignalCondition:
+    """``tarry.signal(key)``: a signal on ``key``."""
+
+    key: str
+    on_conflict: str = "fail"
+
+
+@dataclass(frozen=True, slots=True)
+class EventWaitCondition:
+    """``tarry.event(name, match=, if_=)``: a matching event."""
+
+    condition: EventCondition
+    lookback: Any = "run"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageCondition:
+    """``tarry.message(name=None)``: a message in the run's mailbox (any name if None)."""
+
+    name: str | None = None
+
+
+AnyCondition = SignalCondition | EventWaitCondition | MessageCondition
+
+
+def signal(key: str, *, on_conflict: str = "fail") -> SignalCondition:
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"signal key must be a non-empty string, got {key!r}")
+    if on_conflict not in ("fail", "replace"):
+        raise ValueError(f'on_conflict must be "fail" or "replace", got {on_conflict!r}')
+    return SignalCondition(key, on_conflict)
+
+
+def event(
+    name: str, *, match: str | None = None, if_: str | None = None, lookback: Any = "run"
+) -> EventWaitCondition:
+    return EventWaitCondition(EventCondition.build(name, match, if_, "tarry.event"), lookback)
+
+
+def message(name: str | None = None) -> MessageCondition:
+    if name is not None and (not isinstance(name, str) or not name):
+        raise ValueError(f"message name must be a non-empty string or None, got {name!r}")
+    return MessageCondition(name)

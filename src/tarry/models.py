@@ -30,6 +30,8 @@ class Message:
     name: str
     data: Any
     sent_at: datetime
+    consumed_by: str | None = None
+    """In a run's history: the step that took it, or None while it is queued."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +99,8 @@ class Run:
     ended_at: datetime | None
     waiting_for: WaitingFor | None
     steps: list[StepRecord]
+    messages: list[Message] = field(default_factory=list)
+    """The run's mailbox, oldest first (filled by ``get_run``; empty in listings)."""
 
     @property
     def ended(self) -> bool:
@@ -106,3 +110,8 @@ class Run:
 def event_from_json(obj: Any) -> Event:
     """An Event from its stored form ``{name, data, id, ts}``."""
     return Event(obj["name"], obj["data"], obj["id"], datetime.fromtimestamp(obj["ts"], UTC))
+
+
+def message_from_json(obj: Any) -> Message:
+    """A Message from its stored form ``{name, data, sent_at}``."""
+    return Message(obj["name"], obj["data"], datetime.fromtimestamp(obj["sent_at"], UTC))

@@ -13,14 +13,14 @@ import contextlib
 import inspect
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import orjson
 
-from . import serde
-from .conditions import EventCondition, new_event
+from . import conditions, serde
+from .conditions import AnyCondition, EventWaitCondition, MessageCondition, new_event
 from .durations import Duration, Timeout, check_aware, deadline, parse_duration
 from .errors import (
     Bail,
@@ -34,8 +34,8 @@ from .errors import (
     StepFailed,
     Suspend,
 )
-from .models import Event, SignalResult, event_from_json
-from .store.base import EventWait, StepRow, StepSender, WaitSpec
+from .models import Event, Message, SignalResult, Woken, event_from_json, message_from_json
+from .store.base import EventWait, NewRun, StepRow, StepSender, WaitCondition, WaitSpec
 from .store.matching import resolve_filing
 
 if TYPE_CHECKING:
@@ -51,6 +51,15 @@ def _error(exc: BaseException | str, kind: str | None = None) -> bytes:
 def _error_message(row: StepRow) -> tuple[str, str]:
     info = serde.loads(row.error) or {}
     return str(info.get("type", "Error")), str(info.get("message", "step failed"))
+
+
+def _waiting_key(conds: tuple[WaitCondition, ...]) -> str | None:
+    """The key, event name or message name shown for a single-condition wait."""
+    if len(conds) != 1:
+        return None
+    cond = conds[0]
+    key: str | None = cond.event.filing.event if cond.event is not None else cond.key
+    return key
 
 
 class Step:
@@ -161,12 +170,12 @@ class Step:
     async def sleep(self, step_id: str, duration: Duration) -> None:
         """Park the run for ``duration``; no worker holds it meanwhile."""
         seconds = parse_duration(duration)
-        await self._wait(step_id, "sleep", time.time() + seconds, {"kind": "sleep"})
+        await self._wait(step_id, "sleep", time.time() + seconds, ())
 
     async def sleep_until(self, step_id: str, when: datetime) -> None:
         """Park the run until ``when``, a timezone-aware datetime."""
         check_aware(when, "sleep_until time")
-        await self._wait(step_id, "sleep", when.timestamp(), {"kind": "sleep"})
+        await self._wait(step_id, "sleep", when.timestamp(), ())
 
     # -- signals ---------------------------------------------------------------------
 
@@ -179,15 +188,8 @@ class Step:
         on_conflict: Literal["fail", "replace"] = "fail",
     ) -> Any:
         """Park until a signal arrives on key ``signal``; its data, or None on timeout."""
-        if not isinstance(signal, str) or not signal:
-            raise ValueError(f"signal key must be a non-empty string, got {signal!r}")
-        if on_conflict not in ("fail", "replace"):
-            raise ValueError(f'on_conflict must be "fail" or "replace", got {on_conflict!r}')
-        due = deadline(timeout)
-        spec = {"kind": "signal", "key": signal}
-        return await self._wait(
-            step_id, "signal", due, spec, signal_key=signal, on_conflict=on_conflict
-        )
+        cond = self._condition(conditions.signal(signal, on_conflict=on_conflict))
+        return await self._wait(step_id, "signal", deadline(timeout), (cond,))
 
     async def send_signal(self, step_id: str, signal: str, data: Any = None) -> SignalResult:
         """Send a signal exactly once per run, even when the handler replays."""
@@ -240,20 +242,94 @@ class Step:
         created (not its trigger, not one an earlier wait returned); ``None`` only
         events after the wait began; a duration, events up to that long before."""
         due = deadline(timeout)
-        since = self._lookback_start(lookback)
         try:
-            condition = EventCondition.build(event, match, if_, "wait_for_event")
+            spec = conditions.event(event, match=match, if_=if_, lookback=lookback)
         except (ExpressionError, ConfigError) as exc:
             key = self._key(step_id)
             if await self._memo(key, "event") is None:
                 now = time.time()
                 await self._save(StepRow(key, "event", "failed", None, _error(exc), 1, now, now))
             raise
-        filing = resolve_filing(condition.filing(), self._x.trigger)
-        wait = EventWait(filing, since, self._seen_events())
-        spec = {"kind": "event", "key": event}
-        found = await self._wait(step_id, "event", due, spec, event=wait)
+        found = await self._wait(step_id, "event", due, (self._condition(spec),))
         return None if found is None else event_from_json(found)
+
+    # -- mailbox, any, invoke ----------------------------------------------------------
+
+    async def wait_for_message(
+        self, step_id: str, *, timeout: Timeout, name: str | None = None
+    ) -> Message | None:
+        """The oldest unconsumed message in this run's mailbox (of ``name``, if given,
+        leaving others queued), waiting for one; None on timeout."""
+        cond = self._condition(conditions.message(name))
+        found = await self._wait(step_id, "message", deadline(timeout), (cond,))
+        return None if found is None else message_from_json(found)
+
+    async def wait_for_any(
+        self, step_id: str, conditions: Sequence[AnyCondition], *, timeout: Timeout
+    ) -> Woken | None:
+        """Park on several conditions (``tarry.signal``, ``tarry.event``,
+        ``tarry.message``); the first to fire wins and the others are withdrawn in
+        the same transaction. ``Woken(index, value)``, or None on timeout."""
+        if not conditions:
+            raise ValueError("wait_for_any needs at least one condition")
+        due = deadline(timeout)
+        conds = tuple(self._condition(c) for c in conditions)
+        found = await self._wait(step_id, "any", due, conds, indexed=True)
+        if found is None:
+            return None
+        index, value = found["index"], found["value"]
+        chosen = conditions[index]
+        if isinstance(chosen, EventWaitCondition):
+            value = event_from_json(value)
+        elif isinstance(chosen, MessageCondition):
+            value = message_from_json(value)
+        return Woken(index, value)
+
+    async def invoke(
+        self, step_id: str, workflow: str, payload: Any = None, *, timeout: Timeout = None
+    ) -> Any:
+        """Start a child run of ``workflow`` and park until it ends: its output, or
+        ``StepFailed`` if it failed, was cancelled or did not end within ``timeout``.
+        The child's id derives from this run and step, so replay never starts two."""
+        if not isinstance(workflow, str) or not workflow:
+            raise ValueError(f"workflow id must be a non-empty string, got {workflow!r}")
+        due = deadline(timeout)
+        key = self._peek_key(step_id)
+        child_id = f"{self._x.run.id}.{key}"
+        data = serde.dumps({} if payload is None else payload, what=f"payload of step {key!r}")
+        child = NewRun(child_id, workflow, data, parent=self._x.run.id)
+        cond = WaitCondition("invoke", key=child_id, child=child)
+        ended = await self._wait(step_id, "invoke", due, (cond,))
+        if ended is None:
+            raise StepFailed(key, f"child run {child_id!r} did not end within {timeout!r}")
+        if ended["status"] != "completed":
+            error = ended.get("error") or {}
+            raise StepFailed(
+                key, f"child run {child_id!r} {ended['status']}: {error.get('message', error)}"
+            )
+        return ended["output"]
+
+    def _peek_key(self, step_id: str) -> str:
+        """The key the next call with ``step_id`` will get, without taking it."""
+        n = self._seen.get(step_id, 0) if isinstance(step_id, str) else 0
+        return step_id if n == 0 else f"{step_id}:{n}"
+
+    def _condition(self, spec: AnyCondition) -> WaitCondition:
+        if isinstance(spec, conditions.SignalCondition):
+            on_conflict: Literal["fail", "replace"] = (
+                "replace" if spec.on_conflict == "replace" else "fail"
+            )
+            return WaitCondition("signal", key=spec.key, on_conflict=on_conflict)
+        if isinstance(spec, EventWaitCondition):
+            filing = resolve_filing(spec.condition.filing(), self._x.trigger)
+            since = self._lookback_start(spec.lookback)
+            return WaitCondition("event", event=EventWait(filing, since, self._seen_events()))
+        if isinstance(spec, MessageCondition):
+            return WaitCondition("message", key=spec.name)
+        raise TypeError(
+            "wait conditions are built with tarry.signal(...), tarry.event(...) or "
+            f"tarry.message(...), got {spec!r}"
+        )
 
     def _lookback_start(self, lookback: Duration | None) -> float | None:
         if lookback is None:
@@ -267,8 +343,14 @@ class Step:
         earlier wait of the run already returned."""
         seen = [self._x.trigger["id"]] if "id" in self._x.trigger else []
         for row in self._x.memo.values():
-            if row.kind == "event" and row.status == "completed" and row.output:
+            if row.status != "completed" or not row.output:
+                continue
+            if row.kind == "event":
                 seen.append(serde.loads(row.output)["id"])
+            elif row.kind == "any":
+                value = serde.loads(row.output)["value"]
+                if isinstance(value, dict) and "ts" in value and "id" in value:
+                    seen.append(value["id"])
         return tuple(seen)
 
     async def send_event(self, step_id: str, name: str, data: Any = None) -> list[str]:
@@ -298,27 +380,18 @@ class Step:
         step_id: str,
         kind: str,
         due: float | None,
-        waiting_for: dict[str, Any],
+        conds: tuple[WaitCondition, ...],
         *,
-        signal_key: str | None = None,
-        on_conflict: Literal["fail", "replace"] = "fail",
-        event: EventWait | None = None,
+        indexed: bool = False,
     ) -> Any:
         key = self._key(step_id)
         row = await self._memo(key, kind)
         if row is not None and row.status != "waiting":
             return self._answer(key, row)
         await self._boundary()
-        waiting_for = {**waiting_for, "step": key, "expires_at": due}
+        waiting_for = {"kind": kind, "step": key, "key": _waiting_key(conds), "expires_at": due}
         spec = WaitSpec(
-            key,
-            kind,
-            due,
-            orjson.dumps(waiting_for),
-            signal_key=signal_key,
-            on_conflict=on_conflict,
-            started_at=time.time(),
-            event=event,
+            key, kind, due, orjson.dumps(waiting_for), conds, indexed, started_at=time.time()
         )
         self._x.releasing = True
         try:

@@ -54,6 +54,7 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         self._stopping = False
         workflows = list(self.app.workflows)
+        caps = {w.id: w.concurrency for w in self.app.workflows.values() if w.concurrency}
         store.add_wake_listener(self._on_wake)
         heartbeat = asyncio.create_task(self._heartbeat(store), name="tarry-heartbeat")
         next_purge = 0.0
@@ -67,7 +68,7 @@ class Worker:
                 timeout: float | None = None
                 free = self.concurrency - len(self._active)
                 if free > 0 and workflows:
-                    batch = await store.claim(workflows, free, self.app.lease)
+                    batch = await store.claim(workflows, free, self.app.lease, caps)
                     for claimed in batch.runs:
                         self._start(store, claimed)
                     if len(batch.runs) == free:

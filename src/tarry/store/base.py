@@ -12,7 +12,7 @@ a store owns its own I/O thread or loop and hands results back.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -64,6 +64,8 @@ class NewRun:
     workflow: str
     payload: bytes
     trigger: bytes | None = None
+    parent: str | None = None
+    """The run that started this one with ``step.invoke``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +104,14 @@ class EventWait:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageRow:
+    name: str
+    data: bytes
+    sent_at: float
+    consumed_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class NewEvent:
     id: str
     name: str
@@ -134,23 +144,43 @@ class ClaimBatch:
 
 
 @dataclass(frozen=True, slots=True)
-class WaitSpec:
-    """What a run parks on.
+class WaitCondition:
+    """One thing a wait can be woken by.
 
-    ``kind`` is ``sleep`` (no waiter; the deadline is the wake-up), ``signal`` (a
-    waiter on ``signal_key``) or ``event`` (a waiter filed per ``event``, resolved
-    at once by a matching event already received). ``deadline`` None waits forever.
-    ``waiting_for`` is the JSON shown to people as the run's ``waiting_for``.
+    - ``signal``: a signal on ``key`` (a buffered one is consumed at once);
+      ``on_conflict`` says what to do when another run waits on the key.
+    - ``event``: an event per ``event`` (one already received within its lookback
+      resolves the wait at once).
+    - ``message``: a message in the run's own mailbox named ``key`` (None: any
+      name); the oldest unconsumed one is taken at once.
+    - ``invoke``: the end of the child run ``child`` (``key`` is its id), which is
+      created in the same transaction unless it exists.
+    """
+
+    kind: Literal["signal", "event", "message", "invoke"]
+    key: str | None = None
+    on_conflict: Literal["fail", "replace"] = "fail"
+    event: EventWait | None = None
+    child: NewRun | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WaitSpec:
+    """What a run parks on: any of ``conditions``, or ``deadline`` (None: forever).
+
+    No conditions is a sleep. With ``indexed`` (``wait_for_any``) the step's result
+    is ``{"index": i, "value": v}`` naming the condition that fired; otherwise it is
+    the value alone. Timing out stores ``None``. ``waiting_for`` is the JSON shown
+    to people as the run's ``waiting_for``.
     """
 
     step_key: str
     kind: str
     deadline: float | None
     waiting_for: bytes
-    signal_key: str | None = None
-    on_conflict: Literal["fail", "replace"] = "fail"
+    conditions: tuple[WaitCondition, ...] = ()
+    indexed: bool = False
     started_at: float | None = None
-    event: EventWait | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,11 +235,18 @@ class Store(Protocol):
         """Insert a queued run due now; an existing id is left as it is.
         Returns the id and whether it was created."""
 
-    async def claim(self, workflows: Sequence[str], limit: int, lease_seconds: float) -> ClaimBatch:
+    async def claim(
+        self,
+        workflows: Sequence[str],
+        limit: int,
+        lease_seconds: float,
+        caps: Mapping[str, int] | None = None,
+    ) -> ClaimBatch:
         """Lease up to ``limit`` due runs of ``workflows`` with fresh tokens, each
-        with all its step records. A parked run claimed at its deadline has its
-        waits resolved as timed out in the same transaction; a run whose
-        cancellation was requested is cancelled instead of returned."""
+        with all its step records. A workflow in ``caps`` never has more than that
+        many runs leased at once, counting every worker's. A parked run claimed at
+        its deadline has its waits resolved as timed out in the same transaction; a
+        run whose cancellation was requested is cancelled instead of returned."""
 
     async def renew(self, leases: Sequence[Lease], lease_seconds: float) -> LeaseStatus:
         """Extend the leases still held; report those lost and those asked to cancel."""
@@ -248,6 +285,16 @@ class Store(Protocol):
     ) -> EventOutcome:
         """Store the event; start a run of every workflow it triggers; resume every run
         whose wait matches it; cancel every run whose ``cancel_on`` matches it."""
+
+    async def send_message(
+        self, run_id: str, name: str, data: bytes
+    ) -> Literal["delivered", "queued", "not_found", "finished"]:
+        """Append to the run's mailbox; hand it at once to the run's waiting
+        ``message`` condition if one matches (oldest first stays the rule: a waiter
+        exists only when no queued message matched it)."""
+
+    async def list_messages(self, run_id: str) -> list[MessageRow]:
+        """The run's mailbox, oldest first, consumed or not."""
 
     async def finish(
         self, lease: Lease, status: str, output: bytes | None, error: bytes | None

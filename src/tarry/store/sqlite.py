@@ -20,9 +20,9 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import orjson
 
@@ -36,6 +36,7 @@ from .base import (
     Filing,
     Lease,
     LeaseStatus,
+    MessageRow,
     NewEvent,
     NewRun,
     ParkResult,
@@ -43,6 +44,7 @@ from .base import (
     SignalOutcome,
     StepRow,
     StepSender,
+    WaitCondition,
     WaitSpec,
     WakeListener,
     WorkflowConfig,
@@ -111,6 +113,24 @@ def _step_params(run_id: str, step: StepRow) -> dict[str, Any]:
 
 def _error_json(kind: str, message: str, **extra: Any) -> bytes:
     return orjson.dumps({"type": kind, "message": message, **extra})
+
+
+def _indexed(index: int, value: bytes) -> bytes:
+    """A wait_for_any result: which condition fired, and its value."""
+    return b'{"index":%d,"value":%s}' % (index, value)
+
+
+def _message_json(name: str, data: bytes, sent_at: float) -> bytes:
+    return b'{"name":%s,"data":%s,"sent_at":%s}' % (orjson.dumps(name), data, orjson.dumps(sent_at))
+
+
+def _child_json(status: str, output: bytes | None, error: bytes | None) -> bytes:
+    """What an ``invoke`` step stores: how the child ended and with what."""
+    return b'{"status":%s,"output":%s,"error":%s}' % (
+        orjson.dumps(status),
+        output or b"null",
+        error or b"null",
+    )
 
 
 def sqlite_path(url: str) -> str:
@@ -379,7 +399,13 @@ class SQLiteStore:
         output: bytes | None,
         error: bytes | None,
         now: float,
+        index: int | None = None,
     ) -> None:
+        """Deliver to one wait: its waiters go, its step gets ``output`` (as
+        ``{"index", "value"}`` for the condition ``index`` of a wait_for_any), and
+        the run is due now."""
+        if index is not None and status == "completed":
+            output = _indexed(index, output or b"null")
         conn.execute(Q["delete_step_waiters"], {"run_id": run_id, "step_key": step_key})
         conn.execute(
             Q["resolve_step"],
@@ -420,6 +446,16 @@ class SQLiteStore:
         conn.execute(Q["delete_run_waiters"], {"run_id": run_id})
         conn.execute(Q["cancel_waiting_steps"], {"run_id": run_id, "now": now})
         conn.execute(Q["end_run_with_cancel_reason"], {"run_id": run_id, "now": now})
+        self._notify_parent(conn, run_id, now)
+
+    def _notify_parent(self, conn: sqlite3.Connection, run_id: str, now: float) -> None:
+        """A run has ended: resume the run whose ``invoke`` waits for it, if any."""
+        waiter = conn.execute(Q["invoke_waiter"], {"key": run_id}).fetchone()
+        if waiter is None:
+            return
+        child = _run_row(conn.execute(Q["select_run"], {"id": run_id}).fetchone())
+        result = _child_json(child.status, child.output, child.error)
+        self._resolve_wait(conn, waiter[0], waiter[1], "completed", result, None, now, waiter[2])
 
     # -- runs ------------------------------------------------------------------------
 
@@ -431,6 +467,7 @@ class SQLiteStore:
                 "workflow": run.workflow,
                 "payload": run.payload,
                 "trigger": run.trigger,
+                "parent": run.parent,
                 "now": now,
             },
         )
@@ -442,31 +479,11 @@ class SQLiteStore:
             trigger = trigger_of(run.workflow, run.payload, run.trigger)
             for item in orjson.loads(row[0]):
                 filing = resolve_filing(Filing(**item), trigger)
-                self._insert_filed_waiter(conn, run.id, "", "cancel", filing, None)
+                self._insert_waiter(
+                    conn, run.id, "", WaitCondition("event", event=EventWait(filing, None)), None,
+                    None, kind="cancel",
+                )  # fmt: skip
         return True
-
-    def _insert_filed_waiter(
-        self,
-        conn: sqlite3.Connection,
-        run_id: str,
-        step_key: str,
-        kind: str,
-        filing: Filing,
-        expires_at: float | None,
-    ) -> None:
-        conn.execute(
-            Q["insert_match_waiter"],
-            {
-                "run_id": run_id,
-                "step_key": step_key,
-                "kind": kind,
-                "key": filing.event,
-                "expires_at": expires_at,
-                "path": filing.path,
-                "value": filing.value,
-                "expr": filing.expr,
-            },
-        )
 
     async def create_run(self, run: NewRun) -> tuple[str, bool]:
         def op(conn: sqlite3.Connection) -> tuple[str, bool]:
@@ -532,19 +549,19 @@ class SQLiteStore:
                     started.append(run.id)
         # Candidates: the waiters filed under one of the event's own (path, value)
         # keys, plus those with no indexable equality. Never a scan of all waiters.
-        candidates: dict[int, tuple[str, str, str, str | None]] = {}
+        candidates: dict[int, tuple[str, str, str, str | None, int | None]] = {}
         for path, value in leaf_keys(incoming):
             for row in conn.execute(
                 Q["waiters_by_value"], {"name": event.name, "path": path, "value": value}
             ):
-                candidates[row[0]] = (row[1], row[2], row[3], row[4])
+                candidates[row[0]] = row[1:]
         for row in conn.execute(Q["waiters_unindexed"], {"name": event.name}):
-            candidates[row[0]] = (row[1], row[2], row[3], row[4])
+            candidates[row[0]] = row[1:]
         resumed: list[str] = []
         cancelled: list[str] = []
         done: set[str] = set(started)
         for waiter_id in sorted(candidates):
-            run_id, step_key, kind, expr = candidates[waiter_id]
+            run_id, step_key, kind, expr, index = candidates[waiter_id]
             if run_id in done:
                 continue
             trigger = None
@@ -555,22 +572,42 @@ class SQLiteStore:
                     continue
             done.add(run_id)
             if kind == "event":
-                self._resolve_wait(conn, run_id, step_key, "completed", incoming_json, None, now)
+                self._resolve_wait(
+                    conn, run_id, step_key, "completed", incoming_json, None, now, index
+                )
                 resumed.append(run_id)
             elif self._cancel_or_flag(conn, run_id, now):
                 cancelled.append(run_id)
         return EventOutcome(event.id, False, tuple(started), tuple(resumed), tuple(cancelled))
 
-    async def claim(self, workflows: Sequence[str], limit: int, lease_seconds: float) -> ClaimBatch:
-        names = orjson.dumps(list(workflows))
-
+    async def claim(
+        self,
+        workflows: Sequence[str],
+        limit: int,
+        lease_seconds: float,
+        caps: Mapping[str, int] | None = None,
+    ) -> ClaimBatch:
         def op(conn: sqlite3.Connection) -> ClaimBatch:
             now = time.time()
+            room = {
+                name: cap - conn.execute(Q["count_leased"], {"workflow": name}).fetchone()[0]
+                for name, cap in (caps or {}).items()
+                if name in workflows
+            }
+            eligible = [name for name in workflows if room.get(name, 1) > 0]
+            names = orjson.dumps(eligible)
+            fetch = limit * 2 if room else limit
             due = conn.execute(
-                Q["due_runs"], {"now": now, "workflows": names, "limit": limit}
+                Q["due_runs"], {"now": now, "workflows": names, "limit": fetch}
             ).fetchall()
             leases: dict[str, Lease] = {}
-            for run_id, status, cancel_requested in due:
+            for run_id, workflow, status, cancel_requested in due:
+                if len(leases) == limit:
+                    break
+                if workflow in room:
+                    if room[workflow] <= 0:
+                        continue
+                    room[workflow] -= 1
                 if cancel_requested:
                     self._cancel_now(conn, run_id, now)
                     continue
@@ -598,8 +635,10 @@ class SQLiteStore:
                     run = _run_row(row)
                     claimed.append(ClaimedRun(run, steps[run.id], leases[run.id]))
             next_due = None
-            if len(due) < limit:
-                next_due = conn.execute(Q["next_due"], {"workflows": names}).fetchone()[0]
+            if len(leases) < limit:
+                # Workflows at their cap wait for a run to end (a wake-up), not for a time.
+                open_names = orjson.dumps([n for n in eligible if room.get(n, 1) > 0])
+                next_due = conn.execute(Q["next_due"], {"workflows": open_names}).fetchone()[0]
             return ClaimBatch(claimed, next_due)
 
         return await self._call(op)
@@ -675,70 +714,44 @@ class SQLiteStore:
             now = time.time()
             self._fence(conn, lease, now)
             started = wait.started_at or now
-            if wait.kind == "signal":
-                assert wait.signal_key is not None
-                buffered = conn.execute(
-                    Q["first_buffered_signal"], {"key": wait.signal_key, "now": now}
-                ).fetchone()
-                if buffered is not None:
-                    conn.execute(Q["delete_signal"], {"id": buffered[0]})
-                    step = StepRow(
-                        wait.step_key, wait.kind, "completed", buffered[1], None, 1, started, now
-                    )
-                    conn.execute(Q["upsert_step"], _step_params(lease.run_id, step))
-                    return ParkResult("resolved", step)
-                holder = conn.execute(Q["signal_waiter"], {"key": wait.signal_key}).fetchone()
-                if holder is not None and holder[0] != lease.run_id:
-                    other_run, other_step = holder
-                    if wait.on_conflict == "fail":
-                        error = _error_json(
-                            "SignalConflict",
-                            f"run {other_run!r} already waits on signal {wait.signal_key!r}; "
-                            'pass on_conflict="replace" to take the key over',
-                            other_run=other_run,
+
+            def settle(status: str, output: bytes | None, error: bytes | None) -> StepRow:
+                step = StepRow(wait.step_key, wait.kind, status, output, error, 1, started, now)
+                conn.execute(Q["upsert_step"], _step_params(lease.run_id, step))
+                return step
+
+            for index, cond in enumerate(wait.conditions):
+                if cond.kind == "signal":
+                    holder = conn.execute(Q["signal_waiter"], {"key": cond.key}).fetchone()
+                    if holder is not None and holder[0] != lease.run_id:
+                        if cond.on_conflict == "fail":
+                            error = _error_json(
+                                "SignalConflict",
+                                f"run {holder[0]!r} already waits on signal {cond.key!r}; "
+                                'pass on_conflict="replace" to take the key over',
+                                other_run=holder[0],
+                            )
+                            return ParkResult("conflict", settle("failed", None, error), holder[0])
+                        note = _error_json(
+                            "Replaced",
+                            f"the wait on signal {cond.key!r} was taken over by run "
+                            f"{lease.run_id!r}",
+                            replaced_by=lease.run_id,
                         )
-                        step = StepRow(
-                            wait.step_key, wait.kind, "failed", None, error, 1, started, now
-                        )
-                        conn.execute(Q["upsert_step"], _step_params(lease.run_id, step))
-                        return ParkResult("conflict", step, other_run)
-                    note = _error_json(
-                        "Replaced",
-                        f"the wait on signal {wait.signal_key!r} was taken over by run "
-                        f"{lease.run_id!r}",
-                        replaced_by=lease.run_id,
-                    )
-                    self._resolve_wait(conn, other_run, other_step, "timed_out", None, note, now)
-            if wait.event is not None and wait.event.since is not None:
-                found_event = self._look_back(conn, lease.run_id, wait.event)
-                if found_event is not None:
-                    step = StepRow(
-                        wait.step_key, wait.kind, "completed", found_event, None, 1, started, now
-                    )
-                    conn.execute(Q["upsert_step"], _step_params(lease.run_id, step))
-                    return ParkResult("resolved", step)
+                        self._resolve_wait(conn, holder[0], holder[1], "timed_out", None, note, now)
+                found = self._available(conn, lease.run_id, wait.step_key, cond, now)
+                if found is not None:
+                    output = _indexed(index, found) if wait.indexed else found
+                    return ParkResult("resolved", settle("completed", output, None))
             if wait.deadline is not None and wait.deadline <= now:
                 status = "completed" if wait.kind == "sleep" else "timed_out"
-                step = StepRow(wait.step_key, wait.kind, status, None, None, 1, started, now)
-                conn.execute(Q["upsert_step"], _step_params(lease.run_id, step))
-                return ParkResult("resolved", step)
-            step = StepRow(wait.step_key, wait.kind, "waiting", None, None, 1, started, None)
-            conn.execute(Q["upsert_step"], _step_params(lease.run_id, step))
-            if wait.event is not None:
-                self._insert_filed_waiter(
-                    conn, lease.run_id, wait.step_key, "event", wait.event.filing, wait.deadline
-                )
-            if wait.kind == "signal":
-                conn.execute(
-                    Q["insert_waiter"],
-                    {
-                        "run_id": lease.run_id,
-                        "step_key": wait.step_key,
-                        "kind": "signal",
-                        "key": wait.signal_key,
-                        "expires_at": wait.deadline,
-                    },
-                )
+                return ParkResult("resolved", settle(status, None, None))
+            settle("waiting", None, None)
+            for index, cond in enumerate(wait.conditions):
+                self._insert_waiter(
+                    conn, lease.run_id, wait.step_key, cond, wait.deadline,
+                    index if wait.indexed else None,
+                )  # fmt: skip
             conn.execute(
                 Q["release_run"],
                 {
@@ -754,6 +767,62 @@ class SQLiteStore:
             return ParkResult("parked")
 
         return await self._call(op)
+
+    def _available(
+        self, conn: sqlite3.Connection, run_id: str, step_key: str, cond: WaitCondition, now: float
+    ) -> bytes | None:
+        """What already satisfies ``cond`` (consumed here), or None."""
+        if cond.kind == "signal":
+            buffered = conn.execute(
+                Q["first_buffered_signal"], {"key": cond.key, "now": now}
+            ).fetchone()
+            if buffered is None:
+                return None
+            conn.execute(Q["delete_signal"], {"id": buffered[0]})
+            data: bytes = buffered[1]
+            return data
+        if cond.kind == "event":
+            assert cond.event is not None
+            return None if cond.event.since is None else self._look_back(conn, run_id, cond.event)
+        if cond.kind == "message":
+            row = conn.execute(Q["first_message"], {"run_id": run_id, "name": cond.key}).fetchone()
+            if row is None:
+                return None
+            conn.execute(Q["consume_message"], {"seq": row[0], "step_key": step_key, "now": now})
+            return _message_json(row[1], row[2], row[3])
+        assert cond.child is not None
+        self._insert_run(conn, cond.child, now)
+        child = conn.execute(Q["select_run"], {"id": cond.child.id}).fetchone()
+        child_run = _run_row(child)
+        if child_run.status in ("completed", "failed", "cancelled"):
+            return _child_json(child_run.status, child_run.output, child_run.error)
+        return None
+
+    def _insert_waiter(
+        self,
+        conn: sqlite3.Connection,
+        run_id: str,
+        step_key: str,
+        cond: WaitCondition,
+        expires_at: float | None,
+        index: int | None,
+        kind: str | None = None,
+    ) -> None:
+        filing = cond.event.filing if cond.event is not None else None
+        conn.execute(
+            Q["insert_waiter"],
+            {
+                "run_id": run_id,
+                "step_key": step_key,
+                "kind": kind or cond.kind,
+                "key": filing.event if filing is not None else cond.key,
+                "expires_at": expires_at,
+                "path": filing.path if filing is not None else None,
+                "value": filing.value if filing is not None else None,
+                "expr": filing.expr if filing is not None else None,
+                "idx": index,
+            },
+        )
 
     def _look_back(self, conn: sqlite3.Connection, run_id: str, wait: EventWait) -> bytes | None:
         """The oldest stored event that satisfies the wait, if any: the lookback."""
@@ -788,7 +857,9 @@ class SQLiteStore:
                 self._fence(conn, sender.lease, now)
             waiter = conn.execute(Q["signal_waiter"], {"key": key}).fetchone()
             if waiter is not None:
-                self._resolve_wait(conn, waiter[0], waiter[1], "completed", data, None, now)
+                self._resolve_wait(
+                    conn, waiter[0], waiter[1], "completed", data, None, now, waiter[2]
+                )
                 outcome = SignalOutcome("delivered", waiter[0])
             elif strict:
                 return SignalOutcome("not_found")
@@ -815,6 +886,38 @@ class SQLiteStore:
 
         return await self._call(op)
 
+    async def send_message(
+        self, run_id: str, name: str, data: bytes
+    ) -> Literal["delivered", "queued", "not_found", "finished"]:
+        def op(conn: sqlite3.Connection) -> Literal["delivered", "queued", "not_found", "finished"]:
+            now = time.time()
+            row = conn.execute(Q["run_status"], {"id": run_id}).fetchone()
+            if row is None:
+                return "not_found"
+            if row[0] in ("completed", "failed", "cancelled"):
+                return "finished"
+            seq = conn.execute(
+                Q["insert_message"], {"run_id": run_id, "name": name, "data": data, "now": now}
+            ).fetchone()[0]
+            waiter = conn.execute(Q["message_waiter"], {"run_id": run_id, "name": name}).fetchone()
+            if waiter is None:
+                return "queued"
+            step_key, index = waiter
+            conn.execute(Q["consume_message"], {"seq": seq, "step_key": step_key, "now": now})
+            message = _message_json(name, data, now)
+            self._resolve_wait(conn, run_id, step_key, "completed", message, None, now, index)
+            return "delivered"
+
+        return await self._call(op)
+
+    async def list_messages(self, run_id: str) -> list[MessageRow]:
+        def op(conn: sqlite3.Connection) -> list[MessageRow]:
+            return [
+                MessageRow(*row) for row in conn.execute(Q["list_messages"], {"run_id": run_id})
+            ]
+
+        return await self._call(op)
+
     async def finish(
         self, lease: Lease, status: str, output: bytes | None, error: bytes | None
     ) -> None:
@@ -832,6 +935,7 @@ class SQLiteStore:
                     "run_id": lease.run_id,
                 },
             )
+            self._notify_parent(conn, lease.run_id, now)
 
         await self._call(op)
 

@@ -1,12 +1,13 @@
 -- name: insert_run
-INSERT INTO runs (id, workflow, status, payload, trigger, created_at, updated_at, due_at)
-VALUES (:id, :workflow, 'queued', :payload, :trigger, :now, :now, :now)
+INSERT INTO runs (id, workflow, status, payload, trigger, parent_id, created_at, updated_at,
+                  due_at)
+VALUES (:id, :workflow, 'queued', :payload, :trigger, :parent, :now, :now, :now)
 ON CONFLICT (id) DO NOTHING;
 
 -- name: due_runs
 -- The unary + keeps the planner on runs_due: the workflow index would visit every
 -- run of the workflow, parked ones included.
-SELECT id, status, cancel_requested FROM runs
+SELECT id, workflow, status, cancel_requested FROM runs
 WHERE due_at <= :now AND +workflow IN (SELECT value FROM json_each(:workflows))
 ORDER BY due_at
 LIMIT :limit;
@@ -117,11 +118,11 @@ VALUES (:key, :data, :now, :expires_at);
 DELETE FROM signals WHERE expires_at <= :now;
 
 -- name: signal_waiter
-SELECT run_id, step_key FROM waiters WHERE kind = 'signal' AND key = :key;
+SELECT run_id, step_key, idx FROM waiters WHERE kind = 'signal' AND key = :key;
 
 -- name: insert_waiter
-INSERT INTO waiters (run_id, step_key, kind, key, expires_at)
-VALUES (:run_id, :step_key, :kind, :key, :expires_at);
+INSERT INTO waiters (run_id, step_key, kind, key, expires_at, path, value, expr, idx)
+VALUES (:run_id, :step_key, :kind, :key, :expires_at, :path, :value, :expr, :idx);
 
 -- name: resolve_step
 UPDATE steps SET status = :status, output = :output, error = :error, ended_at = :now
@@ -131,16 +132,12 @@ WHERE run_id = :run_id AND key = :key;
 UPDATE runs SET status = 'queued', due_at = :now, waiting_for = NULL, updated_at = :now
 WHERE id = :run_id AND status = 'waiting';
 
--- name: insert_match_waiter
-INSERT INTO waiters (run_id, step_key, kind, key, expires_at, path, value, expr)
-VALUES (:run_id, :step_key, :kind, :key, :expires_at, :path, :value, :expr);
-
 -- name: waiters_by_value
-SELECT id, run_id, step_key, kind, expr FROM waiters
+SELECT id, run_id, step_key, kind, expr, idx FROM waiters
 WHERE kind IN ('event', 'cancel') AND key = :name AND path = :path AND value = :value;
 
 -- name: waiters_unindexed
-SELECT id, run_id, step_key, kind, expr FROM waiters
+SELECT id, run_id, step_key, kind, expr, idx FROM waiters
 WHERE kind IN ('event', 'cancel') AND key = :name AND path IS NULL;
 
 -- name: run_trigger
@@ -178,3 +175,34 @@ INSERT INTO triggers (workflow, event, expr) VALUES (:workflow, :event, :expr);
 
 -- name: purge_events
 DELETE FROM events WHERE ts <= :before;
+
+-- name: first_message
+SELECT seq, name, data, sent_at FROM messages
+WHERE run_id = :run_id AND consumed_by IS NULL AND (:name IS NULL OR name = :name)
+ORDER BY seq
+LIMIT 1;
+
+-- name: consume_message
+UPDATE messages SET consumed_by = :step_key, consumed_at = :now WHERE seq = :seq;
+
+-- name: insert_message
+INSERT INTO messages (run_id, name, data, sent_at) VALUES (:run_id, :name, :data, :now)
+RETURNING seq;
+
+-- name: message_waiter
+SELECT step_key, idx FROM waiters
+WHERE run_id = :run_id AND kind = 'message' AND (key IS NULL OR key = :name)
+ORDER BY id
+LIMIT 1;
+
+-- name: list_messages
+SELECT name, data, sent_at, consumed_by FROM messages WHERE run_id = :run_id ORDER BY seq;
+
+-- name: invoke_waiter
+SELECT run_id, step_key, idx FROM waiters WHERE kind = 'invoke' AND key = :key;
+
+-- name: run_status
+SELECT status FROM runs WHERE id = :id;
+
+-- name: count_leased
+SELECT count(*) FROM runs WHERE workflow = :workflow AND status = 'running';

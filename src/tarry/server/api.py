@@ -1,0 +1,145 @@
+"""The JSON API under ``/api/v1``: thin routes over the App's client methods."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Query, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials
+
+from ..app import App
+from .auth import Guard, bearer
+from .schemas import (
+    CancelBody,
+    ErrorOut,
+    EventBody,
+    EventOut,
+    MessageBody,
+    MessageOut,
+    RunOut,
+    RunPageOut,
+    RunStatusName,
+    SignalBody,
+    SignalOut,
+    StartBody,
+    StartOut,
+    WorkflowOut,
+    run_out,
+    workflow_out,
+)
+
+
+def tarry_app(request: Request) -> App:
+    app: App = request.app.state.tarry
+    return app
+
+
+def authorized(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+) -> None:
+    guard: Guard = request.app.state.guard
+    guard.check_bearer(credentials)
+
+
+TarryApp = Annotated[App, Depends(tarry_app)]
+
+_errors: dict[int | str, dict[str, object]] = {
+    status: {"model": ErrorOut, "description": what}
+    for status, what in (
+        (400, "bad input, or a body that is not JSON"),
+        (401, "missing or wrong bearer token"),
+        (413, "body over the size limit"),
+        (422, "a field is missing or has the wrong type"),
+    )
+}
+
+
+def _also(*pairs: tuple[int, str]) -> dict[int | str, dict[str, object]]:
+    return {**_errors, **{s: {"model": ErrorOut, "description": d} for s, d in pairs}}
+
+
+router = APIRouter(prefix="/api/v1", dependencies=[Depends(authorized)], responses=_errors)
+
+
+@router.post(
+    "/runs",
+    status_code=201,
+    response_model=StartOut,
+    responses=_also((404, "unknown workflow")),
+    summary="Start a run",
+)
+async def start_run(body: StartBody, app: TarryApp) -> StartOut:
+    run_id = await app.start(body.workflow, body.payload, run_id=body.run_id)
+    return StartOut(run_id=run_id)
+
+
+@router.get("/runs", response_model=RunPageOut, summary="List runs, newest first")
+async def list_runs(
+    app: TarryApp,
+    status: RunStatusName | None = None,
+    workflow: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    cursor: Annotated[str | None, Query(pattern=r"^\d+$")] = None,
+) -> RunPageOut:
+    page = await app.list_runs(status=status, workflow=workflow, limit=limit, cursor=cursor)
+    return RunPageOut(
+        items=[run_out(r, with_steps=False) for r in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.get(
+    "/runs/{run_id}",
+    response_model=RunOut,
+    responses=_also((404, "no such run")),
+    summary="A run with its steps and what it waits for",
+)
+async def get_run(run_id: str, app: TarryApp) -> RunOut:
+    return run_out(await app.get_run(run_id), with_steps=True)
+
+
+@router.post(
+    "/runs/{run_id}/cancel",
+    response_model=RunOut,
+    responses=_also((404, "no such run")),
+    summary="Cancel a run (a no-op on an ended run)",
+)
+async def cancel_run(
+    run_id: str, app: TarryApp, body: Annotated[CancelBody | None, Body()] = None
+) -> RunOut:
+    run = await app.cancel(run_id, body.reason if body else None)
+    return run_out(run, with_steps=True)
+
+
+@router.post(
+    "/runs/{run_id}/messages",
+    status_code=202,
+    response_model=MessageOut,
+    responses=_also((404, "no such run"), (409, "the run has ended")),
+    summary="Append a message to a run's mailbox",
+)
+async def send_message(run_id: str, body: MessageBody, app: TarryApp) -> MessageOut:
+    await app.send_message(run_id, body.name, body.data)
+    return MessageOut(run_id=run_id, name=body.name)
+
+
+@router.post(
+    "/signals",
+    response_model=SignalOut,
+    responses=_also((404, "strict and no run waits on the key")),
+    summary="Send a signal to the run waiting on a key (buffered if none, unless strict)",
+)
+async def send_signal(body: SignalBody, app: TarryApp) -> SignalOut:
+    result = await app.send_signal(body.signal, body.data, strict=body.strict)
+    return SignalOut(status=result.status, run_id=result.run_id)
+
+
+@router.post("/events", response_model=EventOut, summary="Send an event")
+async def send_event(body: EventBody, app: TarryApp) -> EventOut:
+    result = await app.send_event(body.name, body.data, id=body.id)
+    return EventOut(event_ids=result.event_ids, started=result.started, resumed=result.resumed)
+
+
+@router.get("/workflows", response_model=list[WorkflowOut], summary="Registered workflows")
+async def list_workflows(app: TarryApp) -> list[WorkflowOut]:
+    return [workflow_out(w) for w in app.workflows.values()]

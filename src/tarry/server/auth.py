@@ -1,0 +1,112 @@
+"""Who may call: a bearer token for the API, a signed session cookie for the dashboard.
+
+The API compares the ``Authorization: Bearer`` token in constant time. The
+dashboard asks for the same token once and keeps a signed, HttpOnly,
+SameSite=Lax cookie; the cookie also carries the CSRF token that every form
+posts back. The signing key is derived from the token, so sessions survive a
+restart and die when the token changes; without a token the key is random per
+process (CSRF protection still applies: a page elsewhere must not drive a
+dashboard on localhost).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from starlette.responses import Response
+
+COOKIE = "tarry_session"
+SESSION_MAX_AGE = 12 * 3600
+
+bearer = HTTPBearer(auto_error=False, description="the server's API token (TARRY_API_TOKEN)")
+
+
+def tokens_equal(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+@dataclass
+class Session:
+    csrf: str
+    authenticated: bool
+    new: bool = False
+    changed: bool = field(default=False)
+
+
+class Guard:
+    """The server's token (or None: open) and what follows from it."""
+
+    def __init__(self, token: str | None) -> None:
+        self.token = token or None
+        key = (
+            hashlib.sha256(b"tarry-session\0" + self.token.encode()).hexdigest()
+            if self.token
+            else secrets.token_hex(32)
+        )
+        self._signer = URLSafeTimedSerializer(key, salt="tarry-dashboard")
+
+    # -- API ---------------------------------------------------------------------------
+
+    def check_bearer(self, credentials: HTTPAuthorizationCredentials | None) -> None:
+        if self.token is None:
+            return
+        challenge = {"WWW-Authenticate": "Bearer"}
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise HTTPException(401, "this server needs Authorization: Bearer <token>", challenge)
+        if not tokens_equal(credentials.credentials, self.token):
+            raise HTTPException(401, "the bearer token is not valid", challenge)
+
+    # -- dashboard -----------------------------------------------------------------------
+
+    def session(self, request: Request) -> Session:
+        raw = request.cookies.get(COOKIE)
+        if raw:
+            try:
+                data: Any = self._signer.loads(raw, max_age=SESSION_MAX_AGE)
+            except BadSignature:
+                data = None
+            if isinstance(data, dict) and isinstance(data.get("csrf"), str):
+                return Session(data["csrf"], bool(data.get("auth")))
+        return Session(secrets.token_urlsafe(24), False, new=True)
+
+    def allowed(self, session: Session) -> bool:
+        return self.token is None or session.authenticated
+
+    def login(self, session: Session, given: str) -> bool:
+        if self.token is None or not tokens_equal(given, self.token):
+            return False
+        session.authenticated = True
+        session.csrf = secrets.token_urlsafe(24)  # a new session after login
+        session.changed = True
+        return True
+
+    def logout(self, session: Session) -> None:
+        session.authenticated = False
+        session.csrf = secrets.token_urlsafe(24)
+        session.changed = True
+
+    def check_csrf(self, session: Session, given: object) -> None:
+        if session.new or not isinstance(given, str) or not tokens_equal(given, session.csrf):
+            raise HTTPException(403, "missing or invalid CSRF token; reload the page and retry")
+
+    def store(self, session: Session, request: Request, response: Response) -> None:
+        """Set the cookie on ``response`` if the session is new or changed."""
+        if not (session.new or session.changed):
+            return
+        value = self._signer.dumps({"csrf": session.csrf, "auth": session.authenticated})
+        response.set_cookie(
+            COOKIE,
+            value,
+            max_age=SESSION_MAX_AGE,
+            httponly=True,
+            samesite="lax",
+            secure=request.url.scheme == "https",
+            path="/",
+        )

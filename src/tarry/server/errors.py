@@ -1,0 +1,102 @@
+"""Every failure of an API call as ``{"error": {"type", "message"}}`` with a 4xx status.
+
+tarry's own errors map to the status a client can act on; request validation is
+422, except a body that is not JSON at all, which is 400. Nothing a client sends
+should reach the generic 500 handler.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException
+
+from ..errors import (
+    RunFinished,
+    RunNotFound,
+    SignalConflict,
+    SignalNotFound,
+    StoreError,
+    TarryError,
+    WorkflowNotFound,
+)
+
+_STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (RunNotFound, 404),
+    (WorkflowNotFound, 404),
+    (SignalNotFound, 404),
+    (RunFinished, 409),
+    (SignalConflict, 409),
+    (StoreError, 503),
+    (ValueError, 400),  # ConfigError, ExpressionError, serde's SerializationError, ...
+    (TarryError, 400),
+)
+
+_HTTP_TYPES = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    413: "PayloadTooLarge",
+    415: "UnsupportedMediaType",
+}
+
+
+def status_for(exc: Exception) -> int:
+    for kind, status in _STATUS:
+        if isinstance(exc, kind):
+            return status
+    return 500
+
+
+def error_response(
+    status: int, type_: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = {"error": {"type": type_, "message": message}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _describe_validation(errors: Any) -> tuple[int, str, str]:
+    items = list(errors)
+    if any(e.get("type") == "json_invalid" for e in items):
+        first = next(e for e in items if e.get("type") == "json_invalid")
+        reason = (first.get("ctx") or {}).get("error", "invalid JSON")
+        return 400, "InvalidJSON", f"the request body is not valid JSON: {reason}"
+    parts = []
+    for e in items[:10]:
+        where = ".".join(str(p) for p in e.get("loc", ()))
+        parts.append(f"{where}: {e.get('msg', 'invalid')}")
+    return 422, "ValidationError", "; ".join(parts) or "invalid request"
+
+
+def install(api: FastAPI) -> None:
+    """Register the handlers that give every error the one JSON shape."""
+
+    async def on_tarry(request: Request, exc: Exception) -> Response:
+        status = status_for(exc)
+        if status == 500:
+            raise exc
+        return error_response(status, type(exc).__name__, str(exc))
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        status, type_, message = _describe_validation(exc.errors())
+        return error_response(status, type_, message)
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        headers = dict(exc.headers) if exc.headers else None
+        if not request.url.path.startswith("/api/"):
+            page = f"<!doctype html><title>{exc.status_code}</title><h1>{exc.status_code}</h1>"
+            return HTMLResponse(page, status_code=exc.status_code, headers=headers)
+        type_ = _HTTP_TYPES.get(exc.status_code, "HTTPError")
+        return error_response(exc.status_code, type_, str(exc.detail), headers)
+
+    api.add_exception_handler(TarryError, on_tarry)
+    api.add_exception_handler(ValueError, on_tarry)
+    api.add_exception_handler(RequestValidationError, on_validation)
+    api.add_exception_handler(HTTPException, on_http)

@@ -1,0 +1,182 @@
+"""The API's request and response bodies, and their conversion from tarry's models.
+
+Request models forbid unknown fields and use strict booleans, so a typo or a
+wrong type is a 422 naming the field instead of a silently ignored value.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+from ..models import Run, StepRecord, WaitingFor
+
+if TYPE_CHECKING:
+    from ..app import Workflow
+
+RunStatusName = Literal["queued", "running", "waiting", "completed", "failed", "cancelled"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StartBody(_Body):
+    workflow: str = Field(min_length=1)
+    payload: Any = None
+    run_id: str | None = Field(default=None, min_length=1)
+
+
+class SignalBody(_Body):
+    signal: str = Field(min_length=1)
+    data: Any = Field(default_factory=dict, description="any JSON value but null")
+    strict: StrictBool = False
+
+
+class EventBody(_Body):
+    name: str = Field(min_length=1)
+    data: Any = Field(default_factory=dict)
+    id: str | None = Field(default=None, min_length=1)
+
+
+class MessageBody(_Body):
+    name: str = Field(min_length=1)
+    data: Any = Field(default_factory=dict)
+
+
+class CancelBody(_Body):
+    reason: str | None = None
+
+
+class StartOut(BaseModel):
+    run_id: str
+
+
+class SignalOut(BaseModel):
+    status: Literal["delivered", "buffered"]
+    run_id: str | None
+
+
+class EventOut(BaseModel):
+    event_ids: list[str]
+    started: list[str]
+    resumed: list[str]
+
+
+class MessageOut(BaseModel):
+    run_id: str
+    name: str
+
+
+class WaitingForOut(BaseModel):
+    kind: str
+    step: str
+    key: str | None
+    expires_at: datetime | None
+
+
+class StepOut(BaseModel):
+    id: str
+    kind: str
+    status: str
+    output: Any
+    error: Any
+    attempts: int
+    started_at: datetime | None
+    ended_at: datetime | None
+
+
+class RunOut(BaseModel):
+    id: str
+    workflow: str
+    status: RunStatusName
+    payload: Any
+    output: Any
+    error: Any
+    created_at: datetime
+    updated_at: datetime
+    ended_at: datetime | None
+    waiting_for: WaitingForOut | None
+    steps: list[StepOut] | None = Field(
+        default=None, description="the step records; only on GET /runs/{id}"
+    )
+
+
+class RunPageOut(BaseModel):
+    items: list[RunOut]
+    next_cursor: str | None
+
+
+class TriggerOut(BaseModel):
+    event: str
+    if_: str | None = Field(serialization_alias="if")
+
+
+class CancelOnOut(BaseModel):
+    event: str
+    match: str | None
+    if_: str | None = Field(serialization_alias="if")
+
+
+class WorkflowOut(BaseModel):
+    id: str
+    retries: int
+    triggers: list[TriggerOut]
+    cancel_on: list[CancelOnOut]
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: ErrorDetail
+
+
+def waiting_out(waiting: WaitingFor | None) -> WaitingForOut | None:
+    if waiting is None:
+        return None
+    return WaitingForOut(
+        kind=waiting.kind, step=waiting.step, key=waiting.key, expires_at=waiting.expires_at
+    )
+
+
+def step_out(step: StepRecord) -> StepOut:
+    return StepOut(
+        id=step.id,
+        kind=step.kind,
+        status=step.status,
+        output=step.output,
+        error=step.error,
+        attempts=step.attempts,
+        started_at=step.started_at,
+        ended_at=step.ended_at,
+    )
+
+
+def run_out(run: Run, *, with_steps: bool) -> RunOut:
+    return RunOut(
+        id=run.id,
+        workflow=run.workflow,
+        status=run.status,
+        payload=run.payload,
+        output=run.output,
+        error=run.error,
+        created_at=run.created_at,
+        updated_at=run.updated_at,
+        ended_at=run.ended_at,
+        waiting_for=waiting_out(run.waiting_for),
+        steps=[step_out(s) for s in run.steps] if with_steps else None,
+    )
+
+
+def workflow_out(workflow: Workflow) -> WorkflowOut:
+    return WorkflowOut(
+        id=workflow.id,
+        retries=workflow.retries,
+        triggers=[TriggerOut(event=t.event, if_=t.if_) for t in workflow.triggers],
+        cancel_on=[CancelOnOut(event=c.name, match=c.match, if_=c.if_) for c in workflow.cancel_on],
+    )
