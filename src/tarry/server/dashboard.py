@@ -165,7 +165,7 @@ async def runs_page(
     more = None
     if page.next_cursor:
         more = "/?" + urlencode({**filters, "cursor": page.next_cursor})
-    context = dict(
+    context: dict[str, Any] = dict(
         runs=page.items,
         filters=filters,
         statuses=RUN_STATUSES,

@@ -84,7 +84,16 @@ def install(api: FastAPI) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        status, type_, message = _describe_validation(exc.errors())
+        errors = list(exc.errors())
+        content_type = request.headers.get("content-type", "")
+        whole_body = any(tuple(e.get("loc", ())) == ("body",) for e in errors)
+        if whole_body and "json" not in content_type.lower():
+            return error_response(
+                415,
+                "UnsupportedMediaType",
+                "send a JSON object with Content-Type: application/json",
+            )
+        status, type_, message = _describe_validation(errors)
         return error_response(status, type_, message)
 
     async def on_http(request: Request, exc: Exception) -> Response:

@@ -201,10 +201,15 @@ class SQLiteStore:
             raise
         with self._open_lock:
             if self._poller is None:
+                polling = threading.Event()
                 self._poller = threading.Thread(
-                    target=self._poller_main, name="tarry-sqlite-poller", daemon=True
+                    target=self._poller_main,
+                    args=(polling,),
+                    name="tarry-sqlite-poller",
+                    daemon=True,
                 )
                 self._poller.start()
+                polling.wait()
 
     async def close(self) -> None:
         writer = self._writer
@@ -358,21 +363,23 @@ class SQLiteStore:
         for listener in list(self._listeners):
             listener()
 
-    def _poller_main(self) -> None:
+    def _poller_main(self, ready: threading.Event) -> None:
+        # The first reading is taken before open() returns, and readings go on while
+        # nobody listens: a commit by another process is never folded into a baseline.
         try:
             conn = self._connect()
-        except ConfigError:
+            last = conn.execute("PRAGMA data_version").fetchone()[0]
+        except (ConfigError, sqlite3.Error):
+            ready.set()
             return
-        last = None
+        ready.set()
         try:
             while not self._closed.wait(self.poll_interval):
-                if not self._listeners:
-                    continue
                 try:
                     version = conn.execute("PRAGMA data_version").fetchone()[0]
                 except sqlite3.Error:
                     continue
-                if last is not None and version != last:
+                if version != last and self._listeners:
                     self._wake()
                 last = version
         finally:
@@ -634,11 +641,9 @@ class SQLiteStore:
                 for row in conn.execute(Q["select_runs_by_ids"], {"ids": ids}):
                     run = _run_row(row)
                     claimed.append(ClaimedRun(run, steps[run.id], leases[run.id]))
-            next_due = None
-            if len(leases) < limit:
-                # Workflows at their cap wait for a run to end (a wake-up), not for a time.
-                open_names = orjson.dumps([n for n in eligible if room.get(n, 1) > 0])
-                next_due = conn.execute(Q["next_due"], {"workflows": open_names}).fetchone()[0]
+            # Workflows at their cap wait for a run to end (a wake-up), not for a time.
+            open_names = orjson.dumps([n for n in eligible if room.get(n, 1) > 0])
+            next_due = conn.execute(Q["next_due"], {"workflows": open_names}).fetchone()[0]
             return ClaimBatch(claimed, next_due)
 
         return await self._call(op)
@@ -716,7 +721,8 @@ class SQLiteStore:
             started = wait.started_at or now
 
             def settle(status: str, output: bytes | None, error: bytes | None) -> StepRow:
-                step = StepRow(wait.step_key, wait.kind, status, output, error, 1, started, now)
+                ended = None if status == "waiting" else now
+                step = StepRow(wait.step_key, wait.kind, status, output, error, 1, started, ended)
                 conn.execute(Q["upsert_step"], _step_params(lease.run_id, step))
                 return step
 

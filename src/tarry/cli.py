@@ -1,0 +1,470 @@
+"""The ``tarry`` command: serve, work, and drive runs from a shell.
+
+Exit codes: 0 success, 1 an error tarry reported (no such run, strict signal
+with no waiter, ...), 2 bad usage (unknown option, bad JSON, bad target).
+This module is the only reader of argv and the environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import ipaddress
+import os
+import signal as signals
+import socket
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .app import App
+from .errors import TarryError
+from .models import RUN_STATUSES, Run
+
+T = TypeVar("T")
+
+cli = typer.Typer(
+    name="tarry",
+    help="Durable workflows built around the pause: serve, work, start, signal, inspect.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(soft_wrap=False)
+err = Console(stderr=True)
+
+Database = Annotated[
+    str | None,
+    typer.Option(
+        "--database",
+        "-d",
+        envvar="TARRY_DATABASE_URL",
+        help="Store URL (sqlite:///path.db or postgresql://...); default ./.tarry/tarry.db.",
+    ),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+Target = Annotated[str, typer.Argument(help="module:app, or a path/to/file.py that defines `app`.")]
+Token = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="TARRY_API_TOKEN",
+        help="Require this bearer token on the API and a login on the dashboard.",
+    ),
+]
+Concurrency = Annotated[
+    int, typer.Option("--concurrency", min=1, help="Runs a worker executes at once.")
+]
+MaxBody = Annotated[int, typer.Option("--max-body", min=1, help="Largest request body, in bytes.")]
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _json_arg(value: str | None, option: str) -> Any:
+    if value is None:
+        return None
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise typer.BadParameter(f"not valid JSON: {exc}", param_hint=option) from None
+
+
+def _fail(exc: BaseException) -> NoReturn:
+    err.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", markup=True, highlight=False)
+    raise typer.Exit(1)
+
+
+def _usage(message: str) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    raise typer.Exit(2)
+
+
+def _call(database: str | None, action: Callable[[App], Awaitable[T]]) -> T:
+    """Run one client call on a fresh App and close it; report tarry's errors (exit 1)."""
+
+    async def go() -> T:
+        app = App(database)
+        try:
+            return await action(app)
+        finally:
+            await app.close()
+
+    try:
+        return asyncio.run(go())
+    except (TarryError, ValueError, LookupError) as exc:
+        _fail(exc)
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def _run_json(run: Run, *, with_steps: bool) -> Any:
+    from .server.schemas import run_out
+
+    return run_out(run, with_steps=with_steps).model_dump(mode="json")
+
+
+def _when(run_time: Any) -> str:
+    return "" if run_time is None else run_time.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _waits(run: Run) -> str:
+    w = run.waiting_for
+    if w is None:
+        return ""
+    until = f" until {_when(w.expires_at)}" if w.expires_at else ""
+    return f"{w.kind} {w.key or w.step}{until}"
+
+
+# -- loading an App ------------------------------------------------------------------------
+
+
+def load_app(target: str, database: str | None) -> App:
+    """Import ``module:attr`` or ``path.py[:attr]`` and return the App it defines."""
+    if database:
+        os.environ["TARRY_DATABASE_URL"] = database  # for an App() built at import
+    spec, _, attr = target.partition(":")
+    attr = attr or "app"
+    try:
+        if spec.endswith(".py") or os.sep in spec:
+            path = Path(spec).resolve()
+            if not path.is_file():
+                _usage(f"no such file: {spec}")
+            sys.path.insert(0, str(path.parent))
+            module_spec = importlib.util.spec_from_file_location(path.stem, path)
+            if module_spec is None or module_spec.loader is None:
+                _usage(f"cannot import {spec}")
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[path.stem] = module
+            module_spec.loader.exec_module(module)
+        else:
+            sys.path.insert(0, os.getcwd())
+            module = importlib.import_module(spec)
+    except (ImportError, SyntaxError) as exc:
+        _usage(f"cannot import {spec!r}: {exc}")
+    found: Any = module
+    for part in attr.split("."):
+        found = getattr(found, part, None)
+    if not isinstance(found, App):
+        _usage(f"{target!r} has no tarry.App named {attr!r} (got {type(found).__name__})")
+    if database and found.database != database:
+        _usage(
+            f"the App in {target!r} names its own database; --database / TARRY_DATABASE_URL "
+            "only applies to an App() built without one"
+        )
+    return found
+
+
+# -- serving -------------------------------------------------------------------------------
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _serve(
+    app: App,
+    *,
+    host: str,
+    port: int,
+    token: str | None,
+    concurrency: int,
+    max_body: int,
+    quiet: bool,
+) -> None:
+    import uvicorn
+
+    from .server import create_app
+
+    if not token and not _is_loopback(host):
+        _serve_refused(host)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        _fail(exc)
+    bound = sock.getsockname()[1]
+    shown = f"[{host}]" if family == socket.AF_INET6 else host
+    url = f"http://{shown}:{bound}/"
+    server_app = create_app(
+        app, token=token, worker=True, concurrency=concurrency, max_body=max_body
+    )
+    config = uvicorn.Config(
+        server_app, log_level="warning" if quiet else "info", lifespan="on", access_log=not quiet
+    )
+    server = uvicorn.Server(config)
+    out.print(
+        f"tarry: dashboard at {url}  (API {url}api/v1, docs {url}api/v1/docs)"
+        f"{'  token required' if token else ''}",
+        highlight=False,
+    )
+    out.print(f"tarry: store {app!r}; worker running in this process", highlight=False)
+    sys.stdout.flush()
+    asyncio.run(server.serve(sockets=[sock]))
+
+
+@cli.command()
+def dev(
+    target: Target,
+    port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535)] = 8000,
+    database: Database = None,
+    token: Token = None,
+    concurrency: Concurrency = 32,
+) -> None:
+    """API, dashboard and a worker on 127.0.0.1, quiet logs; prints the dashboard URL."""
+    app = load_app(target, database)
+    _serve(
+        app,
+        host="127.0.0.1",
+        port=port,
+        token=token,
+        concurrency=concurrency,
+        max_body=4 * 1024 * 1024,
+        quiet=True,
+    )
+
+
+@cli.command()
+def serve(
+    target: Target,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535)] = 8000,
+    database: Database = None,
+    token: Token = None,
+    concurrency: Concurrency = 32,
+    max_body: MaxBody = 4 * 1024 * 1024,
+) -> None:
+    """HTTP API, dashboard and a worker in one process."""
+    if not token and not _is_loopback(host):
+        _serve_refused(host)
+    app = load_app(target, database)
+    _serve(
+        app,
+        host=host,
+        port=port,
+        token=token,
+        concurrency=concurrency,
+        max_body=max_body,
+        quiet=False,
+    )
+
+
+def _serve_refused(host: str) -> NoReturn:
+    _usage(
+        f"refusing to listen on {host} without a token: anyone who can reach it could "
+        "start, signal and cancel runs. Pass --token or set TARRY_API_TOKEN, "
+        "or listen on 127.0.0.1."
+    )
+
+
+@cli.command()
+def worker(target: Target, database: Database = None, concurrency: Concurrency = 32) -> None:
+    """Run a worker for the App's workflows until SIGINT or SIGTERM."""
+    app = load_app(target, database)
+
+    async def work() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signals.SIGINT, signals.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            async with app.worker(concurrency=concurrency):
+                out.print(f"tarry: worker for {sorted(app.workflows)} on {app!r}", highlight=False)
+                sys.stdout.flush()
+                await stop.wait()
+        finally:
+            await app.close()
+
+    try:
+        asyncio.run(work())
+    except TarryError as exc:
+        _fail(exc)
+
+
+# -- client commands -------------------------------------------------------------------------
+
+
+@cli.command()
+def start(
+    workflow: Annotated[str, typer.Argument(help="The workflow id.")],
+    payload: Annotated[str | None, typer.Option("--payload", help="JSON payload.")] = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Idempotency key.")] = None,
+    database: Database = None,
+    as_json: AsJson = False,
+) -> None:
+    """Start a run of WORKFLOW; prints its run id."""
+    data = _json_arg(payload, "--payload")
+    created = _call(database, lambda app: app.start(workflow, data, run_id=run_id))
+    if as_json:
+        _print_json({"run_id": created})
+    else:
+        out.print(created, highlight=False)
+
+
+@cli.command("send-event")
+def send_event(
+    name: Annotated[str, typer.Argument(help="Event name, e.g. app/account.created.")],
+    data: Annotated[str | None, typer.Option("--data", help="JSON data.")] = None,
+    event_id: Annotated[str | None, typer.Option("--id", help="Dedupe id (24 h).")] = None,
+    database: Database = None,
+    as_json: AsJson = False,
+) -> None:
+    """Send an event: start the workflows it triggers, resume the runs it matches."""
+    value = _json_arg(data, "--data")
+    result = _call(database, lambda app: app.send_event(name, value, id=event_id))
+    if as_json:
+        _print_json(
+            {"event_ids": result.event_ids, "started": result.started, "resumed": result.resumed}
+        )
+        return
+    out.print(
+        f"event {', '.join(result.event_ids)}: started {len(result.started)} run(s) "
+        f"{' '.join(result.started)}; resumed {len(result.resumed)} {' '.join(result.resumed)}",
+        highlight=False,
+    )
+
+
+@cli.command("signal")
+def send_signal(
+    key: Annotated[str, typer.Argument(help="Signal key, e.g. approval:order-42.")],
+    data: Annotated[str | None, typer.Option("--data", help="JSON data (default {}).")] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Fail (exit 1) if no run waits on KEY.")
+    ] = False,
+    database: Database = None,
+    as_json: AsJson = False,
+) -> None:
+    """Send a signal to the run waiting on KEY (buffered if none waits, unless --strict)."""
+    value = {} if data is None else _json_arg(data, "--data")
+    result = _call(database, lambda app: app.send_signal(key, value, strict=strict))
+    if as_json:
+        _print_json({"status": result.status, "run_id": result.run_id})
+    elif result.run_id:
+        out.print(f"{result.status}: run {result.run_id}", highlight=False)
+    else:
+        out.print(f"{result.status}: no run waits on {key!r} yet", highlight=False)
+
+
+@cli.command()
+def message(
+    run_id: Annotated[str, typer.Argument(help="The run whose mailbox receives it.")],
+    name: Annotated[str, typer.Argument(help="Message name.")],
+    data: Annotated[str | None, typer.Option("--data", help="JSON data (default {}).")] = None,
+    database: Database = None,
+    as_json: AsJson = False,
+) -> None:
+    """Append a message to a run's mailbox."""
+    value = {} if data is None else _json_arg(data, "--data")
+    _call(database, lambda app: app.send_message(run_id, name, value))
+    if as_json:
+        _print_json({"run_id": run_id, "name": name})
+    else:
+        out.print(f"sent {name!r} to run {run_id}", highlight=False)
+
+
+@cli.command()
+def runs(
+    status: Annotated[
+        str | None, typer.Option("--status", help=f"One of {', '.join(RUN_STATUSES)}.")
+    ] = None,
+    workflow: Annotated[str | None, typer.Option("--workflow", help="Workflow id.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 50,
+    cursor: Annotated[str | None, typer.Option("--cursor", help="next_cursor of a page.")] = None,
+    database: Database = None,
+    as_json: AsJson = False,
+) -> None:
+    """List runs, newest first."""
+    if status is not None and status not in RUN_STATUSES:
+        raise typer.BadParameter(
+            f"{status!r} is not one of {', '.join(RUN_STATUSES)}", param_hint="--status"
+        )
+    page = _call(
+        database,
+        lambda app: app.list_runs(status=status, workflow=workflow, limit=limit, cursor=cursor),
+    )
+    if as_json:
+        items = [_run_json(r, with_steps=False) for r in page.items]
+        _print_json({"items": items, "next_cursor": page.next_cursor})
+        return
+    table = Table("run", "workflow", "status", "waiting for", "created (UTC)")
+    table.columns[0].no_wrap = True
+    for r in page.items:
+        table.add_row(r.id, r.workflow, r.status, _waits(r), _when(r.created_at))
+    out.print(table)
+    if page.next_cursor:
+        out.print(f"more: --cursor {page.next_cursor}", highlight=False)
+
+
+@cli.command("run")
+def show_run(
+    run_id: Annotated[str, typer.Argument(help="The run id.")],
+    database: Database = None,
+    as_json: AsJson = False,
+) -> None:
+    """Show a run: status, what it waits for, and its steps."""
+    found = _call(database, lambda app: app.get_run(run_id))
+    if as_json:
+        _print_json(_run_json(found, with_steps=True))
+        return
+    _print_run(found)
+
+
+def _print_run(run: Run) -> None:
+    out.print(f"run {run.id}  workflow {run.workflow}  [bold]{run.status}[/]", highlight=False)
+    if run.waiting_for:
+        out.print(f"waiting for {_waits(run)}", highlight=False)
+    out.print(f"payload {orjson.dumps(run.payload).decode()}", highlight=False, markup=False)
+    if run.output is not None:
+        out.print(f"output  {orjson.dumps(run.output).decode()}", highlight=False, markup=False)
+    if run.error is not None:
+        out.print(f"error   {orjson.dumps(run.error).decode()}", highlight=False, markup=False)
+    table = Table("step", "kind", "status", "attempts", "took", "output / error")
+    table.columns[0].no_wrap = True
+    for s in run.steps:
+        took = ""
+        if s.started_at and s.ended_at:
+            took = f"{(s.ended_at - s.started_at).total_seconds() * 1000:.1f} ms"
+        shown = s.error if s.error is not None else s.output
+        text = "" if shown is None else orjson.dumps(shown).decode()
+        table.add_row(s.id, s.kind, s.status, str(s.attempts), took, text[:80])
+    out.print(table)
+
+
+@cli.command()
+def cancel(
+    run_id: Annotated[str, typer.Argument(help="The run id.")],
+    reason: Annotated[str | None, typer.Option("--reason")] = None,
+    database: Database = None,
+    as_json: AsJson = False,
+) -> None:
+    """Cancel a run: at once if queued or parked, else at its next step."""
+    found = _call(database, lambda app: app.cancel(run_id, reason))
+    if as_json:
+        _print_json(_run_json(found, with_steps=False))
+    else:
+        out.print(f"run {found.id}: {found.status}", highlight=False)
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()
