@@ -12,6 +12,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -31,7 +32,9 @@ def count_status(path: str, status: str) -> int:
     """Count runs in ``status`` through a separate read connection (WAL: never blocks)."""
     conn = sqlite3.connect(path, timeout=30.0)
     try:
-        return int(conn.execute("SELECT count(*) FROM runs WHERE status = ?", (status,)).fetchone()[0])
+        return int(
+            conn.execute("SELECT count(*) FROM runs WHERE status = ?", (status,)).fetchone()[0]
+        )
     finally:
         conn.close()
 
@@ -48,14 +51,13 @@ class EndCounter:
         self._target = 0
         self._event: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.approximate = False
         self.hooked = hasattr(app, "_run_ended")
         if self.hooked:
             original: Callable[[str], None] = app._run_ended
 
             def wrapped(run_id: str) -> None:
                 original(run_id)
-                import time
-
                 self.ended += 1
                 self.last_end = time.perf_counter()
                 if self.ended >= self._target and self._event is not None and self._loop:
@@ -65,14 +67,22 @@ class EndCounter:
 
     async def wait_for(self, target: int, *, timeout: float = 600.0) -> float:
         """Wait until ``target`` runs have ended; returns the perf_counter of the last end."""
-        import time
-
         self._target = target
         if self.hooked:
             self._loop = asyncio.get_running_loop()
             self._event = asyncio.Event()
-            if self.ended < target:
-                await asyncio.wait_for(self._event.wait(), timeout)
+            give_up = time.monotonic() + timeout
+            while self.ended < target:
+                try:
+                    await asyncio.wait_for(self._event.wait(), 1.0)
+                except TimeoutError:
+                    # A run can end without the in-process hook firing (e.g. its task was
+                    # cancelled right after the final commit): trust the database then.
+                    if await asyncio.to_thread(count_status, self.path, "completed") >= target:
+                        self.approximate = True
+                        return time.perf_counter()
+                    if time.monotonic() > give_up:
+                        raise TimeoutError(f"only {self.ended}/{target} runs ended") from None
             assert self.last_end is not None
             return self.last_end
         give_up = time.monotonic() + timeout
@@ -87,6 +97,23 @@ class EndCounter:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def fsync_probe(samples: int = 300) -> dict[str, float]:
+    """fsync latency of a 4 KiB append in the temp dir the benchmarks use (ms)."""
+    times: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="tarry-fsync-") as tmp:
+        fd = os.open(os.path.join(tmp, "probe"), os.O_WRONLY | os.O_CREAT)
+        try:
+            for _ in range(samples):
+                os.write(fd, b"x" * 4096)
+                t = time.perf_counter()
+                os.fsync(fd)
+                times.append((time.perf_counter() - t) * 1000)
+        finally:
+            os.close(fd)
+    times.sort()
+    return {"p50_ms": times[len(times) // 2], "p99_ms": times[int(len(times) * 0.99)]}
 
 
 def machine_info() -> dict[str, Any]:
@@ -115,13 +142,16 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         commit = ""
     return {
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "date_utc": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "nproc": os.cpu_count(),
         "cpu": cpu,
         "ram": mem,
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
         "platform": platform.platform(),
+        "tempdir": tempfile.gettempdir(),
+        "loadavg_1m_5m_15m": list(os.getloadavg()),
+        "fsync_4k": fsync_probe(),
         "git_head": commit,
         "argv": sys.argv,
     }
@@ -131,7 +161,12 @@ def print_table(headers: list[str], rows: list[list[Any]]) -> None:
     cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     for n, row in enumerate(cells):
-        print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        print(
+            "  ".join(
+                c.rjust(w) if i else c.ljust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
         if n == 0:
             print("  ".join("-" * w for w in widths))
 

@@ -27,8 +27,8 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import tarry  # noqa: E402
-from _common import machine_info, median, print_table, temp_sqlite_url, write_json  # noqa: E402
+import tarry
+from _common import machine_info, median, print_table, temp_sqlite_url, write_json
 
 TARGET_P50_MS = 3.0
 TARGET_P99_MS = 15.0
@@ -196,7 +196,15 @@ def main() -> None:
         f"median of {args.runs} repetitions per percentile"
     )
     print_table(
-        ["mode", "p50", "p90", "p99", "max", "send p50", f"p50<={TARGET_P50_MS:g} & p99<={TARGET_P99_MS:g}"],
+        [
+            "mode",
+            "p50",
+            "p90",
+            "p99",
+            "max",
+            "send p50",
+            f"p50<={TARGET_P50_MS:g} & p99<={TARGET_P99_MS:g}",
+        ],
         rows,
     )
     path = write_json(

@@ -26,8 +26,8 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import tarry  # noqa: E402
-from _common import (  # noqa: E402
+import tarry
+from _common import (
     EndCounter,
     count_status,
     machine_info,
@@ -136,7 +136,9 @@ async def concurrent(variant: str, n: int, chunk: int, concurrency: int) -> dict
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=3, help="repetitions; the median is reported")
     parser.add_argument("--n", type=int, default=10_000, help="workflow runs per repetition")
     parser.add_argument("--chunk", type=int, default=1000, help="starts per asyncio.gather")
@@ -145,9 +147,17 @@ def main() -> None:
     parser.add_argument(
         "--only", choices=["backlog", "concurrent"], default=None, help="run one scenario"
     )
+    parser.add_argument(
+        "--variant",
+        choices=["async-steps", "sync-steps", "sync-handler"],
+        default=None,
+        help="run one kind of steps only",
+    )
     args = parser.parse_args()
 
     variants = ["async-steps", "sync-steps"] + (["sync-handler"] if args.sync_handler else [])
+    if args.variant:
+        variants = [args.variant]
     scenarios = {"backlog": backlog, "concurrent": concurrent}
     if args.only:
         scenarios = {args.only: scenarios[args.only]}
@@ -161,11 +171,16 @@ def main() -> None:
                 samples.append(sample)
                 print(
                     f"  {variant:13} {name:10} rep {rep + 1}: "
-                    + ", ".join(f"{k}={v:,.3f}" if k.endswith("seconds") else f"{k}={v:,.0f}" for k, v in sample.items()),
+                    + ", ".join(
+                        f"{k}={v:,.3f}" if k.endswith("seconds") else f"{k}={v:,.0f}"
+                        for k, v in sample.items()
+                    ),
                     file=sys.stderr,
                 )
             med = {k: median([s[k] for s in samples]) for k in samples[0]}
-            results.append({"variant": variant, "scenario": name, "median": med, "samples": samples})
+            results.append(
+                {"variant": variant, "scenario": name, "median": med, "samples": samples}
+            )
 
     rows = []
     for r in results:
@@ -185,7 +200,14 @@ def main() -> None:
         f"worker concurrency {args.concurrency}, median of {args.runs}"
     )
     print_table(
-        ["steps", "scenario", "start runs/s", "exec runs/s", "end-to-end runs/s", f">= {TARGET:.0f}"],
+        [
+            "steps",
+            "scenario",
+            "start runs/s",
+            "exec runs/s",
+            "end-to-end runs/s",
+            f">= {TARGET:.0f}",
+        ],
         rows,
     )
     path = write_json(
