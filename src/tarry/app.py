@@ -186,6 +186,7 @@ class App:
         self.event_retention = parse_duration(event_retention)
         self.event_dedupe = parse_duration(event_dedupe)
         self._synced: tuple[str, ...] = ()
+        self._opened = False
         self.workflows: dict[str, Workflow] = {}
         self._store = open_store(url)
         self._portal = Portal()
@@ -239,8 +240,11 @@ class App:
     # -- plumbing --------------------------------------------------------------------
 
     async def _open(self) -> Store:
-        await self._store.open()
         registered = tuple(self.workflows)
+        if self._opened and registered == self._synced:
+            return self._store
+        await self._store.open()
+        self._opened = True
         if registered != self._synced:
             # What starts and cancels these workflows must be in the store, so an
             # event sent from any process finds it.
@@ -256,6 +260,7 @@ class App:
 
     async def close(self) -> None:
         """Close the store; the App can be opened again by its next call."""
+        self._opened = False
         await self._store.close()
 
     def close_sync(self) -> None:

@@ -147,11 +147,33 @@ def sqlite_path(url: str) -> str:
 
 
 class _Op:
-    __slots__ = ("fn", "future")
+    """One queued operation and the caller's future, on the caller's own loop."""
 
-    def __init__(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
+    __slots__ = ("fn", "future", "loop")
+
+    def __init__(
+        self,
+        fn: Callable[[sqlite3.Connection], Any],
+        loop: asyncio.AbstractEventLoop,
+        future: asyncio.Future[Any],
+    ) -> None:
         self.fn = fn
-        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self.loop = loop
+        self.future = future
+
+
+_Result = tuple["asyncio.Future[Any]", Any, BaseException | None]
+
+
+def _settle(results: list[_Result]) -> None:
+    """Runs on the caller's loop: hand each caller its result (unless it gave up)."""
+    for future, value, error in results:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(value)
+        else:
+            future.set_exception(error)
 
 
 class SQLiteStore:
@@ -298,57 +320,71 @@ class SQLiteStore:
         conn.close()
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
-        # An operation whose caller has already given up (cancelled) is not run; once
-        # marked running, its future can no longer be cancelled under us.
-        batch = [op for op in batch if op.future.set_running_or_notify_cancel()]
+        # An operation whose caller has already given up (cancelled) is not run.
+        batch = [op for op in batch if not op.future.cancelled()]
         if not batch:
             return
-        results: list[tuple[_Op, Any, BaseException | None]] = []
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            if len(batch) == 1:
-                op = batch[0]
-                try:
-                    results.append((op, op.fn(conn), None))
-                except Exception as exc:
-                    results.append((op, None, exc))
-                conn.execute("ROLLBACK" if results[0][2] is not None else "COMMIT")
-            else:
-                for op in batch:
-                    conn.execute("SAVEPOINT op")
-                    try:
-                        value = op.fn(conn)
-                    except Exception as exc:
-                        conn.execute("ROLLBACK TO op")
-                        results.append((op, None, exc))
-                    else:
-                        results.append((op, value, None))
-                    conn.execute("RELEASE op")
-                conn.execute("COMMIT")
+            # Optimistic first: one transaction, no savepoints. Should an operation
+            # fail (a lost lease, say), the batch is rolled back and run again with a
+            # savepoint around each operation, so the failure stays its own.
+            results = self._transaction(conn, batch, isolate=len(batch) == 1)
+            if results is None:
+                results = self._transaction(conn, batch, isolate=True)
+            assert results is not None
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             failure = StoreError(f"SQLite transaction on {self.url!r} failed: {exc}")
-            for op in batch:
-                op.future.set_exception(failure)
+            results = [(op, None, failure) for op in batch]
             self._wake_pending = False
-            return
         if self._wake_pending:
             self._wake_pending = False
             self._wake()
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Result]] = {}
         for op, value, error in results:
-            if error is None:
-                op.future.set_result(value)
-            else:
-                op.future.set_exception(error)
+            by_loop.setdefault(op.loop, []).append((op.future, value, error))
+        for loop, settled in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that loop has closed
+                loop.call_soon_threadsafe(_settle, settled)
+
+    def _transaction(
+        self, conn: sqlite3.Connection, batch: list[_Op], *, isolate: bool
+    ) -> list[tuple[_Op, Any, BaseException | None]] | None:
+        """Run the batch in one transaction. Without ``isolate``, the first failing
+        operation rolls everything back and None is returned."""
+        results: list[tuple[_Op, Any, BaseException | None]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        for op in batch:
+            if isolate and len(batch) > 1:
+                conn.execute("SAVEPOINT op")
+            try:
+                value = op.fn(conn)
+            except Exception as exc:
+                if not isolate:
+                    conn.execute("ROLLBACK")
+                    return None
+                if len(batch) > 1:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                results.append((op, None, exc))
+                continue
+            if isolate and len(batch) > 1:
+                conn.execute("RELEASE op")
+            results.append((op, value, None))
+        if len(batch) == 1 and results[0][2] is not None:
+            conn.execute("ROLLBACK")
+        else:
+            conn.execute("COMMIT")
+        return results
 
     async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._writer is None:
             raise StoreError(f"the store {self.url!r} is not open")
-        op = _Op(fn)
-        self._queue.put(op)
-        result: T = await asyncio.wrap_future(op.future)
-        return result
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Op(fn, loop, future))
+        return await future
 
     # -- wake-ups --------------------------------------------------------------------
 

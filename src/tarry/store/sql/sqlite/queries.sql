@@ -58,9 +58,9 @@ FROM steps WHERE run_id = :id
 ORDER BY started_at, key;
 
 -- name: fence
-UPDATE runs SET updated_at = :now
-WHERE id = :run_id AND lease_token = :token
-RETURNING cancel_requested;
+-- Every write transaction begins IMMEDIATE, which serialises writers in every
+-- process, so reading the token is as strong a check as claiming the row.
+SELECT cancel_requested FROM runs WHERE id = :run_id AND lease_token = :token;
 
 -- name: renew_lease
 UPDATE runs SET due_at = :lease_until
