@@ -22,6 +22,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .app import App
@@ -37,7 +38,9 @@ cli = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(soft_wrap=False)
+# Piped output keeps whole run ids and keys on one line instead of wrapping at 80.
+# No markup on stdout: run ids, keys and payloads are printed as they are.
+out = Console(soft_wrap=False, markup=False, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
 
 Database = Annotated[
@@ -78,12 +81,12 @@ def _json_arg(value: str | None, option: str) -> Any:
 
 
 def _fail(exc: BaseException) -> NoReturn:
-    err.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", markup=True, highlight=False)
+    err.print(f"[bold red]error:[/] {type(exc).__name__}: {escape(str(exc))}", highlight=False)
     raise typer.Exit(1)
 
 
 def _usage(message: str) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(2)
 
 
@@ -197,6 +200,7 @@ def _serve(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host.strip("[]"), port))
+        sock.listen(2048)  # connections queue from now on, so the printed URL works at once
     except OSError as exc:
         sock.close()
         _fail(exc)
@@ -217,6 +221,10 @@ def _serve(
     )
     out.print(f"tarry: store {app!r}; worker running in this process", highlight=False)
     sys.stdout.flush()
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal
+    # through the handler it found; with these no-ops a graceful stop exits 0.
+    for sig in (signals.SIGINT, signals.SIGTERM):
+        signals.signal(sig, lambda *_: None)
     asyncio.run(server.serve(sockets=[sock]))
 
 
@@ -403,6 +411,9 @@ def runs(
         items = [_run_json(r, with_steps=False) for r in page.items]
         _print_json({"items": items, "next_cursor": page.next_cursor})
         return
+    if not page.items:
+        out.print("no runs" + (" match" if status or workflow else ""), highlight=False)
+        return
     table = Table("run", "workflow", "status", "waiting for", "created (UTC)")
     table.columns[0].no_wrap = True
     for r in page.items:
@@ -427,14 +438,14 @@ def show_run(
 
 
 def _print_run(run: Run) -> None:
-    out.print(f"run {run.id}  workflow {run.workflow}  [bold]{run.status}[/]", highlight=False)
+    out.print(f"run {run.id}  workflow {run.workflow}  {run.status}", highlight=False)
     if run.waiting_for:
         out.print(f"waiting for {_waits(run)}", highlight=False)
-    out.print(f"payload {orjson.dumps(run.payload).decode()}", highlight=False, markup=False)
+    out.print(f"payload {orjson.dumps(run.payload).decode()}", highlight=False)
     if run.output is not None:
-        out.print(f"output  {orjson.dumps(run.output).decode()}", highlight=False, markup=False)
+        out.print(f"output  {orjson.dumps(run.output).decode()}", highlight=False)
     if run.error is not None:
-        out.print(f"error   {orjson.dumps(run.error).decode()}", highlight=False, markup=False)
+        out.print(f"error   {orjson.dumps(run.error).decode()}", highlight=False)
     table = Table("step", "kind", "status", "attempts", "took", "output / error")
     table.columns[0].no_wrap = True
     for s in run.steps:

@@ -50,6 +50,7 @@ _errors: dict[int | str, dict[str, object]] = {
         (400, "bad input, or a body that is not JSON"),
         (401, "missing or wrong bearer token"),
         (413, "body over the size limit"),
+        (415, "body not sent as application/json"),
         (422, "a field is missing or has the wrong type"),
     )
 }

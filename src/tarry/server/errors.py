@@ -105,6 +105,11 @@ def install(api: FastAPI) -> None:
         type_ = _HTTP_TYPES.get(exc.status_code, "HTTPError")
         return error_response(exc.status_code, type_, str(exc.detail), headers)
 
+    async def on_bug(request: Request, exc: Exception) -> Response:
+        # A bug, not bad input: still the one error shape, without internals.
+        return error_response(500, "InternalError", "the server failed; see its log")
+
+    api.add_exception_handler(Exception, on_bug)
     api.add_exception_handler(TarryError, on_tarry)
     api.add_exception_handler(ValueError, on_tarry)
     api.add_exception_handler(RequestValidationError, on_validation)
