@@ -19,9 +19,8 @@ import statistics
 import sys
 import time
 
-from _common import count_status, machine_info, print_table, temp_sqlite_url, write_json
-
 import tarry
+from _common import count_status, machine_info, print_table, temp_sqlite_url, write_json
 
 
 async def measure(n: int, samples: int) -> dict[str, float]:
@@ -43,7 +42,7 @@ async def measure(n: int, samples: int) -> dict[str, float]:
                 run_ids += await asyncio.gather(
                     *(app.start("listener", {"key": k}) for k in range(chunk, min(n, chunk + 1000)))
                 )
-            while await asyncio.to_thread(count_status, path, "waiting") < n:
+            while await asyncio.to_thread(count_status, path, "waiting") < n:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
             parked = time.perf_counter() - started
             latencies = []
