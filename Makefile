@@ -11,9 +11,11 @@ $(BIN)/tarry-ready: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-## demo: the order-approval example on the embedded SQLite default
+## demo: the order-approval story on the embedded SQLite default, then the
+## dashboard (Ctrl-C to stop) with one more order parked for you to approve
 demo: $(BIN)/tarry-ready
 	$(BIN)/python examples/order_approval.py
+	$(BIN)/tarry dev examples/order_approval.py
 
 ## lint: ruff and mypy (strict on the package)
 lint: $(BIN)/tarry-ready

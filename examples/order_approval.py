@@ -88,6 +88,11 @@ async def demo() -> None:
         for step in run.steps:
             took = (step.ended_at - step.started_at).total_seconds() if step.ended_at else 0
             print(f"  {step.id:<14} {step.kind:<7} {step.status:<10} {took * 1000:9.1f} ms")
+        # One more order for the dashboard: it stays parked until somebody decides.
+        waiting = await app.start("fulfill-order", {"order_id": order_id + 2})
+        while (await app.get_run(waiting)).status != "waiting":
+            await asyncio.sleep(0.05)
+        print(f"order {order_id + 2} is parked for you: approve it in the dashboard")
     await app.close()
 
 
