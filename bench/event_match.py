@@ -42,7 +42,7 @@ async def measure(n: int, samples: int) -> dict[str, float]:
                 run_ids += await asyncio.gather(
                     *(app.start("listener", {"key": k}) for k in range(chunk, min(n, chunk + 1000)))
                 )
-            while await asyncio.to_thread(count_status, path, "waiting") < n:  # noqa: ASYNC110
+            while await asyncio.to_thread(count_status, path, "waiting") < n:
                 await asyncio.sleep(0.05)
             parked = time.perf_counter() - started
             latencies = []

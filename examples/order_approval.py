@@ -60,16 +60,23 @@ def decide(order_id: int, approved: bool, by: str) -> None:
     app.close_sync()
 
 
+async def parked(run_id: str) -> tarry.Run:
+    """The run once it has parked (a person watching would refresh the dashboard)."""
+    for _ in range(600):
+        run = await app.get_run(run_id)
+        if run.status == "waiting":
+            return run
+        await asyncio.sleep(0.05)
+    raise SystemExit(f"run {run_id} did not park: {run.status}")
+
+
 async def demo() -> None:
     order_id = int(time.time()) * 2  # even: over 50,000, so it needs approval
     print(f"tarry demo on {app.database}")
     async with app.worker():
         run_id = await app.start("fulfill-order", {"order_id": order_id})
         print(f"started run {run_id} for order {order_id}")
-        run = await app.get_run(run_id)
-        while run.status != "waiting":
-            await asyncio.sleep(0.05)
-            run = await app.get_run(run_id)
+        run = await parked(run_id)
         waiting = run.waiting_for
         assert waiting is not None
         print(
@@ -89,9 +96,7 @@ async def demo() -> None:
             took = (step.ended_at - step.started_at).total_seconds() if step.ended_at else 0
             print(f"  {step.id:<14} {step.kind:<7} {step.status:<10} {took * 1000:9.1f} ms")
         # One more order for the dashboard: it stays parked until somebody decides.
-        waiting = await app.start("fulfill-order", {"order_id": order_id + 2})
-        while (await app.get_run(waiting)).status != "waiting":
-            await asyncio.sleep(0.05)
+        await parked(await app.start("fulfill-order", {"order_id": order_id + 2}))
         print(f"order {order_id + 2} is parked for you: approve it in the dashboard")
     await app.close()
 

@@ -158,7 +158,7 @@ async def test_step_send_signal_happens_once_even_on_replay(app) -> None:
         receiver = await app.start("inbox")
         await wait_for_status(app, receiver, "waiting")
         run_id = await app.start("sender")
-        while (await wait_for_status(app, run_id, "waiting")).waiting_for.kind != "signal":  # noqa: ASYNC110
+        while (await wait_for_status(app, run_id, "waiting")).waiting_for.kind != "signal":
             await asyncio.sleep(0.01)
         await app.send_signal("sender-gate", {})
         assert await app.result(run_id, timeout=10) == {"status": "delivered", "run_id": receiver}
