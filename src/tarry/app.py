@@ -34,6 +34,7 @@ from .errors import (
 from .ids import new_id
 from .models import (
     RUN_STATUSES,
+    Event,
     Message,
     Page,
     Run,
@@ -45,6 +46,7 @@ from .models import (
 )
 from .portal import Portal
 from .store.base import NewRun, RunRow, StepRow, Store, WorkflowConfig
+from .urls import mask_url
 from .worker import Worker
 
 P = ParamSpec("P")
@@ -70,16 +72,6 @@ class Workflow:
             tuple((t.event, t.if_) for t in self.triggers),
             tuple(c.filing() for c in self.cancel_on),
         )
-
-
-def mask_url(url: str) -> str:
-    """The URL with any password replaced by ``***``, for error messages."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    credentials, _, host = rest.rpartition("@")
-    user, colon, _password = credentials.partition(":")
-    return f"{scheme}://{user}{':***' if colon else ''}@{host}"
 
 
 def open_store(url: str) -> Store:
@@ -151,6 +143,19 @@ def _to_run(row: RunRow, steps: list[StepRow]) -> Run:
             for s in steps
         ],
     )
+
+
+def _check_limit(limit: object) -> None:
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:
+        raise ValueError(f"limit must be an integer from 1 to 1000, got {limit!r}")
+
+
+def _parse_cursor(cursor: object) -> int | None:
+    if cursor is None:
+        return None
+    if not isinstance(cursor, str) or not cursor.isdigit():
+        raise ValueError(f"invalid cursor {cursor!r}: pass a next_cursor from a listing")
+    return int(cursor)
 
 
 class App:
@@ -314,6 +319,17 @@ class App:
         outcome = await store.send_event(event, dedupe_seconds=self.event_dedupe)
         return SendResult([outcome.event_id], list(outcome.started), list(outcome.resumed))
 
+    async def list_events(
+        self, *, name: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> Page[Event]:
+        """Stored events newest first (kept for ``event_retention``); page with ``cursor``."""
+        _check_limit(limit)
+        after = _parse_cursor(cursor)
+        store = await self._open()
+        rows = await store.list_events(name=name, limit=limit, cursor=after)
+        events = [Event(r.name, serde.loads(r.data), r.id, to_datetime(r.ts)) for r in rows]  # type: ignore[arg-type]
+        return Page(events, str(rows[-1].seq) if len(rows) == limit else None)
+
     async def send_message(self, run_id: str, name: str, data: Any = None) -> None:
         """Append a message to the run's mailbox; returns once it is durable."""
         if not isinstance(name, str) or not name:
@@ -349,13 +365,8 @@ class App:
         """Runs newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
         if status is not None and status not in RUN_STATUSES:
             raise ValueError(f"unknown run status {status!r}; expected one of {RUN_STATUSES}")
-        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:
-            raise ValueError(f"limit must be an integer from 1 to 1000, got {limit!r}")
-        after: int | None = None
-        if cursor is not None:
-            if not isinstance(cursor, str) or not cursor.isdigit():
-                raise ValueError(f"invalid cursor {cursor!r}: pass a next_cursor from list_runs")
-            after = int(cursor)
+        _check_limit(limit)
+        after = _parse_cursor(cursor)
         store = await self._open()
         rows = await store.list_runs(status=status, workflow=workflow, limit=limit, cursor=after)
         runs = [_to_run(row, []) for row in rows]
@@ -427,6 +438,7 @@ class App:
     send_signal_sync = _blocking(send_signal)
     send_event_sync = _blocking(send_event)
     send_message_sync = _blocking(send_message)
+    list_events_sync = _blocking(list_events)
     get_run_sync = _blocking(get_run)
     list_runs_sync = _blocking(list_runs)
     result_sync = _blocking(result)

@@ -12,7 +12,7 @@ import orjson
 
 from . import serde
 from .context import Context
-from .errors import Bail, LeaseLost, StepFailed, Suspend
+from .errors import Bail, LeaseLost, StepFailed, StoreError, Suspend
 from .models import event_from_json
 from .step import Step
 from .store.base import ClaimedRun, StepRow, Store
@@ -49,10 +49,8 @@ class Execution:
         self.releasing = True
         try:
             await self.store.finish(self.lease, status, output, error)
-        except LeaseLost:
-            log.info(
-                "run %s: lease lost before it could end; the newer attempt decides", self.run.id
-            )
+        except (LeaseLost, StoreError) as exc:
+            log.info("run %s: could not end here (%s); the next attempt decides", self.run.id, exc)
             return
         self.app._run_ended(self.run.id)
 
@@ -60,7 +58,7 @@ class Execution:
         self.releasing = True
         try:
             await self.store.honor_cancel(self.lease)
-        except LeaseLost:
+        except (LeaseLost, StoreError):
             return
         self.app._run_ended(self.run.id)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import logging
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -32,6 +33,7 @@ from .errors import (
     RetryAfter,
     SignalConflict,
     StepFailed,
+    StoreError,
     Suspend,
 )
 from .models import Event, Message, SignalResult, Woken, event_from_json, message_from_json
@@ -40,6 +42,17 @@ from .store.matching import resolve_filing
 
 if TYPE_CHECKING:
     from .executor import Execution
+
+log = logging.getLogger("tarry")
+
+
+def _stop(execution: Execution, exc: Exception) -> Suspend:
+    """This attempt cannot write any more: its lease was taken over, or the store is
+    unreachable past its retries. Either way the run stays as stored, and its lease
+    (when it expires) hands it to a worker that can carry on."""
+    if isinstance(exc, StoreError):
+        log.warning("run %s: stopping this attempt: %s", execution.run.id, exc)
+    return Suspend(str(exc))
 
 
 def _error(exc: BaseException | str, kind: str | None = None) -> bytes:
@@ -98,8 +111,8 @@ class Step:
     async def _save(self, row: StepRow) -> None:
         try:
             cancel = await self._x.store.save_step(self._x.lease, row)
-        except LeaseLost:
-            raise Suspend("lease lost") from None
+        except (LeaseLost, StoreError) as exc:
+            raise _stop(self._x, exc) from None
         self._x.memo[row.key] = row
         self._x.cancel_requested |= cancel
 
@@ -136,7 +149,7 @@ class Step:
                 key, "run", "retrying", None, _error(exc), attempt, started, time.time()
             )
             self._x.releasing = True
-            with contextlib.suppress(LeaseLost):  # the newer attempt decides
+            with contextlib.suppress(LeaseLost, StoreError):  # the lease decides what is next
                 await self._x.store.retry_step(self._x.lease, failed, time.time() + delay)
             raise Suspend("retrying") from None
         try:
@@ -210,8 +223,8 @@ class Step:
                 retention_seconds=self._x.app.signal_retention,
                 sender=sender,
             )
-        except LeaseLost:
-            raise Suspend("lease lost") from None
+        except (LeaseLost, StoreError) as exc:
+            raise _stop(self._x, exc) from None
         result = SignalResult(
             "delivered" if outcome.status == "delivered" else "buffered", outcome.run_id
         )
@@ -367,8 +380,8 @@ class Step:
             outcome = await self._x.store.send_event(
                 new, dedupe_seconds=self._x.app.event_dedupe, sender=sender
             )
-        except LeaseLost:
-            raise Suspend("lease lost") from None
+        except (LeaseLost, StoreError) as exc:
+            raise _stop(self._x, exc) from None
         output = orjson.dumps([outcome.event_id])
         self._x.memo[key] = StepRow(key, "send_event", "completed", output)
         return [outcome.event_id]
@@ -396,8 +409,8 @@ class Step:
         self._x.releasing = True
         try:
             parked = await self._x.store.park(self._x.lease, spec)
-        except LeaseLost:
-            raise Suspend("lease lost") from None
+        except (LeaseLost, StoreError) as exc:
+            raise _stop(self._x, exc) from None
         if parked.outcome == "parked":
             raise Suspend("parked")
         self._x.releasing = False

@@ -15,6 +15,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from .errors import StoreError
 from .executor import Execution, execute
 from .store.base import ClaimedRun, Store
 
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("tarry")
 
 _PURGE_EVERY = 300.0
+_MIN_PAUSE = 0.002
+_BACKOFF_FIRST = 1.0
+_BACKOFF_CAP = 10.0
 
 
 class Worker:
@@ -58,26 +62,33 @@ class Worker:
         store.add_wake_listener(self._on_wake)
         heartbeat = asyncio.create_task(self._heartbeat(store), name="tarry-heartbeat")
         next_purge = 0.0
+        backoff = _BACKOFF_FIRST
         try:
             while not self._stopping:
                 self._wake.clear()
-                now = time.time()
-                if now >= next_purge:
-                    await store.purge_expired(now - self.app.event_retention)
-                    next_purge = now + _PURGE_EVERY
                 timeout: float | None = None
                 free = self.concurrency - len(self._active)
-                if free > 0 and workflows:
-                    batch = await store.claim(workflows, free, self.app.lease, caps)
-                    for claimed in batch.runs:
-                        self._start(store, claimed)
-                    if len(batch.runs) == free:
-                        continue  # there may be more due; claim again when a slot frees
-                    if batch.next_due is not None:
-                        timeout = max(0.0, batch.next_due - time.time())
-                if timeout is None or timeout > 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), timeout)
+                try:
+                    now = time.time()
+                    if now >= next_purge:
+                        await store.purge_expired(now - self.app.event_retention)
+                        next_purge = now + _PURGE_EVERY
+                    if free > 0 and workflows:
+                        batch = await store.claim(workflows, free, self.app.lease, caps)
+                        for claimed in batch.runs:
+                            self._start(store, claimed)
+                        if len(batch.runs) == free:
+                            continue  # there may be more due; claim again when a slot frees
+                        if batch.next_due is not None:
+                            # Due but not claimed (locked by another worker's claim):
+                            # look again shortly rather than spin.
+                            timeout = max(_MIN_PAUSE, batch.next_due - time.time())
+                    backoff = _BACKOFF_FIRST
+                except StoreError as exc:
+                    log.warning("worker: the store failed (%s); retrying in %.1f s", exc, backoff)
+                    timeout, backoff = backoff, min(backoff * 2, _BACKOFF_CAP)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
         finally:
             store.remove_wake_listener(self._on_wake)
             heartbeat.cancel()

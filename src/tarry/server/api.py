@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from ..app import App
 from .auth import Guard, bearer
 from .schemas import (
+    CURSOR_PATTERN,
     CancelBody,
     ErrorOut,
     EventBody,
@@ -81,7 +82,10 @@ async def list_runs(
     status: RunStatusName | None = None,
     workflow: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    cursor: Annotated[str | None, Query(pattern=r"^\d+$")] = None,
+    cursor: Annotated[
+        str | None,
+        Query(pattern=CURSOR_PATTERN, description="the next_cursor of the previous page"),
+    ] = None,
 ) -> RunPageOut:
     page = await app.list_runs(status=status, workflow=workflow, limit=limit, cursor=cursor)
     return RunPageOut(

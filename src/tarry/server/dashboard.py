@@ -7,6 +7,7 @@ redirect (or the page again with the error, status 4xx).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -21,6 +22,7 @@ from ..models import RUN_STATUSES, Run
 from .auth import Guard, Session
 from .errors import status_for
 from .render import render
+from .schemas import CURSOR_PATTERN
 
 router = APIRouter(include_in_schema=False)
 
@@ -157,7 +159,7 @@ async def runs_page(
         return gate
     app = _deps(request)[0]
     status = status if status in RUN_STATUSES else ""
-    cursor = cursor if cursor.isdigit() else ""
+    cursor = cursor if re.fullmatch(CURSOR_PATTERN, cursor) else ""
     page = await app.list_runs(
         status=status or None, workflow=workflow or None, cursor=cursor or None, limit=50
     )

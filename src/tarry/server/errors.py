@@ -7,12 +7,14 @@ should reach the generic 500 handler.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Match, Route
 
 from ..errors import (
     RunFinished,
@@ -60,6 +62,24 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def _routes(routes: Iterable[BaseRoute]) -> Iterator[Route]:
+    for route in routes:
+        if isinstance(route, Route):
+            yield route
+        inner = getattr(route, "original_router", None)  # FastAPI's included routers
+        if inner is not None:
+            yield from _routes(inner.routes)
+
+
+def allowed_methods(request: Request) -> str | None:
+    """Every method some route serves at this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in _routes(request.app.router.routes):
+        if route.methods and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods
+    return ", ".join(sorted(methods)) if methods else None
+
+
 def _describe_validation(errors: Any) -> tuple[int, str, str]:
     items = list(errors)
     if any(e.get("type") == "json_invalid" for e in items):
@@ -99,6 +119,10 @@ def install(api: FastAPI) -> None:
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         headers = dict(exc.headers) if exc.headers else None
+        if exc.status_code == 405:
+            allow = allowed_methods(request)
+            if allow:
+                headers = {**(headers or {}), "Allow": allow}
         if not request.url.path.startswith("/api/"):
             page = f"<!doctype html><title>{exc.status_code}</title><h1>{exc.status_code}</h1>"
             return HTMLResponse(page, status_code=exc.status_code, headers=headers)

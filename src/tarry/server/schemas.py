@@ -16,6 +16,10 @@ from ..models import Run, StepRecord, WaitingFor
 if TYPE_CHECKING:
     from ..app import Workflow
 
+# A cursor is a run's sequence number: decimal ASCII digits that fit a signed 64-bit
+# integer (``str.isdigit`` also takes "²" and the store cannot bind 20 digits).
+CURSOR_PATTERN = r"^[0-9]{1,18}$"
+
 RunStatusName = Literal["queued", "running", "waiting", "completed", "failed", "cancelled"]
 
 
@@ -31,7 +35,11 @@ class StartBody(_Body):
 
 class SignalBody(_Body):
     signal: str = Field(min_length=1)
-    data: Any = Field(default_factory=dict, description="any JSON value but null")
+    data: Any = Field(
+        default_factory=dict,
+        description="any JSON value but null (null is what a wait returns on timeout)",
+        json_schema_extra={"not": {"type": "null"}},
+    )
     strict: StrictBool = False
 
 

@@ -121,6 +121,15 @@ class NewEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class EventRow:
+    seq: int
+    id: str
+    name: str
+    data: bytes
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
 class EventOutcome:
     event_id: str
     duplicate: bool = False
@@ -316,6 +325,11 @@ class Store(Protocol):
         self, *, status: str | None, workflow: str | None, limit: int, cursor: int | None
     ) -> list[RunRow]:
         """Runs newest first (by ``seq``), those with ``seq < cursor`` when given."""
+
+    async def list_events(
+        self, *, name: str | None, limit: int, cursor: int | None
+    ) -> list[EventRow]:
+        """Stored events newest first (by ``seq``), those with ``seq < cursor`` when given."""
 
     async def purge_expired(self, events_before: float) -> int:
         """Delete buffered signals past their retention and events received before

@@ -25,6 +25,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolClosed
 
 from ..errors import ConfigError, SchemaTooNew, StoreError
+from ..urls import mask_url
 from .base import WakeListener
 from .sql import load_migrations, load_queries
 
@@ -43,8 +44,6 @@ _DRAIN_SECONDS = 5.0
 
 
 def masked(url: str) -> str:
-    from ..app import mask_url  # a leaf helper; imported late to keep store below app
-
     return mask_url(url)
 
 

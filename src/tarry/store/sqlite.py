@@ -32,6 +32,7 @@ from .base import (
     ClaimBatch,
     ClaimedRun,
     EventOutcome,
+    EventRow,
     EventWait,
     Filing,
     Lease,
@@ -1027,6 +1028,15 @@ class SQLiteStore:
 
         def op(conn: sqlite3.Connection) -> list[RunRow]:
             return [_run_row(row) for row in conn.execute(sql, (*params, limit))]
+
+        return await self._call(op)
+
+    async def list_events(
+        self, *, name: str | None, limit: int, cursor: int | None
+    ) -> list[EventRow]:
+        def op(conn: sqlite3.Connection) -> list[EventRow]:
+            rows = conn.execute(Q["list_events"], {"name": name, "cursor": cursor, "limit": limit})
+            return [EventRow(*row) for row in rows]
 
         return await self._call(op)
 

@@ -206,3 +206,9 @@ SELECT status FROM runs WHERE id = :id;
 
 -- name: count_leased
 SELECT count(*) FROM runs WHERE workflow = :workflow AND status = 'running';
+
+-- name: list_events
+SELECT seq, id, name, data, ts FROM events
+WHERE (:name IS NULL OR name = :name) AND (:cursor IS NULL OR seq < :cursor)
+ORDER BY seq DESC
+LIMIT :limit;
