@@ -27,7 +27,7 @@ _MAX_KEYS = 256
 
 def canonical(value: Any) -> str:
     """One spelling per JSON scalar, so 1 and 1.0 file under the same key."""
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
         value = int(value)
     return orjson.dumps(value).decode()
 
