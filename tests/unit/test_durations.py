@@ -36,5 +36,5 @@ def test_canonical_index_keys() -> None:
     from tarry.store.matching import canonical
 
     assert canonical(3.0) == canonical(3) == "3"
-    assert canonical(1.8446744073709552e19) == "1.8446744073709552e19"
+    assert canonical(1.8446744073709552e19) == "1.8446744073709552e+19"
     assert canonical("a") == '"a"' and canonical(True) == "true" and canonical(None) == "null"
