@@ -30,11 +30,3 @@ def test_deadline_forms() -> None:
     assert deadline(when) == when.timestamp()
     with pytest.raises(ValueError, match="naive"):
         deadline(datetime(2030, 1, 1))
-
-
-def test_canonical_index_keys() -> None:
-    from tarry.store.matching import canonical
-
-    assert canonical(3.0) == canonical(3) == "3"
-    assert canonical(1.8446744073709552e19) == "1.8446744073709552e+19"
-    assert canonical("a") == '"a"' and canonical(True) == "true" and canonical(None) == "null"
