@@ -1,0 +1,287 @@
+"""sqlite3 behind one writer thread with group commit, and a poller for other processes.
+
+Every operation is a function queued to the writer thread. The thread drains
+whatever is waiting, runs it all in one transaction, commits once and hands each
+caller its result on the caller's own event loop: at load many runs' step
+results share one fsync, and a lone write costs one commit. The batch runs
+optimistically without savepoints; should an operation fail, the batch is
+rolled back and run again with a savepoint around each operation, so a failure
+stays its own and cannot spoil its neighbours.
+
+Other processes' commits are noticed by a poller thread that reads
+``PRAGMA data_version`` (a cheap counter read) at a bounded interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from ..errors import ConfigError, StoreError
+from .base import WakeListener
+
+T = TypeVar("T")
+_STOP = object()
+
+
+class _Op:
+    """One queued operation and the caller's future, on the caller's own loop."""
+
+    __slots__ = ("fn", "future", "loop")
+
+    def __init__(
+        self,
+        fn: Callable[[sqlite3.Connection], Any],
+        loop: asyncio.AbstractEventLoop,
+        future: asyncio.Future[Any],
+    ) -> None:
+        self.fn = fn
+        self.loop = loop
+        self.future = future
+
+
+_Result = tuple["asyncio.Future[Any]", Any, BaseException | None]
+
+
+def _settle(results: list[_Result]) -> None:
+    """Runs on the caller's loop: hand each caller its result (unless it gave up)."""
+    for future, value, error in results:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(value)
+        else:
+            future.set_exception(error)
+
+
+class GroupCommitWriter:
+    """The writer thread, its queue, the poller and the wake listeners of one store.
+
+    ``prepare`` runs on the writer's connection before any operation (migrations).
+    An operation sets ``wake_pending`` when its commit may make a run due; the
+    listeners are called after that commit.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        path: str,
+        *,
+        prepare: Callable[[sqlite3.Connection], None],
+        synchronous: str,
+        poll_interval: float,
+        batch_limit: int,
+    ) -> None:
+        self.url = url
+        self.path = path
+        self.prepare = prepare
+        self.synchronous = synchronous
+        self.poll_interval = poll_interval
+        self.batch_limit = batch_limit
+        self.wake_pending = False
+        self._queue: queue.SimpleQueue[_Op | object] = queue.SimpleQueue()
+        self._listeners: list[WakeListener] = []
+        self._writer: threading.Thread | None = None
+        self._poller: threading.Thread | None = None
+        self._closed = threading.Event()
+        self._open_lock = threading.Lock()
+        self._ready: concurrent.futures.Future[None] | None = None
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def open(self) -> None:
+        with self._open_lock:
+            if self._ready is None:
+                self._closed.clear()
+                self._ready = concurrent.futures.Future()
+                self._writer = threading.Thread(
+                    target=self._writer_main,
+                    args=(self._ready,),
+                    name="tarry-sqlite-writer",
+                    daemon=True,
+                )
+                self._writer.start()
+            ready = self._ready
+        try:
+            await asyncio.wrap_future(ready)
+        except BaseException:
+            with self._open_lock:
+                if self._ready is ready:
+                    self._ready = self._writer = None
+            raise
+        with self._open_lock:
+            if self._poller is None:
+                polling = threading.Event()
+                self._poller = threading.Thread(
+                    target=self._poller_main,
+                    args=(polling,),
+                    name="tarry-sqlite-poller",
+                    daemon=True,
+                )
+                self._poller.start()
+                polling.wait()
+
+    async def close(self) -> None:
+        writer = self._writer
+        if writer is None:
+            return
+        self._closed.set()
+        self._queue.put(_STOP)
+        await asyncio.to_thread(writer.join)
+        if self._poller is not None:
+            await asyncio.to_thread(self._poller.join)
+        with self._open_lock:
+            self._writer = self._poller = None
+            self._ready = None
+
+    def _connect(self) -> sqlite3.Connection:
+        directory = os.path.dirname(os.path.abspath(self.path))
+        try:
+            os.makedirs(directory, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            conn.execute("PRAGMA busy_timeout=30000")
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"cannot open SQLite database {self.url!r}: {exc}") from None
+        return conn
+
+    # -- the writer thread -------------------------------------------------------------
+
+    def _writer_main(self, ready: concurrent.futures.Future[None]) -> None:
+        try:
+            conn = self._connect()
+            self.prepare(conn)
+        except BaseException as exc:
+            ready.set_exception(exc)
+            return
+        ready.set_result(None)
+        get, get_nowait = self._queue.get, self._queue.get_nowait
+        stopping = False
+        while not stopping:
+            first = get()
+            if first is _STOP:
+                break
+            batch = [first]
+            while len(batch) < self.batch_limit:
+                try:
+                    item = get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    break
+                batch.append(item)
+            self._run_batch(conn, batch)  # type: ignore[arg-type]
+        conn.close()
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
+        # An operation whose caller has already given up (cancelled) is not run.
+        batch = [op for op in batch if not op.future.cancelled()]
+        if not batch:
+            return
+        try:
+            # Optimistic first: one transaction, no savepoints. Should an operation
+            # fail (a lost lease, say), the batch is rolled back and run again with a
+            # savepoint around each operation, so the failure stays its own.
+            results = self._transaction(conn, batch, isolate=len(batch) == 1)
+            if results is None:
+                results = self._transaction(conn, batch, isolate=True)
+            assert results is not None
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            failure = StoreError(f"SQLite transaction on {self.url!r} failed: {exc}")
+            results = [(op, None, failure) for op in batch]
+            self.wake_pending = False
+        if self.wake_pending:
+            self.wake_pending = False
+            self.wake()
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Result]] = {}
+        for op, value, error in results:
+            by_loop.setdefault(op.loop, []).append((op.future, value, error))
+        for loop, settled in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that loop has closed
+                loop.call_soon_threadsafe(_settle, settled)
+
+    def _transaction(
+        self, conn: sqlite3.Connection, batch: list[_Op], *, isolate: bool
+    ) -> list[tuple[_Op, Any, BaseException | None]] | None:
+        """Run the batch in one transaction. Without ``isolate``, the first failing
+        operation rolls everything back and None is returned."""
+        results: list[tuple[_Op, Any, BaseException | None]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        for op in batch:
+            if isolate and len(batch) > 1:
+                conn.execute("SAVEPOINT op")
+            try:
+                value = op.fn(conn)
+            except Exception as exc:
+                if not isolate:
+                    conn.execute("ROLLBACK")
+                    return None
+                if len(batch) > 1:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                results.append((op, None, exc))
+                continue
+            if isolate and len(batch) > 1:
+                conn.execute("RELEASE op")
+            results.append((op, value, None))
+        if len(batch) == 1 and results[0][2] is not None:
+            conn.execute("ROLLBACK")
+        else:
+            conn.execute("COMMIT")
+        return results
+
+    async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._writer is None:
+            raise StoreError(f"the store {self.url!r} is not open")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Op(fn, loop, future))
+        return await future
+
+    # -- wake-ups --------------------------------------------------------------------
+
+    def add_wake_listener(self, listener: WakeListener) -> None:
+        self._listeners.append(listener)
+
+    def remove_wake_listener(self, listener: WakeListener) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
+    def wake(self) -> None:
+        for listener in list(self._listeners):
+            listener()
+
+    def _poller_main(self, ready: threading.Event) -> None:
+        # The first reading is taken before open() returns, and readings go on while
+        # nobody listens: a commit by another process is never folded into a baseline.
+        try:
+            conn = self._connect()
+            last = conn.execute("PRAGMA data_version").fetchone()[0]
+        except (ConfigError, sqlite3.Error):
+            ready.set()
+            return
+        ready.set()
+        try:
+            while not self._closed.wait(self.poll_interval):
+                try:
+                    version = conn.execute("PRAGMA data_version").fetchone()[0]
+                except sqlite3.Error:
+                    continue
+                if version != last and self._listeners:
+                    self.wake()
+                last = version
+        finally:
+            conn.close()
