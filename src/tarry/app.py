@@ -153,7 +153,12 @@ def _check_limit(limit: object) -> None:
 def _parse_cursor(cursor: object) -> int | None:
     if cursor is None:
         return None
-    if not isinstance(cursor, str) or not cursor.isdigit():
+    if (
+        not isinstance(cursor, str)
+        or not cursor.isascii()
+        or not cursor.isdigit()
+        or len(cursor) > 18
+    ):
         raise ValueError(f"invalid cursor {cursor!r}: pass a next_cursor from a listing")
     return int(cursor)
 

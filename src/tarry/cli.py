@@ -11,6 +11,7 @@ import asyncio
 import importlib
 import importlib.util
 import ipaddress
+import json
 import os
 import signal as signals
 import socket
@@ -74,9 +75,11 @@ MaxBody = Annotated[int, typer.Option("--max-body", min=1, help="Largest request
 def _json_arg(value: str | None, option: str) -> Any:
     if value is None:
         return None
+    from .server.strictjson import loads_strict
+
     try:
-        return orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
+        return loads_strict(value)
+    except json.JSONDecodeError as exc:
         raise typer.BadParameter(f"not valid JSON: {exc}", param_hint=option) from None
 
 

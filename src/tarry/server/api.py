@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials
 
 from ..app import App
 from .auth import Guard, bearer
+from .limits import StrictJSONRoute
 from .schemas import (
     CURSOR_PATTERN,
     CancelBody,
@@ -43,6 +45,31 @@ def authorized(
     guard.check_bearer(credentials)
 
 
+# The query parameters each route takes; any other is refused (422), as unknown body
+# fields are, so a typo such as ``?stauts=waiting`` does not silently list every run.
+QUERY_PARAMETERS: dict[str, frozenset[str]] = {
+    "list_runs": frozenset({"status", "workflow", "limit", "cursor"}),
+}
+
+
+def known_query(request: Request) -> None:
+    route = request.scope.get("route")
+    allowed = QUERY_PARAMETERS.get(getattr(route, "name", ""), frozenset())
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "extra_forbidden",
+                    "loc": ("query", name),
+                    "msg": "unknown query parameter",
+                    "input": request.query_params.get(name),
+                }
+                for name in unknown
+            ]
+        )
+
+
 TarryApp = Annotated[App, Depends(tarry_app)]
 
 _errors: dict[int | str, dict[str, object]] = {
@@ -61,7 +88,12 @@ def _also(*pairs: tuple[int, str]) -> dict[int | str, dict[str, object]]:
     return {**_errors, **{s: {"model": ErrorOut, "description": d} for s, d in pairs}}
 
 
-router = APIRouter(prefix="/api/v1", dependencies=[Depends(authorized)], responses=_errors)
+router = APIRouter(
+    prefix="/api/v1",
+    dependencies=[Depends(authorized), Depends(known_query)],
+    responses=_errors,
+    route_class=StrictJSONRoute,
+)
 
 
 @router.post(
@@ -94,7 +126,7 @@ async def list_runs(
 
 
 @router.get(
-    "/runs/{run_id}",
+    "/runs/{run_id:path}",
     response_model=RunOut,
     responses=_also((404, "no such run")),
     summary="A run with its steps and what it waits for",
@@ -104,7 +136,7 @@ async def get_run(run_id: str, app: TarryApp) -> RunOut:
 
 
 @router.post(
-    "/runs/{run_id}/cancel",
+    "/runs/{run_id:path}/cancel",
     response_model=RunOut,
     responses=_also((404, "no such run")),
     summary="Cancel a run (a no-op on an ended run)",
@@ -117,7 +149,7 @@ async def cancel_run(
 
 
 @router.post(
-    "/runs/{run_id}/messages",
+    "/runs/{run_id:path}/messages",
     status_code=202,
     response_model=MessageOut,
     responses=_also((404, "no such run"), (409, "the run has ended")),

@@ -7,11 +7,11 @@ redirect (or the page again with the error, status 4xx).
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 from urllib.parse import quote, urlencode
 
-import orjson
 from fastapi import APIRouter, Request
 from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
@@ -23,6 +23,7 @@ from .auth import Guard, Session
 from .errors import status_for
 from .render import render
 from .schemas import CURSOR_PATTERN
+from .strictjson import loads_strict
 
 router = APIRouter(include_in_schema=False)
 
@@ -71,7 +72,10 @@ def _enter(request: Request) -> tuple[Session, Response | None]:
     session = guard.session(request)
     if guard.allowed(session):
         return session, None
-    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    # The path as sent (still percent-encoded), so a run id with "/" or ".." comes back whole.
+    raw = request.scope.get("raw_path")
+    path = raw.decode("latin-1") if isinstance(raw, bytes) else request.url.path
+    here = path + (f"?{request.url.query}" if request.url.query else "")
     return session, _redirect(request, session, f"/login?next={quote(here)}")
 
 
@@ -100,8 +104,8 @@ def _json_field(form: FormData, name: str, default: Any) -> Any:
     if not raw:
         return default
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        return loads_strict(raw)
+    except json.JSONDecodeError as exc:
         raise BadInput(f"{name} is not valid JSON: {exc}") from None
 
 
@@ -206,7 +210,7 @@ async def _run_page(
     )
 
 
-@router.get("/runs/{run_id}")
+@router.get("/runs/{run_id:path}")
 async def run_page(request: Request, run_id: str, fragment: str = "", notice: str = "") -> Response:
     session, gate = _enter(request)
     if gate is not None:
@@ -243,7 +247,7 @@ async def _deliver(app: App, run: Run, form: FormData) -> str:
     raise BadInput(f"this run waits on {waiting.kind}; send it from the events page or the API")
 
 
-@router.post("/runs/{run_id}/decide")
+@router.post("/runs/{run_id:path}/decide")
 async def decide(request: Request, run_id: str) -> Response:
     session, form, gate = await _post(request)
     if gate is not None:
@@ -254,10 +258,10 @@ async def decide(request: Request, run_id: str) -> Response:
         notice = await _deliver(app, run, form)
     except (TarryError, ValueError) as exc:
         return await _run_page(request, session, run_id, error=str(exc), status=_status(exc))
-    return _redirect(request, session, f"/runs/{quote(run_id)}?notice={notice}")
+    return _redirect(request, session, f"/runs/{quote(run_id, safe='')}?notice={notice}")
 
 
-@router.post("/runs/{run_id}/cancel")
+@router.post("/runs/{run_id:path}/cancel")
 async def cancel(request: Request, run_id: str) -> Response:
     session, form, gate = await _post(request)
     if gate is not None:
@@ -268,7 +272,7 @@ async def cancel(request: Request, run_id: str) -> Response:
     except RunNotFound as exc:
         return _page(request, session, "missing.html", 404, message=str(exc))
     notice = "cancelled" if run.status == "cancelled" else "cancel-requested"
-    return _redirect(request, session, f"/runs/{quote(run_id)}?notice={notice}")
+    return _redirect(request, session, f"/runs/{quote(run_id, safe='')}?notice={notice}")
 
 
 # -- workflows and events ---------------------------------------------------------------
@@ -304,7 +308,7 @@ async def start(request: Request) -> Response:
             workflows=list(app.workflows.values()),
             error=str(exc),
         )
-    return _redirect(request, session, f"/runs/{quote(run_id)}?notice=started")
+    return _redirect(request, session, f"/runs/{quote(run_id, safe='')}?notice=started")
 
 
 @router.get("/events")

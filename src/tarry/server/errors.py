@@ -72,11 +72,26 @@ def _routes(routes: Iterable[BaseRoute]) -> Iterator[Route]:
 
 
 def allowed_methods(request: Request) -> str | None:
-    """Every method some route serves at this path (Starlette names only the first route's)."""
-    methods: set[str] = set()
+    """Every method some route serves at this path (Starlette names only the first route's).
+
+    A run id may hold "/", so ``/runs/x/cancel`` also matches ``GET /runs/{run_id}``
+    with the id ``x/cancel``; the routes that match without a "/" in a parameter
+    are the ones the path means, and only when there are none do the others count.
+    """
+    exact: set[str] = set()
+    loose: set[str] = set()
     for route in _routes(request.app.router.routes):
-        if route.methods and route.matches(request.scope)[0] != Match.NONE:
-            methods |= route.methods
+        if not route.methods:
+            continue
+        match, child = route.matches(request.scope)
+        if match == Match.NONE:
+            continue
+        params = child.get("path_params", {}).values()
+        if any("/" in str(value) for value in params):
+            loose |= route.methods
+        else:
+            exact |= route.methods
+    methods = exact or loose
     return ", ".join(sorted(methods)) if methods else None
 
 

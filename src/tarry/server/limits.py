@@ -1,13 +1,22 @@
-"""Refuse request bodies over a size limit with a 413, before any handler reads them.
+"""What a request body may be: at most ``max_body`` bytes, and strict JSON.
 
-A declared ``Content-Length`` over the limit is refused at once; a chunked body
-is read up to the limit and then refused, so memory stays bounded either way.
+A declared ``Content-Length`` over the limit is refused at once with a 413; a
+chunked body is read up to the limit and then refused, so memory stays bounded
+either way. API routes parse their body with :func:`loads_strict`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
+from typing import Any
+
 import orjson
+from fastapi.routing import APIRoute
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .strictjson import loads_strict
 
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
 
@@ -80,3 +89,25 @@ def _replay(messages: list[Message], then: Receive | None = None) -> Receive:
         return {"type": "http.disconnect"}
 
     return receive
+
+
+# -- strict JSON bodies -------------------------------------------------------------------
+
+
+class StrictJSONRequest(Request):
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = loads_strict(await self.body())
+        return self._json
+
+
+class StrictJSONRoute(APIRoute):
+    """An API route whose JSON body is parsed by :func:`loads_strict`."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def strict(request: Request) -> Response:
+            return await handle(StrictJSONRequest(request.scope, request.receive))
+
+        return strict

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -53,11 +54,16 @@ def took(step: StepRecord) -> str:
     return span((step.ended_at - step.started_at).total_seconds())
 
 
+def segment(value: str) -> str:
+    """``value`` as one URL path segment: "/", "?", "#" and ".." cannot escape it."""
+    return quote(str(value), safe="")
+
+
 def pretty(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_INDENT_2, default=str).decode()
 
 
-_env.filters.update(when=when, until=until, took=took, pretty=pretty)
+_env.filters.update(when=when, until=until, took=took, pretty=pretty, segment=segment)
 
 
 def render(template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
