@@ -1,20 +1,29 @@
-"""Races between processes' transactions on one signal key: two stores (two pools,
-two I/O loops) stand in for two processes."""
+"""Races between processes' transactions on one signal key, one mailbox, one child
+run or one capped workflow: two stores (two pools, two I/O loops) stand in for two
+processes."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import AsyncIterator
+from typing import Any
 
+import orjson
 import psycopg
 import pytest
 
-from tarry.store.base import NewRun, WaitSpec
+from tarry.store.base import ClaimedRun, NewRun, WaitCondition, WaitSpec
 from tarry.store.postgres import PostgresStore
 
 RUNS = 200
+
+
+def signal_wait(key: str) -> WaitSpec:
+    condition = WaitCondition("signal", key=key, on_conflict="fail")
+    return WaitSpec("w", "signal", None, b"{}", (condition,))
 
 
 @pytest.fixture
@@ -40,7 +49,7 @@ async def test_a_signal_sent_while_its_run_parks_is_never_lost(
 
     async def park(n: int) -> tuple[str, int, str]:
         claimed = batch.runs[n]
-        spec = WaitSpec("w", "signal", None, b"{}", signal_key=f"key-{claimed.run.id}")
+        spec = signal_wait(f"key-{claimed.run.id}")
         return "park", n, (await a.park(claimed.lease, spec)).outcome
 
     async def send(n: int) -> tuple[str, int, str]:
@@ -76,7 +85,7 @@ async def test_two_senders_never_both_win_one_waiter(
         await a.create_run(NewRun(f"r{n}", "wf", b"{}"))
     batch = await a.claim(["wf"], RUNS, 60)
     for claimed in batch.runs:
-        spec = WaitSpec("w", "signal", None, b"{}", signal_key=f"key-{claimed.run.id}")
+        spec = signal_wait(f"key-{claimed.run.id}")
         assert (await a.park(claimed.lease, spec)).outcome == "parked"
     calls = [
         store.send_signal(f"key-{c.run.id}", data, strict=True, retention_seconds=60)
@@ -107,3 +116,105 @@ async def test_a_claim_whose_caller_gave_up_hands_its_runs_back(
     await asyncio.sleep(0.5)
     batch = await b.claim(["wf"], 50, 60)
     assert len(batch.runs) == 50, "runs were left leased to a caller that had gone"
+
+
+async def test_a_capped_workflow_never_has_more_leases_than_its_cap(
+    stores: tuple[PostgresStore, PostgresStore],
+) -> None:
+    a, b = stores
+    cap = 5
+    for n in range(60):
+        await a.create_run(NewRun(f"r{n}", "wf", b"{}"))
+    held: list[ClaimedRun] = []
+    finished = 0
+    while finished < 60:
+        # Many claims from both "processes" at once: together they may lease only
+        # what the cap leaves room for.
+        batches = await asyncio.gather(
+            *(store.claim(["wf", "other"], 10, 60, {"wf": cap}) for store in (a, b) * 6)
+        )
+        for batch in batches:
+            held.extend(batch.runs)
+            assert batch.next_due is not None or len(held) + finished == 60
+        assert len(held) <= cap, f"{len(held)} runs leased under a cap of {cap}"
+        assert held, "nothing claimed although the cap had room"
+        # End a few, so the next round has room again.
+        random.shuffle(held)
+        for claimed in held[:2]:
+            await b.finish(claimed.lease, "completed", b"null", None)
+            finished += 1
+        held = held[2:]
+
+
+async def test_a_child_ending_while_its_parent_parks_always_resumes_the_parent(
+    stores: tuple[PostgresStore, PostgresStore],
+) -> None:
+    a, b = stores
+    pairs = 100
+    for n in range(pairs):
+        await a.create_run(NewRun(f"p{n}", "parent", b"{}"))
+        await a.create_run(NewRun(f"c{n}", "child", b"{}", parent=f"p{n}"))
+    parents = {c.run.id: c for c in (await a.claim(["parent"], pairs, 60)).runs}
+    children = {c.run.id: c for c in (await b.claim(["child"], pairs, 60)).runs}
+    assert len(parents) == len(children) == pairs
+
+    async def park(n: int) -> str:
+        child = NewRun(f"c{n}", "child", b"{}", parent=f"p{n}")
+        condition = WaitCondition("invoke", key=child.id, child=child)
+        spec = WaitSpec("inv", "invoke", None, b"{}", (condition,))
+        return (await a.park(parents[f"p{n}"].lease, spec)).outcome
+
+    async def end(n: int) -> None:
+        await b.finish(children[f"c{n}"].lease, "completed", b'{"n":%d}' % n, None)
+
+    calls: list[Any] = [park(n) for n in range(pairs)] + [end(n) for n in range(pairs)]
+    random.shuffle(calls)
+    parked = await asyncio.gather(*calls)
+    assert {"resolved", "parked"} >= set(parked) - {None}
+    for n in range(pairs):
+        found = await a.get_run(f"p{n}")
+        assert found is not None
+        run, steps = found
+        assert [(s.key, s.status) for s in steps] == [("inv", "completed")], (n, run.status)
+        assert steps[0].output is not None
+        assert orjson.loads(steps[0].output) == {
+            "status": "completed",
+            "output": {"n": n},
+            "error": None,
+        }
+        assert run.status in ("running", "queued"), (n, run.status)
+
+
+async def test_a_message_sent_while_its_run_parks_is_taken_once(
+    stores: tuple[PostgresStore, PostgresStore],
+) -> None:
+    a, b = stores
+    for n in range(RUNS):
+        await a.create_run(NewRun(f"r{n}", "wf", b"{}"))
+    batch = await a.claim(["wf"], RUNS, 60)
+
+    async def park(n: int) -> tuple[str, int, str]:
+        condition = WaitCondition("message", key="go")
+        spec = WaitSpec("m", "message", time.time() + 60, b"{}", (condition,))
+        return "park", n, (await a.park(batch.runs[n].lease, spec)).outcome
+
+    async def send(n: int) -> tuple[str, int, str]:
+        return "send", n, await b.send_message(batch.runs[n].run.id, "go", b"%d" % n)
+
+    calls = [park(n) for n in range(RUNS)] + [send(n) for n in range(RUNS)]
+    random.shuffle(calls)
+    outcomes: dict[tuple[str, int], str] = {}
+    for kind, n, status in await asyncio.gather(*calls):
+        outcomes[kind, n] = status
+    for n in range(RUNS):
+        pair = (outcomes["park", n], outcomes["send", n])
+        assert pair in {("resolved", "queued"), ("parked", "delivered")}, (n, pair)
+        run_id = batch.runs[n].run.id
+        found = await a.get_run(run_id)
+        assert found is not None
+        steps = found[1]
+        assert [(s.key, s.status) for s in steps] == [("m", "completed")]
+        assert steps[0].output is not None
+        assert orjson.loads(steps[0].output)["data"] == n
+        messages = await a.list_messages(run_id)
+        assert [(m.name, m.consumed_by) for m in messages] == [("go", "m")]

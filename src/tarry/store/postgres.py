@@ -4,23 +4,30 @@ Same contract and semantics as the SQLite store; what differs is how concurrent
 transactions from other processes are kept apart:
 
 - Claims take due runs with ``FOR UPDATE SKIP LOCKED``, so workers never wait
-  for each other and never claim the same run.
+  for each other and never claim the same run. A workflow with a concurrency
+  cap is counted under a transaction-scoped advisory lock on its name (taken in
+  name order), so claims by different processes count its leases in turn.
 - Everything that touches a signal key (a wait registering on it, a sender
   delivering or buffering) first takes a transaction-scoped advisory lock on the
   key, so a signal sent while a run parks is either buffered and then consumed
-  by the wait, or delivered to the waiter; never lost, never both.
+  by the wait, or delivered to the waiter; never lost, never both. Senders of an
+  event share a lock on its name that a wait on it takes alone; a wait on a
+  child run and the child's end take a lock on the child's id.
 - Locks are taken run row first, then that run's waiters, in every transaction,
   so deliveries, timeouts resolved by a claim and cancellations queue behind one
-  another instead of deadlocking.
+  another instead of deadlocking. A run's mailbox is guarded by its row: a sender
+  locks it, and a wait holds it (through the fence) while it looks for a message.
 - A commit that makes a run due sends ``NOTIFY`` on the schema's channel in the
   same transaction; every store LISTENs there and wakes its workers.
 
-Connection errors are retried with backoff for ``retry_seconds``. A failure
-before COMMIT is always safe to retry. A failure during COMMIT leaves the
-outcome unknown: fenced writes are retried (the lease token makes them
-idempotent, and the retry of one that did commit reports ``LeaseLost`` or finds
-the step already stored), ``create_run`` is ``ON CONFLICT DO NOTHING``, but a
-client ``send_signal`` could buffer twice, so it raises ``StoreError`` instead.
+Connection errors are retried with backoff for ``retry_seconds``, and so are
+transactions PostgreSQL rolled back (a deadlock it broke, a serialization
+failure). A failure before COMMIT is always safe to retry. A failure during
+COMMIT leaves the outcome unknown: fenced writes are retried (the lease token
+makes them idempotent, and the retry of one that did commit reports
+``LeaseLost`` or finds the step already stored), ``create_run`` is ``ON CONFLICT
+DO NOTHING``, but a client ``send_signal`` could buffer twice and a
+``send_message`` could queue twice, so those raise ``StoreError`` instead.
 """
 
 from __future__ import annotations
@@ -31,10 +38,10 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from psycopg import sql
@@ -45,10 +52,12 @@ from .base import (
     ClaimBatch,
     ClaimedRun,
     EventOutcome,
+    EventRow,
     EventWait,
     Filing,
     Lease,
     LeaseStatus,
+    MessageRow,
     NewEvent,
     NewRun,
     ParkResult,
@@ -56,6 +65,7 @@ from .base import (
     SignalOutcome,
     StepRow,
     StepSender,
+    WaitCondition,
     WaitSpec,
     WakeListener,
     WorkflowConfig,
@@ -68,6 +78,8 @@ _RUN_COLUMNS = (
     "due_at, waiting_for, cancel_requested, trigger"
 )
 _ENDED = ("completed", "failed", "cancelled")
+
+MessageStatus = Literal["delivered", "queued", "not_found", "finished"]
 
 
 def _run_row(row: Sequence[Any]) -> RunRow:
@@ -121,10 +133,30 @@ def _error_json(kind: str, message: str, **extra: Any) -> bytes:
     return orjson.dumps({"type": kind, "message": message, **extra})
 
 
+def _indexed(index: int, value: bytes) -> bytes:
+    """A wait_for_any result: which condition fired, and its value."""
+    return b'{"index":%d,"value":%s}' % (index, value)
+
+
+def _message_json(name: str, data: bytes, sent_at: float) -> bytes:
+    return b'{"name":%s,"data":%s,"sent_at":%s}' % (orjson.dumps(name), data, orjson.dumps(sent_at))
+
+
+def _child_json(status: str, output: bytes | None, error: bytes | None) -> bytes:
+    """What an ``invoke`` step stores: how the child ended and with what."""
+    return b'{"status":%s,"output":%s,"error":%s}' % (
+        orjson.dumps(status),
+        output or b"null",
+        error or b"null",
+    )
+
+
 # -- pieces of transactions -------------------------------------------------------------
 
 
 async def _fence(tx: Tx, lease: Lease, now: float) -> bool:
+    # An UPDATE, not a read: it takes the run's row lock, so a claim that would take
+    # the run over (it locks the row too) waits for this transaction or is skipped.
     row = await tx.one("fence", {"now": now, "run_id": lease.run_id, "token": lease.token})
     if row is None:
         raise LeaseLost(
@@ -144,13 +176,24 @@ async def _lock_event_name(tx: Tx, schema: str, name: str, *, shared: bool) -> N
     await tx.one("shared_lock" if shared else "key_lock", {"lock": f"{schema}:event:{name}"})
 
 
+async def _lock_child(tx: Tx, schema: str, child_id: str) -> None:
+    """A wait on a child run and the child's end take this lock, so the wait either
+    sees the child ended or leaves a waiter the end finds."""
+    await tx.one("key_lock", {"lock": f"{schema}:invoke:{child_id}"})
+
+
+async def _lock_cap(tx: Tx, schema: str, workflow: str) -> None:
+    """Claims of a capped workflow count its leased runs one after another."""
+    await tx.one("key_lock", {"lock": f"{schema}:tarry-cap:{workflow}"})
+
+
 def _db_value(value: str | None) -> str | None:
     # PostgreSQL text cannot hold NUL (matching.MISSING has one); canonical JSON
     # never contains a raw control character, so this spelling cannot collide.
     return None if value is None else value.replace("\x00", "\\u0000")
 
 
-async def _lock_signal_waiter(tx: Tx, key: str) -> tuple[str, str] | None:
+async def _lock_signal_waiter(tx: Tx, key: str) -> tuple[str, str, int | None] | None:
     """The run waiting on ``key`` with its run row and waiter row locked (run first,
     as everywhere), or None. The caller holds the key's advisory lock, so no new
     waiter can appear; one found may vanish (timed out, cancelled) until locked."""
@@ -159,7 +202,7 @@ async def _lock_signal_waiter(tx: Tx, key: str) -> tuple[str, str] | None:
         return None
     await tx.one("lock_run", {"id": found[0]})
     locked = await tx.one("lock_signal_waiter", {"key": key, "run_id": found[0]})
-    return None if locked is None else (locked[0], locked[1])
+    return None if locked is None else (locked[0], locked[1], locked[2])
 
 
 async def _resolve_wait(
@@ -170,7 +213,13 @@ async def _resolve_wait(
     output: bytes | None,
     error: bytes | None,
     now: float,
+    index: int | None = None,
 ) -> None:
+    """Deliver to one wait: its waiters go (not the run's ``cancel`` ones), its step
+    gets ``output`` (as ``{"index", "value"}`` for the condition ``index`` of a
+    wait_for_any), and the run is due now. The caller holds the run's row lock."""
+    if index is not None and status == "completed":
+        output = _indexed(index, output or b"null")
     await tx.run("delete_step_waiters", {"run_id": run_id, "step_key": step_key})
     await tx.run(
         "resolve_step",
@@ -187,13 +236,33 @@ async def _resolve_wait(
     tx.wake = True
 
 
-async def _cancel_now(tx: Tx, run_id: str, now: float) -> None:
+async def _notify_parent(tx: Tx, schema: str, run_id: str, now: float) -> None:
+    """A run has ended: resume the run whose ``invoke`` waits for it, if any."""
+    await _lock_child(tx, schema, run_id)
+    waiter = await tx.one("invoke_waiter", {"key": run_id})
+    if waiter is None:
+        return
+    waiter_id, parent_id, step_key, index = waiter
+    await tx.one("lock_run", {"id": parent_id})
+    if await tx.one("lock_waiter", {"id": waiter_id}) is None:
+        return  # the wait was resolved otherwise (timed out, another condition) meanwhile
+    found = await tx.one("select_run", {"id": run_id})
+    assert found is not None
+    child = _run_row(found)
+    result = _child_json(child.status, child.output, child.error)
+    await _resolve_wait(tx, parent_id, step_key, "completed", result, None, now, index)
+
+
+async def _cancel_now(tx: Tx, schema: str, run_id: str, now: float) -> None:
     await tx.run("delete_run_waiters", {"run_id": run_id})
     await tx.run("cancel_waiting_steps", {"run_id": run_id, "now": now})
     await tx.run("end_run_with_cancel_reason", {"run_id": run_id, "now": now})
+    await _notify_parent(tx, schema, run_id, now)
 
 
-async def _cancel_or_flag(tx: Tx, run_id: str, now: float, run: RunRow | None = None) -> bool:
+async def _cancel_or_flag(
+    tx: Tx, schema: str, run_id: str, now: float, run: RunRow | None = None
+) -> bool:
     """Cancel a run that no worker holds at once; leave a leased one flagged to stop
     at its next step. Returns whether it was cancelled now."""
     if run is None:
@@ -209,24 +278,33 @@ async def _cancel_or_flag(tx: Tx, run_id: str, now: float, run: RunRow | None = 
     leased = run.status == "running" and run.due_at is not None and run.due_at > now
     if leased:
         return False
-    await _cancel_now(tx, run_id, now)
+    await _cancel_now(tx, schema, run_id, now)
     return True
 
 
-async def _insert_filed_waiter(
-    tx: Tx, run_id: str, step_key: str, kind: str, filing: Filing, expires_at: float | None
+async def _insert_waiter(
+    tx: Tx,
+    run_id: str,
+    step_key: str,
+    kind: str,
+    key: str | None,
+    expires_at: float | None,
+    *,
+    filing: Filing | None = None,
+    index: int | None = None,
 ) -> None:
     await tx.run(
-        "insert_match_waiter",
+        "insert_waiter",
         {
             "run_id": run_id,
             "step_key": step_key,
             "kind": kind,
-            "key": filing.event,
+            "key": filing.event if filing is not None else key,
             "expires_at": expires_at,
-            "path": filing.path,
-            "value": _db_value(filing.value),
-            "expr": filing.expr,
+            "path": filing.path if filing is not None else None,
+            "value": _db_value(filing.value) if filing is not None else None,
+            "expr": filing.expr if filing is not None else None,
+            "idx": index,
         },
     )
 
@@ -239,6 +317,7 @@ async def _insert_run(tx: Tx, run: NewRun, now: float) -> bool:
             "workflow": run.workflow,
             "payload": run.payload,
             "trigger": run.trigger,
+            "parent": run.parent,
             "now": now,
         },
     )
@@ -250,7 +329,7 @@ async def _insert_run(tx: Tx, run: NewRun, now: float) -> bool:
         trigger = trigger_of(run.workflow, run.payload, run.trigger)
         for item in orjson.loads(row[0]):
             filing = resolve_filing(Filing(**item), trigger)
-            await _insert_filed_waiter(tx, run.id, "", "cancel", filing, None)
+            await _insert_waiter(tx, run.id, "", "cancel", None, None, filing=filing)
     return True
 
 
@@ -272,6 +351,38 @@ async def _look_back(tx: Tx, run_id: str, wait: EventWait) -> bytes | None:
         incoming = {"name": name, "data": orjson.loads(data), "id": event_id, "ts": ts}
         if matches(filing.path, filing.value, filing.expr, trigger, incoming):
             return orjson.dumps(incoming)
+    return None
+
+
+async def _available(
+    tx: Tx, run_id: str, step_key: str, cond: WaitCondition, now: float
+) -> bytes | None:
+    """What already satisfies ``cond`` (consumed here), or None. The caller holds the
+    locks that keep it from changing: the signal key's, the event name's, the run's
+    row (its mailbox), the child's id."""
+    if cond.kind == "signal":
+        buffered = await tx.one("first_buffered_signal", {"key": cond.key, "now": now})
+        if buffered is None:
+            return None
+        await tx.run("delete_signal", {"id": buffered[0]})
+        data: bytes = buffered[1]
+        return data
+    if cond.kind == "event":
+        assert cond.event is not None
+        return None if cond.event.since is None else await _look_back(tx, run_id, cond.event)
+    if cond.kind == "message":
+        row = await tx.one("first_message", {"run_id": run_id, "name": cond.key})
+        if row is None:
+            return None
+        await tx.run("consume_message", {"seq": row[0], "step_key": step_key, "now": now})
+        return _message_json(row[1], row[2], row[3])
+    assert cond.child is not None
+    await _insert_run(tx, cond.child, now)
+    found = await tx.one("select_run", {"id": cond.child.id})
+    assert found is not None
+    child = _run_row(found)
+    if child.status in _ENDED:
+        return _child_json(child.status, child.output, child.error)
     return None
 
 
@@ -299,19 +410,19 @@ async def _send_event(
                 started.append(run.id)
     # Candidates: the waiters filed under one of the event's own (path, value) keys,
     # plus those with no indexable equality. Never a scan of all waiters.
-    candidates: dict[int, tuple[str, str, str, str | None]] = {}
+    candidates: dict[int, tuple[str, str, str, str | None, int | None]] = {}
     for path, value in leaf_keys(incoming):
         for row in await tx.all(
             "waiters_by_value", {"name": event.name, "path": path, "value": _db_value(value)}
         ):
-            candidates[row[0]] = (row[1], row[2], row[3], row[4])
+            candidates[row[0]] = (row[1], row[2], row[3], row[4], row[5])
     for row in await tx.all("waiters_unindexed", {"name": event.name}):
-        candidates[row[0]] = (row[1], row[2], row[3], row[4])
+        candidates[row[0]] = (row[1], row[2], row[3], row[4], row[5])
     resumed: list[str] = []
     cancelled: list[str] = []
     done: set[str] = set(started)
     for waiter_id in sorted(candidates):
-        run_id, step_key, kind, expr = candidates[waiter_id]
+        run_id, step_key, kind, expr, index = candidates[waiter_id]
         if run_id in done:
             continue
         if expr is not None and not matches(
@@ -325,9 +436,9 @@ async def _send_event(
             continue
         done.add(run_id)
         if kind == "event":
-            await _resolve_wait(tx, run_id, step_key, "completed", incoming_json, None, now)
+            await _resolve_wait(tx, run_id, step_key, "completed", incoming_json, None, now, index)
             resumed.append(run_id)
-        elif await _cancel_or_flag(tx, run_id, now):
+        elif await _cancel_or_flag(tx, schema, run_id, now):
             cancelled.append(run_id)
     return EventOutcome(event.id, False, tuple(started), tuple(resumed), tuple(cancelled))
 
@@ -476,18 +587,48 @@ class PostgresStore:
         # stored twice, so that one is not retried.
         return await self._call(body, idempotent=event.dedupe or sender is not None)
 
-    async def claim(self, workflows: Sequence[str], limit: int, lease_seconds: float) -> ClaimBatch:
-        names = list(workflows)
+    async def claim(
+        self,
+        workflows: Sequence[str],
+        limit: int,
+        lease_seconds: float,
+        caps: Mapping[str, int] | None = None,
+    ) -> ClaimBatch:
+        names = list(dict.fromkeys(workflows))
+        capped = sorted(name for name in (caps or {}) if name in names)
 
         async def body(tx: Tx) -> ClaimBatch:
             now = time.time()
-            due = await tx.all("due_runs", {"now": now, "workflows": names, "limit": limit})
+            # Each capped workflow's leases are counted under its lock, held to COMMIT,
+            # so that a claim in another process counts after this one's leases.
+            room: dict[str, int] = {}
+            for name in capped:
+                await _lock_cap(tx, self.schema, name)
+                found = await tx.one("count_leased", {"workflow": name})
+                assert found is not None and caps is not None
+                room[name] = caps[name] - int(found[0])
+            free = [name for name in names if name not in room]
+            due: list[tuple[Any, ...]] = []
+            if free and limit > 0:
+                due += await tx.all("due_runs", {"now": now, "workflows": free, "limit": limit})
+            for name in capped:
+                # At its cap a workflow can still have its expired leases taken over:
+                # that leaves its count of leased runs as it was.
+                query = "due_runs" if room[name] > 0 else "due_expired_leases"
+                due += await tx.all(query, {"now": now, "workflows": [name], "limit": limit})
+            due.sort(key=lambda row: row[4])
             live: list[str] = []
             waiting: list[str] = []
-            for run_id, status, cancel_requested in due:
+            for run_id, workflow, status, cancel_requested, _due_at in due:
+                if len(live) == limit:
+                    break
                 if cancel_requested:
-                    await _cancel_now(tx, run_id, now)
+                    await _cancel_now(tx, self.schema, run_id, now)
                     continue
+                if workflow in room and status != "running":
+                    if room[workflow] <= 0:
+                        continue
+                    room[workflow] -= 1
                 live.append(run_id)
                 if status == "waiting":
                     waiting.append(run_id)
@@ -514,7 +655,15 @@ class PostgresStore:
                     ClaimedRun(runs[run_id], steps[run_id], Lease(run_id, tokens[run_id]))
                     for run_id in live
                 ]
-            found = await tx.one("next_due", {"workflows": names})
+            # Workflows at their cap wait for a run to end (a wake-up), not for a time.
+            saturated = [name for name in capped if room[name] <= 0]
+            found = await tx.one(
+                "next_due",
+                {
+                    "workflows": [name for name in names if name not in saturated],
+                    "saturated": saturated,
+                },
+            )
             return ClaimBatch(claimed, None if found is None else found[0])
 
         async def give_back(batch: ClaimBatch) -> None:
@@ -584,17 +733,27 @@ class PostgresStore:
         await self._call(partial(_release, lease))
 
     async def park(self, lease: Lease, wait: WaitSpec) -> ParkResult:
+        conditions = wait.conditions
+        signal_keys = sorted({c.key for c in conditions if c.kind == "signal" and c.key})
+        event_names = sorted(
+            {c.event.filing.event for c in conditions if c.kind == "event" and c.event}
+        )
+        children = sorted({c.child.id for c in conditions if c.kind == "invoke" and c.child})
+
         async def body(tx: Tx) -> ParkResult:
+            # Advisory locks first, each kind in a fixed order, then the run's row
+            # (the fence): the order every sender takes them in.
+            for key in signal_keys:
+                await _lock_key(tx, self.schema, key)
+            for name in event_names:
+                await _lock_event_name(tx, self.schema, name, shared=False)
+            for child_id in children:
+                await _lock_child(tx, self.schema, child_id)
             now = time.time()
-            if wait.kind == "signal":
-                assert wait.signal_key is not None
-                await _lock_key(tx, self.schema, wait.signal_key)
-            if wait.event is not None:
-                await _lock_event_name(tx, self.schema, wait.event.filing.event, shared=False)
             await _fence(tx, lease, now)
             if tx.retried_unknown:
                 # The first attempt may have committed a wait resolved at once; a
-                # second must not consume another buffered signal.
+                # second must not consume another buffered signal or message.
                 done = await _stored_step(tx, lease.run_id, wait.step_key)
                 if done is not None and done.status != "waiting":
                     if done.status == "failed":
@@ -602,71 +761,57 @@ class PostgresStore:
                         return ParkResult("conflict", done, other)
                     return ParkResult("resolved", done)
             started = wait.started_at or now
-            if wait.kind == "signal":
-                assert wait.signal_key is not None
-                buffered = await tx.one(
-                    "first_buffered_signal", {"key": wait.signal_key, "now": now}
-                )
-                if buffered is not None:
-                    await tx.run("delete_signal", {"id": buffered[0]})
-                    step = StepRow(
-                        wait.step_key, wait.kind, "completed", buffered[1], None, 1, started, now
-                    )
-                    await tx.run("upsert_step", _step_params(lease.run_id, step))
-                    return ParkResult("resolved", step)
-                holder = await tx.one("signal_waiter", {"key": wait.signal_key})
-                if holder is not None and holder[0] != lease.run_id:
-                    other_run = holder[0]
-                    if wait.on_conflict == "fail":
-                        error = _error_json(
-                            "SignalConflict",
-                            f"run {other_run!r} already waits on signal {wait.signal_key!r}; "
-                            'pass on_conflict="replace" to take the key over',
-                            other_run=other_run,
-                        )
-                        step = StepRow(
-                            wait.step_key, wait.kind, "failed", None, error, 1, started, now
-                        )
-                        await tx.run("upsert_step", _step_params(lease.run_id, step))
-                        return ParkResult("conflict", step, other_run)
-                    locked = await _lock_signal_waiter(tx, wait.signal_key)
-                    if locked is not None:
-                        note = _error_json(
-                            "Replaced",
-                            f"the wait on signal {wait.signal_key!r} was taken over by run "
-                            f"{lease.run_id!r}",
-                            replaced_by=lease.run_id,
-                        )
-                        await _resolve_wait(tx, locked[0], locked[1], "timed_out", None, note, now)
-            if wait.event is not None and wait.event.since is not None:
-                found_event = await _look_back(tx, lease.run_id, wait.event)
-                if found_event is not None:
-                    step = StepRow(
-                        wait.step_key, wait.kind, "completed", found_event, None, 1, started, now
-                    )
-                    await tx.run("upsert_step", _step_params(lease.run_id, step))
-                    return ParkResult("resolved", step)
+
+            async def settle(status: str, output: bytes | None, error: bytes | None) -> StepRow:
+                ended = None if status == "waiting" else now
+                step = StepRow(wait.step_key, wait.kind, status, output, error, 1, started, ended)
+                await tx.run("upsert_step", _step_params(lease.run_id, step))
+                return step
+
+            for index, cond in enumerate(conditions):
+                if cond.kind == "signal":
+                    holder = await tx.one("signal_waiter", {"key": cond.key})
+                    if holder is not None and holder[0] != lease.run_id:
+                        other_run: str = holder[0]
+                        if cond.on_conflict == "fail":
+                            error = _error_json(
+                                "SignalConflict",
+                                f"run {other_run!r} already waits on signal {cond.key!r}; "
+                                'pass on_conflict="replace" to take the key over',
+                                other_run=other_run,
+                            )
+                            step = await settle("failed", None, error)
+                            return ParkResult("conflict", step, other_run)
+                        assert cond.key is not None
+                        locked = await _lock_signal_waiter(tx, cond.key)
+                        if locked is not None:
+                            note = _error_json(
+                                "Replaced",
+                                f"the wait on signal {cond.key!r} was taken over by run "
+                                f"{lease.run_id!r}",
+                                replaced_by=lease.run_id,
+                            )
+                            await _resolve_wait(
+                                tx, locked[0], locked[1], "timed_out", None, note, now
+                            )
+                found = await _available(tx, lease.run_id, wait.step_key, cond, now)
+                if found is not None:
+                    output = _indexed(index, found) if wait.indexed else found
+                    return ParkResult("resolved", await settle("completed", output, None))
             if wait.deadline is not None and wait.deadline <= now:
                 status = "completed" if wait.kind == "sleep" else "timed_out"
-                step = StepRow(wait.step_key, wait.kind, status, None, None, 1, started, now)
-                await tx.run("upsert_step", _step_params(lease.run_id, step))
-                return ParkResult("resolved", step)
-            step = StepRow(wait.step_key, wait.kind, "waiting", None, None, 1, started, None)
-            await tx.run("upsert_step", _step_params(lease.run_id, step))
-            if wait.event is not None:
-                await _insert_filed_waiter(
-                    tx, lease.run_id, wait.step_key, "event", wait.event.filing, wait.deadline
-                )
-            if wait.kind == "signal":
-                await tx.run(
-                    "insert_waiter",
-                    {
-                        "run_id": lease.run_id,
-                        "step_key": wait.step_key,
-                        "kind": "signal",
-                        "key": wait.signal_key,
-                        "expires_at": wait.deadline,
-                    },
+                return ParkResult("resolved", await settle(status, None, None))
+            await settle("waiting", None, None)
+            for index, cond in enumerate(conditions):
+                await _insert_waiter(
+                    tx,
+                    lease.run_id,
+                    wait.step_key,
+                    cond.kind,
+                    cond.key,
+                    wait.deadline,
+                    filing=cond.event.filing if cond.event is not None else None,
+                    index=index if wait.indexed else None,
                 )
             await tx.run(
                 "release_run",
@@ -694,8 +839,8 @@ class PostgresStore:
         sender: StepSender | None = None,
     ) -> SignalOutcome:
         async def body(tx: Tx) -> SignalOutcome:
-            now = time.time()
             await _lock_key(tx, self.schema, key)
+            now = time.time()
             if sender is not None:
                 await _fence(tx, sender.lease, now)
                 if tx.retried_unknown:
@@ -705,8 +850,9 @@ class PostgresStore:
                         return SignalOutcome(sent["status"], sent["run_id"])
             waiter = await _lock_signal_waiter(tx, key)
             if waiter is not None:
-                await _resolve_wait(tx, waiter[0], waiter[1], "completed", data, None, now)
-                outcome = SignalOutcome("delivered", waiter[0])
+                run_id, step_key, index = waiter
+                await _resolve_wait(tx, run_id, step_key, "completed", data, None, now, index)
+                outcome = SignalOutcome("delivered", run_id)
             elif strict:
                 return SignalOutcome("not_found")
             else:
@@ -734,6 +880,39 @@ class PostgresStore:
         # it after an unknown commit finds the step; a client's send is not.
         return await self._call(body, idempotent=sender is not None)
 
+    async def send_message(self, run_id: str, name: str, data: bytes) -> MessageStatus:
+        async def body(tx: Tx) -> MessageStatus:
+            # The run's row lock orders this send with the run's own park, which
+            # looks for a queued message while it holds the same lock.
+            row = await tx.one("lock_run", {"id": run_id})
+            if row is None:
+                return "not_found"
+            if row[3] in _ENDED:
+                return "finished"
+            now = time.time()
+            inserted = await tx.one(
+                "insert_message", {"run_id": run_id, "name": name, "data": data, "now": now}
+            )
+            assert inserted is not None
+            waiter = await tx.one("message_waiter", {"run_id": run_id, "name": name})
+            if waiter is None:
+                return "queued"
+            step_key, index = waiter
+            await tx.run("consume_message", {"seq": inserted[0], "step_key": step_key, "now": now})
+            message = _message_json(name, data, now)
+            await _resolve_wait(tx, run_id, step_key, "completed", message, None, now, index)
+            return "delivered"
+
+        # Repeating a send whose commit went unanswered could queue it twice.
+        return await self._call(body, idempotent=False)
+
+    async def list_messages(self, run_id: str) -> list[MessageRow]:
+        async def body(tx: Tx) -> list[MessageRow]:
+            rows = await tx.all("list_messages", {"run_id": run_id})
+            return [MessageRow(row[0], bytes(row[1]), row[2], row[3]) for row in rows]
+
+        return await self._call(body)
+
     async def finish(
         self, lease: Lease, status: str, output: bytes | None, error: bytes | None
     ) -> None:
@@ -751,6 +930,7 @@ class PostgresStore:
                     "run_id": lease.run_id,
                 },
             )
+            await _notify_parent(tx, self.schema, lease.run_id, now)
 
         await self._call(body)
 
@@ -758,7 +938,7 @@ class PostgresStore:
         async def body(tx: Tx) -> None:
             now = time.time()
             await _fence(tx, lease, now)
-            await _cancel_now(tx, lease.run_id, now)
+            await _cancel_now(tx, self.schema, lease.run_id, now)
 
         await self._call(body)
 
@@ -772,7 +952,7 @@ class PostgresStore:
             if run.status in _ENDED:
                 return run
             await tx.run("request_cancel", {"reason": reason, "now": now, "run_id": run_id})
-            await _cancel_or_flag(tx, run_id, now, run)
+            await _cancel_or_flag(tx, self.schema, run_id, now, run)
             after = await tx.one("select_run", {"id": run_id})
             assert after is not None
             return _run_row(after)
@@ -814,11 +994,19 @@ class PostgresStore:
 
         return await self._call(body)
 
-    async def purge_expired(self, events_before: float | None = None) -> int:
+    async def list_events(
+        self, *, name: str | None, limit: int, cursor: int | None
+    ) -> list[EventRow]:
+        async def body(tx: Tx) -> list[EventRow]:
+            rows = await tx.all("list_events", {"name": name, "cursor": cursor, "limit": limit})
+            return [EventRow(row[0], row[1], row[2], bytes(row[3]), row[4]) for row in rows]
+
+        return await self._call(body)
+
+    async def purge_expired(self, events_before: float) -> int:
         async def body(tx: Tx) -> int:
             signals = await tx.run("purge_signals", {"now": time.time()})
-            if events_before is None:
-                return signals
-            return signals + await tx.run("purge_events", {"before": events_before})
+            events = await tx.run("purge_events", {"before": events_before})
+            return signals + events
 
         return await self._call(body)

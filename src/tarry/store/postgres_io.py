@@ -110,12 +110,17 @@ Body = Callable[[Tx], Awaitable[T]]
 
 
 class _Ticket:
-    """Set by a caller that stopped waiting for its transaction."""
+    """Shared by a caller and its transaction: whether the caller stopped waiting,
+    and the result of a transaction that ended before anyone heard of it."""
 
-    __slots__ = ("given_up",)
+    __slots__ = ("finished", "given_up", "result")
 
     def __init__(self) -> None:
         self.given_up = False
+        self.finished = False
+        """Set on the store's loop when the result went back with nobody seen to
+        have given up; the caller may still give up before it arrives."""
+        self.result: Any = None
 
 
 class IOLoop:
@@ -198,7 +203,27 @@ class IOLoop:
             return await asyncio.shield(asyncio.wrap_future(future))
         except asyncio.CancelledError:
             ticket.given_up = True
+            if abandoned is not None:
+                # The transaction may have ended just before: its result was on its
+                # way and is lost with this cancellation. Decided on the store's
+                # loop, where ``transact`` decides too, so it is handled once.
+                with contextlib.suppress(RuntimeError):  # the loop has closed
+                    self.loop.call_soon_threadsafe(self._abandon_late, ticket, abandoned)
             raise
+
+    def _abandon_late(self, ticket: _Ticket, abandoned: Callable[[Any], Awaitable[None]]) -> None:
+        if not ticket.finished:
+            return  # not ended yet (``transact`` will see ``given_up``) or never started
+        ticket.finished = False
+        result, ticket.result = ticket.result, None
+
+        async def hand_back() -> None:
+            with contextlib.suppress(Exception):
+                await abandoned(result)
+
+        task = self.loop.create_task(hand_back())
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -302,7 +327,9 @@ class IOLoop:
         A failure before COMMIT was sent rolled the transaction back, so any
         operation may run again. A failure during COMMIT leaves the outcome
         unknown: operations that are safe to repeat (``idempotent``) run again
-        and see ``Tx.retried_unknown``; the others raise ``StoreError``."""
+        and see ``Tx.retried_unknown``; the others raise ``StoreError``. Once an
+        attempt has failed, each connection is tried before use, so that a pool
+        of connections the server dropped while idle costs no backoff per dead one."""
         pool = self.pool
         if pool is None or self._closing:
             raise StoreError(f"the store {masked(self.url)!r} is closed")
@@ -314,9 +341,12 @@ class IOLoop:
         self._inflight.add(task)
         try:
             result = await self._transact(pool, body, idempotent=idempotent)
-            if ticket is not None and ticket.given_up and abandoned is not None:
-                with contextlib.suppress(Exception):
-                    await abandoned(result)
+            if ticket is not None and abandoned is not None:
+                if ticket.given_up:
+                    with contextlib.suppress(Exception):
+                        await abandoned(result)
+                else:
+                    ticket.finished, ticket.result = True, result
             return result
         finally:
             if owned:
@@ -332,10 +362,19 @@ class IOLoop:
         give_up = time.monotonic() + self.retry_seconds
         delay = 0.02
         retried_unknown = False
+        failed = False
+        stale_in_a_row = 0
         while True:
-            committing = False
+            committing = checking = False
             try:
                 async with pool.connection() as conn:
+                    if failed:
+                        # After a failure, the pool's idle connections may be dead too
+                        # (the server restarted, or ended our sessions): try this one
+                        # before using it, and pass over a dead one without waiting.
+                        checking = True
+                        await AsyncConnectionPool.check_connection(conn)
+                        checking = False
                     tx = Tx(conn, retried_unknown)
                     async with conn.transaction():
                         result = await body(tx)
@@ -347,6 +386,11 @@ class IOLoop:
             except psycopg.OperationalError as exc:
                 if self._closing:
                     raise StoreError(f"the store {masked(self.url)!r} is closed") from None
+                failed = True
+                if checking and stale_in_a_row <= self.pool_size and time.monotonic() < give_up:
+                    stale_in_a_row += 1  # a dead idle connection, now discarded
+                    continue
+                stale_in_a_row = 0
                 if committing and not idempotent:
                     raise StoreError(
                         f"the connection to {masked(self.url)!r} failed while committing, so "

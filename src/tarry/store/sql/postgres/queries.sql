@@ -21,20 +21,38 @@ SELECT pg_notify(%(channel)s, '');
 SELECT pg_advisory_xact_lock(hashtextextended(%(lock)s, 0));
 
 -- name: insert_run
-INSERT INTO runs (id, workflow, status, payload, trigger, created_at, updated_at, due_at)
-VALUES (%(id)s, %(workflow)s, 'queued', %(payload)s, %(trigger)s, %(now)s, %(now)s, %(now)s)
+INSERT INTO runs (id, workflow, status, payload, trigger, parent_id, created_at, updated_at,
+                  due_at)
+VALUES (%(id)s, %(workflow)s, 'queued', %(payload)s, %(trigger)s, %(parent)s, %(now)s, %(now)s,
+        %(now)s)
 ON CONFLICT (id) DO NOTHING;
 
 -- name: due_runs
-SELECT id, status, cancel_requested FROM runs
+SELECT id, workflow, status, cancel_requested, due_at FROM runs
 WHERE due_at <= %(now)s AND workflow = ANY(%(workflows)s)
 ORDER BY due_at
 LIMIT %(limit)s
 FOR UPDATE SKIP LOCKED;
 
+-- name: due_expired_leases
+-- The runs of a workflow at its concurrency cap that can still be claimed: those
+-- whose lease expired. Taking one over leaves the count of leased runs as it was.
+SELECT id, workflow, status, cancel_requested, due_at FROM runs
+WHERE due_at <= %(now)s AND workflow = ANY(%(workflows)s) AND status = 'running'
+ORDER BY due_at
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED;
+
 -- name: next_due
+-- Workflows at their cap (``saturated``) wait for a run to end (a wake-up), not for
+-- a time, except for the expiry of their leases.
 SELECT min(due_at) FROM runs
-WHERE due_at IS NOT NULL AND workflow = ANY(%(workflows)s);
+WHERE due_at IS NOT NULL
+  AND (workflow = ANY(%(workflows)s)
+       OR (workflow = ANY(%(saturated)s) AND status = 'running'));
+
+-- name: count_leased
+SELECT count(*) FROM runs WHERE workflow = %(workflow)s AND status = 'running';
 
 -- name: lease_runs
 UPDATE runs AS r
@@ -149,16 +167,17 @@ VALUES (%(key)s, %(data)s, %(now)s, %(expires_at)s);
 DELETE FROM signals WHERE expires_at <= %(now)s;
 
 -- name: signal_waiter
-SELECT run_id, step_key FROM waiters WHERE kind = 'signal' AND key = %(key)s;
+SELECT run_id, step_key, idx FROM waiters WHERE kind = 'signal' AND key = %(key)s;
 
 -- name: lock_signal_waiter
-SELECT run_id, step_key FROM waiters
+SELECT run_id, step_key, idx FROM waiters
 WHERE kind = 'signal' AND key = %(key)s AND run_id = %(run_id)s
 FOR UPDATE;
 
 -- name: insert_waiter
-INSERT INTO waiters (run_id, step_key, kind, key, expires_at)
-VALUES (%(run_id)s, %(step_key)s, %(kind)s, %(key)s, %(expires_at)s);
+INSERT INTO waiters (run_id, step_key, kind, key, expires_at, path, value, expr, idx)
+VALUES (%(run_id)s, %(step_key)s, %(kind)s, %(key)s, %(expires_at)s, %(path)s, %(value)s,
+        %(expr)s, %(idx)s);
 
 -- name: resolve_step
 UPDATE steps SET status = %(status)s, output = %(output)s, error = %(error)s,
@@ -169,17 +188,12 @@ WHERE run_id = %(run_id)s AND key = %(key)s;
 UPDATE runs SET status = 'queued', due_at = %(now)s, waiting_for = NULL, updated_at = %(now)s
 WHERE id = %(run_id)s AND status = 'waiting';
 
--- name: insert_match_waiter
-INSERT INTO waiters (run_id, step_key, kind, key, expires_at, path, value, expr)
-VALUES (%(run_id)s, %(step_key)s, %(kind)s, %(key)s, %(expires_at)s, %(path)s, %(value)s,
-        %(expr)s);
-
 -- name: waiters_by_value
-SELECT id, run_id, step_key, kind, expr FROM waiters
+SELECT id, run_id, step_key, kind, expr, idx FROM waiters
 WHERE kind IN ('event', 'cancel') AND key = %(name)s AND path = %(path)s AND value = %(value)s;
 
 -- name: waiters_unindexed
-SELECT id, run_id, step_key, kind, expr FROM waiters
+SELECT id, run_id, step_key, kind, expr, idx FROM waiters
 WHERE kind IN ('event', 'cancel') AND key = %(name)s AND path IS NULL;
 
 -- name: lock_waiter
@@ -223,3 +237,38 @@ DELETE FROM events WHERE ts <= %(before)s;
 
 -- name: shared_lock
 SELECT pg_advisory_xact_lock_shared(hashtextextended(%(lock)s, 0));
+
+-- name: first_message
+-- The caller holds the run's row lock, which every sender to its mailbox takes.
+SELECT seq, name, data, sent_at FROM messages
+WHERE run_id = %(run_id)s AND consumed_by IS NULL
+  AND (%(name)s::text IS NULL OR name = %(name)s::text)
+ORDER BY seq
+LIMIT 1;
+
+-- name: consume_message
+UPDATE messages SET consumed_by = %(step_key)s, consumed_at = %(now)s WHERE seq = %(seq)s;
+
+-- name: insert_message
+INSERT INTO messages (run_id, name, data, sent_at)
+VALUES (%(run_id)s, %(name)s, %(data)s, %(now)s)
+RETURNING seq;
+
+-- name: message_waiter
+SELECT step_key, idx FROM waiters
+WHERE run_id = %(run_id)s AND kind = 'message' AND (key IS NULL OR key = %(name)s)
+ORDER BY id
+LIMIT 1;
+
+-- name: list_messages
+SELECT name, data, sent_at, consumed_by FROM messages WHERE run_id = %(run_id)s ORDER BY seq;
+
+-- name: invoke_waiter
+SELECT id, run_id, step_key, idx FROM waiters WHERE kind = 'invoke' AND key = %(key)s;
+
+-- name: list_events
+SELECT seq, id, name, data, ts FROM events
+WHERE (%(name)s::text IS NULL OR name = %(name)s::text)
+  AND (%(cursor)s::bigint IS NULL OR seq < %(cursor)s::bigint)
+ORDER BY seq DESC
+LIMIT %(limit)s;
