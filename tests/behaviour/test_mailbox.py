@@ -56,9 +56,11 @@ async def test_message_to_a_parked_run_resumes_it(app) -> None:
 
 async def test_approve_loop_ignores_other_names(app) -> None:
     """The approve/reject loop: wait for any message, act only on the decisive names."""
+    gate = asyncio.Event()
 
     @app.workflow("review")
     async def review(ctx, step):
+        await step.run("gate", gate.wait)
         notes = []
         while True:
             message = await step.wait_for_message("decision", timeout="10s")
@@ -70,17 +72,24 @@ async def test_approve_loop_ignores_other_names(app) -> None:
 
     async with app.worker():
         run_id = await app.start("review")
-        await wait_for_status(app, run_id, "waiting")
+        await wait_for_status(app, run_id, "running")
         await app.send_message(run_id, "note", "looks fine")
         await app.send_message(run_id, "note", "typo on p2")
         await app.send_message(run_id, "approve", {})
-        await app.send_message(run_id, "reject", {})  # stays queued: the run ended first
+        await app.send_message(run_id, "reject", {})  # stays queued: approve comes first
+        gate.set()
         assert await app.result(run_id, timeout=10) == {
             "decision": "approve",
             "notes": ["looks fine", "typo on p2"],
         }
     run = await app.get_run(run_id)
-    assert [s.id for s in run.steps] == ["decision", "decision:1", "decision:2"]
+    assert [s.id for s in run.steps] == ["gate", "decision", "decision:1", "decision:2"]
+    assert [(m.name, m.consumed_by) for m in run.messages] == [
+        ("note", "decision"),
+        ("note", "decision:1"),
+        ("approve", "decision:2"),
+        ("reject", None),
+    ]
 
 
 async def test_send_message_errors(app) -> None:

@@ -886,3 +886,18 @@ async def test_a_newer_schema_is_refused_and_left_untouched(database_url: str) -
         assert (run.status, j(run.payload)) == ("queued", {"keep": True})
     finally:
         await reopened.close()
+
+
+async def test_a_capped_workflow_takes_over_expired_leases(store: Store) -> None:
+    """A worker died holding the capped workflow's only slot: its run is still claimable
+    once the lease expires (the count of leased runs does not change)."""
+    await create(store, "capped")
+    await create(store, "capped")
+    first = await store.claim(["capped"], 5, 0.2, {"capped": 1})
+    assert len(first.runs) == 1
+    held = await store.claim(["capped"], 5, 0.2, {"capped": 1})
+    assert held.runs == [] and held.next_due is not None
+    await asyncio.sleep(0.3)
+    again = await store.claim(["capped"], 5, LEASE, {"capped": 1})
+    assert [c.run.id for c in again.runs] == [first.runs[0].run.id]
+    assert again.runs[0].lease.token != first.runs[0].lease.token

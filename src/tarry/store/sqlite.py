@@ -419,16 +419,23 @@ class SQLiteStore:
                 if name in workflows
             }
             eligible = [name for name in workflows if room.get(name, 1) > 0]
-            names = orjson.dumps(eligible)
+            # A workflow at its cap can still have expired leases taken over: that
+            # leaves its count of leased runs as it was, and a crashed worker's runs
+            # must not keep it stuck.
+            saturated = orjson.dumps([name for name in room if room[name] <= 0])
             fetch = limit * 2 if room else limit
             due = conn.execute(
-                Q["due_runs"], {"now": now, "workflows": names, "limit": fetch}
+                Q["due_runs"], {"now": now, "workflows": orjson.dumps(eligible), "limit": fetch}
             ).fetchall()
+            if room:
+                due += conn.execute(
+                    Q["due_expired_leases"], {"now": now, "workflows": saturated, "limit": limit}
+                ).fetchall()
             leases: dict[str, Lease] = {}
             for run_id, workflow, status, cancel_requested in due:
                 if len(leases) == limit:
                     break
-                if workflow in room:
+                if workflow in room and status != "running":
                     if room[workflow] <= 0:
                         continue
                     room[workflow] -= 1
@@ -458,9 +465,15 @@ class SQLiteStore:
                 for row in conn.execute(Q["select_runs_by_ids"], {"ids": ids}):
                     run = _run_row(row)
                     claimed.append(ClaimedRun(run, steps[run.id], leases[run.id]))
-            # Workflows at their cap wait for a run to end (a wake-up), not for a time.
+            # Workflows at their cap wait for a run to end (a wake-up), or for one of
+            # their leases to expire.
             open_names = orjson.dumps([n for n in eligible if room.get(n, 1) > 0])
             next_due = conn.execute(Q["next_due"], {"workflows": open_names}).fetchone()[0]
+            if room:
+                full = orjson.dumps([n for n in room if room[n] <= 0])
+                expiry = conn.execute(Q["next_lease_expiry"], {"workflows": full}).fetchone()[0]
+                if expiry is not None and (next_due is None or expiry < next_due):
+                    next_due = expiry
             return ClaimBatch(claimed, next_due)
 
         return await self._call(op)

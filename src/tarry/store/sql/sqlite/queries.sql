@@ -12,6 +12,20 @@ WHERE due_at <= :now AND +workflow IN (SELECT value FROM json_each(:workflows))
 ORDER BY due_at
 LIMIT :limit;
 
+-- name: due_expired_leases
+-- The runs of workflows at their concurrency cap that can still be claimed: those
+-- whose lease expired.
+SELECT id, workflow, status, cancel_requested FROM runs
+WHERE due_at <= :now AND +workflow IN (SELECT value FROM json_each(:workflows))
+  AND status = 'running'
+ORDER BY due_at
+LIMIT :limit;
+
+-- name: next_lease_expiry
+SELECT min(due_at) FROM runs
+WHERE due_at IS NOT NULL AND status = 'running'
+  AND +workflow IN (SELECT value FROM json_each(:workflows));
+
 -- name: next_due
 SELECT min(due_at) FROM runs
 WHERE due_at IS NOT NULL AND +workflow IN (SELECT value FROM json_each(:workflows));
