@@ -94,3 +94,18 @@ def make_app(database_url: str) -> Iterator[Callable[..., tarry.App]]:
 @pytest.fixture
 def app(make_app: Callable[..., tarry.App]) -> tarry.App:
     return make_app()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Show the chaos suite's counts in every run's summary, passed or failed."""
+    lines = [
+        value
+        for outcome in ("passed", "failed")
+        for report in terminalreporter.stats.get(outcome, [])
+        for name, value in getattr(report, "user_properties", [])
+        if name == "chaos"
+    ]
+    if lines:
+        terminalreporter.section("chaos")
+        for line in lines:
+            terminalreporter.write_line(line)
