@@ -175,6 +175,7 @@ class App:
         retry_base: Duration = "1s",
         retry_cap: Duration = "10m",
         max_output_bytes: int = 4 * 1024 * 1024,
+        max_steps: int = 10_000,
         event_retention: Duration = "7d",
         event_dedupe: Duration = "24h",
     ) -> None:
@@ -193,6 +194,9 @@ class App:
                 f"max_output_bytes must be a positive integer, got {max_output_bytes!r}"
             )
         self.max_output_bytes = max_output_bytes
+        if not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1:
+            raise ConfigError(f"max_steps must be a positive integer, got {max_steps!r}")
+        self.max_steps = max_steps
         self.event_retention = parse_duration(event_retention)
         self.event_dedupe = parse_duration(event_dedupe)
         self._synced: tuple[str, ...] = ()

@@ -81,6 +81,7 @@ class Step:
     def __init__(self, execution: Execution) -> None:
         self._x = execution
         self._seen: dict[str, int] = {}
+        self._count = 0
 
     # -- bookkeeping ---------------------------------------------------------------
 
@@ -89,9 +90,18 @@ class Step:
             raise ValueError(f"step id must be a non-empty string, got {step_id!r}")
         n = self._seen.get(step_id, 0)
         self._seen[step_id] = n + 1
+        self._count += 1
         return step_id if n == 0 else f"{step_id}:{n}"
 
     async def _memo(self, key: str, kind: str) -> StepRow | None:
+        if self._count > self._x.app.max_steps:
+            message = (
+                f"the run reached step {key!r}, past its limit of {self._x.app.max_steps:,} "
+                "steps (App(max_steps=...)); a loop that never ends, or a workflow that "
+                "should start child runs with step.invoke"
+            )
+            await self._x.end("failed", error=_error(message, "StepLimitExceeded"))
+            raise Suspend("step limit")
         row = self._x.memo.get(key)
         if row is not None and row.kind != kind:
             message = (

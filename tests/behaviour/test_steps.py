@@ -305,3 +305,24 @@ async def test_bad_step_input_fails_the_run_with_the_offending_value(app) -> Non
             with pytest.raises(tarry.RunFailed) as info:
                 await app.result(await app.start(workflow), timeout=10)
             assert fragment in info.value.error["message"], info.value.error
+
+
+async def test_a_run_past_its_step_limit_fails_saying_so(make_app) -> None:
+    app = make_app(max_steps=5)
+
+    @app.workflow("endless")
+    async def endless(ctx, step):
+        n = 0
+        while True:
+            try:
+                n = await step.run("tick", lambda n=n: n + 1)
+            except Exception:  # the limit cannot be swallowed
+                return "swallowed"
+
+    async with app.worker():
+        run_id = await app.start("endless")
+        with pytest.raises(tarry.RunFailed) as info:
+            await app.result(run_id, timeout=10)
+    assert info.value.error["type"] == "StepLimitExceeded"
+    assert "'tick:5'" in info.value.error["message"] and "limit of 5" in info.value.error["message"]
+    assert len((await app.get_run(run_id)).steps) == 5
