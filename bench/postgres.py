@@ -68,15 +68,17 @@ def spawn(url: str) -> subprocess.Popen[str]:
     return proc
 
 
-async def completed(app: tarry.App) -> int:
-    count = 0
-    cursor = None
-    while True:
-        page = await app.list_runs(status="completed", limit=1000, cursor=cursor)
-        count += len(page.items)
-        if page.next_cursor is None:
-            return count
-        cursor = page.next_cursor
+def completed(url: str) -> int:
+    """Completed runs, counted in SQL: cheap enough not to weigh on what is measured."""
+    import psycopg
+
+    base, _, query = url.partition("?")
+    schema = dict(p.split("=", 1) for p in query.split("&"))["schema"]
+    with psycopg.connect(base) as conn:
+        row = conn.execute(
+            f"SELECT count(*) FROM \"{schema}\".runs WHERE status = 'completed'"
+        ).fetchone()
+    return int(row[0]) if row else 0
 
 
 async def throughput(url: str, n: int) -> dict[str, float]:
@@ -88,8 +90,8 @@ async def throughput(url: str, n: int) -> dict[str, float]:
         for chunk in range(0, n, 500):
             await asyncio.gather(*(app.start("three-steps") for _ in range(min(500, n - chunk))))
         start_rate = n / (time.perf_counter() - started)
-        while await completed(app) < n:
-            await asyncio.sleep(0.1)
+        while await asyncio.to_thread(completed, url) < n:
+            await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - started
     finally:
         for proc in workers:

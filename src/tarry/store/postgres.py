@@ -159,11 +159,15 @@ async def _fence(tx: Tx, lease: Lease, now: float) -> bool:
     # the run over (it locks the row too) waits for this transaction or is skipped.
     row = await tx.one("fence", {"now": now, "run_id": lease.run_id, "token": lease.token})
     if row is None:
-        raise LeaseLost(
-            f"the lease on run {lease.run_id!r} was taken over by another worker; "
-            "this worker's write was rejected and the newer attempt is kept"
-        )
+        raise _lease_lost(lease)
     return bool(row[0])
+
+
+def _lease_lost(lease: Lease) -> LeaseLost:
+    return LeaseLost(
+        f"the lease on run {lease.run_id!r} was taken over by another worker; "
+        "this worker's write was rejected and the newer attempt is kept"
+    )
 
 
 async def _lock_key(tx: Tx, schema: str, key: str) -> None:
@@ -522,11 +526,12 @@ class PostgresStore:
         *,
         idempotent: bool = True,
         abandoned: Callable[[T], Awaitable[None]] | None = None,
+        single: bool = False,
     ) -> T:
         io, ready = self._io, self._ready
         if io is None or ready is None or not ready.done() or ready.exception() is not None:
             raise StoreError(f"the store {masked(self.url)!r} is not open")
-        return await io.call(body, idempotent=idempotent, abandoned=abandoned)
+        return await io.call(body, idempotent=idempotent, abandoned=abandoned, single=single)
 
     # -- wake-ups --------------------------------------------------------------------
 
@@ -540,6 +545,29 @@ class PostgresStore:
     # -- runs ------------------------------------------------------------------------
 
     async def create_run(self, run: NewRun) -> tuple[str, bool]:
+        assert self._io is not None
+        params = {
+            "id": run.id,
+            "workflow": run.workflow,
+            "payload": run.payload,
+            "trigger": run.trigger,
+            "parent": run.parent,
+            "now": time.time(),
+            "channel": self._io.channel,
+        }
+
+        async def plain(tx: Tx) -> bool | None:
+            row = await tx.one("insert_plain_run", params)
+            assert row is not None
+            if not row[0]:
+                return None  # the workflow has cancel_on conditions
+            tx.wake = bool(row[1])
+            return bool(row[1])
+
+        created = await self._call(plain, single=True)
+        if created is not None:
+            return run.id, created
+
         async def body(tx: Tx) -> tuple[str, bool]:
             return run.id, await _insert_run(tx, run, time.time())
 
@@ -699,14 +727,17 @@ class PostgresStore:
         return await self._call(body)
 
     async def save_step(self, lease: Lease, step: StepRow) -> bool:
-        params = _step_params(lease.run_id, step)
+        # The hottest write: one statement that checks the lease (locking the run's
+        # row) and stores the step, one round trip and its own transaction.
+        params = {**_step_params(lease.run_id, step), "token": lease.token}
 
         async def body(tx: Tx) -> bool:
-            cancel_requested = await _fence(tx, lease, time.time())
-            await tx.run("upsert_step", params)
-            return cancel_requested
+            row = await tx.one("save_step", params)
+            if row is None:
+                raise _lease_lost(lease)
+            return bool(row[0])
 
-        return await self._call(body)
+        return await self._call(body, single=True)
 
     async def retry_step(self, lease: Lease, step: StepRow, due_at: float) -> None:
         params = _step_params(lease.run_id, step)
@@ -916,6 +947,21 @@ class PostgresStore:
     async def finish(
         self, lease: Lease, status: str, output: bytes | None, error: bytes | None
     ) -> None:
+        params = {
+            "status": status,
+            "output": output,
+            "error": error,
+            "now": time.time(),
+            "run_id": lease.run_id,
+            "token": lease.token,
+        }
+
+        async def orphan(tx: Tx) -> bool:
+            return await tx.one("finish_orphan", params) is not None
+
+        if await self._call(orphan, single=True):
+            return
+
         async def body(tx: Tx) -> None:
             now = time.time()
             await _fence(tx, lease, now)

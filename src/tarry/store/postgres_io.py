@@ -188,6 +188,7 @@ class IOLoop:
         *,
         idempotent: bool,
         abandoned: Callable[[T], Awaitable[None]] | None = None,
+        single: bool = False,
     ) -> T:
         """Run ``body`` as one transaction on the store's loop, from the caller's loop.
 
@@ -196,7 +197,9 @@ class IOLoop:
         torn, and ``abandoned`` gets the result nobody is waiting for any more."""
         ticket = _Ticket()
         future = asyncio.run_coroutine_threadsafe(
-            self.transact(body, idempotent=idempotent, ticket=ticket, abandoned=abandoned),
+            self.transact(
+                body, idempotent=idempotent, ticket=ticket, abandoned=abandoned, single=single
+            ),
             self.loop,
         )
         try:
@@ -321,8 +324,12 @@ class IOLoop:
         idempotent: bool,
         ticket: _Ticket | None = None,
         abandoned: Callable[[T], Awaitable[None]] | None = None,
+        single: bool = False,
     ) -> T:
         """Run ``body`` in one transaction, retrying on connection errors.
+
+        With ``single`` the body is one statement, its own transaction (no BEGIN and
+        COMMIT round trips); its outcome is unknown if the connection fails during it.
 
         A failure before COMMIT was sent rolled the transaction back, so any
         operation may run again. A failure during COMMIT leaves the outcome
@@ -340,7 +347,7 @@ class IOLoop:
         owned = task not in self._inflight  # ``abandoned`` may transact in the same task
         self._inflight.add(task)
         try:
-            result = await self._transact(pool, body, idempotent=idempotent)
+            result = await self._transact(pool, body, idempotent=idempotent, single=single)
             if ticket is not None and abandoned is not None:
                 if ticket.given_up:
                     with contextlib.suppress(Exception):
@@ -358,6 +365,7 @@ class IOLoop:
         body: Body[T],
         *,
         idempotent: bool,
+        single: bool = False,
     ) -> T:
         give_up = time.monotonic() + self.retry_seconds
         delay = 0.02
@@ -376,11 +384,15 @@ class IOLoop:
                         await AsyncConnectionPool.check_connection(conn)
                         checking = False
                     tx = Tx(conn, retried_unknown)
-                    async with conn.transaction():
-                        result = await body(tx)
-                        if tx.wake:
-                            await conn.execute(Q["notify"], {"channel": self.channel})
+                    if single:
                         committing = True
+                        result = await body(tx)
+                    else:
+                        async with conn.transaction():
+                            result = await body(tx)
+                            if tx.wake:
+                                await conn.execute(Q["notify"], {"channel": self.channel})
+                            committing = True
             except PoolClosed:
                 raise StoreError(f"the store {masked(self.url)!r} is closed") from None
             except psycopg.OperationalError as exc:

@@ -27,6 +27,27 @@ VALUES (%(id)s, %(workflow)s, 'queued', %(payload)s, %(trigger)s, %(parent)s, %(
         %(now)s)
 ON CONFLICT (id) DO NOTHING;
 
+-- name: insert_plain_run
+-- The common start in one statement: insert and notify, when the workflow has no
+-- cancel_on conditions (whose waiters need the transaction of insert_run). Returns
+-- whether that held, and whether a run was inserted.
+WITH plain AS (
+    SELECT NOT EXISTS (
+        SELECT 1 FROM workflows WHERE id = %(workflow)s AND cancel_on <> '[]'::bytea
+    ) AS ok
+), ins AS (
+    INSERT INTO runs (id, workflow, status, payload, trigger, parent_id, created_at,
+                      updated_at, due_at)
+    SELECT %(id)s, %(workflow)s, 'queued', %(payload)s, %(trigger)s, %(parent)s, %(now)s,
+           %(now)s, %(now)s
+    FROM plain WHERE plain.ok
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+), note AS (
+    SELECT pg_notify(%(channel)s, '') FROM ins
+)
+SELECT (SELECT ok FROM plain), (SELECT count(*) FROM ins), (SELECT count(*) FROM note);
+
 -- name: due_runs
 SELECT id, workflow, status, cancel_requested, due_at FROM runs
 WHERE due_at <= %(now)s AND workflow = ANY(%(workflows)s)
@@ -114,6 +135,28 @@ FROM unnest(%(ids)s::text[], %(tokens)s::text[]) AS v (id, token)
 WHERE r.id = v.id AND r.lease_token = v.token
 RETURNING r.id, r.cancel_requested;
 
+-- name: save_step
+-- The lease check and the write in one statement: the run's row is locked (as a
+-- claim would lock it) only if this worker still holds the lease, and the step is
+-- stored only then. No row back: the lease was lost and nothing was written.
+WITH fence AS (
+    SELECT cancel_requested FROM runs
+    WHERE id = %(run_id)s AND lease_token = %(token)s
+    FOR NO KEY UPDATE
+), saved AS (
+    INSERT INTO steps (run_id, key, kind, status, output, error, attempts, started_at,
+                       ended_at)
+    SELECT %(run_id)s, %(key)s, %(kind)s, %(status)s, %(output)s, %(error)s, %(attempts)s,
+           %(started_at)s, %(ended_at)s
+    FROM fence
+    ON CONFLICT (run_id, key) DO UPDATE SET
+        kind = excluded.kind, status = excluded.status, output = excluded.output,
+        error = excluded.error, attempts = excluded.attempts, started_at = excluded.started_at,
+        ended_at = excluded.ended_at
+    RETURNING 1
+)
+SELECT cancel_requested FROM fence;
+
 -- name: upsert_step
 INSERT INTO steps (run_id, key, kind, status, output, error, attempts, started_at, ended_at)
 VALUES (%(run_id)s, %(key)s, %(kind)s, %(status)s, %(output)s, %(error)s, %(attempts)s,
@@ -128,6 +171,21 @@ UPDATE runs
 SET status = %(status)s, lease_token = NULL, due_at = %(due_at)s,
     waiting_for = %(waiting_for)s, updated_at = %(now)s
 WHERE id = %(run_id)s;
+
+-- name: finish_orphan
+-- The common end in one statement, for a run that no parent invoked (a child's end
+-- must resume its parent, in the transaction of finish). No row back: the lease was
+-- lost, or the run has a parent.
+WITH ended AS (
+    UPDATE runs
+    SET status = %(status)s, output = %(output)s, error = %(error)s, ended_at = %(now)s,
+        updated_at = %(now)s, due_at = NULL, lease_token = NULL, waiting_for = NULL
+    WHERE id = %(run_id)s AND lease_token = %(token)s AND parent_id IS NULL
+    RETURNING id
+), gone AS (
+    DELETE FROM waiters WHERE run_id IN (SELECT id FROM ended)
+)
+SELECT id FROM ended;
 
 -- name: end_run
 UPDATE runs
