@@ -728,16 +728,17 @@ class PostgresStore:
 
     async def save_step(self, lease: Lease, step: StepRow) -> bool:
         # The hottest write: one statement that checks the lease (locking the run's
-        # row) and stores the step, one round trip and its own transaction.
+        # row) and stores the step, grouped with other runs' step writes into one
+        # transaction when several are ready at once.
         params = {**_step_params(lease.run_id, step), "token": lease.token}
 
-        async def body(tx: Tx) -> bool:
-            row = await tx.one("save_step", params)
-            if row is None:
-                raise _lease_lost(lease)
-            return bool(row[0])
-
-        return await self._call(body, single=True)
+        io, ready = self._io, self._ready
+        if io is None or ready is None or not ready.done() or ready.exception() is not None:
+            raise StoreError(f"the store {masked(self.url)!r} is not open")
+        row = await io.steps.submit(params)
+        if row is None:
+            raise _lease_lost(lease)
+        return bool(row[0])
 
     async def retry_step(self, lease: Lease, step: StepRow, due_at: float) -> None:
         params = _step_params(lease.run_id, step)

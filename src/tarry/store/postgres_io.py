@@ -27,6 +27,7 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed
 from ..errors import ConfigError, SchemaTooNew, StoreError
 from ..urls import mask_url
 from .base import WakeListener
+from .postgres_batch import StepBatcher
 from .sql import load_migrations, load_queries
 
 T = TypeVar("T")
@@ -151,6 +152,7 @@ class IOLoop:
         self._closing = False
         self._checking = False
         self._inflight: set[asyncio.Task[Any]] = set()
+        self.steps = StepBatcher(self)
         self._kwargs: dict[str, Any] = {
             "autocommit": True,
             "options": " ".join(
