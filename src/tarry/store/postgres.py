@@ -224,9 +224,8 @@ async def _resolve_wait(
     wait_for_any), and the run is due now. The caller holds the run's row lock."""
     if index is not None and status == "completed":
         output = _indexed(index, output or b"null")
-    await tx.run("delete_step_waiters", {"run_id": run_id, "step_key": step_key})
     await tx.run(
-        "resolve_step",
+        "resolve_wait",
         {
             "status": status,
             "output": output,
@@ -236,7 +235,6 @@ async def _resolve_wait(
             "key": step_key,
         },
     )
-    await tx.run("wake_run", {"run_id": run_id, "now": now})
     tx.wake = True
 
 

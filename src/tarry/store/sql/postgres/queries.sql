@@ -93,9 +93,6 @@ WHERE run_id = ANY(%(ids)s) AND status = 'waiting';
 -- name: delete_wait_waiters_of_runs
 DELETE FROM waiters WHERE run_id = ANY(%(ids)s) AND kind != 'cancel';
 
--- name: delete_step_waiters
-DELETE FROM waiters WHERE run_id = %(run_id)s AND step_key = %(step_key)s;
-
 -- name: delete_run_waiters
 DELETE FROM waiters WHERE run_id = %(run_id)s;
 
@@ -237,14 +234,21 @@ INSERT INTO waiters (run_id, step_key, kind, key, expires_at, path, value, expr,
 VALUES (%(run_id)s, %(step_key)s, %(kind)s, %(key)s, %(expires_at)s, %(path)s, %(value)s,
         %(expr)s, %(idx)s);
 
--- name: resolve_step
-UPDATE steps SET status = %(status)s, output = %(output)s, error = %(error)s,
-    ended_at = %(now)s
-WHERE run_id = %(run_id)s AND key = %(key)s;
-
--- name: wake_run
-UPDATE runs SET status = 'queued', due_at = %(now)s, waiting_for = NULL, updated_at = %(now)s
-WHERE id = %(run_id)s AND status = 'waiting';
+-- name: resolve_wait
+-- Deliver to one wait in one statement: its waiters go (never the run's cancel
+-- waiters, filed under no step), its step gets the result, the run is due now.
+WITH gone AS (
+    DELETE FROM waiters WHERE run_id = %(run_id)s AND step_key = %(key)s
+), resolved AS (
+    UPDATE steps SET status = %(status)s, output = %(output)s, error = %(error)s,
+        ended_at = %(now)s
+    WHERE run_id = %(run_id)s AND key = %(key)s
+), woken AS (
+    UPDATE runs SET status = 'queued', due_at = %(now)s, waiting_for = NULL,
+        updated_at = %(now)s
+    WHERE id = %(run_id)s AND status = 'waiting'
+)
+SELECT 1;
 
 -- name: waiters_by_value
 SELECT id, run_id, step_key, kind, expr, idx FROM waiters
