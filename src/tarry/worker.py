@@ -59,6 +59,7 @@ class Worker:
         self._stopping = False
         workflows = list(self.app.workflows)
         caps = {w.id: w.concurrency for w in self.app.workflows.values() if w.concurrency}
+        await store.bind_loop()
         store.add_wake_listener(self._on_wake)
         heartbeat = asyncio.create_task(self._heartbeat(store), name="tarry-heartbeat")
         next_purge = 0.0
@@ -98,6 +99,7 @@ class Worker:
             if self._threads is not None:
                 self._threads.shutdown(wait=False, cancel_futures=True)
                 self._threads = None
+            await store.unbind_loop()
 
     def _start(self, store: Store, claimed: ClaimedRun) -> None:
         workflow = self.app.workflows[claimed.run.workflow]

@@ -233,6 +233,14 @@ class Store(Protocol):
     async def close(self) -> None:
         """Finish pending writes and release connections and threads."""
 
+    async def bind_loop(self) -> None:
+        """The calling event loop will make many calls (a worker's): let them run on
+        it without hopping threads, where the store can. Undone by ``unbind_loop``
+        from the same loop, before it closes."""
+
+    async def unbind_loop(self) -> None:
+        """Undo one ``bind_loop`` of the calling loop."""
+
     def add_wake_listener(self, listener: WakeListener) -> None:
         """Call ``listener`` (from any thread) whenever runs may have become due:
         after this process commits such a change, and when another process does."""

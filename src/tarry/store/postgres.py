@@ -505,6 +505,16 @@ class PostgresStore:
                 await asyncio.to_thread(io.thread.join)
             raise
 
+    async def bind_loop(self) -> None:
+        io = self._io
+        if io is not None:
+            await io.attach()
+
+    async def unbind_loop(self) -> None:
+        io = self._io
+        if io is not None:
+            await io.detach()
+
     async def close(self) -> None:
         with self._lock:
             io, ready = self._io, self._ready
@@ -733,7 +743,7 @@ class PostgresStore:
         io, ready = self._io, self._ready
         if io is None or ready is None or not ready.done() or ready.exception() is not None:
             raise StoreError(f"the store {masked(self.url)!r} is not open")
-        row = await io.steps.submit(params)
+        row = await io.batcher().submit(params)
         if row is None:
             raise _lease_lost(lease)
         return bool(row[0])

@@ -13,31 +13,38 @@ A lost lease does not spoil the batch: that statement simply returns no row.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .sql import load_queries
 
 if TYPE_CHECKING:
-    from .postgres_io import IOLoop, Tx
+    from .postgres_io import Tx
 
 Q = load_queries("postgres")
 
 Row = tuple[Any, ...] | None
+Transact = Callable[[Callable[["Tx"], Awaitable[list[Row]]], bool], Awaitable[list[Row]]]
 
 
 class StepBatcher:
-    def __init__(self, io: IOLoop) -> None:
-        self.io = io
+    """Batches on ``loop``; ``transact(body, single)`` runs one batch's transaction."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, transact: Transact) -> None:
+        self.loop = loop
+        self.transact = transact
         self._pending: list[tuple[dict[str, Any], asyncio.Future[Row]]] = []
         self._draining: asyncio.Task[None] | None = None
 
     async def submit(self, params: dict[str, Any]) -> Row:
         """From any loop: the ``save_step`` row for ``params`` (None: lease lost)."""
-        handed = asyncio.run_coroutine_threadsafe(self._enqueue(params), self.io.loop)
+        if asyncio.get_running_loop() is self.loop:
+            return await self._enqueue(params)
+        handed = asyncio.run_coroutine_threadsafe(self._enqueue(params), self.loop)
         return await asyncio.wrap_future(handed)
 
     async def _enqueue(self, params: dict[str, Any]) -> Row:
-        future: asyncio.Future[Row] = self.io.loop.create_future()
+        future: asyncio.Future[Row] = self.loop.create_future()
         self._pending.append((params, future))
         if self._draining is None:
             self._draining = asyncio.ensure_future(self._drain())
@@ -48,10 +55,8 @@ class StepBatcher:
             while self._pending:
                 batch, self._pending = self._pending, []
                 try:
-                    rows = await self.io.transact(
-                        _body([params for params, _ in batch]),
-                        idempotent=True,
-                        single=len(batch) == 1,
+                    rows = await self.transact(
+                        _body([params for params, _ in batch]), len(batch) == 1
                     )
                 except BaseException as exc:
                     for _, future in batch:
@@ -67,7 +72,7 @@ class StepBatcher:
             self._draining = None
 
 
-def _body(batch: list[dict[str, Any]]) -> Any:
+def _body(batch: list[dict[str, Any]]) -> Callable[[Tx], Awaitable[list[Row]]]:
     async def body(tx: Tx) -> list[Row]:
         if len(batch) == 1:
             return [await tx.one("save_step", batch[0])]

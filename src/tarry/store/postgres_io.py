@@ -15,7 +15,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -124,6 +124,43 @@ class _Ticket:
         self.result: Any = None
 
 
+class _Direct:
+    """An attached loop's own pool, step batcher and transactions in flight."""
+
+    def __init__(self, pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]]) -> None:
+        self.pool = pool
+        self.users = 1
+        self.steps: StepBatcher
+        self.inflight: set[asyncio.Task[Any]] = set()
+
+    async def call(
+        self, transaction: Coroutine[Any, Any, T], abandoned: Callable[[T], Awaitable[None]] | None
+    ) -> T:
+        """Run the transaction as a task of its own: a caller that gives up does not
+        tear it, and ``abandoned`` gets the result nobody waits for any more."""
+        task = asyncio.ensure_future(transaction)
+        self.inflight.add(task)
+        task.add_done_callback(self.inflight.discard)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if abandoned is not None:
+                task.add_done_callback(lambda done: self._hand_back(done, abandoned))
+            raise
+
+    def _hand_back(self, done: asyncio.Task[T], abandoned: Callable[[T], Awaitable[None]]) -> None:
+        if done.cancelled() or done.exception() is not None:
+            return
+        task = asyncio.ensure_future(abandoned(done.result()))
+        self.inflight.add(task)
+        task.add_done_callback(self.inflight.discard)
+
+    async def close(self) -> None:
+        if self.inflight:
+            await asyncio.wait(set(self.inflight), timeout=_DRAIN_SECONDS)
+        await self.pool.close()
+
+
 class IOLoop:
     """The store's event loop thread, its pool and its LISTEN connection."""
 
@@ -152,7 +189,10 @@ class IOLoop:
         self._closing = False
         self._checking = False
         self._inflight: set[asyncio.Task[Any]] = set()
-        self.steps = StepBatcher(self)
+        self.steps = StepBatcher(self.loop, self._batch_on_store_loop)
+        self._direct: dict[asyncio.AbstractEventLoop, _Direct] = {}
+        """Loops that transact on a pool of their own (a worker's), without the hops
+        to and from this thread: see ``attach``."""
         self._kwargs: dict[str, Any] = {
             "autocommit": True,
             "options": " ".join(
@@ -192,11 +232,18 @@ class IOLoop:
         abandoned: Callable[[T], Awaitable[None]] | None = None,
         single: bool = False,
     ) -> T:
-        """Run ``body`` as one transaction on the store's loop, from the caller's loop.
+        """Run ``body`` as one transaction on the store's loop, from the caller's loop
+        (or on the caller's loop itself, when it is attached).
 
         A caller that gives up (is cancelled) before the transaction starts stops
         it from starting; once started, it runs to its end so its outcome is never
         torn, and ``abandoned`` gets the result nobody is waiting for any more."""
+        direct = self._direct.get(asyncio.get_running_loop())
+        if direct is not None:
+            return await direct.call(
+                self._transact(direct.pool, body, idempotent=idempotent, single=single),
+                abandoned,
+            )
         ticket = _Ticket()
         future = asyncio.run_coroutine_threadsafe(
             self.transact(
@@ -229,6 +276,65 @@ class IOLoop:
         task = self.loop.create_task(hand_back())
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
+
+    def batcher(self) -> StepBatcher:
+        """The step-write batcher for the calling loop."""
+        direct = self._direct.get(asyncio.get_running_loop())
+        return self.steps if direct is None else direct.steps
+
+    async def _batch_on_store_loop(self, body: Body[list[Any]], single: bool) -> list[Any]:
+        return await self.transact(body, idempotent=True, single=single)
+
+    async def attach(self) -> None:
+        """Give the calling loop a pool of its own, so that its transactions run right
+        there (a worker's claims and step writes) instead of hopping to this thread
+        and back, and waiting for the GIL on each side. ``detach`` on the same loop."""
+        loop = asyncio.get_running_loop()
+        direct = self._direct.get(loop)
+        if direct is not None:
+            direct.users += 1
+            return
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
+            self.conninfo,
+            kwargs=self._kwargs,
+            min_size=1,
+            max_size=self.pool_size,
+            open=False,
+            timeout=5.0,
+            name=f"tarry-{self.schema}-worker",
+        )
+        try:
+            await pool.open(wait=True, timeout=10.0)
+        except psycopg.Error as exc:
+            with contextlib.suppress(Exception):
+                await pool.close()
+            raise StoreError(
+                f"cannot connect to PostgreSQL at {masked(self.url)!r}: {exc}"
+            ) from exc
+        if loop in self._direct:  # attached meanwhile by another task of this loop
+            await pool.close()
+            self._direct[loop].users += 1
+            return
+        direct = _Direct(pool)
+
+        async def batch(body: Body[list[Any]], single: bool) -> list[Any]:
+            return await self._transact(pool, body, idempotent=True, single=single)
+
+        direct.steps = StepBatcher(loop, batch)
+        self._direct[loop] = direct
+
+    async def detach(self) -> None:
+        """Undo one ``attach`` of the calling loop; the last one closes its pool once
+        the transactions it started have ended."""
+        loop = asyncio.get_running_loop()
+        direct = self._direct.get(loop)
+        if direct is None:
+            return
+        direct.users -= 1
+        if direct.users > 0:
+            return
+        del self._direct[loop]
+        await direct.close()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -450,10 +556,12 @@ class IOLoop:
     # -- wake-ups ------------------------------------------------------------------------
 
     def schedule_wake(self) -> None:
-        """Call the listeners soon, once for however many wake-ups arrive meanwhile."""
+        """Call the listeners soon, once for however many wake-ups arrive meanwhile
+        (from this thread or from an attached loop's)."""
         if not self._wake_scheduled:
             self._wake_scheduled = True
-            self.loop.call_soon(self._fire)
+            with contextlib.suppress(RuntimeError):  # the store's loop has closed
+                self.loop.call_soon_threadsafe(self._fire)
 
     def _fire(self) -> None:
         self._wake_scheduled = False

@@ -163,6 +163,12 @@ class SQLiteStore:
     async def close(self) -> None:
         await self._io.close()
 
+    async def bind_loop(self) -> None:
+        """Nothing to do: results already reach each caller's loop in one hand-off."""
+
+    async def unbind_loop(self) -> None:
+        """Nothing to undo."""
+
     def add_wake_listener(self, listener: WakeListener) -> None:
         self._io.add_wake_listener(listener)
 
