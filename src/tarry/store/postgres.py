@@ -201,10 +201,9 @@ async def _lock_signal_waiter(tx: Tx, key: str) -> tuple[str, str, int | None] |
     """The run waiting on ``key`` with its run row and waiter row locked (run first,
     as everywhere), or None. The caller holds the key's advisory lock, so no new
     waiter can appear; one found may vanish (timed out, cancelled) until locked."""
-    found = await tx.one("signal_waiter", {"key": key})
+    found = await tx.one("lock_signal_waiter_run", {"key": key})
     if found is None:
         return None
-    await tx.one("lock_run", {"id": found[0]})
     locked = await tx.one("lock_signal_waiter", {"key": key, "run_id": found[0]})
     return None if locked is None else (locked[0], locked[1], locked[2])
 
@@ -233,9 +232,10 @@ async def _resolve_wait(
             "now": now,
             "run_id": run_id,
             "key": step_key,
+            "channel": tx.channel,
         },
     )
-    tx.wake = True
+    tx.wake = tx.notified = True
 
 
 async def _notify_parent(tx: Tx, schema: str, run_id: str, now: float) -> None:

@@ -84,12 +84,17 @@ def parse_url(url: str) -> tuple[str, str, str | None]:
 class Tx:
     """One transaction on one connection, with the named queries."""
 
-    __slots__ = ("conn", "retried_unknown", "wake")
+    __slots__ = ("channel", "conn", "notified", "retried_unknown", "wake")
 
-    def __init__(self, conn: psycopg.AsyncConnection[Any], retried_unknown: bool) -> None:
+    def __init__(
+        self, conn: psycopg.AsyncConnection[Any], retried_unknown: bool, channel: str
+    ) -> None:
         self.conn = conn
+        self.channel = channel
         self.wake = False
         """Set when the transaction makes a run due: NOTIFY is sent before COMMIT."""
+        self.notified = False
+        """Set when a statement of the transaction sent that NOTIFY itself."""
         self.retried_unknown = retried_unknown
         """True when an earlier attempt of this operation failed while committing,
         so it may already have been applied."""
@@ -491,14 +496,14 @@ class IOLoop:
                         checking = True
                         await AsyncConnectionPool.check_connection(conn)
                         checking = False
-                    tx = Tx(conn, retried_unknown)
+                    tx = Tx(conn, retried_unknown, self.channel)
                     if single:
                         committing = True
                         result = await body(tx)
                     else:
                         async with conn.transaction():
                             result = await body(tx)
-                            if tx.wake:
+                            if tx.wake and not tx.notified:
                                 await conn.execute(Q["notify"], {"channel": self.channel})
                             committing = True
             except PoolClosed:

@@ -224,6 +224,13 @@ DELETE FROM signals WHERE expires_at <= %(now)s;
 -- name: signal_waiter
 SELECT run_id, step_key, idx FROM waiters WHERE kind = 'signal' AND key = %(key)s;
 
+-- name: lock_signal_waiter_run
+-- The run waiting on a signal key, its row locked (runs before waiters, as
+-- everywhere), in one round trip.
+SELECT id FROM runs
+WHERE id = (SELECT run_id FROM waiters WHERE kind = 'signal' AND key = %(key)s)
+FOR UPDATE;
+
 -- name: lock_signal_waiter
 SELECT run_id, step_key, idx FROM waiters
 WHERE kind = 'signal' AND key = %(key)s AND run_id = %(run_id)s
@@ -239,6 +246,8 @@ VALUES (%(run_id)s, %(step_key)s, %(kind)s, %(key)s, %(expires_at)s, %(path)s, %
 -- waiters, filed under no step), its step gets the result, the run is due now.
 WITH gone AS (
     DELETE FROM waiters WHERE run_id = %(run_id)s AND step_key = %(key)s
+), note AS (
+    SELECT pg_notify(%(channel)s, '')
 ), resolved AS (
     UPDATE steps SET status = %(status)s, output = %(output)s, error = %(error)s,
         ended_at = %(now)s
@@ -248,7 +257,7 @@ WITH gone AS (
         updated_at = %(now)s
     WHERE id = %(run_id)s AND status = 'waiting'
 )
-SELECT 1;
+SELECT count(*) FROM note;
 
 -- name: waiters_by_value
 SELECT id, run_id, step_key, kind, expr, idx FROM waiters
