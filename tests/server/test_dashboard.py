@@ -190,6 +190,17 @@ async def test_events_page_sends_an_event(client: httpx.AsyncClient) -> None:
     assert bad.status_code == 400
 
 
+async def test_events_page_lists_received_events_newest_first(
+    client: httpx.AsyncClient, tarry_app: tarry.App
+) -> None:
+    assert "No events stored yet" in (await client.get("/events")).text
+    await tarry_app.send_event("app/first", {"n": 1}, id="evt-first")
+    await tarry_app.send_event("app/<b>second</b>", {"n": 2})
+    page = (await client.get("/events")).text
+    assert page.index("app/&lt;b&gt;second&lt;/b&gt;") < page.index("app/first")
+    assert "evt-first" in page and "<b>second</b>" not in page
+
+
 async def test_everything_is_escaped(client: httpx.AsyncClient) -> None:
     evil_id = "<img src=x onerror=alert(1)>"
     evil = "<script>alert(1)</script>"

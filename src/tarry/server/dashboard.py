@@ -316,7 +316,7 @@ async def events_page(request: Request) -> Response:
     session, gate = _enter(request)
     if gate is not None:
         return gate
-    return _page(request, session, "events.html", result=None, error=None)
+    return await _events_page(request, session, result=None, error=None)
 
 
 @router.post("/events")
@@ -330,5 +330,13 @@ async def send_event(request: Request) -> Response:
             _text(form, "name"), _json_field(form, "data", {}), id=_text(form, "id") or None
         )
     except (TarryError, ValueError) as exc:
-        return _page(request, session, "events.html", _status(exc), result=None, error=str(exc))
-    return _page(request, session, "events.html", result=result, error=None)
+        return await _events_page(request, session, _status(exc), result=None, error=str(exc))
+    return await _events_page(request, session, result=result, error=None)
+
+
+async def _events_page(
+    request: Request, session: Session, status: int = 200, **ctx: Any
+) -> Response:
+    """The send form with the most recent events received, newest first."""
+    recent = (await _deps(request)[0].list_events(limit=50)).items
+    return _page(request, session, "events.html", status, recent=recent, **ctx)
