@@ -72,83 +72,19 @@ from .base import (
 )
 from .matching import leaf_keys, matches, resolve_filing, trigger_of
 from .postgres_io import Body, IOLoop, T, Tx, masked, parse_url
-
-_RUN_COLUMNS = (
-    "seq, id, workflow, status, payload, output, error, created_at, updated_at, ended_at, "
-    "due_at, waiting_for, cancel_requested, trigger"
+from .rows import (
+    ENDED,
+    RUN_COLUMNS,
+    child_json,
+    error_json,
+    indexed,
+    message_json,
+    run_row,
+    step_params,
+    step_row,
 )
-_ENDED = ("completed", "failed", "cancelled")
 
 MessageStatus = Literal["delivered", "queued", "not_found", "finished"]
-
-
-def _run_row(row: Sequence[Any]) -> RunRow:
-    return RunRow(
-        seq=row[0],
-        id=row[1],
-        workflow=row[2],
-        status=row[3],
-        payload=row[4],
-        output=row[5],
-        error=row[6],
-        created_at=row[7],
-        updated_at=row[8],
-        ended_at=row[9],
-        due_at=row[10],
-        waiting_for=row[11],
-        cancel_requested=bool(row[12]),
-        trigger=row[13],
-    )
-
-
-def _step_row(row: Sequence[Any]) -> StepRow:
-    # row[0] is run_id
-    return StepRow(
-        key=row[1],
-        kind=row[2],
-        status=row[3],
-        output=row[4],
-        error=row[5],
-        attempts=row[6],
-        started_at=row[7],
-        ended_at=row[8],
-    )
-
-
-def _step_params(run_id: str, step: StepRow) -> dict[str, Any]:
-    return {
-        "run_id": run_id,
-        "key": step.key,
-        "kind": step.kind,
-        "status": step.status,
-        "output": step.output,
-        "error": step.error,
-        "attempts": step.attempts,
-        "started_at": step.started_at,
-        "ended_at": step.ended_at,
-    }
-
-
-def _error_json(kind: str, message: str, **extra: Any) -> bytes:
-    return orjson.dumps({"type": kind, "message": message, **extra})
-
-
-def _indexed(index: int, value: bytes) -> bytes:
-    """A wait_for_any result: which condition fired, and its value."""
-    return b'{"index":%d,"value":%s}' % (index, value)
-
-
-def _message_json(name: str, data: bytes, sent_at: float) -> bytes:
-    return b'{"name":%s,"data":%s,"sent_at":%s}' % (orjson.dumps(name), data, orjson.dumps(sent_at))
-
-
-def _child_json(status: str, output: bytes | None, error: bytes | None) -> bytes:
-    """What an ``invoke`` step stores: how the child ended and with what."""
-    return b'{"status":%s,"output":%s,"error":%s}' % (
-        orjson.dumps(status),
-        output or b"null",
-        error or b"null",
-    )
 
 
 # -- pieces of transactions -------------------------------------------------------------
@@ -222,7 +158,7 @@ async def _resolve_wait(
     gets ``output`` (as ``{"index", "value"}`` for the condition ``index`` of a
     wait_for_any), and the run is due now. The caller holds the run's row lock."""
     if index is not None and status == "completed":
-        output = _indexed(index, output or b"null")
+        output = indexed(index, output or b"null")
     await tx.run(
         "resolve_wait",
         {
@@ -250,8 +186,8 @@ async def _notify_parent(tx: Tx, schema: str, run_id: str, now: float) -> None:
         return  # the wait was resolved otherwise (timed out, another condition) meanwhile
     found = await tx.one("select_run", {"id": run_id})
     assert found is not None
-    child = _run_row(found)
-    result = _child_json(child.status, child.output, child.error)
+    child = run_row(found)
+    result = child_json(child.status, child.output, child.error)
     await _resolve_wait(tx, parent_id, step_key, "completed", result, None, now, index)
 
 
@@ -271,11 +207,11 @@ async def _cancel_or_flag(
         found = await tx.one("lock_run", {"id": run_id})
         if found is None:
             return False
-        run = _run_row(found)
-        if run.status in _ENDED:
+        run = run_row(found)
+        if run.status in ENDED:
             return False
         if not run.cancel_requested:
-            reason = _error_json("Cancelled", "cancelled by an event")
+            reason = error_json("Cancelled", "cancelled by an event")
             await tx.run("request_cancel", {"reason": reason, "now": now, "run_id": run_id})
     leased = run.status == "running" and run.due_at is not None and run.due_at > now
     if leased:
@@ -377,14 +313,14 @@ async def _available(
         if row is None:
             return None
         await tx.run("consume_message", {"seq": row[0], "step_key": step_key, "now": now})
-        return _message_json(row[1], row[2], row[3])
+        return message_json(row[1], row[2], row[3])
     assert cond.child is not None
     await _insert_run(tx, cond.child, now)
     found = await tx.one("select_run", {"id": cond.child.id})
     assert found is not None
-    child = _run_row(found)
-    if child.status in _ENDED:
-        return _child_json(child.status, child.output, child.error)
+    child = run_row(found)
+    if child.status in ENDED:
+        return child_json(child.status, child.output, child.error)
     return None
 
 
@@ -455,7 +391,7 @@ async def _release(lease: Lease, tx: Tx) -> None:
 
 async def _stored_step(tx: Tx, run_id: str, key: str) -> StepRow | None:
     row = await tx.one("select_step", {"run_id": run_id, "key": key})
-    return None if row is None else _step_row(row)
+    return None if row is None else step_row(row)
 
 
 class PostgresStore:
@@ -615,7 +551,7 @@ class PostgresStore:
                     sender.step_key, "send_event", "completed", output, None, 1,
                     sender.started_at, now,
                 )  # fmt: skip
-                await tx.run("upsert_step", _step_params(sender.lease.run_id, step))
+                await tx.run("upsert_step", step_params(sender.lease.run_id, step))
             return outcome
 
         # After an unknown commit, an event with an id is found again as a duplicate
@@ -683,10 +619,10 @@ class PostgresStore:
                         "now": now,
                     },
                 )
-                runs = {row[1]: _run_row(row) for row in rows}
+                runs = {row[1]: run_row(row) for row in rows}
                 steps: dict[str, list[StepRow]] = {run_id: [] for run_id in live}
                 for row in await tx.all("select_steps_by_run_ids", {"ids": live}):
-                    steps[row[0]].append(_step_row(row))
+                    steps[row[0]].append(step_row(row))
                 claimed = [
                     ClaimedRun(runs[run_id], steps[run_id], Lease(run_id, tokens[run_id]))
                     for run_id in live
@@ -738,7 +674,7 @@ class PostgresStore:
         # The hottest write: one statement that checks the lease (locking the run's
         # row) and stores the step, grouped with other runs' step writes into one
         # transaction when several are ready at once.
-        params = {**_step_params(lease.run_id, step), "token": lease.token}
+        params = {**step_params(lease.run_id, step), "token": lease.token}
 
         io, ready = self._io, self._ready
         if io is None or ready is None or not ready.done() or ready.exception() is not None:
@@ -749,7 +685,7 @@ class PostgresStore:
         return bool(row[0])
 
     async def retry_step(self, lease: Lease, step: StepRow, due_at: float) -> None:
-        params = _step_params(lease.run_id, step)
+        params = step_params(lease.run_id, step)
 
         async def body(tx: Tx) -> None:
             now = time.time()
@@ -805,7 +741,7 @@ class PostgresStore:
             async def settle(status: str, output: bytes | None, error: bytes | None) -> StepRow:
                 ended = None if status == "waiting" else now
                 step = StepRow(wait.step_key, wait.kind, status, output, error, 1, started, ended)
-                await tx.run("upsert_step", _step_params(lease.run_id, step))
+                await tx.run("upsert_step", step_params(lease.run_id, step))
                 return step
 
             for index, cond in enumerate(conditions):
@@ -814,7 +750,7 @@ class PostgresStore:
                     if holder is not None and holder[0] != lease.run_id:
                         other_run: str = holder[0]
                         if cond.on_conflict == "fail":
-                            error = _error_json(
+                            error = error_json(
                                 "SignalConflict",
                                 f"run {other_run!r} already waits on signal {cond.key!r}; "
                                 'pass on_conflict="replace" to take the key over',
@@ -825,7 +761,7 @@ class PostgresStore:
                         assert cond.key is not None
                         locked = await _lock_signal_waiter(tx, cond.key)
                         if locked is not None:
-                            note = _error_json(
+                            note = error_json(
                                 "Replaced",
                                 f"the wait on signal {cond.key!r} was taken over by run "
                                 f"{lease.run_id!r}",
@@ -836,7 +772,7 @@ class PostgresStore:
                             )
                 found = await _available(tx, lease.run_id, wait.step_key, cond, now)
                 if found is not None:
-                    output = _indexed(index, found) if wait.indexed else found
+                    output = indexed(index, found) if wait.indexed else found
                     return ParkResult("resolved", await settle("completed", output, None))
             if wait.deadline is not None and wait.deadline <= now:
                 status = "completed" if wait.kind == "sleep" else "timed_out"
@@ -913,7 +849,7 @@ class PostgresStore:
                     sender.started_at,
                     now,
                 )
-                await tx.run("upsert_step", _step_params(sender.lease.run_id, step))
+                await tx.run("upsert_step", step_params(sender.lease.run_id, step))
             return outcome
 
         # A step's send is fenced and memoized in the same transaction, so repeating
@@ -927,7 +863,7 @@ class PostgresStore:
             row = await tx.one("lock_run", {"id": run_id})
             if row is None:
                 return "not_found"
-            if row[3] in _ENDED:
+            if row[3] in ENDED:
                 return "finished"
             now = time.time()
             inserted = await tx.one(
@@ -939,7 +875,7 @@ class PostgresStore:
                 return "queued"
             step_key, index = waiter
             await tx.run("consume_message", {"seq": inserted[0], "step_key": step_key, "now": now})
-            message = _message_json(name, data, now)
+            message = message_json(name, data, now)
             await _resolve_wait(tx, run_id, step_key, "completed", message, None, now, index)
             return "delivered"
 
@@ -1003,14 +939,14 @@ class PostgresStore:
             row = await tx.one("lock_run", {"id": run_id})
             if row is None:
                 return None
-            run = _run_row(row)
-            if run.status in _ENDED:
+            run = run_row(row)
+            if run.status in ENDED:
                 return run
             await tx.run("request_cancel", {"reason": reason, "now": now, "run_id": run_id})
             await _cancel_or_flag(tx, self.schema, run_id, now, run)
             after = await tx.one("select_run", {"id": run_id})
             assert after is not None
-            return _run_row(after)
+            return run_row(after)
 
         return await self._call(body)
 
@@ -1019,8 +955,8 @@ class PostgresStore:
             row = await tx.one("select_run", {"id": run_id})
             if row is None:
                 return None
-            steps = [_step_row(r) for r in await tx.all("select_steps", {"id": run_id})]
-            return _run_row(row), steps
+            steps = [step_row(r) for r in await tx.all("select_steps", {"id": run_id})]
+            return run_row(row), steps
 
         return await self._call(body)
 
@@ -1040,12 +976,12 @@ class PostgresStore:
             params["cursor"] = cursor
         where = sql.SQL("WHERE ") + sql.SQL(" AND ").join(clauses) if clauses else sql.SQL("")
         query = sql.SQL("SELECT {} FROM runs {} ORDER BY seq DESC LIMIT %(limit)s").format(
-            sql.SQL(_RUN_COLUMNS), where
+            sql.SQL(RUN_COLUMNS), where
         )
 
         async def body(tx: Tx) -> list[RunRow]:
             cur = await tx.conn.execute(query, params)
-            return [_run_row(row) for row in await cur.fetchall()]
+            return [run_row(row) for row in await cur.fetchall()]
 
         return await self._call(body)
 

@@ -12,7 +12,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 import orjson
 
@@ -41,6 +41,16 @@ from .base import (
     WorkflowConfig,
 )
 from .matching import leaf_keys, matches, resolve_filing, trigger_of
+from .rows import (
+    RUN_COLUMNS,
+    child_json,
+    error_json,
+    indexed,
+    message_json,
+    run_row,
+    step_params,
+    step_row,
+)
 from .sql import load_migrations, load_queries
 from .sqlite_writer import GroupCommitWriter
 
@@ -48,80 +58,6 @@ T = TypeVar("T")
 Q = load_queries("sqlite")
 MIGRATIONS = load_migrations("sqlite")
 SCHEMA_VERSION = MIGRATIONS[-1][0]
-
-_RUN_COLUMNS = (
-    "seq, id, workflow, status, payload, output, error, created_at, updated_at, ended_at, "
-    "due_at, waiting_for, cancel_requested, trigger"
-)
-
-
-def _run_row(row: Sequence[Any]) -> RunRow:
-    return RunRow(
-        seq=row[0],
-        id=row[1],
-        workflow=row[2],
-        status=row[3],
-        payload=row[4],
-        output=row[5],
-        error=row[6],
-        created_at=row[7],
-        updated_at=row[8],
-        ended_at=row[9],
-        due_at=row[10],
-        waiting_for=row[11],
-        cancel_requested=bool(row[12]),
-        trigger=row[13],
-    )
-
-
-def _step_row(row: Sequence[Any]) -> StepRow:
-    # row[0] is run_id
-    return StepRow(
-        key=row[1],
-        kind=row[2],
-        status=row[3],
-        output=row[4],
-        error=row[5],
-        attempts=row[6],
-        started_at=row[7],
-        ended_at=row[8],
-    )
-
-
-def _step_params(run_id: str, step: StepRow) -> dict[str, Any]:
-    return {
-        "run_id": run_id,
-        "key": step.key,
-        "kind": step.kind,
-        "status": step.status,
-        "output": step.output,
-        "error": step.error,
-        "attempts": step.attempts,
-        "started_at": step.started_at,
-        "ended_at": step.ended_at,
-    }
-
-
-def _error_json(kind: str, message: str, **extra: Any) -> bytes:
-    return orjson.dumps({"type": kind, "message": message, **extra})
-
-
-def _indexed(index: int, value: bytes) -> bytes:
-    """A wait_for_any result: which condition fired, and its value."""
-    return b'{"index":%d,"value":%s}' % (index, value)
-
-
-def _message_json(name: str, data: bytes, sent_at: float) -> bytes:
-    return b'{"name":%s,"data":%s,"sent_at":%s}' % (orjson.dumps(name), data, orjson.dumps(sent_at))
-
-
-def _child_json(status: str, output: bytes | None, error: bytes | None) -> bytes:
-    """What an ``invoke`` step stores: how the child ended and with what."""
-    return b'{"status":%s,"output":%s,"error":%s}' % (
-        orjson.dumps(status),
-        output or b"null",
-        error or b"null",
-    )
 
 
 def sqlite_path(url: str) -> str:
@@ -235,7 +171,7 @@ class SQLiteStore:
         ``{"index", "value"}`` for the condition ``index`` of a wait_for_any), and
         the run is due now."""
         if index is not None and status == "completed":
-            output = _indexed(index, output or b"null")
+            output = indexed(index, output or b"null")
         conn.execute(Q["delete_step_waiters"], {"run_id": run_id, "step_key": step_key})
         conn.execute(
             Q["resolve_step"],
@@ -260,11 +196,11 @@ class SQLiteStore:
             found = conn.execute(Q["select_run"], {"id": run_id}).fetchone()
             if found is None:
                 return False
-            run = _run_row(found)
+            run = run_row(found)
             if run.status in ("completed", "failed", "cancelled"):
                 return False
             if not run.cancel_requested:
-                reason = _error_json("Cancelled", "cancelled by an event")
+                reason = error_json("Cancelled", "cancelled by an event")
                 conn.execute(Q["request_cancel"], {"reason": reason, "now": now, "run_id": run_id})
         leased = run.status == "running" and run.due_at is not None and run.due_at > now
         if leased:
@@ -283,8 +219,8 @@ class SQLiteStore:
         waiter = conn.execute(Q["invoke_waiter"], {"key": run_id}).fetchone()
         if waiter is None:
             return
-        child = _run_row(conn.execute(Q["select_run"], {"id": run_id}).fetchone())
-        result = _child_json(child.status, child.output, child.error)
+        child = run_row(conn.execute(Q["select_run"], {"id": run_id}).fetchone())
+        result = child_json(child.status, child.output, child.error)
         self._resolve_wait(conn, waiter[0], waiter[1], "completed", result, None, now, waiter[2])
 
     # -- runs ------------------------------------------------------------------------
@@ -351,7 +287,7 @@ class SQLiteStore:
                     sender.step_key, "send_event", "completed", output, None, 1,
                     sender.started_at, now,
                 )  # fmt: skip
-                conn.execute(Q["upsert_step"], _step_params(sender.lease.run_id, step))
+                conn.execute(Q["upsert_step"], step_params(sender.lease.run_id, step))
             return outcome
 
         return await self._call(op)
@@ -467,9 +403,9 @@ class SQLiteStore:
                 ids = orjson.dumps(list(leases))
                 steps: dict[str, list[StepRow]] = {run_id: [] for run_id in leases}
                 for row in conn.execute(Q["select_steps_by_run_ids"], {"ids": ids}):
-                    steps[row[0]].append(_step_row(row))
+                    steps[row[0]].append(step_row(row))
                 for row in conn.execute(Q["select_runs_by_ids"], {"ids": ids}):
-                    run = _run_row(row)
+                    run = run_row(row)
                     claimed.append(ClaimedRun(run, steps[run.id], leases[run.id]))
             # Workflows at their cap wait for a run to end (a wake-up), or for one of
             # their leases to expire.
@@ -502,7 +438,7 @@ class SQLiteStore:
         return await self._call(op)
 
     async def save_step(self, lease: Lease, step: StepRow) -> bool:
-        params = _step_params(lease.run_id, step)
+        params = step_params(lease.run_id, step)
 
         def op(conn: sqlite3.Connection) -> bool:
             cancel_requested = self._fence(conn, lease, time.time())
@@ -512,7 +448,7 @@ class SQLiteStore:
         return await self._call(op)
 
     async def retry_step(self, lease: Lease, step: StepRow, due_at: float) -> None:
-        params = _step_params(lease.run_id, step)
+        params = step_params(lease.run_id, step)
 
         def op(conn: sqlite3.Connection) -> None:
             now = time.time()
@@ -559,7 +495,7 @@ class SQLiteStore:
             def settle(status: str, output: bytes | None, error: bytes | None) -> StepRow:
                 ended = None if status == "waiting" else now
                 step = StepRow(wait.step_key, wait.kind, status, output, error, 1, started, ended)
-                conn.execute(Q["upsert_step"], _step_params(lease.run_id, step))
+                conn.execute(Q["upsert_step"], step_params(lease.run_id, step))
                 return step
 
             for index, cond in enumerate(wait.conditions):
@@ -567,14 +503,14 @@ class SQLiteStore:
                     holder = conn.execute(Q["signal_waiter"], {"key": cond.key}).fetchone()
                     if holder is not None and holder[0] != lease.run_id:
                         if cond.on_conflict == "fail":
-                            error = _error_json(
+                            error = error_json(
                                 "SignalConflict",
                                 f"run {holder[0]!r} already waits on signal {cond.key!r}; "
                                 'pass on_conflict="replace" to take the key over',
                                 other_run=holder[0],
                             )
                             return ParkResult("conflict", settle("failed", None, error), holder[0])
-                        note = _error_json(
+                        note = error_json(
                             "Replaced",
                             f"the wait on signal {cond.key!r} was taken over by run "
                             f"{lease.run_id!r}",
@@ -583,7 +519,7 @@ class SQLiteStore:
                         self._resolve_wait(conn, holder[0], holder[1], "timed_out", None, note, now)
                 found = self._available(conn, lease.run_id, wait.step_key, cond, now)
                 if found is not None:
-                    output = _indexed(index, found) if wait.indexed else found
+                    output = indexed(index, found) if wait.indexed else found
                     return ParkResult("resolved", settle("completed", output, None))
             if wait.deadline is not None and wait.deadline <= now:
                 status = "completed" if wait.kind == "sleep" else "timed_out"
@@ -631,13 +567,13 @@ class SQLiteStore:
             if row is None:
                 return None
             conn.execute(Q["consume_message"], {"seq": row[0], "step_key": step_key, "now": now})
-            return _message_json(row[1], row[2], row[3])
+            return message_json(row[1], row[2], row[3])
         assert cond.child is not None
         self._insert_run(conn, cond.child, now)
         child = conn.execute(Q["select_run"], {"id": cond.child.id}).fetchone()
-        child_run = _run_row(child)
+        child_run = run_row(child)
         if child_run.status in ("completed", "failed", "cancelled"):
-            return _child_json(child_run.status, child_run.output, child_run.error)
+            return child_json(child_run.status, child_run.output, child_run.error)
         return None
 
     def _insert_waiter(
@@ -723,7 +659,7 @@ class SQLiteStore:
                     sender.started_at,
                     now,
                 )
-                conn.execute(Q["upsert_step"], _step_params(sender.lease.run_id, step))
+                conn.execute(Q["upsert_step"], step_params(sender.lease.run_id, step))
             return outcome
 
         return await self._call(op)
@@ -746,7 +682,7 @@ class SQLiteStore:
                 return "queued"
             step_key, index = waiter
             conn.execute(Q["consume_message"], {"seq": seq, "step_key": step_key, "now": now})
-            message = _message_json(name, data, now)
+            message = message_json(name, data, now)
             self._resolve_wait(conn, run_id, step_key, "completed", message, None, now, index)
             return "delivered"
 
@@ -795,12 +731,12 @@ class SQLiteStore:
             row = conn.execute(Q["select_run"], {"id": run_id}).fetchone()
             if row is None:
                 return None
-            run = _run_row(row)
+            run = run_row(row)
             if run.status in ("completed", "failed", "cancelled"):
                 return run
             conn.execute(Q["request_cancel"], {"reason": reason, "now": now, "run_id": run_id})
             self._cancel_or_flag(conn, run_id, now, run)
-            return _run_row(conn.execute(Q["select_run"], {"id": run_id}).fetchone())
+            return run_row(conn.execute(Q["select_run"], {"id": run_id}).fetchone())
 
         return await self._call(op)
 
@@ -809,8 +745,8 @@ class SQLiteStore:
             row = conn.execute(Q["select_run"], {"id": run_id}).fetchone()
             if row is None:
                 return None
-            steps = [_step_row(r) for r in conn.execute(Q["select_steps"], {"id": run_id})]
-            return _run_row(row), steps
+            steps = [step_row(r) for r in conn.execute(Q["select_steps"], {"id": run_id})]
+            return run_row(row), steps
 
         return await self._call(op)
 
@@ -823,10 +759,10 @@ class SQLiteStore:
                 clauses.append(f"{column} {'' if '<' in column else '='} ?")
                 params.append(value)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY seq DESC LIMIT ?"
+        sql = f"SELECT {RUN_COLUMNS} FROM runs {where} ORDER BY seq DESC LIMIT ?"
 
         def op(conn: sqlite3.Connection) -> list[RunRow]:
-            return [_run_row(row) for row in conn.execute(sql, (*params, limit))]
+            return [run_row(row) for row in conn.execute(sql, (*params, limit))]
 
         return await self._call(op)
 
