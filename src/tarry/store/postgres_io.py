@@ -299,20 +299,9 @@ class IOLoop:
         if direct is not None:
             direct.users += 1
             return
-        pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
-            self.conninfo,
-            kwargs=self._kwargs,
-            min_size=1,
-            max_size=self.pool_size,
-            open=False,
-            timeout=5.0,
-            name=f"tarry-{self.schema}-worker",
-        )
         try:
-            await pool.open(wait=True, timeout=10.0)
+            pool = await self._open_pool("worker")
         except psycopg.Error as exc:
-            with contextlib.suppress(Exception):
-                await pool.close()
             raise StoreError(
                 f"cannot connect to PostgreSQL at {masked(self.url)!r}: {exc}"
             ) from exc
@@ -352,6 +341,18 @@ class IOLoop:
         except BaseException:
             await conn.close()
             raise
+        try:
+            pool = await self._open_pool("store")
+        except psycopg.Error as exc:
+            await conn.close()
+            raise ConfigError(
+                f"cannot connect to PostgreSQL at {masked(self.url)!r}: {exc}"
+            ) from None
+        self.pool = pool
+        self._listen_task = asyncio.create_task(self._listen(conn), name="tarry-listen")
+
+    async def _open_pool(self, role: str) -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
+        """A pool on the calling loop, open with one connection, or psycopg.Error."""
         pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
             self.conninfo,
             kwargs=self._kwargs,
@@ -359,19 +360,15 @@ class IOLoop:
             max_size=self.pool_size,
             open=False,
             timeout=5.0,
-            name=f"tarry-{self.schema}",
+            name=f"tarry-{self.schema}-{role}",
         )
         try:
             await pool.open(wait=True, timeout=10.0)
-        except psycopg.Error as exc:
-            await conn.close()
+        except BaseException:
             with contextlib.suppress(Exception):
                 await pool.close()
-            raise ConfigError(
-                f"cannot connect to PostgreSQL at {masked(self.url)!r}: {exc}"
-            ) from None
-        self.pool = pool
-        self._listen_task = asyncio.create_task(self._listen(conn), name="tarry-listen")
+            raise
+        return pool
 
     async def stop(self) -> None:
         """Refuse new transactions, let those in flight finish (for a while), close."""
