@@ -55,6 +55,40 @@ ORDER BY due_at
 LIMIT %(limit)s
 FOR UPDATE SKIP LOCKED;
 
+-- name: claim_plain
+-- Lease the due runs that need only a lease (not a timed-out wait, not a requested
+-- cancellation: those take the full claim), in one statement. One row per run
+-- leased, then the new token, the next due time of what is left, and whether
+-- runs needing the full claim are due; a single row of NULLs and those two when
+-- nothing was leased.
+WITH due AS (
+    SELECT id FROM runs
+    WHERE due_at <= %(now)s AND workflow = ANY(%(workflows)s)
+      AND status <> 'waiting' AND NOT cancel_requested
+    ORDER BY due_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), leased AS (
+    UPDATE runs AS r
+    SET status = 'running', lease_token = md5(random()::text || clock_timestamp() || r.id),
+        due_at = %(lease_until)s, updated_at = %(now)s, waiting_for = NULL
+    FROM due
+    WHERE r.id = due.id
+    RETURNING r.seq, r.id, r.workflow, r.status, r.payload, r.output, r.error, r.created_at,
+              r.updated_at, r.ended_at, r.due_at, r.waiting_for, r.cancel_requested,
+              r.trigger, r.lease_token
+)
+SELECT l.seq, l.id, l.workflow, l.status, l.payload, l.output, l.error, l.created_at,
+       l.updated_at, l.ended_at, l.due_at, l.waiting_for, l.cancel_requested, l.trigger,
+       l.lease_token,
+       (SELECT min(due_at) FROM runs
+        WHERE due_at IS NOT NULL AND workflow = ANY(%(workflows)s)
+          AND id NOT IN (SELECT id FROM due)),
+       EXISTS (SELECT 1 FROM runs
+               WHERE due_at <= %(now)s AND workflow = ANY(%(workflows)s)
+                 AND (status = 'waiting' OR cancel_requested))
+FROM (SELECT 1) AS one LEFT JOIN leased AS l ON true;
+
 -- name: due_expired_leases
 -- The runs of a workflow at its concurrency cap that can still be claimed: those
 -- whose lease expired. Taking one over leaves the count of leased runs as it was.
