@@ -17,7 +17,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+# bench/all.py points this elsewhere so its per-script JSON does not overwrite the
+# figures RESULTS.md cites.
+RESULTS_DIR = os.environ.get("TARRY_BENCH_RESULTS_DIR") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "results"
+)
 
 
 @contextmanager
@@ -97,6 +101,24 @@ class EndCounter:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0-100) of ``values``."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[k]
+
+
+def rss_mb(pid: int | str = "self") -> float:
+    """Resident memory of a process (Linux ``/proc``), in MB."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def fsync_probe(samples: int = 300) -> dict[str, float]:
