@@ -82,50 +82,48 @@ def completed(url: str) -> int:
 
 
 async def throughput(url: str, n: int) -> dict[str, float]:
-    app = make_app(url)
-    await app._open()
-    workers = [spawn(url) for _ in range(2)]
-    try:
-        started = time.perf_counter()
-        for chunk in range(0, n, 500):
-            await asyncio.gather(*(app.start("three-steps") for _ in range(min(500, n - chunk))))
-        start_rate = n / (time.perf_counter() - started)
-        while await asyncio.to_thread(completed, url) < n:
-            await asyncio.sleep(0.05)
-        elapsed = time.perf_counter() - started
-    finally:
-        for proc in workers:
-            proc.terminate()
-            proc.wait(10)
-    await app.close()
+    async with make_app(url) as app:  # this loop served without thread hops
+        workers = [spawn(url) for _ in range(2)]
+        try:
+            started = time.perf_counter()
+            for chunk in range(0, n, 500):
+                await asyncio.gather(
+                    *(app.start("three-steps") for _ in range(min(500, n - chunk)))
+                )
+            start_rate = n / (time.perf_counter() - started)
+            while await asyncio.to_thread(completed, url) < n:
+                await asyncio.sleep(0.05)
+            elapsed = time.perf_counter() - started
+        finally:
+            for proc in workers:
+                proc.terminate()
+                proc.wait(10)
     return {"n": n, "start_rate": start_rate, "runs_per_s": n / elapsed, "seconds": elapsed}
 
 
 async def signal_latency(url: str, count: int) -> dict[str, float]:
-    app = make_app(url)
-    await app._open()
-    worker = spawn(url)
-    assert worker.stdout is not None
-    latencies: list[float] = []
-    sends: list[float] = []
-    try:
-        for i in range(count):
-            key = f"sig-{i}"
-            run_id = await app.start("signalled", {"key": key})
-            while (await app.get_run(run_id)).status != "waiting":
-                await asyncio.sleep(0.002)
-            await asyncio.sleep(0.005)
-            sent = time.time()
-            await app.send_signal(key, {})
-            sends.append((time.time() - sent) * 1000)
-            line = await asyncio.to_thread(worker.stdout.readline)
-            got_key, arrived = line.split()
-            assert got_key == key, line
-            latencies.append((float(arrived) - sent) * 1000)
-    finally:
-        worker.terminate()
-        worker.wait(10)
-    await app.close()
+    async with make_app(url) as app:  # this loop served without thread hops
+        worker = spawn(url)
+        assert worker.stdout is not None
+        latencies: list[float] = []
+        sends: list[float] = []
+        try:
+            for i in range(count):
+                key = f"sig-{i}"
+                run_id = await app.start("signalled", {"key": key})
+                while (await app.get_run(run_id)).status != "waiting":
+                    await asyncio.sleep(0.002)
+                await asyncio.sleep(0.005)
+                sent = time.time()
+                await app.send_signal(key, {})
+                sends.append((time.time() - sent) * 1000)
+                line = await asyncio.to_thread(worker.stdout.readline)
+                got_key, arrived = line.split()
+                assert got_key == key, line
+                latencies.append((float(arrived) - sent) * 1000)
+        finally:
+            worker.terminate()
+            worker.wait(10)
     latencies.sort()
     return {
         "count": count,

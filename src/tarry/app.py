@@ -277,6 +277,17 @@ class App:
         self._opened = False
         await self._store.close()
 
+    async def __aenter__(self) -> App:
+        """``async with tarry.App(...) as app:`` opens the store for this event loop,
+        lets the store serve it without thread hops where it can, and closes it."""
+        store = await self._open()
+        await store.bind_loop()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._store.unbind_loop()
+        await self.close()
+
     def close_sync(self) -> None:
         self._portal.call(self.close())
         self._portal.close()

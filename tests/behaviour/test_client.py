@@ -166,3 +166,14 @@ def test_sync_twins_without_any_event_loop(app) -> None:
     run_id = app.start_sync("quick", {"plain": True})
     assert app.get_run_sync(run_id).status == "queued"
     assert app.cancel_sync(run_id).status == "cancelled"
+
+
+async def test_async_with_opens_binds_and_closes(database_url) -> None:
+    async with tarry.App(database_url, lease="2s") as app:
+        register(app)
+        async with app.worker():
+            run_id = await app.start("quick", {"n": 1})
+            assert await app.result(run_id, timeout=10) == {"n": 1}
+    again = tarry.App(database_url)
+    assert (await again.get_run(run_id)).status == "completed"
+    await again.close()
