@@ -477,6 +477,13 @@ class PostgresStore:
             raise StoreError(f"the store {masked(self.url)!r} is not open")
         return await io.call(body, idempotent=idempotent, abandoned=abandoned, single=single)
 
+    async def _batched(self, query: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        """One of the hot single-statement writes, group-committed with its peers."""
+        io, ready = self._io, self._ready
+        if io is None or ready is None or not ready.done() or ready.exception() is not None:
+            raise StoreError(f"the store {masked(self.url)!r} is not open")
+        return await io.batcher().submit(query, params)
+
     # -- wake-ups --------------------------------------------------------------------
 
     def add_wake_listener(self, listener: WakeListener) -> None:
@@ -489,7 +496,9 @@ class PostgresStore:
     # -- runs ------------------------------------------------------------------------
 
     async def create_run(self, run: NewRun) -> tuple[str, bool]:
-        assert self._io is not None
+        io = self._io
+        if io is None:
+            raise StoreError(f"the store {masked(self.url)!r} is not open")
         params = {
             "id": run.id,
             "workflow": run.workflow,
@@ -497,20 +506,12 @@ class PostgresStore:
             "trigger": run.trigger,
             "parent": run.parent,
             "now": time.time(),
-            "channel": self._io.channel,
+            "channel": io.channel,
         }
-
-        async def plain(tx: Tx) -> bool | None:
-            row = await tx.one("insert_plain_run", params)
-            assert row is not None
-            if not row[0]:
-                return None  # the workflow has cancel_on conditions
-            tx.wake = bool(row[1])
-            return bool(row[1])
-
-        created = await self._call(plain, single=True)
-        if created is not None:
-            return run.id, created
+        row = await self._batched("insert_plain_run", params)
+        assert row is not None
+        if row[0]:  # else the workflow has cancel_on conditions: the full path
+            return run.id, bool(row[1])
 
         async def body(tx: Tx) -> tuple[str, bool]:
             return run.id, await _insert_run(tx, run, time.time())
@@ -709,10 +710,7 @@ class PostgresStore:
         # transaction when several are ready at once.
         params = {**step_params(lease.run_id, step), "token": lease.token}
 
-        io, ready = self._io, self._ready
-        if io is None or ready is None or not ready.done() or ready.exception() is not None:
-            raise StoreError(f"the store {masked(self.url)!r} is not open")
-        row = await io.batcher().submit(params)
+        row = await self._batched("save_step", params)
         if row is None:
             raise _lease_lost(lease)
         return bool(row[0])
@@ -934,10 +932,7 @@ class PostgresStore:
             "token": lease.token,
         }
 
-        async def orphan(tx: Tx) -> bool:
-            return await tx.one("finish_orphan", params) is not None
-
-        if await self._call(orphan, single=True):
+        if await self._batched("finish_orphan", params) is not None:
             return
 
         async def body(tx: Tx) -> None:

@@ -1,13 +1,15 @@
-"""Group commit for PostgreSQL step results.
+"""Group commit for PostgreSQL's hot writes.
 
-Steps finish in many runs at once. Their fenced writes (``save_step``: the lease
-check and the upsert in one statement) queue here, on the store's I/O loop, and
-go out together: one transaction, the statements pipelined, one commit. A lone
-write goes out as its own single statement. While a batch is in flight the next
-one gathers, so the batch grows with the load and a lone write is never held
-back waiting for company.
-
-A lost lease does not spoil the batch: that statement simply returns no row.
+Many runs start, store step results and end at once. Those writes are single
+statements that never raise for a business reason (``save_step``: the lease
+check and the upsert in one statement; ``finish_orphan``; ``insert_plain_run``):
+a lost lease or a case for the full path just returns no row. They queue here, on
+the loop that transacts, and go out together: one transaction, the statements
+pipelined, one commit. A lone write goes out as its own single statement. While a
+batch is in flight the next one gathers, so the batch grows with the load and a
+lone write is never held back waiting for company. Should a batch fail for
+anything but the connection, each statement is tried again alone, so one bad
+statement cannot fail its neighbours.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
+
+import psycopg
 
 from .sql import load_queries
 
@@ -24,28 +28,33 @@ if TYPE_CHECKING:
 Q = load_queries("postgres")
 
 Row = tuple[Any, ...] | None
+Statement = tuple[str, dict[str, Any]]
 Transact = Callable[[Callable[["Tx"], Awaitable[list[Row]]], bool], Awaitable[list[Row]]]
 
+WAKES = {"insert_plain_run"}
+"""Statements that make a run due (and send their own NOTIFY) when they return a
+row whose second column is non-zero."""
 
-class StepBatcher:
+
+class StatementBatcher:
     """Batches on ``loop``; ``transact(body, single)`` runs one batch's transaction."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, transact: Transact) -> None:
         self.loop = loop
         self.transact = transact
-        self._pending: list[tuple[dict[str, Any], asyncio.Future[Row]]] = []
+        self._pending: list[tuple[Statement, asyncio.Future[Row]]] = []
         self._draining: asyncio.Task[None] | None = None
 
-    async def submit(self, params: dict[str, Any]) -> Row:
-        """From any loop: the ``save_step`` row for ``params`` (None: lease lost)."""
+    async def submit(self, query: str, params: dict[str, Any]) -> Row:
+        """From any loop: the first row ``query`` returns for ``params``, or None."""
         if asyncio.get_running_loop() is self.loop:
-            return await self._enqueue(params)
-        handed = asyncio.run_coroutine_threadsafe(self._enqueue(params), self.loop)
+            return await self._enqueue((query, params))
+        handed = asyncio.run_coroutine_threadsafe(self._enqueue((query, params)), self.loop)
         return await asyncio.wrap_future(handed)
 
-    async def _enqueue(self, params: dict[str, Any]) -> Row:
+    async def _enqueue(self, statement: Statement) -> Row:
         future: asyncio.Future[Row] = self.loop.create_future()
-        self._pending.append((params, future))
+        self._pending.append((statement, future))
         if self._draining is None:
             self._draining = asyncio.ensure_future(self._drain())
         return await future
@@ -54,30 +63,44 @@ class StepBatcher:
         try:
             while self._pending:
                 batch, self._pending = self._pending, []
-                try:
-                    rows = await self.transact(
-                        _body([params for params, _ in batch]), len(batch) == 1
-                    )
-                except BaseException as exc:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    if not isinstance(exc, Exception):
-                        raise
-                    continue
-                for (_, future), row in zip(batch, rows, strict=True):
-                    if not future.done():
-                        future.set_result(row)
+                await self._settle(batch)
         finally:
             self._draining = None
 
+    async def _settle(self, batch: list[tuple[Statement, asyncio.Future[Row]]]) -> None:
+        try:
+            rows = await self.transact(_body([s for s, _ in batch]), len(batch) == 1)
+        except Exception as exc:
+            if len(batch) > 1 and not isinstance(exc.__cause__, psycopg.OperationalError):
+                for item in batch:  # one bad statement must not fail its neighbours
+                    await self._settle([item])
+                return
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        except BaseException as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            raise
+        for (_, future), row in zip(batch, rows, strict=True):
+            if not future.done():
+                future.set_result(row)
 
-def _body(batch: list[dict[str, Any]]) -> Callable[[Tx], Awaitable[list[Row]]]:
+
+def _body(batch: list[Statement]) -> Callable[[Tx], Awaitable[list[Row]]]:
     async def body(tx: Tx) -> list[Row]:
         if len(batch) == 1:
-            return [await tx.one("save_step", batch[0])]
-        async with tx.conn.pipeline():
-            cursors = [await tx.conn.execute(Q["save_step"], params) for params in batch]
-            return [await cursor.fetchone() for cursor in cursors]
+            query, params = batch[0]
+            rows = [await tx.one(query, params)]
+        else:
+            async with tx.conn.pipeline():
+                cursors = [await tx.conn.execute(Q[query], params) for query, params in batch]
+                rows = [await cursor.fetchone() for cursor in cursors]
+        for (query, _), row in zip(batch, rows, strict=True):
+            if query in WAKES and row is not None and row[1]:
+                tx.wake = tx.notified = True
+        return rows
 
     return body

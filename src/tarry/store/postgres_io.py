@@ -27,7 +27,7 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed
 from ..errors import ConfigError, SchemaTooNew, StoreError
 from ..urls import mask_url
 from .base import WakeListener
-from .postgres_batch import StepBatcher
+from .postgres_batch import StatementBatcher
 from .sql import load_migrations, load_queries
 
 T = TypeVar("T")
@@ -135,7 +135,7 @@ class _Direct:
     def __init__(self, pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]]) -> None:
         self.pool = pool
         self.users = 1
-        self.steps: StepBatcher
+        self.steps: StatementBatcher
         self.inflight: set[asyncio.Task[Any]] = set()
 
     async def call(
@@ -194,7 +194,7 @@ class IOLoop:
         self._closing = False
         self._checking = False
         self._inflight: set[asyncio.Task[Any]] = set()
-        self.steps = StepBatcher(self.loop, self._batch_on_store_loop)
+        self.steps = StatementBatcher(self.loop, self._batch_on_store_loop)
         self._direct: dict[asyncio.AbstractEventLoop, _Direct] = {}
         """Loops that transact on a pool of their own (a worker's), without the hops
         to and from this thread: see ``attach``."""
@@ -282,8 +282,8 @@ class IOLoop:
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
 
-    def batcher(self) -> StepBatcher:
-        """The step-write batcher for the calling loop."""
+    def batcher(self) -> StatementBatcher:
+        """The hot-write batcher for the calling loop."""
         direct = self._direct.get(asyncio.get_running_loop())
         return self.steps if direct is None else direct.steps
 
@@ -314,7 +314,7 @@ class IOLoop:
         async def batch(body: Body[list[Any]], single: bool) -> list[Any]:
             return await self._transact(pool, body, idempotent=True, single=single)
 
-        direct.steps = StepBatcher(loop, batch)
+        direct.steps = StatementBatcher(loop, batch)
         self._direct[loop] = direct
 
     async def detach(self) -> None:
