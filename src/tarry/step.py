@@ -88,10 +88,10 @@ class Step:
     def _key(self, step_id: str) -> str:
         if not isinstance(step_id, str) or not step_id:
             raise ValueError(f"step id must be a non-empty string, got {step_id!r}")
-        n = self._seen.get(step_id, 0)
-        self._seen[step_id] = n + 1
+        key = self._peek_key(step_id)
+        self._seen[step_id] = self._seen.get(step_id, 0) + 1
         self._count += 1
-        return step_id if n == 0 else f"{step_id}:{n}"
+        return key
 
     async def _memo(self, key: str, kind: str) -> StepRow | None:
         if self._count > self._x.app.max_steps:
