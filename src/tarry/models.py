@@ -4,13 +4,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, get_args
 
 T = TypeVar("T")
 
+# -- the one vocabulary of statuses and kinds, used by every layer and both stores --
+
 RunStatus = Literal["queued", "running", "waiting", "completed", "failed", "cancelled"]
-RUN_STATUSES: tuple[str, ...] = ("queued", "running", "waiting", "completed", "failed", "cancelled")
-ENDED_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+RUN_STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
+EndStatus = Literal["completed", "failed", "cancelled"]
+ENDED_STATUSES: frozenset[str] = frozenset(get_args(EndStatus))
+
+StepStatus = Literal["completed", "failed", "waiting", "retrying", "timed_out", "cancelled"]
+StepKind = Literal[
+    "run", "sleep", "signal", "event", "message", "any", "invoke", "send_signal", "send_event"
+]
+WaitKind = Literal["sleep", "signal", "event", "message", "any", "invoke"]
+"""What a parked run waits on, as its ``waiting_for.kind`` says."""
+WaiterKind = Literal["signal", "event", "message", "invoke", "cancel"]
+"""A waiter row: one condition of a wait, or a ``cancel_on`` condition of a run."""
 
 
 def to_datetime(ts: float | None) -> datetime | None:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import ClassVar, Literal, Protocol
+
+from ..models import EndStatus, RunStatus, StepKind, StepStatus, WaiterKind, WaitKind
 
 WakeListener = Callable[[], None]
 
@@ -27,11 +29,11 @@ class Lease:
 
 @dataclass(slots=True)
 class StepRow:
-    """A step record. ``status``: completed, failed, waiting, retrying, timed_out, cancelled."""
+    """A step record."""
 
     key: str
-    kind: str
-    status: str
+    kind: StepKind
+    status: StepStatus
     output: bytes | None = None
     error: bytes | None = None
     attempts: int = 0
@@ -43,7 +45,7 @@ class StepRow:
 class RunRow:
     id: str
     workflow: str
-    status: str
+    status: RunStatus
     payload: bytes | None
     output: bytes | None
     error: bytes | None
@@ -94,16 +96,6 @@ class WorkflowConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class EventWait:
-    """The event half of a wait: its filing, and the lookback window searched for an
-    event already received (``since`` None: none), minus the event ids in ``exclude``."""
-
-    filing: Filing
-    since: float | None
-    exclude: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
 class MessageRow:
     name: str
     data: bytes
@@ -136,6 +128,8 @@ class EventOutcome:
     started: tuple[str, ...] = ()
     resumed: tuple[str, ...] = ()
     cancelled: tuple[str, ...] = ()
+    cancel_requested: bool = False
+    """For a step's send: the sending run's cancellation was requested."""
 
 
 @dataclass(slots=True)
@@ -153,24 +147,46 @@ class ClaimBatch:
 
 
 @dataclass(frozen=True, slots=True)
-class WaitCondition:
-    """One thing a wait can be woken by.
+class SignalWait:
+    """Woken by a signal on ``key``; a buffered one is consumed at once.
+    ``on_conflict`` says what to do when another run waits on the key."""
 
-    - ``signal``: a signal on ``key`` (a buffered one is consumed at once);
-      ``on_conflict`` says what to do when another run waits on the key.
-    - ``event``: an event per ``event`` (one already received within its lookback
-      resolves the wait at once).
-    - ``message``: a message in the run's own mailbox named ``key`` (None: any
-      name); the oldest unconsumed one is taken at once.
-    - ``invoke``: the end of the child run ``child`` (``key`` is its id), which is
-      created in the same transaction unless it exists.
-    """
-
-    kind: Literal["signal", "event", "message", "invoke"]
-    key: str | None = None
+    key: str
     on_conflict: Literal["fail", "replace"] = "fail"
-    event: EventWait | None = None
-    child: NewRun | None = None
+    kind: ClassVar[WaiterKind] = "signal"
+
+
+@dataclass(frozen=True, slots=True)
+class EventWait:
+    """Woken by an event per ``filing``. ``since``: the lookback window searched for
+    an event already received (None: none), minus the event ids in ``exclude``."""
+
+    filing: Filing
+    since: float | None = None
+    exclude: tuple[str, ...] = ()
+    kind: ClassVar[WaiterKind] = "event"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageWait:
+    """Woken by a message in the run's own mailbox named ``name`` (None: any name);
+    the oldest unconsumed one is taken at once."""
+
+    name: str | None = None
+    kind: ClassVar[WaiterKind] = "message"
+
+
+@dataclass(frozen=True, slots=True)
+class InvokeWait:
+    """Woken by the end of the child run ``child``, which is created in the same
+    transaction unless it exists."""
+
+    child: NewRun
+    kind: ClassVar[WaiterKind] = "invoke"
+
+
+WaitCondition = SignalWait | EventWait | MessageWait | InvokeWait
+"""One thing a wait can be woken by."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +200,7 @@ class WaitSpec:
     """
 
     step_key: str
-    kind: str
+    kind: WaitKind
     deadline: float | None
     waiting_for: bytes
     conditions: tuple[WaitCondition, ...] = ()
@@ -197,9 +213,11 @@ class ParkResult:
     """``parked``: the lease is released and the run waits. ``resolved``: the wait was
     satisfied inside the same transaction (a buffered signal, a past deadline);
     the step is stored as ``step`` and the caller keeps its lease. ``conflict``:
-    another run (``other_run``) holds the key; the step is stored as failed."""
+    another run (``other_run``) holds the key; the step is stored as failed.
+    ``cancelled``: the run's cancellation was pending, so it ended cancelled in
+    the same transaction instead of parking; the lease is gone."""
 
-    outcome: Literal["parked", "resolved", "conflict"]
+    outcome: Literal["parked", "resolved", "conflict", "cancelled"]
     step: StepRow | None = None
     other_run: str | None = None
 
@@ -208,6 +226,8 @@ class ParkResult:
 class SignalOutcome:
     status: Literal["delivered", "buffered", "not_found"]
     run_id: str | None = None
+    cancel_requested: bool = False
+    """For a step's send: the sending run's cancellation was requested."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,10 +289,13 @@ class Store(Protocol):
         """Extend the leases still held; report those lost and those asked to cancel."""
 
     async def save_step(self, lease: Lease, step: StepRow) -> bool:
-        """Insert or replace a step record. Returns whether cancellation was requested."""
+        """Insert or replace a step record. Returns whether cancellation was requested
+        (the caller must then start no further step: ``honor_cancel``)."""
 
-    async def retry_step(self, lease: Lease, step: StepRow, due_at: float) -> None:
-        """Store a failed attempt and release the run until ``due_at``."""
+    async def retry_step(self, lease: Lease, step: StepRow, due_at: float) -> bool:
+        """Store a failed attempt and release the run until ``due_at``; when its
+        cancellation is pending, end it cancelled instead. Returns whether it was
+        cancelled."""
 
     async def release(self, lease: Lease) -> None:
         """Give the run back, due now, for another worker (this one is stopping)."""
@@ -314,9 +337,11 @@ class Store(Protocol):
         """The run's mailbox, oldest first, consumed or not."""
 
     async def finish(
-        self, lease: Lease, status: str, output: bytes | None, error: bytes | None
-    ) -> None:
-        """End the run as completed, failed or cancelled."""
+        self, lease: Lease, status: EndStatus, output: bytes | None, error: bytes | None
+    ) -> EndStatus:
+        """End the run as completed, failed or cancelled, and resume the parent that
+        invoked it. A pending cancellation wins: the run ends ``cancelled`` with its
+        reason, never ``completed``. Returns the status the run ended with."""
 
     async def honor_cancel(self, lease: Lease) -> None:
         """End the run as cancelled with the reason its cancellation was requested with."""

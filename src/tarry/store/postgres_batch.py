@@ -100,7 +100,7 @@ def _body(batch: list[Statement]) -> Callable[[Tx], Awaitable[list[Row]]]:
                 rows = [await cursor.fetchone() for cursor in cursors]
         for (query, _), row in zip(batch, rows, strict=True):
             if query in WAKES and row is not None and row[1]:
-                tx.wake = tx.notified = True
+                tx.wake_pending = tx.notified = True
         return rows
 
     return body

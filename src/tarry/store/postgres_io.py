@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -27,8 +28,9 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed
 from ..errors import ConfigError, SchemaTooNew, StoreError
 from ..urls import mask_url
 from .base import WakeListener
+from .core.port import LockKind
 from .postgres_batch import StatementBatcher
-from .sql import load_migrations, load_queries
+from .sql import load_migrations, load_queries, to_dialect
 
 T = TypeVar("T")
 Q = load_queries("postgres")
@@ -81,17 +83,30 @@ def parse_url(url: str) -> tuple[str, str, str | None]:
     return conninfo, schema, None if password is None else str(password)
 
 
-class Tx:
-    """One transaction on one connection, with the named queries."""
+_LOCK_NAMES = {"signal": "signal", "event": "event", "event-id": "event-id",
+               "invoke": "invoke", "cap": "tarry-cap"}  # fmt: skip
+_NOTIFYING = frozenset({"resolve_wait"})
+"""Named queries that send the schema's NOTIFY themselves."""
 
-    __slots__ = ("channel", "conn", "notified", "retried_unknown", "wake")
+
+class Tx:
+    """One transaction on one connection: the port of ``core.port.Tx``."""
+
+    __slots__ = ("channel", "conn", "notified", "now", "retried_unknown", "schema", "wake_pending")
 
     def __init__(
-        self, conn: psycopg.AsyncConnection[Any], retried_unknown: bool, channel: str
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        retried_unknown: bool,
+        channel: str,
+        schema: str,
+        now: float,
     ) -> None:
         self.conn = conn
         self.channel = channel
-        self.wake = False
+        self.schema = schema
+        self.now = now
+        self.wake_pending = False
         """Set when the transaction makes a run due: NOTIFY is sent before COMMIT."""
         self.notified = False
         """Set when a statement of the transaction sent that NOTIFY itself."""
@@ -99,17 +114,42 @@ class Tx:
         """True when an earlier attempt of this operation failed while committing,
         so it may already have been applied."""
 
-    async def one(self, name: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
-        cur = await self.conn.execute(Q[name], params)
+    def _params(self, query: str, params: Mapping[str, Any]) -> Mapping[str, Any]:
+        if query in _NOTIFYING:
+            self.notified = True
+            return {**params, "channel": self.channel}
+        return params
+
+    async def one(self, query: str, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        cur = await self.conn.execute(Q[query], self._params(query, params))
         return await cur.fetchone()
 
-    async def all(self, name: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        cur = await self.conn.execute(Q[name], params)
+    async def all(self, query: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        cur = await self.conn.execute(Q[query], self._params(query, params))
         return await cur.fetchall()
 
-    async def run(self, name: str, params: dict[str, Any]) -> int:
-        cur = await self.conn.execute(Q[name], params)
+    async def run(self, query: str, params: Mapping[str, Any]) -> int:
+        cur = await self.conn.execute(Q[query], self._params(query, params))
         return cur.rowcount
+
+    async def select(self, text: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        cur = await self.conn.execute(_statement(text), params)
+        return await cur.fetchall()
+
+    async def lock(self, kind: LockKind, key: str, *, shared: bool = False) -> None:
+        lock = f"{self.schema}:{_LOCK_NAMES[kind]}:{key}"
+        await self.conn.execute(Q["shared_lock" if shared else "key_lock"], {"lock": lock})
+
+    def wake(self) -> None:
+        self.wake_pending = True
+
+    def array(self, values: Sequence[str]) -> Any:
+        return list(values)
+
+
+@functools.lru_cache(maxsize=256)
+def _statement(text: str) -> str:
+    return to_dialect("postgres", text)
 
 
 Body = Callable[[Tx], Awaitable[T]]
@@ -178,8 +218,11 @@ class IOLoop:
         *,
         pool_size: int,
         retry_seconds: float,
+        now: Callable[[], float],
     ) -> None:
         self.url = url
+        self.now = now
+        """The clock every transaction reads its ``now`` from."""
         self.conninfo = conninfo
         self.schema = schema
         self.channel = f"tarry_{schema}"[:63]
@@ -493,14 +536,14 @@ class IOLoop:
                         checking = True
                         await AsyncConnectionPool.check_connection(conn)
                         checking = False
-                    tx = Tx(conn, retried_unknown, self.channel)
+                    tx = Tx(conn, retried_unknown, self.channel, self.schema, self.now())
                     if single:
                         committing = True
                         result = await body(tx)
                     else:
                         async with conn.transaction():
                             result = await body(tx)
-                            if tx.wake and not tx.notified:
+                            if tx.wake_pending and not tx.notified:
                                 await conn.execute(Q["notify"], {"channel": self.channel})
                             committing = True
             except PoolClosed:
@@ -533,7 +576,7 @@ class IOLoop:
                 raise StoreError(
                     f"PostgreSQL transaction on {masked(self.url)!r} failed: {exc}"
                 ) from exc
-            if tx.wake:
+            if tx.wake_pending:
                 self.schedule_wake()
             return result
 

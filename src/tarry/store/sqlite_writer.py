@@ -117,7 +117,8 @@ class GroupCommitWriter:
                     self._ready = self._writer = None
             raise
         with self._open_lock:
-            if self._poller is None:
+            # An in-memory database has no other process to notice.
+            if self._poller is None and not self.in_memory:
                 polling = threading.Event()
                 self._poller = threading.Thread(
                     target=self._poller_main,
@@ -141,16 +142,24 @@ class GroupCommitWriter:
             self._writer = self._poller = None
             self._ready = None
 
+    @property
+    def in_memory(self) -> bool:
+        return self.path.startswith("file:")
+
     def _connect(self) -> sqlite3.Connection:
-        directory = os.path.dirname(os.path.abspath(self.path))
         try:
-            os.makedirs(directory, exist_ok=True)
-            conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
-            )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={self.synchronous}")
-            conn.execute("PRAGMA busy_timeout=30000")
+            if self.in_memory:
+                conn = sqlite3.connect(
+                    self.path, isolation_level=None, check_same_thread=False, uri=True
+                )
+            else:
+                os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+                conn = sqlite3.connect(
+                    self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+                )
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(f"PRAGMA synchronous={self.synchronous}")
+                conn.execute("PRAGMA busy_timeout=30000")
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cannot open SQLite database {self.url!r}: {exc}") from None
         return conn

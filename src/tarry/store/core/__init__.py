@@ -1,0 +1,157 @@
+"""Every decision the store makes, written once for both databases.
+
+``CoreStore`` implements the Store protocol by running one core operation per
+method in one transaction; an adapter supplies only ``_transact`` (how it runs
+a transaction: SQLite's writer thread, PostgreSQL's pools and retries) and its
+lifecycle, and may put a faster path in front of a method where its database
+allows one (PostgreSQL's one-statement claim, step write, start and end).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from functools import partial
+from typing import Any, TypeVar
+
+from ...clock import Clock, SystemClock
+from ...models import EndStatus
+from ..base import (
+    ClaimBatch,
+    EventOutcome,
+    EventRow,
+    Lease,
+    LeaseStatus,
+    MessageRow,
+    NewEvent,
+    NewRun,
+    ParkResult,
+    RunRow,
+    SignalOutcome,
+    StepRow,
+    StepSender,
+    WaitSpec,
+    WorkflowConfig,
+)
+from . import claims, delivery, runs, waits
+from .delivery import MessageStatus
+from .port import Tx
+
+T = TypeVar("T")
+Body = Callable[[Tx], Coroutine[Any, Any, T]]
+
+
+class CoreStore(ABC):
+    def __init__(self, clock: Clock | None) -> None:
+        self.clock: Clock = clock or SystemClock()
+
+    @abstractmethod
+    async def _transact(self, body: Body[T], *, idempotent: bool = True) -> T:
+        """Run ``body`` in one transaction. ``idempotent``: safe to run again after a
+        commit whose outcome is unknown (where the adapter can lose one)."""
+
+    async def create_run(self, run: NewRun) -> tuple[str, bool]:
+        return run.id, await self._transact(partial(runs.insert_run, run=run))
+
+    async def sync_workflows(self, configs: Sequence[WorkflowConfig]) -> None:
+        await self._transact(partial(runs.sync_workflows, configs=list(configs)))
+
+    async def claim(
+        self,
+        workflows: Sequence[str],
+        limit: int,
+        lease_seconds: float,
+        caps: Mapping[str, int] | None = None,
+    ) -> ClaimBatch:
+        return await self._transact(
+            partial(claims.claim, workflows=workflows, limit=limit,
+                    lease_seconds=lease_seconds, caps=caps)
+        )  # fmt: skip
+
+    async def renew(self, leases: Sequence[Lease], lease_seconds: float) -> LeaseStatus:
+        if not leases:
+            return LeaseStatus()
+        return await self._transact(
+            partial(claims.renew, leases=leases, lease_seconds=lease_seconds)
+        )
+
+    async def save_step(self, lease: Lease, step: StepRow) -> bool:
+        return await self._transact(partial(runs.save_step, lease=lease, step=step))
+
+    async def retry_step(self, lease: Lease, step: StepRow, due_at: float) -> bool:
+        return await self._transact(partial(runs.retry_step, lease=lease, step=step, due_at=due_at))
+
+    async def release(self, lease: Lease) -> None:
+        await self._transact(partial(runs.release, lease=lease))
+
+    async def park(self, lease: Lease, wait: WaitSpec) -> ParkResult:
+        return await self._transact(partial(waits.park, lease=lease, wait=wait))
+
+    async def send_signal(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        strict: bool,
+        retention_seconds: float,
+        sender: StepSender | None = None,
+    ) -> SignalOutcome:
+        body = partial(
+            delivery.send_signal, key=key, data=data, strict=strict,
+            retention_seconds=retention_seconds, sender=sender,
+        )  # fmt: skip
+        # A step's send is fenced and memoized in the same transaction, so repeating
+        # it after an unknown commit finds the step; a client's send could buffer twice.
+        return await self._transact(body, idempotent=sender is not None)
+
+    async def send_event(
+        self, event: NewEvent, *, dedupe_seconds: float, sender: StepSender | None = None
+    ) -> EventOutcome:
+        body = partial(
+            delivery.send_event, event=event, dedupe_seconds=dedupe_seconds, sender=sender
+        )
+        # After an unknown commit an event with an id is found again as a duplicate,
+        # and a step's event as its stored step; any other could be stored twice.
+        return await self._transact(body, idempotent=event.dedupe or sender is not None)
+
+    async def send_message(self, run_id: str, name: str, data: bytes) -> MessageStatus:
+        body = partial(delivery.send_message, run_id=run_id, name=name, data=data)
+        # Repeating a send whose commit went unanswered could queue it twice.
+        return await self._transact(body, idempotent=False)
+
+    async def list_messages(self, run_id: str) -> list[MessageRow]:
+        return await self._transact(partial(claims.list_messages, run_id=run_id))
+
+    async def finish(
+        self, lease: Lease, status: EndStatus, output: bytes | None, error: bytes | None
+    ) -> EndStatus:
+        return await self._transact(
+            partial(runs.finish, lease=lease, status=status, output=output, error=error)
+        )
+
+    async def honor_cancel(self, lease: Lease) -> None:
+        await self._transact(partial(runs.honor_cancel, lease=lease))
+
+    async def cancel(self, run_id: str, reason: bytes | None) -> RunRow | None:
+        return await self._transact(partial(runs.cancel, run_id=run_id, reason=reason))
+
+    async def get_run(self, run_id: str) -> tuple[RunRow, list[StepRow]] | None:
+        return await self._transact(partial(claims.get_run, run_id=run_id))
+
+    async def list_runs(
+        self, *, status: str | None, workflow: str | None, limit: int, cursor: int | None
+    ) -> list[RunRow]:
+        return await self._transact(
+            partial(claims.list_runs, status=status, workflow=workflow, limit=limit,
+                    cursor=cursor)
+        )  # fmt: skip
+
+    async def list_events(
+        self, *, name: str | None, limit: int, cursor: int | None
+    ) -> list[EventRow]:
+        return await self._transact(
+            partial(claims.list_events, name=name, limit=limit, cursor=cursor)
+        )
+
+    async def purge_expired(self, events_before: float) -> int:
+        return await self._transact(partial(claims.purge_expired, events_before=events_before))

@@ -1,0 +1,158 @@
+"""Claiming due runs, renewing their leases, and the reads that take no lease.
+
+A claim leases due runs with fresh tokens. A workflow with a concurrency cap is
+counted under its lock, held to the commit, so claims in other processes count
+after this one's leases; at its cap it can still have expired leases taken
+over, which leaves its count as it was (a crashed worker's runs must not keep
+it stuck). A parked run claimed at its deadline has its wait resolved as timed
+out in the same transaction; a run whose cancellation was requested is
+cancelled instead of returned.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..base import ClaimBatch, ClaimedRun, EventRow, Lease, LeaseStatus, MessageRow, RunRow, StepRow
+from ..rows import RUN_COLUMNS, run_row, step_row
+from .port import Row, Tx
+from .runs import cancel_now
+
+
+def new_token() -> str:
+    return os.urandom(12).hex()
+
+
+async def steps_of(tx: Tx, run_ids: Sequence[str]) -> dict[str, list[StepRow]]:
+    """Every step record of these runs, in one read."""
+    steps: dict[str, list[StepRow]] = {run_id: [] for run_id in run_ids}
+    if run_ids:
+        for row in await tx.all("select_steps_by_run_ids", {"ids": tx.array(run_ids)}):
+            steps[row[0]].append(step_row(row))
+    return steps
+
+
+async def claim(
+    tx: Tx,
+    workflows: Sequence[str],
+    limit: int,
+    lease_seconds: float,
+    caps: Mapping[str, int] | None,
+) -> ClaimBatch:
+    names = list(dict.fromkeys(workflows))
+    capped = sorted(name for name in (caps or {}) if name in names)
+    now = tx.now
+    room: dict[str, int] = {}
+    for name in capped:
+        await tx.lock("cap", name)
+        found = await tx.one("count_leased", {"workflow": name})
+        assert found is not None and caps is not None
+        room[name] = caps[name] - int(found[0])
+    free = [name for name in names if name not in room]
+    due: list[Row] = []
+    if free and limit > 0:
+        params = {"now": now, "workflows": tx.array(free), "limit": limit}
+        due += await tx.all("due_runs", params)
+    for name in capped:
+        query = "due_runs" if room[name] > 0 else "due_expired_leases"
+        due += await tx.all(query, {"now": now, "workflows": tx.array([name]), "limit": limit})
+    due.sort(key=lambda row: row[4])
+    live: list[str] = []
+    waiting: list[str] = []
+    for run_id, workflow, status, cancel_requested, _due_at in due:
+        if len(live) == limit:
+            break
+        if cancel_requested:
+            await cancel_now(tx, run_id)
+            continue
+        if workflow in room and status != "running":
+            if room[workflow] <= 0:
+                continue
+            room[workflow] -= 1
+        live.append(run_id)
+        if status == "waiting":
+            waiting.append(run_id)
+    if waiting:
+        await tx.run("expire_waiting_steps", {"ids": tx.array(waiting), "now": now})
+        await tx.run("delete_wait_waiters_of_runs", {"ids": tx.array(waiting)})
+    claimed: list[ClaimedRun] = []
+    if live:
+        tokens = [new_token() for _ in live]
+        rows = await tx.all(
+            "lease_runs",
+            {"ids": tx.array(live), "tokens": tx.array(tokens),
+             "lease_until": now + lease_seconds, "now": now},
+        )  # fmt: skip
+        runs = {row[1]: run_row(row) for row in rows}
+        steps = await steps_of(tx, live)
+        claimed = [
+            ClaimedRun(runs[run_id], steps[run_id], Lease(run_id, token))
+            for run_id, token in zip(live, tokens, strict=True)
+        ]
+    # Workflows at their cap wait for a run to end (a wake-up), not for a time,
+    # except for the expiry of their leases.
+    saturated = [name for name in capped if room[name] <= 0]
+    found = await tx.one(
+        "next_due",
+        {"workflows": tx.array([n for n in names if n not in saturated]),
+         "saturated": tx.array(saturated)},
+    )  # fmt: skip
+    return ClaimBatch(claimed, None if found is None else found[0])
+
+
+async def renew(tx: Tx, leases: Sequence[Lease], lease_seconds: float) -> LeaseStatus:
+    ordered = sorted(leases, key=lambda lease: lease.run_id)
+    rows = await tx.all(
+        "renew_leases",
+        {"ids": tx.array([lease.run_id for lease in ordered]),
+         "tokens": tx.array([lease.token for lease in ordered]),
+         "lease_until": tx.now + lease_seconds},
+    )  # fmt: skip
+    kept = {row[0]: bool(row[1]) for row in rows}
+    return LeaseStatus(
+        lost={lease.run_id for lease in ordered if lease.run_id not in kept},
+        cancel_requested={run_id for run_id, cancel in kept.items() if cancel},
+    )
+
+
+# -- reads ------------------------------------------------------------------------------
+
+
+async def get_run(tx: Tx, run_id: str) -> tuple[RunRow, list[StepRow]] | None:
+    row = await tx.one("select_run", {"id": run_id})
+    if row is None:
+        return None
+    return run_row(row), [step_row(r) for r in await tx.all("select_steps", {"id": run_id})]
+
+
+async def list_runs(
+    tx: Tx, status: str | None, workflow: str | None, limit: int, cursor: int | None
+) -> list[RunRow]:
+    # Built here rather than with NULL-able parameters, so each filter keeps its index.
+    clauses: list[str] = []
+    params: dict[str, Any] = {"status": status, "workflow": workflow, "cursor": cursor}
+    for column, test in (("status", "status = :status"), ("workflow", "workflow = :workflow"),
+                         ("cursor", "seq < :cursor")):  # fmt: skip
+        if params[column] is not None:
+            clauses.append(test)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    sql = f"SELECT {RUN_COLUMNS} FROM runs {where} ORDER BY seq DESC LIMIT :limit"
+    return [run_row(row) for row in await tx.select(sql, {**params, "limit": limit})]
+
+
+async def list_events(tx: Tx, name: str | None, limit: int, cursor: int | None) -> list[EventRow]:
+    rows = await tx.all("list_events", {"name": name, "cursor": cursor, "limit": limit})
+    return [EventRow(row[0], row[1], row[2], bytes(row[3]), row[4]) for row in rows]
+
+
+async def list_messages(tx: Tx, run_id: str) -> list[MessageRow]:
+    rows = await tx.all("list_messages", {"run_id": run_id})
+    return [MessageRow(row[0], bytes(row[1]), row[2], row[3]) for row in rows]
+
+
+async def purge_expired(tx: Tx, events_before: float) -> int:
+    signals = await tx.run("purge_signals", {"now": tx.now})
+    events = await tx.run("purge_events", {"before": events_before})
+    return signals + events

@@ -1,0 +1,194 @@
+"""Deliveries: a signal to the run waiting on its key, an event to every run whose
+wait or ``cancel_on`` it matches, a message to a run's mailbox.
+
+Each is decided inside one transaction, holding the locks the waits take too,
+so two deliveries can never both win a waiter. A delivery made by a step
+(``StepSender``) is fenced by its lease and stores the step in the same
+transaction: it happens exactly once per run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Literal
+
+import orjson
+
+from ...ids import new_id
+from ...models import ENDED_STATUSES
+from ..base import EventOutcome, NewEvent, NewRun, SignalOutcome, StepRow, StepSender
+from ..matching import leaf_keys, matches
+from ..rows import message_json
+from .port import Tx
+from .runs import (
+    db_value,
+    fence,
+    insert_run,
+    request_cancel,
+    resolve_wait,
+    run_trigger,
+    stored_step,
+    upsert_step,
+)
+from .waits import lock_signal_waiter
+
+MessageStatus = Literal["delivered", "queued", "not_found", "finished"]
+
+
+async def _sent_before(tx: Tx, sender: StepSender | None) -> tuple[bytes | None, bool]:
+    """Fence a step's send: what it stored before, if an earlier attempt committed
+    without hearing so, and whether the run's cancellation was requested."""
+    if sender is None:
+        return None, False
+    cancel_requested = await fence(tx, sender.lease)
+    if not tx.retried_unknown:
+        return None, cancel_requested
+    done = await stored_step(tx, sender.lease.run_id, sender.step_key)
+    if done is not None and done.status == "completed" and done.output:
+        return done.output, cancel_requested
+    return None, cancel_requested
+
+
+async def _store_send(tx: Tx, sender: StepSender, kind: str, output: bytes) -> None:
+    step = StepRow(
+        sender.step_key,
+        kind,
+        "completed",
+        output,
+        None,
+        1,
+        sender.started_at,
+        tx.now,  # type: ignore[arg-type]
+    )
+    await upsert_step(tx, sender.lease.run_id, step)
+
+
+async def send_signal(
+    tx: Tx,
+    key: str,
+    data: bytes,
+    *,
+    strict: bool,
+    retention_seconds: float,
+    sender: StepSender | None,
+) -> SignalOutcome:
+    await tx.lock("signal", key)
+    done, cancel_requested = await _sent_before(tx, sender)
+    if done is not None:
+        sent = orjson.loads(done)
+        return SignalOutcome(sent["status"], sent["run_id"], cancel_requested)
+    waiter = await lock_signal_waiter(tx, key)
+    if waiter is not None:
+        run_id, step_key, index = waiter
+        await resolve_wait(tx, run_id, step_key, "completed", data, None, index)
+        outcome = SignalOutcome("delivered", run_id, cancel_requested)
+    elif strict:
+        return SignalOutcome("not_found")
+    else:
+        expires_at = tx.now + retention_seconds
+        await tx.run(
+            "buffer_signal", {"key": key, "data": data, "now": tx.now, "expires_at": expires_at}
+        )
+        outcome = SignalOutcome("buffered", None, cancel_requested)
+    if sender is not None:
+        output = orjson.dumps({"status": outcome.status, "run_id": outcome.run_id})
+        await _store_send(tx, sender, "send_signal", output)
+    return outcome
+
+
+async def send_event(
+    tx: Tx, event: NewEvent, *, dedupe_seconds: float, sender: StepSender | None
+) -> EventOutcome:
+    done, cancel_requested = await _sent_before(tx, sender)
+    if done is not None:
+        return EventOutcome(orjson.loads(done)[0], True, cancel_requested=cancel_requested)
+    outcome = await _deliver_event(tx, event, dedupe_seconds)
+    if sender is not None:
+        await _store_send(tx, sender, "send_event", orjson.dumps([outcome.event_id]))
+    return replace(outcome, cancel_requested=cancel_requested)
+
+
+async def _deliver_event(tx: Tx, event: NewEvent, dedupe_seconds: float) -> EventOutcome:
+    await tx.lock("event", event.name, shared=True)
+    now = tx.now
+    if event.dedupe:
+        await tx.lock("event-id", event.id)
+        seen = await tx.one("event_by_id", {"id": event.id})
+        if seen is not None:
+            if seen[0] > now - dedupe_seconds:
+                return EventOutcome(event.id, duplicate=True)
+            await tx.run("delete_event", {"id": event.id})
+    await tx.run(
+        "insert_event", {"id": event.id, "name": event.name, "data": event.data, "ts": now}
+    )
+    incoming = {"name": event.name, "data": orjson.loads(event.data), "id": event.id, "ts": now}
+    incoming_json = orjson.dumps(incoming)
+    started: list[str] = []
+    for workflow, expr in await tx.all("triggers_for_event", {"event": event.name}):
+        if expr is None or matches(None, None, expr, incoming, incoming):
+            run = NewRun(new_id(), workflow, event.data, incoming_json)
+            if await insert_run(tx, run):
+                started.append(run.id)
+    resumed: list[str] = []
+    cancelled: list[str] = []
+    done: set[str] = set(started)
+    for waiter_id, (run_id, step_key, kind, expr, index) in sorted(
+        (await _candidates(tx, event.name, incoming)).items()
+    ):
+        if run_id in done:
+            continue
+        if expr is not None and not matches(
+            None, None, expr, await run_trigger(tx, run_id), incoming
+        ):
+            continue
+        # Lock the run, then make sure its waiter is still there: a timeout, a
+        # cancel or another event may have taken it since it was read.
+        await tx.one("lock_run", {"id": run_id})
+        if await tx.one("lock_waiter", {"id": waiter_id}) is None:
+            continue
+        done.add(run_id)
+        if kind == "event":
+            await resolve_wait(tx, run_id, step_key, "completed", incoming_json, None, index)
+            resumed.append(run_id)
+        else:
+            _, ended = await request_cancel(tx, run_id)
+            if ended:
+                cancelled.append(run_id)
+    return EventOutcome(event.id, False, tuple(started), tuple(resumed), tuple(cancelled))
+
+
+Candidate = tuple[str, str, str, str | None, int | None]
+
+
+async def _candidates(tx: Tx, name: str, incoming: dict[str, Any]) -> dict[int, Candidate]:
+    """The waiters filed under one of the event's own (path, value) keys, plus those
+    with no indexable equality: never a scan of all waiters."""
+    found: dict[int, Candidate] = {}
+    for path, value in leaf_keys(incoming):
+        params = {"name": name, "path": path, "value": db_value(value)}
+        for row in await tx.all("waiters_by_value", params):
+            found[row[0]] = (row[1], row[2], row[3], row[4], row[5])
+    for row in await tx.all("waiters_unindexed", {"name": name}):
+        found[row[0]] = (row[1], row[2], row[3], row[4], row[5])
+    return found
+
+
+async def send_message(tx: Tx, run_id: str, name: str, data: bytes) -> MessageStatus:
+    # The run's row lock orders this send with the run's own park, which looks for
+    # a queued message while it holds the same lock.
+    row = await tx.one("lock_run", {"id": run_id})
+    if row is None:
+        return "not_found"
+    if row[3] in ENDED_STATUSES:
+        return "finished"
+    params = {"run_id": run_id, "name": name, "data": data, "now": tx.now}
+    inserted = await tx.one("insert_message", params)
+    assert inserted is not None
+    waiter = await tx.one("message_waiter", {"run_id": run_id, "name": name})
+    if waiter is None:
+        return "queued"
+    step_key, index = waiter
+    await tx.run("consume_message", {"seq": inserted[0], "step_key": step_key, "now": tx.now})
+    message = message_json(name, data, tx.now)
+    await resolve_wait(tx, run_id, step_key, "completed", message, None, index)
+    return "delivered"

@@ -1,0 +1,280 @@
+"""A run's life in the store: creation, the lease fence, ending, cancelling.
+
+A cancellation has two halves. ``cancel`` asks for it; a run no worker holds
+(queued, parked, sleeping, between retries) ends at once, while a leased run is
+only flagged. Every fenced write then sees the flag: ``save_step`` reports it,
+and ``finish``, ``park`` and ``retry_step`` end the run cancelled in their own
+transaction instead of completing, parking or scheduling a retry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import orjson
+
+from ...errors import LeaseLost
+from ...models import ENDED_STATUSES, EndStatus, WaiterKind
+from ..base import (
+    EventWait,
+    Filing,
+    InvokeWait,
+    Lease,
+    MessageWait,
+    NewRun,
+    RunRow,
+    SignalWait,
+    StepRow,
+    WaitCondition,
+    WorkflowConfig,
+)
+from ..matching import resolve_filing, trigger_of
+from ..rows import child_json, error_json, indexed, run_row, step_params, step_row
+from .port import Tx
+
+
+def lease_lost(lease: Lease) -> LeaseLost:
+    return LeaseLost(
+        f"the lease on run {lease.run_id!r} was taken over by another worker; "
+        "this worker's write was rejected and the newer attempt is kept"
+    )
+
+
+async def fence(tx: Tx, lease: Lease) -> bool:
+    """Check that ``lease`` still holds the run (else ``LeaseLost``, nothing written);
+    whether its cancellation was requested. Where rows are locked, this locks the
+    run's, so a claim that would take the run over waits or passes it by."""
+    row = await tx.one("fence", {"now": tx.now, "run_id": lease.run_id, "token": lease.token})
+    if row is None:
+        raise lease_lost(lease)
+    return bool(row[0])
+
+
+async def stored_step(tx: Tx, run_id: str, key: str) -> StepRow | None:
+    row = await tx.one("select_step", {"run_id": run_id, "key": key})
+    return None if row is None else step_row(row)
+
+
+async def upsert_step(tx: Tx, run_id: str, step: StepRow) -> None:
+    await tx.run("upsert_step", step_params(run_id, step))
+
+
+async def run_trigger(tx: Tx, run_id: str) -> Any:
+    found = await tx.one("run_trigger", {"id": run_id})
+    return None if found is None else trigger_of(*found)
+
+
+def db_value(value: str | None) -> str | None:
+    # PostgreSQL text cannot hold NUL (matching.MISSING has one); canonical JSON
+    # never contains a raw control character, so this spelling cannot collide.
+    return None if value is None else value.replace("\x00", "\\u0000")
+
+
+def waiter_key(cond: WaitCondition) -> str | None:
+    """What a waiter is found by: the signal key, the event name, the message name
+    (None: any), the child run's id."""
+    match cond:
+        case SignalWait(key=key):
+            return key
+        case EventWait(filing=filing):
+            return filing.event
+        case MessageWait(name=name):
+            return name
+        case InvokeWait(child=child):
+            return child.id
+
+
+async def insert_waiter(
+    tx: Tx,
+    run_id: str,
+    step_key: str,
+    cond: WaitCondition,
+    expires_at: float | None,
+    index: int | None = None,
+    *,
+    kind: WaiterKind | None = None,
+) -> None:
+    filing = cond.filing if isinstance(cond, EventWait) else None
+    await tx.run(
+        "insert_waiter",
+        {
+            "run_id": run_id,
+            "step_key": step_key,
+            "kind": kind or cond.kind,
+            "key": waiter_key(cond),
+            "expires_at": expires_at,
+            "path": filing.path if filing is not None else None,
+            "value": db_value(filing.value) if filing is not None else None,
+            "expr": filing.expr if filing is not None else None,
+            "idx": index,
+        },
+    )
+
+
+async def insert_run(tx: Tx, run: NewRun) -> bool:
+    """Insert a queued run due now, with the waiters of its workflow's ``cancel_on``;
+    an existing id is left as it is. Whether it was created."""
+    created = await tx.run(
+        "insert_run",
+        {
+            "id": run.id,
+            "workflow": run.workflow,
+            "payload": run.payload,
+            "trigger": run.trigger,
+            "parent": run.parent,
+            "now": tx.now,
+        },
+    )
+    if not created:
+        return False
+    tx.wake()
+    row = await tx.one("workflow_cancel_on", {"id": run.workflow})
+    if row is not None and bytes(row[0]) != b"[]":
+        trigger = trigger_of(run.workflow, run.payload, run.trigger)
+        for item in orjson.loads(row[0]):
+            filing = resolve_filing(Filing(**item), trigger)
+            await insert_waiter(tx, run.id, "", EventWait(filing), None, kind="cancel")
+    return True
+
+
+async def sync_workflows(tx: Tx, configs: list[WorkflowConfig]) -> None:
+    for config in sorted(configs, key=lambda c: c.id):
+        cancel_on = orjson.dumps([asdict(f) for f in config.cancel_on])
+        await tx.run("upsert_workflow", {"id": config.id, "cancel_on": cancel_on, "now": tx.now})
+        await tx.run("delete_workflow_triggers", {"workflow": config.id})
+        for event, expr in config.triggers:
+            await tx.run("insert_trigger", {"workflow": config.id, "event": event, "expr": expr})
+
+
+async def resolve_wait(
+    tx: Tx,
+    run_id: str,
+    step_key: str,
+    status: str,
+    output: bytes | None,
+    error: bytes | None,
+    index: int | None = None,
+) -> None:
+    """Deliver to one wait: its waiters go (not the run's ``cancel`` ones), its step
+    gets ``output`` (as ``{"index", "value"}`` for the condition ``index`` of a
+    wait_for_any), and the run is due now. The caller holds the run's row."""
+    if index is not None and status == "completed":
+        output = indexed(index, output or b"null")
+    await tx.run(
+        "resolve_wait",
+        {
+            "status": status,
+            "output": output,
+            "error": error,
+            "now": tx.now,
+            "run_id": run_id,
+            "key": step_key,
+        },
+    )
+    tx.wake()
+
+
+async def notify_parent(tx: Tx, run_id: str) -> None:
+    """A run has ended: resume the run whose ``invoke`` waits for it, if any."""
+    await tx.lock("invoke", run_id)
+    waiter = await tx.one("invoke_waiter", {"key": run_id})
+    if waiter is None:
+        return
+    waiter_id, parent_id, step_key, index = waiter
+    await tx.one("lock_run", {"id": parent_id})
+    if await tx.one("lock_waiter", {"id": waiter_id}) is None:
+        return  # the wait was resolved otherwise (timed out, another condition) meanwhile
+    found = await tx.one("select_run", {"id": run_id})
+    assert found is not None
+    child = run_row(found)
+    result = child_json(child.status, child.output, child.error)
+    await resolve_wait(tx, parent_id, step_key, "completed", result, None, index)
+
+
+async def cancel_now(tx: Tx, run_id: str) -> None:
+    """End the run cancelled with the reason its cancellation was requested with."""
+    await tx.run("delete_run_waiters", {"run_id": run_id})
+    await tx.run("cancel_waiting_steps", {"run_id": run_id, "now": tx.now})
+    await tx.run("end_run_with_cancel_reason", {"run_id": run_id, "now": tx.now})
+    await notify_parent(tx, run_id)
+
+
+def is_leased(run: RunRow, now: float) -> bool:
+    return run.status == "running" and run.due_at is not None and run.due_at > now
+
+
+async def request_cancel(
+    tx: Tx, run_id: str, reason: bytes | None = None
+) -> tuple[RunRow | None, bool]:
+    """Ask for the run's cancellation: a run no worker holds ends at once, a leased
+    one is flagged to stop at its next step. No-op on an ended run. Returns the run
+    as it was before (None: no such run) and whether it ended now."""
+    found = await tx.one("lock_run", {"id": run_id})
+    if found is None:
+        return None, False
+    run = run_row(found)
+    if run.status in ENDED_STATUSES:
+        return run, False
+    if reason is not None or not run.cancel_requested:
+        reason = reason or error_json("Cancelled", "cancelled by an event")
+        await tx.run("request_cancel", {"reason": reason, "now": tx.now, "run_id": run_id})
+    if is_leased(run, tx.now):
+        return run, False
+    await cancel_now(tx, run_id)
+    return run, True
+
+
+async def cancel(tx: Tx, run_id: str, reason: bytes | None) -> RunRow | None:
+    before, _ = await request_cancel(tx, run_id, reason or error_json("Cancelled", "cancelled"))
+    if before is None:
+        return None
+    after = await tx.one("select_run", {"id": run_id})
+    assert after is not None
+    return run_row(after)
+
+
+async def finish(
+    tx: Tx, lease: Lease, status: EndStatus, output: bytes | None, error: bytes | None
+) -> EndStatus:
+    if await fence(tx, lease):
+        await cancel_now(tx, lease.run_id)
+        return "cancelled"
+    await tx.run("delete_run_waiters", {"run_id": lease.run_id})
+    await tx.run(
+        "end_run",
+        {"status": status, "output": output, "error": error, "now": tx.now,
+         "run_id": lease.run_id},
+    )  # fmt: skip
+    await notify_parent(tx, lease.run_id)
+    return status
+
+
+async def honor_cancel(tx: Tx, lease: Lease) -> None:
+    await fence(tx, lease)
+    await cancel_now(tx, lease.run_id)
+
+
+async def release(tx: Tx, lease: Lease) -> None:
+    await fence(tx, lease)
+    params = {"status": "queued", "due_at": tx.now, "waiting_for": None, "now": tx.now}
+    await tx.run("release_run", {**params, "run_id": lease.run_id})
+    tx.wake()
+
+
+async def save_step(tx: Tx, lease: Lease, step: StepRow) -> bool:
+    cancel_requested = await fence(tx, lease)
+    await upsert_step(tx, lease.run_id, step)
+    return cancel_requested
+
+
+async def retry_step(tx: Tx, lease: Lease, step: StepRow, due_at: float) -> bool:
+    cancel_requested = await fence(tx, lease)
+    await upsert_step(tx, lease.run_id, step)
+    if cancel_requested:
+        await cancel_now(tx, lease.run_id)
+        return True
+    params = {"status": "queued", "due_at": due_at, "waiting_for": None, "now": tx.now}
+    await tx.run("release_run", {**params, "run_id": lease.run_id})
+    tx.wake()
+    return False

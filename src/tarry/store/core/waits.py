@@ -1,0 +1,169 @@
+"""Parking a run: a wait satisfied at once, a conflict on a signal key, or waiters.
+
+Every lock a park needs is taken before the run's row (the fence), in a fixed
+order of kinds, which is the order every sender takes them in: a signal sent
+while a run parks is either buffered and then consumed by the wait, or
+delivered to the waiter; never lost, never both.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from ...models import ENDED_STATUSES
+from ..base import (
+    EventWait,
+    InvokeWait,
+    Lease,
+    MessageWait,
+    ParkResult,
+    SignalWait,
+    StepRow,
+    WaitCondition,
+    WaitSpec,
+)
+from ..matching import matches
+from ..rows import child_json, error_json, indexed, message_json, run_row
+from .port import Tx
+from .runs import (
+    cancel_now,
+    fence,
+    insert_run,
+    insert_waiter,
+    resolve_wait,
+    run_trigger,
+    stored_step,
+    upsert_step,
+)
+
+
+async def lock_signal_waiter(tx: Tx, key: str) -> tuple[str, str, int | None] | None:
+    """The run waiting on ``key`` with its run row and waiter row locked (run first,
+    as everywhere), or None. The caller holds the key's lock, so no new waiter can
+    appear; one found may vanish (timed out, cancelled) until locked."""
+    found = await tx.one("lock_signal_waiter_run", {"key": key})
+    if found is None:
+        return None
+    locked = await tx.one("lock_signal_waiter", {"key": key, "run_id": found[0]})
+    return None if locked is None else (locked[0], locked[1], locked[2])
+
+
+async def look_back(tx: Tx, run_id: str, wait: EventWait) -> bytes | None:
+    """The oldest stored event that satisfies the wait, if any: the lookback."""
+    filing = wait.filing
+    trigger = None if filing.expr is None else await run_trigger(tx, run_id)
+    skip = set(wait.exclude)
+    for event_id, name, data, ts in await tx.all(
+        "events_since", {"name": filing.event, "since": wait.since}
+    ):
+        if event_id in skip:
+            continue
+        incoming = {"name": name, "data": orjson.loads(data), "id": event_id, "ts": ts}
+        if matches(filing.path, filing.value, filing.expr, trigger, incoming):
+            return orjson.dumps(incoming)
+    return None
+
+
+async def available(tx: Tx, run_id: str, step_key: str, cond: WaitCondition) -> bytes | None:
+    """What already satisfies ``cond`` (consumed here), or None. The caller holds the
+    locks that keep it from changing: the signal key's, the event name's, the run's
+    row (its mailbox), the child's id."""
+    match cond:
+        case SignalWait(key=key):
+            buffered = await tx.one("first_buffered_signal", {"key": key, "now": tx.now})
+            if buffered is None:
+                return None
+            await tx.run("delete_signal", {"id": buffered[0]})
+            return bytes(buffered[1])
+        case EventWait(since=since):
+            return None if since is None else await look_back(tx, run_id, cond)
+        case MessageWait(name=name):
+            row = await tx.one("first_message", {"run_id": run_id, "name": name})
+            if row is None:
+                return None
+            await tx.run("consume_message", {"seq": row[0], "step_key": step_key, "now": tx.now})
+            return message_json(row[1], bytes(row[2]), row[3])
+        case InvokeWait(child=child):
+            await insert_run(tx, child)
+            found = await tx.one("select_run", {"id": child.id})
+            assert found is not None
+            ended = run_row(found)
+            if ended.status in ENDED_STATUSES:
+                return child_json(ended.status, ended.output, ended.error)
+            return None
+
+
+async def lock_for_park(tx: Tx, conditions: tuple[WaitCondition, ...]) -> None:
+    """The locks of every condition, each kind in a fixed order and sorted."""
+    for key in sorted({c.key for c in conditions if isinstance(c, SignalWait)}):
+        await tx.lock("signal", key)
+    for name in sorted({c.filing.event for c in conditions if isinstance(c, EventWait)}):
+        await tx.lock("event", name)
+    for child in sorted({c.child.id for c in conditions if isinstance(c, InvokeWait)}):
+        await tx.lock("invoke", child)
+
+
+async def park(tx: Tx, lease: Lease, wait: WaitSpec) -> ParkResult:
+    await lock_for_park(tx, wait.conditions)
+    run_id = lease.run_id
+    if await fence(tx, lease):
+        await cancel_now(tx, run_id)
+        return ParkResult("cancelled")
+    if tx.retried_unknown:
+        # The first attempt may have committed a wait resolved at once; a second
+        # must not consume another buffered signal or message.
+        done = await stored_step(tx, run_id, wait.step_key)
+        if done is not None and done.status != "waiting":
+            if done.status == "failed":
+                other = (orjson.loads(done.error or b"{}") or {}).get("other_run")
+                return ParkResult("conflict", done, other)
+            return ParkResult("resolved", done)
+    started = wait.started_at or tx.now
+
+    async def settle(status: str, output: bytes | None, error: bytes | None) -> StepRow:
+        ended = None if status == "waiting" else tx.now
+        step = StepRow(wait.step_key, wait.kind, status, output, error, 1, started, ended)  # type: ignore[arg-type]
+        await upsert_step(tx, run_id, step)
+        return step
+
+    for index, cond in enumerate(wait.conditions):
+        if isinstance(cond, SignalWait):
+            holder = await tx.one("signal_waiter", {"key": cond.key})
+            if holder is not None and holder[0] != run_id:
+                other_run: str = holder[0]
+                if cond.on_conflict == "fail":
+                    error = error_json(
+                        "SignalConflict",
+                        f"run {other_run!r} already waits on signal {cond.key!r}; "
+                        'pass on_conflict="replace" to take the key over',
+                        other_run=other_run,
+                    )
+                    return ParkResult("conflict", await settle("failed", None, error), other_run)
+                locked = await lock_signal_waiter(tx, cond.key)
+                if locked is not None:
+                    note = error_json(
+                        "Replaced",
+                        f"the wait on signal {cond.key!r} was taken over by run {run_id!r}",
+                        replaced_by=run_id,
+                    )
+                    await resolve_wait(tx, locked[0], locked[1], "timed_out", None, note)
+        found = await available(tx, run_id, wait.step_key, cond)
+        if found is not None:
+            output = indexed(index, found) if wait.indexed else found
+            return ParkResult("resolved", await settle("completed", output, None))
+    if wait.deadline is not None and wait.deadline <= tx.now:
+        status = "completed" if wait.kind == "sleep" else "timed_out"
+        return ParkResult("resolved", await settle(status, None, None))
+    await settle("waiting", None, None)
+    for index, cond in enumerate(wait.conditions):
+        await insert_waiter(
+            tx, run_id, wait.step_key, cond, wait.deadline, index if wait.indexed else None
+        )
+    await tx.run(
+        "release_run",
+        {"status": "waiting", "due_at": wait.deadline, "waiting_for": wait.waiting_for,
+         "now": tx.now, "run_id": run_id},
+    )  # fmt: skip
+    if wait.deadline is not None:
+        tx.wake()  # an idle worker may need an earlier alarm
+    return ParkResult("parked")

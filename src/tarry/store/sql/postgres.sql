@@ -1,0 +1,230 @@
+-- PostgreSQL's own forms of the shared queries (queries.sql), and the statements
+-- only it has: advisory locks, NOTIFY, migrations, and the hot paths written as one
+-- statement each (a start, a claim, a step's write, an end). Tables are found
+-- through the connection's search_path, which names the store's schema. Rows are
+-- locked run first, then that run's waiters, in every transaction.
+
+-- name: migrate_lock
+SELECT pg_advisory_xact_lock(hashtext('tarry.migrate'), hashtext(:schema));
+
+-- name: create_meta
+CREATE TABLE IF NOT EXISTS tarry_meta (key text PRIMARY KEY, value text NOT NULL);
+
+-- name: schema_version
+SELECT value FROM tarry_meta WHERE key = 'schema_version';
+
+-- name: set_schema_version
+INSERT INTO tarry_meta (key, value) VALUES ('schema_version', :version)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+
+-- name: notify
+SELECT pg_notify(:channel, '');
+
+-- name: key_lock
+SELECT pg_advisory_xact_lock(hashtextextended(:lock, 0));
+
+-- name: shared_lock
+SELECT pg_advisory_xact_lock_shared(hashtextextended(:lock, 0));
+
+-- name: fence
+UPDATE runs SET updated_at = :now
+WHERE id = :run_id AND lease_token = :token
+RETURNING cancel_requested;
+
+-- name: lock_run
+SELECT seq, id, workflow, status, payload, output, error, created_at, updated_at, ended_at,
+       due_at, waiting_for, cancel_requested, trigger
+FROM runs WHERE id = :id
+FOR UPDATE;
+
+-- name: lock_signal_waiter_run
+-- The run waiting on a signal key, its row locked (runs before waiters, as
+-- everywhere), in one round trip.
+SELECT id FROM runs
+WHERE id = (SELECT run_id FROM waiters WHERE kind = 'signal' AND key = :key)
+FOR UPDATE;
+
+-- name: lock_signal_waiter
+SELECT run_id, step_key, idx FROM waiters
+WHERE kind = 'signal' AND key = :key AND run_id = :run_id
+FOR UPDATE;
+
+-- name: lock_waiter
+SELECT id FROM waiters WHERE id = :id FOR UPDATE;
+
+-- name: first_buffered_signal
+SELECT id, data FROM signals
+WHERE key = :key AND expires_at > :now
+ORDER BY id
+LIMIT 1
+FOR UPDATE;
+
+-- name: select_steps
+SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at
+FROM steps WHERE run_id = :id
+ORDER BY started_at NULLS FIRST, key COLLATE "C";
+
+-- name: select_steps_by_run_ids
+SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at
+FROM steps WHERE run_id = ANY(:ids)
+ORDER BY run_id, started_at NULLS FIRST, key COLLATE "C";
+
+-- name: due_runs
+SELECT id, workflow, status, cancel_requested, due_at FROM runs
+WHERE due_at <= :now AND workflow = ANY(:workflows)
+ORDER BY due_at
+LIMIT :limit
+FOR UPDATE SKIP LOCKED;
+
+-- name: due_expired_leases
+-- The runs of a workflow at its concurrency cap that can still be claimed: those
+-- whose lease expired. Taking one over leaves the count of leased runs as it was.
+SELECT id, workflow, status, cancel_requested, due_at FROM runs
+WHERE due_at <= :now AND workflow = ANY(:workflows) AND status = 'running'
+ORDER BY due_at
+LIMIT :limit
+FOR UPDATE SKIP LOCKED;
+
+-- name: next_due
+-- Workflows at their cap (``saturated``) wait for a run to end (a wake-up), not for
+-- a time, except for the expiry of their leases.
+SELECT min(due_at) FROM runs
+WHERE due_at IS NOT NULL
+  AND (workflow = ANY(:workflows)
+       OR (workflow = ANY(:saturated) AND status = 'running'));
+
+-- name: lease_runs
+UPDATE runs AS r
+SET status = 'running', lease_token = v.token, due_at = :lease_until,
+    updated_at = :now, waiting_for = NULL
+FROM unnest(:ids::text[], :tokens::text[]) AS v (id, token)
+WHERE r.id = v.id
+RETURNING r.seq, r.id, r.workflow, r.status, r.payload, r.output, r.error, r.created_at,
+          r.updated_at, r.ended_at, r.due_at, r.waiting_for, r.cancel_requested, r.trigger;
+
+-- name: renew_leases
+UPDATE runs AS r SET due_at = :lease_until
+FROM unnest(:ids::text[], :tokens::text[]) AS v (id, token)
+WHERE r.id = v.id AND r.lease_token = v.token
+RETURNING r.id, r.cancel_requested;
+
+-- name: expire_waiting_steps
+UPDATE steps
+SET status = CASE kind WHEN 'sleep' THEN 'completed' ELSE 'timed_out' END,
+    output = NULL, ended_at = :now
+WHERE run_id = ANY(:ids) AND status = 'waiting';
+
+-- name: delete_wait_waiters_of_runs
+DELETE FROM waiters WHERE run_id = ANY(:ids) AND kind != 'cancel';
+
+-- name: resolve_wait
+-- Deliver to one wait in one statement: its waiters go (never the run's cancel
+-- waiters, filed under no step), its step gets the result, the run is due now.
+WITH gone AS (
+    DELETE FROM waiters WHERE run_id = :run_id AND step_key = :key
+), note AS (
+    SELECT pg_notify(:channel, '')
+), resolved AS (
+    UPDATE steps SET status = :status, output = :output, error = :error,
+        ended_at = :now
+    WHERE run_id = :run_id AND key = :key
+), woken AS (
+    UPDATE runs SET status = 'queued', due_at = :now, waiting_for = NULL,
+        updated_at = :now
+    WHERE id = :run_id AND status = 'waiting'
+)
+SELECT count(*) FROM note;
+
+-- name: insert_plain_run
+-- The common start in one statement: insert and notify, when the workflow has no
+-- cancel_on conditions (whose waiters need the transaction of insert_run). Returns
+-- whether that held, and whether a run was inserted.
+WITH plain AS (
+    SELECT NOT EXISTS (
+        SELECT 1 FROM workflows WHERE id = :workflow AND cancel_on <> '[]'::bytea
+    ) AS ok
+), ins AS (
+    INSERT INTO runs (id, workflow, status, payload, trigger, parent_id, created_at,
+                      updated_at, due_at)
+    SELECT :id, :workflow, 'queued', :payload, :trigger, :parent, :now,
+           :now, :now
+    FROM plain WHERE plain.ok
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+), note AS (
+    SELECT pg_notify(:channel, '') FROM ins
+)
+SELECT (SELECT ok FROM plain), (SELECT count(*) FROM ins), (SELECT count(*) FROM note);
+
+-- name: claim_plain
+-- Lease the due runs that need only a lease (not a timed-out wait, not a requested
+-- cancellation: those take the full claim), in one statement. One row per run
+-- leased, then the new token, the next due time of what is left, and whether
+-- runs needing the full claim are due; a single row of NULLs and those two when
+-- nothing was leased.
+WITH due AS (
+    SELECT id FROM runs
+    WHERE due_at <= :now AND workflow = ANY(:workflows)
+      AND status <> 'waiting' AND NOT cancel_requested
+    ORDER BY due_at
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+), leased AS (
+    UPDATE runs AS r
+    SET status = 'running', lease_token = md5(random()::text || clock_timestamp() || r.id),
+        due_at = :lease_until, updated_at = :now, waiting_for = NULL
+    FROM due
+    WHERE r.id = due.id
+    RETURNING r.seq, r.id, r.workflow, r.status, r.payload, r.output, r.error, r.created_at,
+              r.updated_at, r.ended_at, r.due_at, r.waiting_for, r.cancel_requested,
+              r.trigger, r.lease_token
+)
+SELECT l.seq, l.id, l.workflow, l.status, l.payload, l.output, l.error, l.created_at,
+       l.updated_at, l.ended_at, l.due_at, l.waiting_for, l.cancel_requested, l.trigger,
+       l.lease_token,
+       (SELECT min(due_at) FROM runs
+        WHERE due_at IS NOT NULL AND workflow = ANY(:workflows)
+          AND id NOT IN (SELECT id FROM due)),
+       EXISTS (SELECT 1 FROM runs
+               WHERE due_at <= :now AND workflow = ANY(:workflows)
+                 AND (status = 'waiting' OR cancel_requested))
+FROM (SELECT 1) AS one LEFT JOIN leased AS l ON true;
+
+-- name: save_step
+-- The lease check and the write in one statement: the run's row is locked (as a
+-- claim would lock it) only if this worker still holds the lease, and the step is
+-- stored only then. No row back: the lease was lost and nothing was written.
+WITH fence AS (
+    SELECT cancel_requested FROM runs
+    WHERE id = :run_id AND lease_token = :token
+    FOR NO KEY UPDATE
+), saved AS (
+    INSERT INTO steps (run_id, key, kind, status, output, error, attempts, started_at,
+                       ended_at)
+    SELECT :run_id, :key, :kind, :status, :output, :error, :attempts,
+           :started_at, :ended_at
+    FROM fence
+    ON CONFLICT (run_id, key) DO UPDATE SET
+        kind = excluded.kind, status = excluded.status, output = excluded.output,
+        error = excluded.error, attempts = excluded.attempts, started_at = excluded.started_at,
+        ended_at = excluded.ended_at
+    RETURNING 1
+)
+SELECT cancel_requested FROM fence;
+
+-- name: finish_orphan
+-- The common end in one statement, for a run that no parent invoked (a child's end
+-- must resume its parent, in the transaction of finish) and nobody asked to cancel
+-- (a pending cancel wins over the end). No row back: the lease was lost, or the
+-- run needs the full path.
+WITH ended AS (
+    UPDATE runs
+    SET status = :status, output = :output, error = :error, ended_at = :now,
+        updated_at = :now, due_at = NULL, lease_token = NULL, waiting_for = NULL
+    WHERE id = :run_id AND lease_token = :token AND parent_id IS NULL
+      AND NOT cancel_requested
+    RETURNING id
+), gone AS (
+    DELETE FROM waiters WHERE run_id IN (SELECT id FROM ended)
+)
+SELECT id FROM ended;

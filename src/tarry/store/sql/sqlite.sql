@@ -1,0 +1,74 @@
+-- SQLite's own forms of the shared queries (queries.sql): arrays arrive as JSON
+-- text read with json_each, and a named query may be several statements, run in
+-- order with the same parameters. Every write transaction begins IMMEDIATE, which
+-- serialises writers in every process, so no query here needs to lock a row.
+
+-- name: fence
+-- Reading the token is as strong as claiming the row: writers are serialised.
+SELECT cancel_requested FROM runs WHERE id = :run_id AND lease_token = :token;
+
+-- name: select_steps
+SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at
+FROM steps WHERE run_id = :id
+ORDER BY started_at, key;
+
+-- name: select_steps_by_run_ids
+SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at
+FROM steps WHERE run_id IN (SELECT value FROM json_each(:ids))
+ORDER BY run_id, started_at, key;
+
+-- name: due_runs
+-- The unary + keeps the planner on runs_due: the workflow index would visit every
+-- run of the workflow, parked ones included.
+SELECT id, workflow, status, cancel_requested, due_at FROM runs
+WHERE due_at <= :now AND +workflow IN (SELECT value FROM json_each(:workflows))
+ORDER BY due_at
+LIMIT :limit;
+
+-- name: due_expired_leases
+SELECT id, workflow, status, cancel_requested, due_at FROM runs
+WHERE due_at <= :now AND +workflow IN (SELECT value FROM json_each(:workflows))
+  AND status = 'running'
+ORDER BY due_at
+LIMIT :limit;
+
+-- name: next_due
+SELECT min(due_at) FROM runs
+WHERE due_at IS NOT NULL
+  AND (+workflow IN (SELECT value FROM json_each(:workflows))
+       OR (+workflow IN (SELECT value FROM json_each(:saturated)) AND status = 'running'));
+
+-- name: lease_runs
+UPDATE runs
+SET status = 'running', lease_token = v.token, due_at = :lease_until, updated_at = :now,
+    waiting_for = NULL
+FROM (SELECT i.value AS id, t.value AS token
+      FROM json_each(:ids) AS i JOIN json_each(:tokens) AS t ON i.key = t.key) AS v
+WHERE runs.id = v.id
+RETURNING seq, id, workflow, status, payload, output, error, created_at, updated_at,
+          ended_at, due_at, waiting_for, cancel_requested, trigger;
+
+-- name: renew_leases
+UPDATE runs SET due_at = :lease_until
+FROM (SELECT i.value AS id, t.value AS token
+      FROM json_each(:ids) AS i JOIN json_each(:tokens) AS t ON i.key = t.key) AS v
+WHERE runs.id = v.id AND runs.lease_token = v.token
+RETURNING id, cancel_requested;
+
+-- name: expire_waiting_steps
+UPDATE steps
+SET status = CASE kind WHEN 'sleep' THEN 'completed' ELSE 'timed_out' END,
+    output = NULL, ended_at = :now
+WHERE run_id IN (SELECT value FROM json_each(:ids)) AND status = 'waiting';
+
+-- name: delete_wait_waiters_of_runs
+DELETE FROM waiters WHERE run_id IN (SELECT value FROM json_each(:ids)) AND kind != 'cancel';
+
+-- name: resolve_wait
+-- Deliver to one wait: its waiters go (never the run's cancel waiters, filed under
+-- no step), its step gets the result, the run is due now.
+DELETE FROM waiters WHERE run_id = :run_id AND step_key = :key;
+UPDATE steps SET status = :status, output = :output, error = :error, ended_at = :now
+WHERE run_id = :run_id AND key = :key;
+UPDATE runs SET status = 'queued', due_at = :now, waiting_for = NULL, updated_at = :now
+WHERE id = :run_id AND status = 'waiting';
