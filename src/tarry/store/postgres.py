@@ -45,7 +45,9 @@ from ..errors import StoreError
 from ..models import EndStatus
 from .base import ClaimBatch, ClaimedRun, Lease, NewRun, StepRow, WakeListener
 from .core import Body, CoreStore, T, claims, runs
-from .postgres_io import IOLoop, Tx, masked, parse_url
+from .postgres_io import IOLoop
+from .postgres_tx import Tx
+from .postgres_url import masked, parse_url
 from .rows import run_row, step_params
 
 

@@ -23,7 +23,7 @@ import psycopg
 from .sql import load_queries
 
 if TYPE_CHECKING:
-    from .postgres_io import Tx
+    from .postgres_tx import Tx
 
 Q = load_queries("postgres")
 

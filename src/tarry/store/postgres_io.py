@@ -1,5 +1,5 @@
-"""The PostgreSQL store's plumbing: its URL, its own I/O loop, transactions with retry,
-and the LISTEN connection that turns other processes' commits into wake-ups.
+"""The PostgreSQL store's plumbing: its own I/O loop, transactions with retry, and
+the LISTEN connection that turns other processes' commits into wake-ups.
 
 Store methods are awaited from many event loops (each worker's, the App's portal
 loop), but a psycopg async connection belongs to the loop that made it. So the
@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
-import re
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -26,11 +23,11 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolClosed
 
 from ..errors import ConfigError, SchemaTooNew, StoreError
-from ..urls import mask_url
 from .base import WakeListener
-from .core.port import LockKind
 from .postgres_batch import StatementBatcher
-from .sql import load_migrations, load_queries, to_dialect
+from .postgres_tx import Tx
+from .postgres_url import masked
+from .sql import load_migrations, load_queries
 
 T = TypeVar("T")
 Q = load_queries("postgres")
@@ -39,117 +36,9 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 log = logging.getLogger("tarry")
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-_DEFAULT_SCHEMA = "tarry"
 _CONNECT_TIMEOUT = 5
 _HEALTH_CHECK_EVERY = 15.0
 _DRAIN_SECONDS = 5.0
-
-
-def masked(url: str) -> str:
-    return mask_url(url)
-
-
-def parse_url(url: str) -> tuple[str, str, str | None]:
-    """Split ``postgresql://...?schema=NAME`` into (conninfo, schema, password).
-
-    ``schema`` is tarry's, not libpq's, so it is removed before connecting."""
-    try:
-        parts = urlsplit(url)
-        query = parse_qsl(parts.query, keep_blank_values=True)
-    except ValueError as exc:
-        raise ConfigError(f"invalid PostgreSQL URL {masked(url)!r}: {exc}") from None
-    schema = _DEFAULT_SCHEMA
-    kept = []
-    for name, value in query:
-        if name == "schema":
-            schema = value
-        else:
-            kept.append((name, value))
-    if not _IDENTIFIER.match(schema):
-        raise ConfigError(
-            f"invalid schema {schema!r} in {masked(url)!r}: use letters, digits and "
-            "underscores, starting with a letter or underscore (at most 63)"
-        )
-    conninfo = urlunsplit(parts._replace(query=urlencode(kept)))
-    try:
-        params = conninfo_to_dict(conninfo)
-    except psycopg.Error as exc:
-        message = str(exc)
-        if parts.password:
-            message = message.replace(parts.password, "***")
-        raise ConfigError(f"invalid PostgreSQL URL {masked(url)!r}: {message}") from None
-    password = params.get("password")
-    return conninfo, schema, None if password is None else str(password)
-
-
-_LOCK_NAMES = {"signal": "signal", "event": "event", "event-id": "event-id",
-               "invoke": "invoke", "cap": "tarry-cap"}  # fmt: skip
-_NOTIFYING = frozenset({"resolve_wait"})
-"""Named queries that send the schema's NOTIFY themselves."""
-
-
-class Tx:
-    """One transaction on one connection: the port of ``core.port.Tx``."""
-
-    __slots__ = ("channel", "conn", "notified", "now", "retried_unknown", "schema", "wake_pending")
-
-    def __init__(
-        self,
-        conn: psycopg.AsyncConnection[Any],
-        retried_unknown: bool,
-        channel: str,
-        schema: str,
-        now: float,
-    ) -> None:
-        self.conn = conn
-        self.channel = channel
-        self.schema = schema
-        self.now = now
-        self.wake_pending = False
-        """Set when the transaction makes a run due: NOTIFY is sent before COMMIT."""
-        self.notified = False
-        """Set when a statement of the transaction sent that NOTIFY itself."""
-        self.retried_unknown = retried_unknown
-        """True when an earlier attempt of this operation failed while committing,
-        so it may already have been applied."""
-
-    def _params(self, query: str, params: Mapping[str, Any]) -> Mapping[str, Any]:
-        if query in _NOTIFYING:
-            self.notified = True
-            return {**params, "channel": self.channel}
-        return params
-
-    async def one(self, query: str, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
-        cur = await self.conn.execute(Q[query], self._params(query, params))
-        return await cur.fetchone()
-
-    async def all(self, query: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        cur = await self.conn.execute(Q[query], self._params(query, params))
-        return await cur.fetchall()
-
-    async def run(self, query: str, params: Mapping[str, Any]) -> int:
-        cur = await self.conn.execute(Q[query], self._params(query, params))
-        return cur.rowcount
-
-    async def select(self, text: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        cur = await self.conn.execute(_statement(text), params)
-        return await cur.fetchall()
-
-    async def lock(self, kind: LockKind, key: str, *, shared: bool = False) -> None:
-        lock = f"{self.schema}:{_LOCK_NAMES[kind]}:{key}"
-        await self.conn.execute(Q["shared_lock" if shared else "key_lock"], {"lock": lock})
-
-    def wake(self) -> None:
-        self.wake_pending = True
-
-    def array(self, values: Sequence[str]) -> Any:
-        return list(values)
-
-
-@functools.lru_cache(maxsize=256)
-def _statement(text: str) -> str:
-    return to_dialect("postgres", text)
 
 
 Body = Callable[[Tx], Awaitable[T]]

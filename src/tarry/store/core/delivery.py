@@ -15,7 +15,7 @@ from typing import Any, Literal
 import orjson
 
 from ...ids import new_id
-from ...models import ENDED_STATUSES
+from ...models import ENDED_STATUSES, StepKind
 from ..base import EventOutcome, NewEvent, NewRun, SignalOutcome, StepRow, StepSender
 from ..matching import leaf_keys, matches
 from ..rows import message_json
@@ -49,17 +49,8 @@ async def _sent_before(tx: Tx, sender: StepSender | None) -> tuple[bytes | None,
     return None, cancel_requested
 
 
-async def _store_send(tx: Tx, sender: StepSender, kind: str, output: bytes) -> None:
-    step = StepRow(
-        sender.step_key,
-        kind,
-        "completed",
-        output,
-        None,
-        1,
-        sender.started_at,
-        tx.now,  # type: ignore[arg-type]
-    )
+async def _store_send(tx: Tx, sender: StepSender, kind: StepKind, output: bytes) -> None:
+    step = StepRow(sender.step_key, kind, "completed", output, None, 1, sender.started_at, tx.now)
     await upsert_step(tx, sender.lease.run_id, step)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import orjson
 
-from ...models import ENDED_STATUSES
+from ...models import ENDED_STATUSES, StepStatus
 from ..base import (
     EventWait,
     InvokeWait,
@@ -120,9 +120,9 @@ async def park(tx: Tx, lease: Lease, wait: WaitSpec) -> ParkResult:
             return ParkResult("resolved", done)
     started = wait.started_at or tx.now
 
-    async def settle(status: str, output: bytes | None, error: bytes | None) -> StepRow:
+    async def settle(status: StepStatus, output: bytes | None, error: bytes | None) -> StepRow:
         ended = None if status == "waiting" else tx.now
-        step = StepRow(wait.step_key, wait.kind, status, output, error, 1, started, ended)  # type: ignore[arg-type]
+        step = StepRow(wait.step_key, wait.kind, status, output, error, 1, started, ended)
         await upsert_step(tx, run_id, step)
         return step
 
@@ -152,7 +152,7 @@ async def park(tx: Tx, lease: Lease, wait: WaitSpec) -> ParkResult:
             output = indexed(index, found) if wait.indexed else found
             return ParkResult("resolved", await settle("completed", output, None))
     if wait.deadline is not None and wait.deadline <= tx.now:
-        status = "completed" if wait.kind == "sleep" else "timed_out"
+        status: StepStatus = "completed" if wait.kind == "sleep" else "timed_out"
         return ParkResult("resolved", await settle(status, None, None))
     await settle("waiting", None, None)
     for index, cond in enumerate(wait.conditions):
