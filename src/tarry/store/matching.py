@@ -2,14 +2,17 @@
 
 A waiter is filed under one equality it requires, ``path`` = ``value`` (for
 ``match="data.userId"``, the trigger's own ``data.userId``). An incoming event
-offers every scalar leaf it has as a key, and the store looks each one up in
-its index; only the waiters found that way, plus those with no indexable
-equality, have their full condition evaluated.
+asks the index which paths its name's waiters are filed under (a handful,
+found by seeking, never by reading every waiter), reads its own value at each
+of those paths, whatever its depth, and looks each (path, value) up; only the
+waiters found that way, plus those with no indexable equality, have their full
+condition evaluated.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import hashlib
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -18,11 +21,12 @@ import orjson
 from ..expressions import compile_expression, resolve_path
 from .base import Filing
 
-MISSING = "\x00missing"
-"""The key filed for an equality whose trigger side has no value: nothing matches it."""
+MISSING = "#missing"
+"""The key filed for an equality whose trigger side has no value: nothing matches it
+(canonical JSON never starts with ``#``)."""
 
-_MAX_DEPTH = 8
-_MAX_KEYS = 256
+_LONGEST_KEY = 128
+"""Longer values are filed under their digest, so an index entry stays small."""
 
 
 def canonical(value: Any) -> str:
@@ -32,24 +36,21 @@ def canonical(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def leaf_keys(event: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
-    """``(path, canonical value)`` for the event's scalar leaves under ``data``, and
-    its ``name`` and ``id``; bounded so a huge payload cannot blow up a lookup."""
-    count = 0
-    stack: list[tuple[str, Any, int]] = [("data", event.get("data"), 1)]
-    for top in ("name", "id"):
-        if top in event:
-            yield top, canonical(event[top])
-    while stack and count < _MAX_KEYS:
-        path, node, depth = stack.pop()
-        if isinstance(node, Mapping):
-            if depth < _MAX_DEPTH:
-                stack.extend(
-                    (f"{path}.{k}", v, depth + 1) for k, v in node.items() if isinstance(k, str)
-                )
-        elif not isinstance(node, list):
-            count += 1
-            yield path, canonical(node)
+def index_value(text: str) -> str:
+    """The index's spelling of a canonical value: itself, or a digest when long
+    (the full condition is checked on every candidate, so a digest suffices)."""
+    if len(text) <= _LONGEST_KEY:
+        return text
+    return "#sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def value_at(event: Mapping[str, Any], path: str) -> str | None:
+    """The index value of the scalar at ``path`` in ``event``; None when there is
+    none there (or a list or object, which no equality is filed under)."""
+    found, value = resolve_path(event, path)
+    if not found or isinstance(value, Mapping | list):
+        return None
+    return index_value(canonical(value))
 
 
 def trigger_of(workflow: str, payload: bytes | None, trigger: bytes | None) -> dict[str, Any]:

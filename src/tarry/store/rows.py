@@ -72,6 +72,17 @@ def indexed(index: int, value: bytes) -> bytes:
     return b'{"index":%d,"value":%s}' % (index, value)
 
 
+def event_json(name: str, data: bytes, event_id: str, ts: float) -> bytes:
+    """An event as a wait returns it, spliced around the stored ``data`` rather than
+    re-encoded: data nested to the limit stays within it."""
+    return b'{"name":%s,"data":%s,"id":%s,"ts":%s}' % (
+        orjson.dumps(name),
+        data,
+        orjson.dumps(event_id),
+        orjson.dumps(ts),
+    )
+
+
 def message_json(name: str, data: bytes, sent_at: float) -> bytes:
     return b'{"name":%s,"data":%s,"sent_at":%s}' % (orjson.dumps(name), data, orjson.dumps(sent_at))
 

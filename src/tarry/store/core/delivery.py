@@ -17,11 +17,10 @@ import orjson
 from ...ids import new_id
 from ...models import ENDED_STATUSES, StepKind
 from ..base import EventOutcome, NewEvent, NewRun, SignalOutcome, StepRow, StepSender
-from ..matching import leaf_keys, matches
-from ..rows import message_json
+from ..matching import matches, value_at
+from ..rows import event_json, message_json
 from .port import Tx
 from .runs import (
-    db_value,
     fence,
     insert_run,
     request_cancel,
@@ -113,7 +112,7 @@ async def _deliver_event(tx: Tx, event: NewEvent, dedupe_seconds: float) -> Even
         "insert_event", {"id": event.id, "name": event.name, "data": event.data, "ts": now}
     )
     incoming = {"name": event.name, "data": orjson.loads(event.data), "id": event.id, "ts": now}
-    incoming_json = orjson.dumps(incoming)
+    incoming_json = event_json(event.name, event.data, event.id, now)
     started: list[str] = []
     for workflow, expr in await tx.all("triggers_for_event", {"event": event.name}):
         if expr is None or matches(None, None, expr, incoming, incoming):
@@ -152,11 +151,14 @@ Candidate = tuple[str, str, str, str | None, int | None]
 
 
 async def _candidates(tx: Tx, name: str, incoming: dict[str, Any]) -> dict[int, Candidate]:
-    """The waiters filed under one of the event's own (path, value) keys, plus those
-    with no indexable equality: never a scan of all waiters."""
+    """The waiters filed under a (path, value) the event has, plus those with no
+    indexable equality: never a scan of all waiters."""
     found: dict[int, Candidate] = {}
-    for path, value in leaf_keys(incoming):
-        params = {"name": name, "path": path, "value": db_value(value)}
+    for (path,) in await tx.all("waiter_paths", {"name": name}):
+        value = value_at(incoming, path)
+        if value is None:
+            continue
+        params = {"name": name, "path": path, "value": value}
         for row in await tx.all("waiters_by_value", params):
             found[row[0]] = (row[1], row[2], row[3], row[4], row[5])
     for row in await tx.all("waiters_unindexed", {"name": name}):

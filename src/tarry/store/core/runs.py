@@ -29,7 +29,7 @@ from ..base import (
     WaitCondition,
     WorkflowConfig,
 )
-from ..matching import resolve_filing, trigger_of
+from ..matching import index_value, resolve_filing, trigger_of
 from ..rows import child_json, error_json, indexed, run_row, step_params, step_row
 from .port import Tx
 
@@ -63,12 +63,6 @@ async def upsert_step(tx: Tx, run_id: str, step: StepRow) -> None:
 async def run_trigger(tx: Tx, run_id: str) -> Any:
     found = await tx.one("run_trigger", {"id": run_id})
     return None if found is None else trigger_of(*found)
-
-
-def db_value(value: str | None) -> str | None:
-    # PostgreSQL text cannot hold NUL (matching.MISSING has one); canonical JSON
-    # never contains a raw control character, so this spelling cannot collide.
-    return None if value is None else value.replace("\x00", "\\u0000")
 
 
 def waiter_key(cond: WaitCondition) -> str | None:
@@ -105,7 +99,7 @@ async def insert_waiter(
             "key": waiter_key(cond),
             "expires_at": expires_at,
             "path": filing.path if filing is not None else None,
-            "value": db_value(filing.value) if filing is not None else None,
+            "value": index_value(filing.value) if filing and filing.value is not None else None,
             "expr": filing.expr if filing is not None else None,
             "idx": index,
         },

@@ -23,7 +23,7 @@ from ..base import (
     WaitSpec,
 )
 from ..matching import matches
-from ..rows import child_json, error_json, indexed, message_json, run_row
+from ..rows import child_json, error_json, event_json, indexed, message_json, run_row
 from .port import Tx
 from .runs import (
     cancel_now,
@@ -35,6 +35,14 @@ from .runs import (
     stored_step,
     upsert_step,
 )
+
+
+class Refused(Exception):
+    """A condition that can never be this wait's: the step fails with ``error``."""
+
+    def __init__(self, error: bytes) -> None:
+        super().__init__(error.decode())
+        self.error = error
 
 
 async def lock_signal_waiter(tx: Tx, key: str) -> tuple[str, str, int | None] | None:
@@ -60,7 +68,7 @@ async def look_back(tx: Tx, run_id: str, wait: EventWait) -> bytes | None:
             continue
         incoming = {"name": name, "data": orjson.loads(data), "id": event_id, "ts": ts}
         if matches(filing.path, filing.value, filing.expr, trigger, incoming):
-            return orjson.dumps(incoming)
+            return event_json(name, bytes(data), event_id, ts)
     return None
 
 
@@ -84,10 +92,22 @@ async def available(tx: Tx, run_id: str, step_key: str, cond: WaitCondition) -> 
             await tx.run("consume_message", {"seq": row[0], "step_key": step_key, "now": tx.now})
             return message_json(row[1], bytes(row[2]), row[3])
         case InvokeWait(child=child):
-            await insert_run(tx, child)
+            created = await insert_run(tx, child)
             found = await tx.one("select_run", {"id": child.id})
             assert found is not None
             ended = run_row(found)
+            if not created:
+                owner = await tx.one("run_parent", {"id": child.id})
+                if owner is None or owner[0] != child.parent or ended.workflow != child.workflow:
+                    raise Refused(
+                        error_json(
+                            "ForeignRun",
+                            f"a run {child.id!r} of workflow {ended.workflow!r} exists that "
+                            f"this run did not start, so it cannot be this step's child; "
+                            "rename the step, or start that run under another id",
+                            other_run=child.id,
+                        )
+                    )
             if ended.status in ENDED_STATUSES:
                 return child_json(ended.status, ended.output, ended.error)
             return None
@@ -126,6 +146,7 @@ async def park(tx: Tx, lease: Lease, wait: WaitSpec) -> ParkResult:
         await upsert_step(tx, run_id, step)
         return step
 
+    evict: list[str] = []
     for index, cond in enumerate(wait.conditions):
         if isinstance(cond, SignalWait):
             holder = await tx.one("signal_waiter", {"key": cond.key})
@@ -139,21 +160,30 @@ async def park(tx: Tx, lease: Lease, wait: WaitSpec) -> ParkResult:
                         other_run=other_run,
                     )
                     return ParkResult("conflict", await settle("failed", None, error), other_run)
-                locked = await lock_signal_waiter(tx, cond.key)
-                if locked is not None:
-                    note = error_json(
-                        "Replaced",
-                        f"the wait on signal {cond.key!r} was taken over by run {run_id!r}",
-                        replaced_by=run_id,
-                    )
-                    await resolve_wait(tx, locked[0], locked[1], "timed_out", None, note)
-        found = await available(tx, run_id, wait.step_key, cond)
+                # Taken over only if this wait parks: another of its conditions may
+                # resolve it now, and then the holder keeps the key.
+                evict.append(cond.key)
+                continue  # a key somebody waits on has no buffered signal
+        try:
+            found = await available(tx, run_id, wait.step_key, cond)
+        except Refused as refused:
+            step = await settle("failed", None, refused.error)
+            return ParkResult("conflict", step, None)
         if found is not None:
             output = indexed(index, found) if wait.indexed else found
             return ParkResult("resolved", await settle("completed", output, None))
     if wait.deadline is not None and wait.deadline <= tx.now:
         status: StepStatus = "completed" if wait.kind == "sleep" else "timed_out"
         return ParkResult("resolved", await settle(status, None, None))
+    for key in evict:
+        locked = await lock_signal_waiter(tx, key)
+        if locked is not None:
+            note = error_json(
+                "Replaced",
+                f"the wait on signal {key!r} was taken over by run {run_id!r}",
+                replaced_by=run_id,
+            )
+            await resolve_wait(tx, locked[0], locked[1], "timed_out", None, note)
     await settle("waiting", None, None)
     for index, cond in enumerate(wait.conditions):
         await insert_waiter(

@@ -181,3 +181,19 @@ LIMIT 1;
 
 -- name: list_messages
 SELECT name, data, sent_at, consumed_by FROM messages WHERE run_id = :run_id ORDER BY seq;
+
+-- name: waiter_paths
+-- The paths an event name's waiters are filed under, each found by one seek of
+-- waiters_match (a loose index scan): as many steps as there are paths, however
+-- many waiters share them.
+WITH RECURSIVE paths (path) AS (
+    SELECT (SELECT path FROM waiters
+            WHERE kind IN ('event', 'cancel') AND key = :name AND path IS NOT NULL
+            ORDER BY path LIMIT 1)
+    UNION ALL
+    SELECT (SELECT w.path FROM waiters AS w
+            WHERE w.kind IN ('event', 'cancel') AND w.key = :name AND w.path > paths.path
+            ORDER BY w.path LIMIT 1)
+    FROM paths WHERE paths.path IS NOT NULL
+)
+SELECT path FROM paths WHERE path IS NOT NULL;
