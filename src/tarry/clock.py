@@ -37,20 +37,27 @@ class Clock(Protocol):
 
 
 class SystemClock:
-    """The wall clock (``time.time``)."""
+    """The wall clock (``time.time``), plus ``offset`` seconds.
+
+    A store shared by many machines sets ``offset`` to its server's clock minus
+    this machine's, so that every process reads one time (see the PostgreSQL
+    store); alone, the offset is 0."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
 
     def now(self) -> float:
-        return time.time()
+        return time.time() + self.offset
 
     async def sleep_until(self, when: float) -> None:
-        delay = when - time.time()
+        delay = when - self.now()
         if delay > 0:
             await asyncio.sleep(delay)
 
     async def wait(self, event: asyncio.Event, until: float | None) -> bool:
         if event.is_set():
             return True
-        timeout = None if until is None else max(0.0, until - time.time())
+        timeout = None if until is None else max(0.0, until - self.now())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout)
         return event.is_set()

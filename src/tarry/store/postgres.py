@@ -40,7 +40,7 @@ from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
 
-from ..clock import Clock
+from ..clock import Clock, SystemClock
 from ..errors import StoreError
 from ..models import EndStatus
 from .base import ClaimBatch, ClaimedRun, Lease, NewRun, StepRow, WakeListener
@@ -60,7 +60,11 @@ class PostgresStore(CoreStore):
         pool_size: int = 10,
         retry_seconds: float = 30.0,
     ) -> None:
-        super().__init__(clock)
+        # Each store follows its server's clock (IOLoop), so it keeps a system clock
+        # of its own rather than moving one it was handed.
+        super().__init__(
+            SystemClock() if clock is None or isinstance(clock, SystemClock) else clock
+        )
         self.url = url
         self._conninfo, self.schema, _ = parse_url(url)
         self.pool_size = pool_size
@@ -85,7 +89,7 @@ class PostgresStore(CoreStore):
                     self._listeners,
                     pool_size=self.pool_size,
                     retry_seconds=self.retry_seconds,
-                    now=self.clock.now,
+                    clock=self.clock,
                 )
                 io.thread.start()
                 self._io = io

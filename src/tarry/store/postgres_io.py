@@ -22,6 +22,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolClosed
 
+from ..clock import Clock, SystemClock
 from ..errors import ConfigError, SchemaTooNew, StoreError
 from .base import WakeListener
 from .postgres_batch import StatementBatcher
@@ -39,6 +40,9 @@ log = logging.getLogger("tarry")
 _CONNECT_TIMEOUT = 5
 _HEALTH_CHECK_EVERY = 15.0
 _DRAIN_SECONDS = 5.0
+_IDLE_IN_TX_MS = 10_000
+"""tarry's transactions never wait on anything but the database; a user's
+``options`` may set another value (it comes later, so it wins)."""
 
 
 Body = Callable[[Tx], Awaitable[T]]
@@ -107,11 +111,12 @@ class IOLoop:
         *,
         pool_size: int,
         retry_seconds: float,
-        now: Callable[[], float],
+        clock: Clock,
     ) -> None:
         self.url = url
-        self.now = now
-        """The clock every transaction reads its ``now`` from."""
+        self.clock = clock
+        """Every transaction reads its ``now`` here. A system clock follows the
+        server's: its offset is measured on connecting and at each health check."""
         self.conninfo = conninfo
         self.schema = schema
         self.channel = f"tarry_{schema}"[:63]
@@ -136,6 +141,10 @@ class IOLoop:
                 filter(
                     None,
                     [
+                        # A session paused inside a transaction (a stopped or
+                        # swapped-out process) must not hold its locks for long:
+                        # the server ends it, the transaction is retried elsewhere.
+                        f"-c idle_in_transaction_session_timeout={_IDLE_IN_TX_MS}",
                         str(conninfo_to_dict(conninfo).get("options") or ""),
                         f'-c search_path="{schema}"',
                     ],
@@ -269,6 +278,7 @@ class IOLoop:
         conn = await self._connect_for_open()
         try:
             await self._migrate(conn)
+            await self._follow_server_clock(conn)
             await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
         except BaseException:
             await conn.close()
@@ -316,6 +326,19 @@ class IOLoop:
             await asyncio.gather(*stuck, return_exceptions=True)
         if self.pool is not None:
             await self.pool.close()
+
+    async def _follow_server_clock(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Leases and due times are compared across machines: read them all off the
+        server's clock, as this machine's plus the offset measured here (to within
+        half a round trip)."""
+        if not isinstance(self.clock, SystemClock):
+            return  # a clock moved by hand (tests) is the one time there is
+        before = time.time()
+        cur = await conn.execute(Q["server_clock"])
+        row = await cur.fetchone()
+        after = time.time()
+        assert row is not None
+        self.clock.offset = float(row[0]) - (before + after) / 2
 
     async def _connect(self, **extra: Any) -> psycopg.AsyncConnection[Any]:
         return await psycopg.AsyncConnection.connect(self.conninfo, **self._kwargs, **extra)
@@ -425,7 +448,7 @@ class IOLoop:
                         checking = True
                         await AsyncConnectionPool.check_connection(conn)
                         checking = False
-                    tx = Tx(conn, retried_unknown, self.channel, self.schema, self.now())
+                    tx = Tx(conn, retried_unknown, self.channel, self.schema, self.clock.now())
                     if single:
                         committing = True
                         result = await body(tx)
@@ -527,7 +550,7 @@ class IOLoop:
                         delay = 0.05
                     async for _ in conn.notifies(timeout=_HEALTH_CHECK_EVERY):
                         self.schedule_wake()
-                    await conn.execute("SELECT 1")  # a quiet spell: is the server there?
+                    await self._follow_server_clock(conn)  # a quiet spell: is it there?
                 except psycopg.Error as exc:
                     log.warning("tarry: lost the LISTEN connection (%s); reconnecting", exc)
                     if conn is not None:

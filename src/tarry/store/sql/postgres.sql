@@ -228,3 +228,6 @@ WITH ended AS (
     DELETE FROM waiters WHERE run_id IN (SELECT id FROM ended)
 )
 SELECT id FROM ended;
+
+-- name: server_clock
+SELECT extract(epoch FROM clock_timestamp())::float8;
