@@ -146,31 +146,56 @@ class SQLiteStore(CoreStore):
         return await io.call(op)
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
-        conn.execute("BEGIN IMMEDIATE")
+        """Bring the schema up to date; a database already current is only read, so a
+        read-only file still opens for reading."""
         try:
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS tarry_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
-            )
-            row = conn.execute(
-                "SELECT value FROM tarry_meta WHERE key = 'schema_version'"
-            ).fetchone()
-            current = int(row[0]) if row else 0
-            if current > SCHEMA_VERSION:
-                raise SchemaTooNew(
-                    f"the store {self.url!r} has schema version {current}, but this tarry "
-                    f"knows versions up to {SCHEMA_VERSION}; upgrade tarry to open it"
+            current = self._schema_version(conn)
+            if current == SCHEMA_VERSION:
+                return
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                current = self._schema_version(conn)  # another process may have migrated
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS tarry_meta "
+                    "(key TEXT PRIMARY KEY, value TEXT NOT NULL)"
                 )
-            for version, sql in MIGRATIONS:
-                if version > current:
-                    for statement in sql.split(";"):
-                        if statement.strip():
-                            conn.execute(statement)
-            conn.execute(
-                "INSERT INTO tarry_meta (key, value) VALUES ('schema_version', ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (str(max(current, SCHEMA_VERSION)),),
+                for version, sql in MIGRATIONS:
+                    if version > current:
+                        for statement in sql.split(";"):
+                            if statement.strip():
+                                conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO tarry_meta (key, value) VALUES ('schema_version', ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (str(max(current, SCHEMA_VERSION)),),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise ConfigError(
+                f"cannot prepare the SQLite database {self.url!r} for tarry: {exc}"
+            ) from None
+
+    def _schema_version(self, conn: sqlite3.Connection) -> int:
+        """The stored schema version (0: a new database); refuses a newer one, and a
+        database that holds other tables but no tarry schema."""
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        if "tarry_meta" not in tables:
+            foreign = sorted(t for t in tables if not t.startswith("sqlite_"))
+            if foreign:
+                raise ConfigError(
+                    f"the SQLite database {self.url!r} is not a tarry store: it holds "
+                    f"other tables ({', '.join(foreign[:5])}) and no tarry schema; "
+                    "give tarry a file of its own"
+                )
+            return 0
+        row = conn.execute("SELECT value FROM tarry_meta WHERE key = 'schema_version'").fetchone()
+        current = int(row[0]) if row else 0
+        if current > SCHEMA_VERSION:
+            raise SchemaTooNew(
+                f"the store {self.url!r} has schema version {current}, but this tarry "
+                f"knows versions up to {SCHEMA_VERSION}; upgrade tarry to open it"
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        return current

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import os
 import queue
 import sqlite3
@@ -26,6 +27,8 @@ from typing import Any, TypeVar
 
 from ..errors import ConfigError, StoreError
 from .base import WakeListener
+
+log = logging.getLogger("tarry")
 
 T = TypeVar("T")
 _STOP = object()
@@ -86,6 +89,9 @@ class GroupCommitWriter:
         self.poll_interval = poll_interval
         self.batch_limit = batch_limit
         self.wake_pending = False
+        self.lost: str | None = None
+        """Why this store can no longer be used (its file went), once it cannot."""
+        self._opened: tuple[int, int] | None = None
         self._queue: queue.SimpleQueue[_Op | object] = queue.SimpleQueue()
         self._listeners: list[WakeListener] = []
         self._writer: threading.Thread | None = None
@@ -166,6 +172,28 @@ class GroupCommitWriter:
 
     # -- the writer thread -------------------------------------------------------------
 
+    def _identity(self) -> tuple[int, int] | None:
+        """Which file the path names now (device, inode); None if there is none."""
+        try:
+            found = os.stat(self.path)
+        except OSError:
+            return None
+        return found.st_dev, found.st_ino
+
+    def _check_file(self) -> None:
+        """The file this store opened must still be the one at its path: a database
+        deleted or replaced under a running process would otherwise go on being
+        written, unseen by every process that opens the path afterwards."""
+        if self.in_memory or self.lost is not None or self._identity() == self._opened:
+            return
+        self.lost = (
+            f"the SQLite database file {self.path!r} was deleted or replaced while this "
+            "process had it open; nothing more is written to the old file. Restore the "
+            "file, or restart the process to use the new one"
+        )
+        log.error("tarry: %s", self.lost)
+        self.wake()  # let every worker see the error now rather than at its next alarm
+
     def _writer_main(self, ready: concurrent.futures.Future[None]) -> None:
         try:
             conn = self._connect()
@@ -173,6 +201,7 @@ class GroupCommitWriter:
         except BaseException as exc:
             ready.set_exception(exc)
             return
+        self._opened = self._identity()
         ready.set_result(None)
         get, get_nowait = self._queue.get, self._queue.get_nowait
         stopping = False
@@ -255,6 +284,8 @@ class GroupCommitWriter:
     async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._writer is None:
             raise StoreError(f"the store {self.url!r} is not open")
+        if self.lost is not None:
+            raise StoreError(self.lost)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put(_Op(fn, loop, future))
@@ -285,6 +316,7 @@ class GroupCommitWriter:
         ready.set()
         try:
             while not self._closed.wait(self.poll_interval):
+                self._check_file()
                 try:
                     version = conn.execute("PRAGMA data_version").fetchone()[0]
                 except sqlite3.Error:
