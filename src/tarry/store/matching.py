@@ -26,7 +26,8 @@ MISSING = "#missing"
 (canonical JSON never starts with ``#``)."""
 
 _LONGEST_KEY = 128
-"""Longer values are filed under their digest, so an index entry stays small."""
+"""Values longer than this many bytes are filed under their digest, so that an index
+entry stays small whatever the payload holds."""
 
 
 def canonical(value: Any) -> str:
@@ -39,9 +40,10 @@ def canonical(value: Any) -> str:
 def index_value(text: str) -> str:
     """The index's spelling of a canonical value: itself, or a digest when long
     (the full condition is checked on every candidate, so a digest suffices)."""
-    if len(text) <= _LONGEST_KEY:
+    encoded = text.encode()
+    if len(encoded) <= _LONGEST_KEY:
         return text
-    return "#sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    return "#sha256:" + hashlib.sha256(encoded).hexdigest()
 
 
 def value_at(event: Mapping[str, Any], path: str) -> str | None:

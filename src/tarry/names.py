@@ -1,0 +1,41 @@
+"""The rules for every string the store indexes, checked before anything is stored.
+
+Run ids, workflow ids, step ids, signal keys, event names and ids, and message
+names are keys of indexes on both stores. Each must be a non-empty string of at
+most ``MAX_NAME`` characters, valid UTF-8, without NUL (PostgreSQL text cannot
+hold it). ``MAX_NAME`` keeps every index entry well inside PostgreSQL's limit
+of about 2.7 KB, whatever the characters. A value a wait is matched on
+(``match=``) has no limit: a long one is filed under its digest.
+"""
+
+from __future__ import annotations
+
+MAX_NAME = 256
+"""The longest run id, workflow id, step id, signal key, event name or id, or message
+name, in characters."""
+
+
+def check_name(value: object, what: str) -> str:
+    """``value`` if it may be stored as ``what`` (e.g. "signal key"), else ValueError
+    saying what is wrong with it."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what} must be a non-empty string, got {_show(value)}")
+    if len(value) > MAX_NAME:
+        raise ValueError(
+            f"{what} is {len(value):,} characters long, over the limit of {MAX_NAME}: "
+            f"{_show(value)}"
+        )
+    if "\x00" in value:
+        raise ValueError(f"{what} must not contain a NUL character: {_show(value)}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(
+            f"{what} is not valid Unicode text (a lone surrogate): {_show(value)}"
+        ) from None
+    return value
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}...{text[-12:]}"
