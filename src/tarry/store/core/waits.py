@@ -185,7 +185,12 @@ async def park(tx: Tx, lease: Lease, wait: WaitSpec) -> ParkResult:
             )
             await resolve_wait(tx, locked[0], locked[1], "timed_out", None, note)
     await settle("waiting", None, None)
+    filed: set[str] = set()
     for index, cond in enumerate(wait.conditions):
+        if isinstance(cond, SignalWait):
+            if cond.key in filed:
+                continue  # one waiter per key: the first condition naming it answers
+            filed.add(cond.key)
         await insert_waiter(
             tx, run_id, wait.step_key, cond, wait.deadline, index if wait.indexed else None
         )
