@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import orjson
@@ -28,10 +28,10 @@ from tarry.store.base import (
     ClaimedRun,
     Lease,
     NewRun,
+    SignalWait,
     StepRow,
     StepSender,
     Store,
-    WaitCondition,
     WaitSpec,
 )
 
@@ -115,10 +115,10 @@ def signal_wait(
     *,
     step: str = "wait",
     deadline: float | None = None,
-    on_conflict: str = "fail",
+    on_conflict: Literal["fail", "replace"] = "fail",
 ) -> WaitSpec:
     shown = {"kind": "signal", "step": step, "key": key, "expires_at": deadline}
-    condition = WaitCondition("signal", key=key, on_conflict=on_conflict)  # type: ignore[arg-type]
+    condition = SignalWait(key, on_conflict=on_conflict)
     return WaitSpec(
         step, "signal", deadline, orjson.dumps(shown), (condition,), started_at=time.time()
     )

@@ -15,14 +15,14 @@ import orjson
 import psycopg
 import pytest
 
-from tarry.store.base import ClaimedRun, NewRun, WaitCondition, WaitSpec
+from tarry.store.base import ClaimedRun, InvokeWait, MessageWait, NewRun, SignalWait, WaitSpec
 from tarry.store.postgres import PostgresStore
 
 RUNS = 200
 
 
 def signal_wait(key: str) -> WaitSpec:
-    condition = WaitCondition("signal", key=key, on_conflict="fail")
+    condition = SignalWait(key, on_conflict="fail")
     return WaitSpec("w", "signal", None, b"{}", (condition,))
 
 
@@ -160,7 +160,7 @@ async def test_a_child_ending_while_its_parent_parks_always_resumes_the_parent(
 
     async def park(n: int) -> str:
         child = NewRun(f"c{n}", "child", b"{}", parent=f"p{n}")
-        condition = WaitCondition("invoke", key=child.id, child=child)
+        condition = InvokeWait(child)
         spec = WaitSpec("inv", "invoke", None, b"{}", (condition,))
         return (await a.park(parents[f"p{n}"].lease, spec)).outcome
 
@@ -194,7 +194,7 @@ async def test_a_message_sent_while_its_run_parks_is_taken_once(
     batch = await a.claim(["wf"], RUNS, 60)
 
     async def park(n: int) -> tuple[str, int, str]:
-        condition = WaitCondition("message", key="go")
+        condition = MessageWait("go")
         spec = WaitSpec("m", "message", time.time() + 60, b"{}", (condition,))
         return "park", n, (await a.park(batch.runs[n].lease, spec)).outcome
 
