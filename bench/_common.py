@@ -44,8 +44,10 @@ def count_status(path: str, status: str) -> int:
 
 
 class EndCounter:
-    """Counts run ends in-process by wrapping ``App._run_ended`` (called after a run's
-    final commit). Falls back to polling the database file when that hook is absent."""
+    """Counts run ends in-process by wrapping the App's hook called after a run's final
+    commit (``App._local.ended``; ``App._run_ended`` before 0.2, so that one script
+    measures both sides of a change). Falls back to polling the database file when
+    neither hook is there."""
 
     def __init__(self, app: Any, path: str) -> None:
         self.app = app
@@ -56,9 +58,13 @@ class EndCounter:
         self._event: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.approximate = False
-        self.hooked = hasattr(app, "_run_ended")
+        owner = getattr(app, "_local", None)
+        name = "ended"
+        if owner is None or not hasattr(owner, name):
+            owner, name = app, "_run_ended"
+        self.hooked = hasattr(owner, name)
         if self.hooked:
-            original: Callable[[str], None] = app._run_ended
+            original: Callable[[str], None] = getattr(owner, name)
 
             def wrapped(run_id: str) -> None:
                 original(run_id)
@@ -67,7 +73,7 @@ class EndCounter:
                 if self.ended >= self._target and self._event is not None and self._loop:
                     self._loop.call_soon_threadsafe(self._event.set)
 
-            app._run_ended = wrapped
+            setattr(owner, name, wrapped)
 
     async def wait_for(self, target: int, *, timeout: float = 600.0) -> float:
         """Wait until ``target`` runs have ended; returns the perf_counter of the last end."""

@@ -1,6 +1,7 @@
 """tarry: durable Python workflows built around the pause."""
 
 from .app import App
+from .clock import Clock, ManualClock, SystemClock
 from .conditions import CancelOn, Trigger, cancel_on, event, message, signal, trigger
 from .context import Context
 from .errors import (
@@ -38,11 +39,13 @@ from .step import Step
 __all__ = [
     "App",
     "CancelOn",
+    "Clock",
     "ConfigError",
     "Context",
     "Event",
     "ExpressionError",
     "LeaseLost",
+    "ManualClock",
     "Message",
     "NonDeterminismError",
     "NonRetriableError",
@@ -62,6 +65,7 @@ __all__ = [
     "StepFailed",
     "StepRecord",
     "StoreError",
+    "SystemClock",
     "TarryError",
     "Trigger",
     "WaitingFor",

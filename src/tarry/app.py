@@ -1,26 +1,20 @@
-"""App: the workflow registry, the client methods and their blocking twins."""
+"""App: the public face. It owns the settings, the registry of workflows, the store,
+the clock and the process's ``Local``, hands them to its workers, and offers the
+client methods with their blocking twins."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import os
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from . import serde
-from .conditions import (
-    CancelOn,
-    EventCondition,
-    Trigger,
-    compile_cancel_on,
-    compile_triggers,
-    new_event,
-)
+from .clock import Clock
+from .conditions import CancelOn, Trigger, new_event
 from .durations import Duration, parse_duration
 from .errors import (
     ConfigError,
@@ -32,7 +26,9 @@ from .errors import (
     WorkflowNotFound,
 )
 from .ids import new_id
+from .local import Local
 from .models import (
+    ENDED_STATUSES,
     RUN_STATUSES,
     Event,
     Message,
@@ -40,60 +36,24 @@ from .models import (
     Run,
     SendResult,
     SignalResult,
-    StepRecord,
-    WaitingFor,
     to_datetime,
 )
+from .names import check_name
 from .portal import Portal
-from .store.base import NewRun, RunRow, StepRow, Store, WorkflowConfig
+from .records import check_limit, parse_cursor, to_run
+from .registry import Handler, Registry, Workflow
+from .settings import Settings
+from .store import open_store
+from .store.base import NewRun, Store
 from .urls import mask_url
 from .worker import Worker
 
+__all__ = ["App", "Workflow", "mask_url", "open_store"]
+
 P = ParamSpec("P")
 T = TypeVar("T")
-Handler = Callable[..., Any]
 
 DEFAULT_DATABASE = "sqlite:///./.tarry/tarry.db"
-
-
-@dataclass(frozen=True, slots=True)
-class Workflow:
-    id: str
-    fn: Handler
-    is_async: bool
-    retries: int
-    triggers: tuple[Trigger, ...] = ()
-    cancel_on: tuple[EventCondition, ...] = ()
-    concurrency: int | None = None
-
-    def config(self) -> WorkflowConfig:
-        return WorkflowConfig(
-            self.id,
-            tuple((t.event, t.if_) for t in self.triggers),
-            tuple(c.filing() for c in self.cancel_on),
-        )
-
-
-def open_store(url: str) -> Store:
-    scheme = url.split(":", 1)[0].lower()
-    if scheme == "sqlite":
-        from .store.sqlite import SQLiteStore
-
-        return SQLiteStore(url)
-    if scheme in ("postgresql", "postgres"):
-        try:
-            from .store.postgres import PostgresStore  # type: ignore[import-not-found,import-untyped,unused-ignore]
-        except ImportError as exc:
-            raise ConfigError(
-                f"cannot use {mask_url(url)!r}: the PostgreSQL store is not available "
-                f"({exc}); install tarry[postgres]"
-            ) from None
-        store: Store = PostgresStore(url)
-        return store
-    raise ConfigError(
-        f"unknown database URL scheme in {mask_url(url)!r}: use sqlite:///path/to/file.db "
-        "or postgresql://user@host/db"
-    )
 
 
 def _blocking(
@@ -109,60 +69,6 @@ def _blocking(
     return twin
 
 
-def _to_run(row: RunRow, steps: list[StepRow]) -> Run:
-    waiting = serde.loads(row.waiting_for)
-    return Run(
-        id=row.id,
-        workflow=row.workflow,
-        status=row.status,  # type: ignore[arg-type]
-        payload=serde.loads(row.payload),
-        output=serde.loads(row.output),
-        error=serde.loads(row.error),
-        created_at=to_datetime(row.created_at),  # type: ignore[arg-type]
-        updated_at=to_datetime(row.updated_at),  # type: ignore[arg-type]
-        ended_at=to_datetime(row.ended_at),
-        waiting_for=None
-        if waiting is None
-        else WaitingFor(
-            kind=waiting["kind"],
-            step=waiting["step"],
-            key=waiting.get("key"),
-            expires_at=to_datetime(waiting.get("expires_at")),
-        ),
-        steps=[
-            StepRecord(
-                id=s.key,
-                kind=s.kind,
-                status=s.status,
-                output=serde.loads(s.output),
-                error=serde.loads(s.error),
-                attempts=s.attempts,
-                started_at=to_datetime(s.started_at),
-                ended_at=to_datetime(s.ended_at),
-            )
-            for s in steps
-        ],
-    )
-
-
-def _check_limit(limit: object) -> None:
-    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:
-        raise ValueError(f"limit must be an integer from 1 to 1000, got {limit!r}")
-
-
-def _parse_cursor(cursor: object) -> int | None:
-    if cursor is None:
-        return None
-    if (
-        not isinstance(cursor, str)
-        or not cursor.isascii()
-        or not cursor.isdigit()
-        or len(cursor) > 18
-    ):
-        raise ValueError(f"invalid cursor {cursor!r}: pass a next_cursor from a listing")
-    return int(cursor)
-
-
 class App:
     """The registry of workflows plus a store, and the client of both."""
 
@@ -176,39 +82,73 @@ class App:
         retry_cap: Duration = "10m",
         max_output_bytes: int = 4 * 1024 * 1024,
         max_steps: int = 10_000,
+        max_history_bytes: int = 64 * 1024 * 1024,
         event_retention: Duration = "7d",
         event_dedupe: Duration = "24h",
+        clock: Clock | None = None,
     ) -> None:
         url = database or os.environ.get("TARRY_DATABASE_URL") or DEFAULT_DATABASE
         if not isinstance(url, str):
             raise ConfigError(f"database must be a URL string, got {url!r}")
         self.database = url
-        self.signal_retention = parse_duration(signal_retention)
-        self.lease = parse_duration(lease)
-        if self.lease <= 0:
-            raise ConfigError(f"lease must be positive, got {lease!r}")
-        self.retry_base = parse_duration(retry_base)
-        self.retry_cap = parse_duration(retry_cap)
-        if not isinstance(max_output_bytes, int) or max_output_bytes < 1:
-            raise ConfigError(
-                f"max_output_bytes must be a positive integer, got {max_output_bytes!r}"
-            )
-        self.max_output_bytes = max_output_bytes
-        if not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1:
-            raise ConfigError(f"max_steps must be a positive integer, got {max_steps!r}")
-        self.max_steps = max_steps
-        self.event_retention = parse_duration(event_retention)
-        self.event_dedupe = parse_duration(event_dedupe)
+        self.settings = Settings.parse(
+            signal_retention=signal_retention,
+            lease=lease,
+            retry_base=retry_base,
+            retry_cap=retry_cap,
+            max_output_bytes=max_output_bytes,
+            max_steps=max_steps,
+            max_history_bytes=max_history_bytes,
+            event_retention=event_retention,
+            event_dedupe=event_dedupe,
+        )
+        self._store = open_store(url, clock=clock)
+        self.clock: Clock = self._store.clock
+        """Engine time (timers, deadlines, leases, backoffs) for every layer: the one
+        given, or the store's, which on PostgreSQL follows the server's clock so that
+        all machines agree. ``result(timeout=)`` is a client's patience: real time."""
+        self.workflows = Registry()
+        self._local = Local()
         self._synced: tuple[str, ...] = ()
         self._opened = False
-        self.workflows: dict[str, Workflow] = {}
-        self._store = open_store(url)
         self._portal = Portal()
-        self._ended_lock = threading.Lock()
-        self._ended_waiters: dict[str, list[Callable[[], None]]] = {}
 
     def __repr__(self) -> str:
         return f"App(database={mask_url(self.database)!r}, workflows={list(self.workflows)})"
+
+    # -- options, as parsed once (read-only) ----------------------------------------
+
+    @property
+    def signal_retention(self) -> float:
+        return self.settings.signal_retention
+
+    @property
+    def lease(self) -> float:
+        return self.settings.lease
+
+    @property
+    def retry_base(self) -> float:
+        return self.settings.retry_base
+
+    @property
+    def retry_cap(self) -> float:
+        return self.settings.retry_cap
+
+    @property
+    def max_output_bytes(self) -> int:
+        return self.settings.max_output_bytes
+
+    @property
+    def max_steps(self) -> int:
+        return self.settings.max_steps
+
+    @property
+    def event_retention(self) -> float:
+        return self.settings.event_retention
+
+    @property
+    def event_dedupe(self) -> float:
+        return self.settings.event_dedupe
 
     # -- registry --------------------------------------------------------------------
 
@@ -227,29 +167,9 @@ class App:
         run; ``cancel_on``: ``tarry.cancel_on(...)`` conditions that cancel one;
         ``concurrency``: at most that many runs executing at once, across all workers
         (parked runs do not count)."""
-        if not isinstance(id, str) or not id:
-            raise ConfigError(f"workflow id must be a non-empty string, got {id!r}")
-        if id in self.workflows:
-            raise ConfigError(f"workflow {id!r} is already registered")
-        if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
-            raise ConfigError(f"retries must be a non-negative integer, got {retries!r}")
-        if concurrency is not None and (
-            not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1
-        ):
-            raise ConfigError(f"concurrency must be a positive integer, got {concurrency!r}")
-        triggers = tuple(compile_triggers(on, id))
-        cancels = tuple(compile_cancel_on(cancel_on, id))
-
-        def register(fn: Handler) -> Handler:
-            if id in self.workflows:
-                raise ConfigError(f"workflow {id!r} is already registered")
-            if not callable(fn):
-                raise ConfigError(f"workflow {id!r} must decorate a function, got {fn!r}")
-            is_async = inspect.iscoroutinefunction(fn)
-            self.workflows[id] = Workflow(id, fn, is_async, retries, triggers, cancels, concurrency)
-            return fn
-
-        return register
+        return self.workflows.workflow(
+            id, on=on, retries=retries, cancel_on=cancel_on, concurrency=concurrency
+        )
 
     # -- plumbing --------------------------------------------------------------------
 
@@ -262,15 +182,9 @@ class App:
         if registered != self._synced:
             # What starts and cancels these workflows must be in the store, so an
             # event sent from any process finds it.
-            await self._store.sync_workflows([w.config() for w in self.workflows.values()])
+            await self._store.sync_workflows(self.workflows.configs())
             self._synced = registered
         return self._store
-
-    def _run_ended(self, run_id: str) -> None:
-        with self._ended_lock:
-            callbacks = self._ended_waiters.pop(run_id, [])
-        for callback in callbacks:
-            callback()
 
     async def close(self) -> None:
         """Close the store; the App can be opened again by its next call."""
@@ -302,8 +216,9 @@ class App:
             )
         if not isinstance(workflow, str) or not workflow:
             raise WorkflowNotFound(f"workflow id must be a non-empty string, got {workflow!r}")
-        if run_id is not None and (not isinstance(run_id, str) or not run_id):
-            raise ValueError(f"run_id must be a non-empty string, got {run_id!r}")
+        check_name(workflow, "workflow id")
+        if run_id is not None:
+            check_name(run_id, "run_id")
         data = serde.dumps({} if payload is None else payload, what="start payload")
         store = await self._open()
         created_id, _ = await store.create_run(NewRun(run_id or new_id(), workflow, data))
@@ -313,8 +228,7 @@ class App:
         self, signal: str, data: Any = None, *, strict: bool = False
     ) -> SignalResult:
         """Resume the run waiting on key ``signal``, else buffer the signal for it."""
-        if not isinstance(signal, str) or not signal:
-            raise ValueError(f"signal key must be a non-empty string, got {signal!r}")
+        check_name(signal, "signal key")
         if data is None:
             raise ValueError(
                 "signal data must not be None: None is what a wait returns on timeout; "
@@ -337,14 +251,16 @@ class App:
         event = new_event(name, data, id)
         store = await self._open()
         outcome = await store.send_event(event, dedupe_seconds=self.event_dedupe)
+        for run_id in outcome.cancelled:  # by their cancel_on, at once
+            self._local.ended(run_id)
         return SendResult([outcome.event_id], list(outcome.started), list(outcome.resumed))
 
     async def list_events(
         self, *, name: str | None = None, limit: int = 50, cursor: str | None = None
     ) -> Page[Event]:
         """Stored events newest first (kept for ``event_retention``); page with ``cursor``."""
-        _check_limit(limit)
-        after = _parse_cursor(cursor)
+        check_limit(limit)
+        after = parse_cursor(cursor)
         store = await self._open()
         rows = await store.list_events(name=name, limit=limit, cursor=after)
         events = [Event(r.name, serde.loads(r.data), r.id, to_datetime(r.ts)) for r in rows]  # type: ignore[arg-type]
@@ -352,8 +268,7 @@ class App:
 
     async def send_message(self, run_id: str, name: str, data: Any = None) -> None:
         """Append a message to the run's mailbox; returns once it is durable."""
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"message name must be a non-empty string, got {name!r}")
+        check_name(name, "message name")
         payload = serde.dumps({} if data is None else data, what=f"data of message {name!r}")
         store = await self._open()
         outcome = await store.send_message(run_id, name, payload)
@@ -372,7 +287,7 @@ class App:
             Message(m.name, serde.loads(m.data), to_datetime(m.sent_at), m.consumed_by)  # type: ignore[arg-type]
             for m in await store.list_messages(run_id)
         ]
-        return replace(_to_run(*found), messages=messages)
+        return replace(to_run(*found), messages=messages)
 
     async def list_runs(
         self,
@@ -385,65 +300,85 @@ class App:
         """Runs newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
         if status is not None and status not in RUN_STATUSES:
             raise ValueError(f"unknown run status {status!r}; expected one of {RUN_STATUSES}")
-        _check_limit(limit)
-        after = _parse_cursor(cursor)
+        check_limit(limit)
+        after = parse_cursor(cursor)
         store = await self._open()
         rows = await store.list_runs(status=status, workflow=workflow, limit=limit, cursor=after)
-        runs = [_to_run(row, []) for row in rows]
+        runs = [to_run(row, []) for row in rows]
         next_cursor = str(rows[-1].seq) if len(rows) == limit else None
         return Page(runs, next_cursor)
 
     async def result(self, run_id: str, *, timeout: Duration | None = None) -> Any:
-        """Wait for the run to end: its output, or ``RunFailed`` / ``RunCancelled``."""
+        """Wait for the run to end: its output, or ``RunFailed`` / ``RunCancelled``.
+        ``timeout`` is real time (the caller's patience), not the App's clock."""
         give_up = None if timeout is None else time.monotonic() + parse_duration(timeout)
         loop = asyncio.get_running_loop()
         ended = asyncio.Event()
 
         def on_end() -> None:
-            with contextlib.suppress(RuntimeError):
+            with contextlib.suppress(RuntimeError):  # the loop has closed
                 loop.call_soon_threadsafe(ended.set)
 
-        pause = 0.005
-        while True:
-            with self._ended_lock:
-                self._ended_waiters.setdefault(run_id, []).append(on_end)
-            run = await self.get_run(run_id)
-            if run.status == "completed":
-                return run.output
-            if run.status == "failed":
-                raise RunFailed(run_id, run.error)
-            if run.status == "cancelled":
-                raise RunCancelled(run_id, (run.error or {}).get("message"))
-            wait = pause if give_up is None else min(pause, give_up - time.monotonic())
-            if wait <= 0:
-                raise TimeoutError(f"run {run_id!r} is still {run.status} after {timeout!r}")
-            # Ends in this process arrive at once; other processes' by polling.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(ended.wait(), wait)
-            ended.clear()
-            pause = min(pause * 2, 0.25)
+        # Ends in this process arrive at once; other processes' by polling.
+        forget = self._local.on_end(run_id, on_end)
+        try:
+            pause = 0.005
+            while True:
+                ended.clear()  # before reading: an end after the read still wakes us
+                run = await self.get_run(run_id)
+                if run.status == "completed":
+                    return run.output
+                if run.status == "failed":
+                    raise RunFailed(run_id, run.error)
+                if run.status == "cancelled":
+                    raise RunCancelled(run_id, (run.error or {}).get("message"))
+                wait = pause if give_up is None else min(pause, give_up - time.monotonic())
+                if wait <= 0:
+                    raise TimeoutError(f"run {run_id!r} is still {run.status} after {timeout!r}")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ended.wait(), wait)
+                pause = min(pause * 2, 0.25)
+        finally:
+            forget()
 
     async def cancel(self, run_id: str, reason: str | None = None) -> Run:
-        """Cancel a run: at once if queued or parked, else at its next step."""
+        """Cancel a run: at once if queued or parked, else at its next step boundary.
+        A run executing in this process starts no further step once this returns."""
         error = serde.dumps({"type": "Cancelled", "message": reason or "cancelled"})
         store = await self._open()
         row = await store.cancel(run_id, error)
         if row is None:
             raise RunNotFound(f"no run {run_id!r} in {mask_url(self.database)!r}")
+        if row.status not in ENDED_STATUSES or row.status == "cancelled":
+            # Leased (flagged in the store), or ended under an attempt whose lease had
+            # run out: an execution of it here starts no further step either way.
+            self._local.cancel(run_id)
         if row.status == "cancelled":
-            self._run_ended(run_id)
+            self._local.ended(run_id)
         return await self.get_run(run_id)
 
     # -- workers ---------------------------------------------------------------------
 
+    def _worker(self, concurrency: int) -> Worker:
+        return Worker(
+            settings=self.settings,
+            registry=self.workflows,
+            store=self._store,
+            clock=self.clock,
+            local=self._local,
+            concurrency=concurrency,
+        )
+
     async def run_worker(self, *, concurrency: int = 32) -> None:
         """Claim and execute this App's runs until cancelled."""
-        await Worker(self, concurrency=concurrency).run()
+        worker = self._worker(concurrency)
+        await self._open()
+        await worker.run()
 
     @contextlib.asynccontextmanager
     async def worker(self, *, concurrency: int = 32) -> AsyncIterator[Worker]:
         """Run a worker in the background for the body of an ``async with``."""
-        worker = Worker(self, concurrency=concurrency)
+        worker = self._worker(concurrency)
         await self._open()
         task = asyncio.create_task(worker.run(), name="tarry-worker")
         try:

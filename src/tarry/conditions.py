@@ -6,10 +6,12 @@ decoration time for ``on=`` and ``cancel_on=``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from . import serde
+from .durations import parse_duration
 from .errors import ConfigError, ExpressionError
 from .expressions import (
     Equality,
@@ -19,14 +21,26 @@ from .expressions import (
     match_to_equality,
 )
 from .ids import new_id
-from .store.base import Filing, NewEvent
-from .store.matching import canonical
+from .names import check_name
+from .store.base import (
+    EventWait,
+    Filing,
+    MessageWait,
+    NewEvent,
+    SignalWait,
+    StepRow,
+    WaitCondition,
+)
+from .store.matching import canonical, resolve_filing
 
 
 def _event_name(name: object, what: str) -> str:
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{what} needs a non-empty event name, got {name!r}")
-    return name
+    try:
+        return check_name(name, f"{what} event name")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,10 +155,9 @@ def compile_cancel_on(cancel: object, workflow: str) -> list[EventCondition]:
 
 def new_event(name: str, data: Any, event_id: str | None) -> NewEvent:
     """Validate and encode an event to send; ``event_id`` from the sender dedupes."""
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"event name must be a non-empty string, got {name!r}")
-    if event_id is not None and (not isinstance(event_id, str) or not event_id):
-        raise ValueError(f"event id must be a non-empty string, got {event_id!r}")
+    check_name(name, "event name")
+    if event_id is not None:
+        check_name(event_id, "event id")
     payload = serde.dumps({} if data is None else data, what=f"data of event {name!r}")
     return NewEvent(event_id or new_id(), name, payload, dedupe=event_id is not None)
 
@@ -179,8 +192,7 @@ AnyCondition = SignalCondition | EventWaitCondition | MessageCondition
 
 
 def signal(key: str, *, on_conflict: str = "fail") -> SignalCondition:
-    if not isinstance(key, str) or not key:
-        raise ValueError(f"signal key must be a non-empty string, got {key!r}")
+    check_name(key, "signal key")
     if on_conflict not in ("fail", "replace"):
         raise ValueError(f'on_conflict must be "fail" or "replace", got {on_conflict!r}')
     return SignalCondition(key, on_conflict)
@@ -193,6 +205,70 @@ def event(
 
 
 def message(name: str | None = None) -> MessageCondition:
-    if name is not None and (not isinstance(name, str) or not name):
-        raise ValueError(f"message name must be a non-empty string or None, got {name!r}")
+    if name is not None:
+        check_name(name, "message name")
     return MessageCondition(name)
+
+
+# -- a wait's conditions as the store keeps them ------------------------------------------
+
+
+def to_wait(
+    spec: AnyCondition,
+    trigger: dict[str, Any],
+    run_created_at: float,
+    now: float,
+    memo: Mapping[str, StepRow],
+) -> WaitCondition:
+    """The store's form of one condition of a wait begun at ``now`` by a run created at
+    ``run_created_at`` with ``trigger``, whose step records so far are ``memo``."""
+    if isinstance(spec, SignalCondition):
+        on_conflict: Literal["fail", "replace"] = (
+            "replace" if spec.on_conflict == "replace" else "fail"
+        )
+        return SignalWait(spec.key, on_conflict)
+    if isinstance(spec, EventWaitCondition):
+        filing = resolve_filing(spec.condition.filing(), trigger)
+        if spec.lookback is None:
+            since = None
+        elif spec.lookback == "run":
+            since = run_created_at
+        else:
+            since = now - parse_duration(spec.lookback)
+        return EventWait(filing, since, _seen_events(trigger, memo))
+    if isinstance(spec, MessageCondition):
+        return MessageWait(spec.name)
+    raise TypeError(
+        "wait conditions are built with tarry.signal(...), tarry.event(...) or "
+        f"tarry.message(...), got {spec!r}"
+    )
+
+
+def _seen_events(trigger: dict[str, Any], memo: Mapping[str, StepRow]) -> tuple[str, ...]:
+    """Event ids a run must not match again: its trigger, and every event an earlier
+    wait of the run already returned."""
+    seen = [trigger["id"]] if "id" in trigger else []
+    for row in memo.values():
+        if row.status != "completed" or not row.output:
+            continue
+        if row.kind == "event":
+            seen.append(serde.loads(row.output)["id"])
+        elif row.kind == "any":
+            value = serde.loads(row.output)["value"]
+            if isinstance(value, dict) and "ts" in value and "id" in value:
+                seen.append(value["id"])
+    return tuple(seen)
+
+
+def waiting_key(conds: tuple[WaitCondition, ...]) -> str | None:
+    """The key, event name, message name or child run shown for a one-condition wait."""
+    if len(conds) != 1:
+        return None
+    cond = conds[0]
+    if isinstance(cond, SignalWait):
+        return cond.key
+    if isinstance(cond, EventWait):
+        return cond.filing.event
+    if isinstance(cond, MessageWait):
+        return cond.name
+    return cond.child.id

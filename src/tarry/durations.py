@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from datetime import datetime, timedelta
 from typing import TypeAlias
 
@@ -63,10 +62,11 @@ def check_aware(when: datetime, what: str = "datetime") -> datetime:
     return when
 
 
-def deadline(timeout: Timeout, now: float | None = None) -> float | None:
-    """Turn a wait's ``timeout`` into an absolute epoch deadline, or ``None``."""
+def deadline(timeout: Timeout, now: float) -> float | None:
+    """Turn a wait's ``timeout`` into an absolute epoch deadline, or ``None``; a
+    duration counts from ``now`` (the clock's)."""
     if timeout is None:
         return None
     if isinstance(timeout, datetime):
         return check_aware(timeout, "timeout").timestamp()
-    return (time.time() if now is None else now) + parse_duration(timeout)
+    return now + parse_duration(timeout)

@@ -52,7 +52,12 @@ class NonDeterminismError(TarryError):
 
 
 class StoreError(TarryError):
-    """The store failed to carry out an operation."""
+    """The store refused or failed an operation; nothing of it was stored."""
+
+
+class StoreUnavailable(StoreError):
+    """The store could not be reached, or stayed busy, past its retries. Nothing was
+    decided, so the same operation may be tried again later."""
 
 
 class SchemaTooNew(ConfigError):

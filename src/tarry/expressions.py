@@ -44,6 +44,7 @@ _UNCONVERTIBLE = "Non-CEL value type"
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _COMPILE_ERROR = re.compile(r"ERROR: [^:\n]*:(\d+):(\d+): ([^\n]*)")
 _CACHE_SIZE = 4096
+_LONGEST_PATH = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,11 +136,14 @@ def indexable_equalities(expr: Expression) -> list[Equality]:
 
 def match_to_equality(match: str) -> Equality:
     """``match="data.userId"``: the incoming event's path equals the trigger's same path."""
-    if not isinstance(match, str) or not all(
-        _IDENTIFIER.fullmatch(part) for part in match.split(".")
+    if (
+        not isinstance(match, str)
+        or len(match) > _LONGEST_PATH
+        or not all(_IDENTIFIER.fullmatch(part) for part in match.split("."))
     ):
         raise ExpressionError(
-            f"match must be a dotted path of identifiers such as 'data.userId', not {match!r}"
+            f"match must be a dotted path of identifiers such as 'data.userId', at most "
+            f"{_LONGEST_PATH} characters, not {match!r}"
         )
     return Equality(path=match, value=None, event_path=match)
 

@@ -10,6 +10,8 @@ of about 2.7 KB, whatever the characters. A value a wait is matched on
 
 from __future__ import annotations
 
+import hashlib
+
 MAX_NAME = 256
 """The longest run id, workflow id, step id, signal key, event name or id, or message
 name, in characters."""
@@ -39,3 +41,15 @@ def check_name(value: object, what: str) -> str:
 def _show(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 80 else f"{text[:60]}...{text[-12:]}"
+
+
+def child_run_id(run_id: str, step_key: str) -> str:
+    """The id of the run that step ``step_key`` of run ``run_id`` invokes: the same on
+    every replay. ``<run>.<step>`` while that fits the limit; past it (children of
+    children of ...) a prefix and a digest of the whole, so that ids never grow
+    without bound."""
+    whole = f"{run_id}.{step_key}"
+    if len(whole) <= MAX_NAME:
+        return whole
+    digest = hashlib.sha256(whole.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return f"{whole[: MAX_NAME - 36]}...#{digest}"

@@ -3,7 +3,13 @@
 An idle worker sleeps until the earliest ``due_at`` among its workflows' runs
 or until the store calls its wake listener (an in-process commit at once;
 another process's commit via the store's own mechanism), never on a fixed
-polling interval of its own.
+polling interval of its own. It sleeps on its clock, so moving a
+``ManualClock`` past that time wakes it as the wall clock would.
+
+The worker depends on what the App hands it (settings, registry, store,
+clock and the process's ``Local``), never on the App. Each claimed run gets an
+``Attempt`` registered with ``Local`` for as long as it executes here, so a
+cancel asked in this process reaches it at once.
 """
 
 from __future__ import annotations
@@ -12,35 +18,55 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import time
-from typing import TYPE_CHECKING
 
+from .attempt import Attempt
+from .clock import Clock
 from .errors import StoreError
-from .executor import Execution, execute
+from .execution import execute
+from .local import Local
+from .registry import Registry
+from .settings import Settings
 from .store.base import ClaimedRun, Store
-
-if TYPE_CHECKING:
-    from .app import App
 
 log = logging.getLogger("tarry")
 
 _PURGE_EVERY = 300.0
+"""Clock seconds between purges of expired signals and events."""
 _MIN_PAUSE = 0.002
+"""Real seconds to wait before claiming again runs that are due but were locked."""
 _BACKOFF_FIRST = 1.0
 _BACKOFF_CAP = 10.0
+"""Real seconds between attempts while the store fails (pacing, not engine time)."""
 
 
 class Worker:
-    def __init__(self, app: App, *, concurrency: int = 32) -> None:
-        if not isinstance(concurrency, int) or concurrency < 1:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        registry: Registry,
+        store: Store,
+        clock: Clock,
+        local: Local,
+        concurrency: int = 32,
+    ) -> None:
+        if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
             raise ValueError(f"concurrency must be a positive integer, got {concurrency!r}")
-        self.app = app
+        self.settings = settings
+        self.registry = registry
+        self.store = store
+        self.clock = clock
+        self.local = local
         self.concurrency = concurrency
-        self._active: dict[str, tuple[asyncio.Task[None], Execution]] = {}
+        self._active: dict[str, tuple[asyncio.Task[None], Attempt]] = {}
         self._wake = asyncio.Event()
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._threads: concurrent.futures.ThreadPoolExecutor | None = None
+        # Plain-``def`` handlers and sync step functions get a pool each, sized to the
+        # concurrency: a handler thread blocked on its step must never hold the thread
+        # that step needs.
+        self._handlers: concurrent.futures.ThreadPoolExecutor | None = None
+        self._steps: concurrent.futures.ThreadPoolExecutor | None = None
 
     def _on_wake(self) -> None:
         loop = self._loop
@@ -49,84 +75,109 @@ class Worker:
                 loop.call_soon_threadsafe(self._wake.set)
 
     def stop(self) -> None:
-        """Ask the loop to stop claiming and return; safe from any thread."""
+        """Ask the loop to stop claiming and return; safe from any thread, and before
+        ``run`` has begun (it then returns at once)."""
         self._stopping = True
         self._on_wake()
 
     async def run(self) -> None:
-        store = await self.app._open()
+        store = self.store
         self._loop = asyncio.get_running_loop()
-        self._stopping = False
-        workflows = list(self.app.workflows)
-        caps = {w.id: w.concurrency for w in self.app.workflows.values() if w.concurrency}
+        workflows = list(self.registry)
+        caps = self.registry.caps()
         await store.bind_loop()
         store.add_wake_listener(self._on_wake)
-        heartbeat = asyncio.create_task(self._heartbeat(store), name="tarry-heartbeat")
+        heartbeat = asyncio.create_task(self._heartbeat(), name="tarry-heartbeat")
         next_purge = 0.0
         backoff = _BACKOFF_FIRST
         try:
             while not self._stopping:
                 self._wake.clear()
-                timeout: float | None = None
+                until: float | None = None  # clock time
+                pause: float | None = None  # real seconds, instead of ``until``
                 free = self.concurrency - len(self._active)
                 try:
-                    now = time.time()
+                    now = self.clock.now()
                     if now >= next_purge:
-                        await store.purge_expired(now - self.app.event_retention)
+                        await store.purge_expired(now - self.settings.event_retention)
                         next_purge = now + _PURGE_EVERY
                     if free > 0 and workflows:
-                        batch = await store.claim(workflows, free, self.app.lease, caps)
+                        batch = await store.claim(workflows, free, self.settings.lease, caps)
                         for claimed in batch.runs:
-                            self._start(store, claimed)
+                            self._start(claimed)
                         if len(batch.runs) == free:
                             continue  # there may be more due; claim again when a slot frees
-                        if batch.next_due is not None:
+                        if batch.next_due is not None and batch.next_due <= now:
                             # Due but not claimed (locked by another worker's claim):
                             # look again shortly rather than spin.
-                            timeout = max(_MIN_PAUSE, batch.next_due - time.time())
+                            pause = _MIN_PAUSE
+                        else:
+                            until = batch.next_due
                     backoff = _BACKOFF_FIRST
                 except StoreError as exc:
                     log.warning("worker: the store failed (%s); retrying in %.1f s", exc, backoff)
-                    timeout, backoff = backoff, min(backoff * 2, _BACKOFF_CAP)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                    pause, backoff = backoff, min(backoff * 2, _BACKOFF_CAP)
+                if pause is not None:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), pause)
+                else:
+                    await self.clock.wait(self._wake, until)
         finally:
             store.remove_wake_listener(self._on_wake)
             heartbeat.cancel()
-            await self._shutdown(store)
+            await self._shutdown()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
-            if self._threads is not None:
-                self._threads.shutdown(wait=False, cancel_futures=True)
-                self._threads = None
+            for pool in (self._handlers, self._steps):
+                if pool is not None:
+                    pool.shutdown(wait=False, cancel_futures=True)
+            self._handlers = self._steps = None
             await store.unbind_loop()
 
-    def _start(self, store: Store, claimed: ClaimedRun) -> None:
-        workflow = self.app.workflows[claimed.run.workflow]
-        execution = Execution(self.app, store, workflow, claimed)
-        if not workflow.is_async and self._threads is None:
-            self._threads = concurrent.futures.ThreadPoolExecutor(
-                self.concurrency, thread_name_prefix="tarry-handler"
-            )
-        threads = self._threads or _NO_THREADS
-        task = asyncio.create_task(execute(execution, workflow.fn, workflow.is_async, threads))
-        self._active[claimed.run.id] = (task, execution)
+    def _pool(self, name: str) -> concurrent.futures.ThreadPoolExecutor:
+        return concurrent.futures.ThreadPoolExecutor(
+            self.concurrency, thread_name_prefix=f"tarry-{name}"
+        )
+
+    def _start(self, claimed: ClaimedRun) -> None:
+        workflow = self.registry[claimed.run.workflow]
+        if self._steps is None:
+            self._steps = self._pool("step")
+        if not workflow.is_async and self._handlers is None:
+            self._handlers = self._pool("handler")
+        attempt = Attempt(
+            claimed,
+            retries=workflow.retries,
+            settings=self.settings,
+            store=self.store,
+            clock=self.clock,
+            local=self.local,
+            threads=self._steps,
+        )
         run_id = claimed.run.id
-        task.add_done_callback(lambda _task: self._done(run_id))
+        forget = self.local.executing(run_id, attempt.request_cancel)
+        task = asyncio.create_task(execute(attempt, workflow, self._handlers or _NO_THREADS))
+        self._active[run_id] = (task, attempt)
 
-    def _done(self, run_id: str) -> None:
-        self._active.pop(run_id, None)
-        self._wake.set()
+        def done(_task: asyncio.Task[None]) -> None:
+            forget()
+            if self._active.get(run_id, (None,))[0] is task:
+                del self._active[run_id]
+            self._wake.set()
 
-    async def _heartbeat(self, store: Store) -> None:
-        interval = self.app.lease / 3
+        task.add_done_callback(done)
+
+    async def _heartbeat(self) -> None:
+        """Renew the leases of the runs executing here every third of a lease, in
+        clock time (the store expires leases on the same clock)."""
+        interval = self.settings.lease / 3
         while True:
-            await asyncio.sleep(interval)
+            await self.clock.sleep_until(self.clock.now() + interval)
             if not self._active:
                 continue
-            leases = [execution.lease for _, execution in self._active.values()]
+            leases = [attempt.lease for _, attempt in self._active.values()]
             try:
-                status = await store.renew(leases, self.app.lease)
+                status = await self.store.renew(leases, self.settings.lease)
             except Exception:
                 log.warning("lease renewal failed; retrying", exc_info=True)
                 continue
@@ -138,19 +189,19 @@ class Worker:
             for run_id in status.cancel_requested:
                 entry = self._active.get(run_id)
                 if entry is not None:
-                    entry[1].cancel_requested = True
+                    entry[1].request_cancel()
 
-    async def _shutdown(self, store: Store) -> None:
+    async def _shutdown(self) -> None:
         """Stop executions still in flight and hand their runs back at once, rather
         than leaving them for the lease to expire."""
         entries = list(self._active.values())
         for task, _ in entries:
             task.cancel()
-        for task, execution in entries:
+        for task, attempt in entries:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-            with contextlib.suppress(Exception):
-                await store.release(execution.lease)
+            with contextlib.suppress(Exception):  # LeaseLost: it parked or ended meanwhile
+                await self.store.release(attempt.lease)
         self._active.clear()
 
 

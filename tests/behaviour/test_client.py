@@ -94,6 +94,32 @@ async def test_result_times_out(app) -> None:
         await app.result(run_id, timeout="100ms")
 
 
+async def test_result_registers_once_and_leaves_nothing_behind(app, monkeypatch) -> None:
+    register(app)
+    never = await app.start("park", {"key": "never"})
+    with pytest.raises(TimeoutError):
+        await app.result(never, timeout="200ms")
+    assert app._local.watching(never) == 0
+
+    polls = 0
+    read = app.get_run
+
+    async def counting(run_id: str) -> tarry.Run:
+        nonlocal polls
+        polls += 1
+        return await read(run_id)
+
+    monkeypatch.setattr(app, "get_run", counting)
+    run_id = await app.start("quick", {"n": 1})
+    waiting = asyncio.create_task(app.result(run_id))
+    while polls < 5:  # several polls of a run that has not started
+        await asyncio.sleep(0.01)
+    assert app._local.watching(run_id) == 1
+    async with app.worker():
+        assert await asyncio.wait_for(waiting, 10) == {"n": 1}
+    assert app._local.watching(run_id) == 0
+
+
 async def test_cancel_parked_run_removes_its_waiter(app) -> None:
     register(app)
     async with app.worker():

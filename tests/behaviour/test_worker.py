@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import tarry
@@ -102,6 +103,35 @@ async def test_workers_claim_only_their_own_workflows(make_app) -> None:
         assert (await other.get_run(run_id)).status == "queued"
     async with producer.worker():
         assert await producer.result(run_id, timeout=10) == "theirs"
+
+
+async def test_a_worker_stopped_before_its_loop_starts_returns(app) -> None:
+    @app.workflow("noop")
+    async def noop(ctx, step):
+        return None
+
+    async def enter_and_leave() -> None:
+        async with app.worker():
+            pass  # stop() comes before the worker's task has run at all
+
+    await asyncio.wait_for(enter_and_leave(), 10)
+    await asyncio.wait_for(enter_and_leave(), 10)  # and again, on the same App
+
+
+async def test_sync_step_functions_run_as_many_at_once_as_the_worker_runs_runs(app) -> None:
+    # More than asyncio's default pool (at most 32 threads) ever holds: every step
+    # function must be running at once for the barrier to open.
+    runs = 40
+    barrier = threading.Barrier(runs, timeout=10)
+
+    @app.workflow("meet")
+    async def meet(ctx, step):
+        return await step.run("meet", barrier.wait)
+
+    ids = [await app.start("meet") for _ in range(runs)]
+    async with app.worker(concurrency=runs):
+        places = [await app.result(run_id, timeout=30) for run_id in ids]
+    assert sorted(places) == list(range(runs))
 
 
 def test_app_module_exports() -> None:

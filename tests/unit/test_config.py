@@ -6,6 +6,8 @@ import pytest
 
 import tarry
 from tarry.app import mask_url
+from tarry.clock import ManualClock, SystemClock
+from tarry.settings import Settings
 
 
 def test_duplicate_workflow_id(sqlite_url) -> None:
@@ -25,6 +27,36 @@ def test_bad_app_options_name_the_value(sqlite_url) -> None:
         tarry.App(sqlite_url).workflow("x", retries=-1)
     with pytest.raises(tarry.ConfigError, match="''"):
         tarry.App(sqlite_url).workflow("")
+
+
+def test_options_are_parsed_once_into_settings(sqlite_url) -> None:
+    app = tarry.App(sqlite_url, lease="2s", retry_base="10ms", event_dedupe="1h")
+    assert app.settings == Settings(lease=2.0, retry_base=0.01, event_dedupe=3600.0)
+    assert (app.lease, app.retry_base, app.event_dedupe) == (2.0, 0.01, 3600.0)
+    assert app.settings == Settings.parse(lease="2s", retry_base="10ms", event_dedupe="1h")
+    assert Settings.parse() == Settings()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"lease": "0s"}, "lease must be positive, got '0s'"),
+        ({"lease": "soon"}, "lease: invalid duration 'soon'"),
+        ({"retry_cap": "5M"}, "retry_cap: invalid duration '5M'"),
+        ({"max_output_bytes": 0}, "max_output_bytes must be a positive integer, got 0"),
+        ({"max_steps": True}, "max_steps must be a positive integer, got True"),
+    ],
+)
+def test_bad_settings_are_config_errors_naming_option_and_value(options, message) -> None:
+    with pytest.raises(tarry.ConfigError) as info:
+        Settings.parse(**options)
+    assert message in str(info.value)
+
+
+def test_the_clock_defaults_to_the_wall_and_can_be_given(sqlite_url) -> None:
+    assert isinstance(tarry.App(sqlite_url).clock, SystemClock)
+    clock = ManualClock(start=1000.0)
+    assert tarry.App(sqlite_url, clock=clock).clock is clock
 
 
 def test_unknown_scheme_masks_the_password() -> None:

@@ -24,9 +24,9 @@ def test_invalid_durations_name_the_value(bad) -> None:
 
 
 def test_deadline_forms() -> None:
-    assert deadline(None) is None
+    assert deadline(None, now=100.0) is None
     assert deadline("10s", now=100.0) == 110.0
     when = datetime(2030, 1, 1, tzinfo=UTC)
-    assert deadline(when) == when.timestamp()
+    assert deadline(when, now=100.0) == when.timestamp()  # absolute: now plays no part
     with pytest.raises(ValueError, match="naive"):
-        deadline(datetime(2030, 1, 1))
+        deadline(datetime(2030, 1, 1), now=100.0)

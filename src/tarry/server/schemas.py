@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from ..models import Run, StepRecord, WaitingFor
 
 if TYPE_CHECKING:
-    from ..app import Workflow
+    from ..registry import Workflow
 
 # A cursor is a run's sequence number: decimal ASCII digits that fit a signed 64-bit
 # integer (``str.isdigit`` also takes "²" and the store cannot bind 20 digits).

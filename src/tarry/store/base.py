@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal, Protocol
 
+from ..clock import Clock
 from ..models import EndStatus, RunStatus, StepKind, StepStatus, WaiterKind, WaitKind
 
 WakeListener = Callable[[], None]
@@ -247,6 +248,9 @@ class LeaseStatus:
 
 
 class Store(Protocol):
+    clock: Clock
+    """Where the store reads the time; the App's layers read it here too."""
+
     async def open(self) -> None:
         """Connect, apply migrations, refuse a schema from a newer version."""
 

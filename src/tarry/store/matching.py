@@ -91,3 +91,12 @@ def matches(
         if not found or isinstance(actual, Mapping | list) or canonical(actual) != value:
             return False
     return expr is None or compile_expression(expr).evaluate(trigger, incoming)
+
+
+def residue(path: str | None, expr: str | None) -> str | None:
+    """What is left to evaluate of ``expr`` once the equality on ``path`` it is filed
+    under holds: nothing for a ``match=`` condition (it is that equality, compared
+    here on canonical JSON as CEL compares it), else the whole expression."""
+    if path is not None and expr == f"async.{path} == event.{path}":
+        return None
+    return expr

@@ -23,7 +23,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolClosed
 
 from ..clock import Clock, SystemClock
-from ..errors import ConfigError, SchemaTooNew, StoreError
+from ..errors import ConfigError, SchemaTooNew, StoreError, StoreUnavailable
 from .base import WakeListener
 from .postgres_batch import StatementBatcher
 from .postgres_tx import Tx
@@ -463,19 +463,23 @@ class IOLoop:
             except psycopg.OperationalError as exc:
                 if self._closing:
                     raise StoreError(f"the store {masked(self.url)!r} is closed") from None
+                if not _is_outage(exc):
+                    raise StoreError(
+                        f"PostgreSQL refused the operation on {masked(self.url)!r}: {exc}"
+                    ) from exc
                 failed = True
                 if checking and stale_in_a_row <= self.pool_size and time.monotonic() < give_up:
                     stale_in_a_row += 1  # a dead idle connection, now discarded
                     continue
                 stale_in_a_row = 0
                 if committing and not idempotent:
-                    raise StoreError(
+                    raise StoreUnavailable(
                         f"the connection to {masked(self.url)!r} failed while committing, so "
                         f"whether the operation took effect is unknown: {exc}"
                     ) from exc
                 retried_unknown |= committing
                 if time.monotonic() + delay > give_up:
-                    raise StoreError(
+                    raise StoreUnavailable(
                         f"PostgreSQL at {masked(self.url)!r} stayed unavailable for "
                         f"{self.retry_seconds:g}s: {exc}"
                     ) from exc
@@ -563,3 +567,16 @@ class IOLoop:
             if conn is not None:
                 with contextlib.suppress(Exception):
                     await conn.close()
+
+
+_OUTAGE_CLASSES = ("08", "40", "53", "57", "25P03", "55P03")
+"""SQLSTATE classes worth retrying: connection exceptions, rolled-back transactions
+(deadlock, serialization), insufficient resources, operator intervention (a server
+shutting down or restarting), and this session's own timeouts (idle in a
+transaction, waiting for a lock). A program limit or a data error is not an outage:
+the same statement would fail again."""
+
+
+def _is_outage(exc: psycopg.OperationalError) -> bool:
+    state = exc.sqlstate
+    return state is None or state.startswith(_OUTAGE_CLASSES)

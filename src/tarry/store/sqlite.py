@@ -25,6 +25,7 @@ from ..errors import ConfigError, SchemaTooNew
 from .base import WakeListener
 from .core import Body, CoreStore, T
 from .core.port import LockKind, Row, drive
+from .matching import index_value
 from .sql import load_migrations, load_queries
 from .sqlite_writer import GroupCommitWriter
 
@@ -152,6 +153,7 @@ class SQLiteStore(CoreStore):
             current = self._schema_version(conn)
             if current == SCHEMA_VERSION:
                 return
+            conn.create_function("tarry_index_value", 1, index_value, deterministic=True)
             conn.execute("BEGIN IMMEDIATE")
             try:
                 current = self._schema_version(conn)  # another process may have migrated

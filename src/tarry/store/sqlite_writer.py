@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ..errors import ConfigError, StoreError
+from ..errors import ConfigError, StoreError, StoreUnavailable
 from .base import WakeListener
 
 log = logging.getLogger("tarry")
@@ -238,7 +238,7 @@ class GroupCommitWriter:
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            failure = StoreError(f"SQLite transaction on {self.url!r} failed: {exc}")
+            failure = self._failure(exc)
             results = [(op, None, failure) for op in batch]
             self.wake_pending = False
         if self.wake_pending:
@@ -270,7 +270,7 @@ class GroupCommitWriter:
                 if len(batch) > 1:
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
-                results.append((op, None, exc))
+                results.append((op, None, self._failure(exc)))
                 continue
             if isolate and len(batch) > 1:
                 conn.execute("RELEASE op")
@@ -280,6 +280,18 @@ class GroupCommitWriter:
         else:
             conn.execute("COMMIT")
         return results
+
+    def _failure(self, exc: Exception) -> Exception:
+        """What the caller of a failed operation gets: tarry's own errors as they are,
+        SQLite's said in tarry's words (busy past its timeout: unavailable)."""
+        if not isinstance(exc, sqlite3.Error):
+            return exc
+        message = f"SQLite transaction on {self.url!r} failed: {exc}"
+        if isinstance(exc, sqlite3.OperationalError) and any(
+            word in str(exc) for word in ("locked", "busy", "disk I/O", "unable to open")
+        ):
+            return StoreUnavailable(message)
+        return StoreError(message)
 
     async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._writer is None:

@@ -154,5 +154,6 @@ async def list_messages(tx: Tx, run_id: str) -> list[MessageRow]:
 
 async def purge_expired(tx: Tx, events_before: float) -> int:
     signals = await tx.run("purge_signals", {"now": tx.now})
+    await tx.run("purge_event_keys", {"before": events_before})
     events = await tx.run("purge_events", {"before": events_before})
     return signals + events

@@ -17,7 +17,7 @@ import orjson
 from ...ids import new_id
 from ...models import ENDED_STATUSES, StepKind
 from ..base import EventOutcome, NewEvent, NewRun, SignalOutcome, StepRow, StepSender
-from ..matching import matches, value_at
+from ..matching import matches, residue, value_at
 from ..rows import event_json, message_json
 from .port import Tx
 from .runs import (
@@ -107,10 +107,11 @@ async def _deliver_event(tx: Tx, event: NewEvent, dedupe_seconds: float) -> Even
         if seen is not None:
             if seen[0] > now - dedupe_seconds:
                 return EventOutcome(event.id, duplicate=True)
+            await tx.run("delete_event_keys", {"id": event.id})
             await tx.run("delete_event", {"id": event.id})
-    await tx.run(
-        "insert_event", {"id": event.id, "name": event.name, "data": event.data, "ts": now}
-    )
+    params = {"id": event.id, "name": event.name, "data": event.data, "ts": now}
+    inserted = await tx.one("insert_event", params)
+    assert inserted is not None
     incoming = {"name": event.name, "data": orjson.loads(event.data), "id": event.id, "ts": now}
     incoming_json = event_json(event.name, event.data, event.id, now)
     started: list[str] = []
@@ -123,7 +124,7 @@ async def _deliver_event(tx: Tx, event: NewEvent, dedupe_seconds: float) -> Even
     cancelled: list[str] = []
     done: set[str] = set(started)
     for waiter_id, (run_id, step_key, kind, expr, index) in sorted(
-        (await _candidates(tx, event.name, incoming)).items()
+        (await _candidates(tx, inserted[0], incoming)).items()
     ):
         if run_id in done:
             continue
@@ -150,17 +151,24 @@ async def _deliver_event(tx: Tx, event: NewEvent, dedupe_seconds: float) -> Even
 Candidate = tuple[str, str, str, str | None, int | None]
 
 
-async def _candidates(tx: Tx, name: str, incoming: dict[str, Any]) -> dict[int, Candidate]:
+async def _candidates(tx: Tx, seq: int, incoming: dict[str, Any]) -> dict[int, Candidate]:
     """The waiters filed under a (path, value) the event has, plus those with no
-    indexable equality: never a scan of all waiters."""
-    found: dict[int, Candidate] = {}
-    for (path,) in await tx.all("waiter_paths", {"name": name}):
+    indexable equality: never a scan of all waiters. On the way, the event's value
+    at each filed path goes into the index that lookbacks read."""
+    name, found = incoming["name"], {}
+    for (path,) in await tx.all("event_paths_of", {"name": name}):
         value = value_at(incoming, path)
         if value is None:
             continue
+        await tx.run(
+            "insert_event_key",
+            {"event_seq": seq, "name": name, "path": path, "value": value,
+             "ts": incoming["ts"]},
+        )  # fmt: skip
         params = {"name": name, "path": path, "value": value}
         for row in await tx.all("waiters_by_value", params):
-            found[row[0]] = (row[1], row[2], row[3], row[4], row[5])
+            # Found here, a ``match=`` wait matches: no CEL on a possibly large event.
+            found[row[0]] = (row[1], row[2], row[3], residue(path, row[4]), row[5])
     for row in await tx.all("waiters_unindexed", {"name": name}):
         found[row[0]] = (row[1], row[2], row[3], row[4], row[5])
     return found

@@ -65,6 +65,12 @@ async def run_trigger(tx: Tx, run_id: str) -> Any:
     return None if found is None else trigger_of(*found)
 
 
+async def file_event_path(tx: Tx, name: str, path: str) -> None:
+    """From now on, every event named ``name`` has its value at ``path`` indexed
+    (``event_keys``): events find waits filed there, and lookbacks find events."""
+    await tx.run("file_event_path", {"name": name, "path": path, "now": tx.now})
+
+
 def waiter_key(cond: WaitCondition) -> str | None:
     """What a waiter is found by: the signal key, the event name, the message name
     (None: any), the child run's id."""
@@ -90,6 +96,8 @@ async def insert_waiter(
     kind: WaiterKind | None = None,
 ) -> None:
     filing = cond.filing if isinstance(cond, EventWait) else None
+    if filing is not None and filing.path is not None:
+        await file_event_path(tx, filing.event, filing.path)
     await tx.run(
         "insert_waiter",
         {

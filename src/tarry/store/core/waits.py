@@ -22,12 +22,13 @@ from ..base import (
     WaitCondition,
     WaitSpec,
 )
-from ..matching import matches
+from ..matching import MISSING, index_value, matches, residue
 from ..rows import child_json, error_json, event_json, indexed, message_json, run_row
-from .port import Tx
+from .port import Row, Tx
 from .runs import (
     cancel_now,
     fence,
+    file_event_path,
     insert_run,
     insert_waiter,
     resolve_wait,
@@ -57,17 +58,37 @@ async def lock_signal_waiter(tx: Tx, key: str) -> tuple[str, str, int | None] | 
 
 
 async def look_back(tx: Tx, run_id: str, wait: EventWait) -> bytes | None:
-    """The oldest stored event that satisfies the wait, if any: the lookback."""
+    """The oldest stored event that satisfies the wait, if any: the lookback. A wait
+    filed under an equality reads the events with that value at that path through
+    the index, so its cost does not grow with other runs' events; the events of
+    the name are read in full only where the index does not yet cover the window."""
     filing = wait.filing
-    trigger = None if filing.expr is None else await run_trigger(tx, run_id)
+    assert wait.since is not None
+    if filing.value == MISSING:
+        return None  # an equality against a value the trigger does not have
+    if filing.path is not None and filing.value is not None:
+        indexed_since = await tx.one(
+            "event_path_since", {"name": filing.event, "path": filing.path}
+        )
+        await file_event_path(tx, filing.event, filing.path)
+        if indexed_since is not None and indexed_since[0] <= wait.since:
+            params = {"name": filing.event, "path": filing.path,
+                      "value": index_value(filing.value), "since": wait.since}  # fmt: skip
+            return await _first_match(tx, run_id, wait, await tx.all("events_by_key", params))
+    params = {"name": filing.event, "since": wait.since}
+    return await _first_match(tx, run_id, wait, await tx.all("events_since", params))
+
+
+async def _first_match(tx: Tx, run_id: str, wait: EventWait, rows: list[Row]) -> bytes | None:
+    filing = wait.filing
+    expr = residue(filing.path, filing.expr)
+    trigger = None if expr is None else await run_trigger(tx, run_id)
     skip = set(wait.exclude)
-    for event_id, name, data, ts in await tx.all(
-        "events_since", {"name": filing.event, "since": wait.since}
-    ):
+    for event_id, name, data, ts in rows:
         if event_id in skip:
             continue
         incoming = {"name": name, "data": orjson.loads(data), "id": event_id, "ts": ts}
-        if matches(filing.path, filing.value, filing.expr, trigger, incoming):
+        if matches(filing.path, filing.value, expr, trigger, incoming):
             return event_json(name, bytes(data), event_id, ts)
     return None
 

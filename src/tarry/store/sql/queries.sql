@@ -123,8 +123,33 @@ SELECT ts FROM events WHERE id = :id;
 -- name: delete_event
 DELETE FROM events WHERE id = :id;
 
+-- name: delete_event_keys
+DELETE FROM event_keys WHERE event_seq IN (SELECT seq FROM events WHERE id = :id);
+
 -- name: insert_event
-INSERT INTO events (id, name, data, ts) VALUES (:id, :name, :data, :ts);
+INSERT INTO events (id, name, data, ts) VALUES (:id, :name, :data, :ts)
+RETURNING seq;
+
+-- name: event_paths_of
+SELECT path FROM event_paths WHERE name = :name;
+
+-- name: file_event_path
+INSERT INTO event_paths (name, path, since) VALUES (:name, :path, :now)
+ON CONFLICT (name, path) DO NOTHING;
+
+-- name: event_path_since
+SELECT since FROM event_paths WHERE name = :name AND path = :path;
+
+-- name: insert_event_key
+INSERT INTO event_keys (event_seq, name, path, value, ts)
+VALUES (:event_seq, :name, :path, :value, :ts);
+
+-- name: events_by_key
+-- A lookback through the index: the events of a name whose value at a path is the
+-- one a wait needs, since a time.
+SELECT e.id, e.name, e.data, e.ts FROM event_keys AS k JOIN events AS e ON e.seq = k.event_seq
+WHERE k.name = :name AND k.path = :path AND k.value = :value AND k.ts >= :since
+ORDER BY k.ts, k.event_seq;
 
 -- name: events_since
 SELECT id, name, data, ts FROM events
@@ -133,6 +158,9 @@ ORDER BY ts, seq;
 
 -- name: purge_events
 DELETE FROM events WHERE ts <= :before;
+
+-- name: purge_event_keys
+DELETE FROM event_keys WHERE ts <= :before;
 
 -- name: list_events
 SELECT seq, id, name, data, ts FROM events
@@ -181,19 +209,3 @@ LIMIT 1;
 
 -- name: list_messages
 SELECT name, data, sent_at, consumed_by FROM messages WHERE run_id = :run_id ORDER BY seq;
-
--- name: waiter_paths
--- The paths an event name's waiters are filed under, each found by one seek of
--- waiters_match (a loose index scan): as many steps as there are paths, however
--- many waiters share them.
-WITH RECURSIVE paths (path) AS (
-    SELECT (SELECT path FROM waiters
-            WHERE kind IN ('event', 'cancel') AND key = :name AND path IS NOT NULL
-            ORDER BY path LIMIT 1)
-    UNION ALL
-    SELECT (SELECT w.path FROM waiters AS w
-            WHERE w.kind IN ('event', 'cancel') AND w.key = :name AND w.path > paths.path
-            ORDER BY w.path LIMIT 1)
-    FROM paths WHERE paths.path IS NOT NULL
-)
-SELECT path FROM paths WHERE path IS NOT NULL;

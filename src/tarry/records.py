@@ -1,0 +1,61 @@
+"""How the client reads the store: rows into public values, and paging arguments."""
+
+from __future__ import annotations
+
+from . import serde
+from .models import Run, StepRecord, WaitingFor, to_datetime
+from .store.base import RunRow, StepRow
+
+
+def to_run(row: RunRow, steps: list[StepRow]) -> Run:
+    waiting = serde.loads(row.waiting_for)
+    return Run(
+        id=row.id,
+        workflow=row.workflow,
+        status=row.status,
+        payload=serde.loads(row.payload),
+        output=serde.loads(row.output),
+        error=serde.loads(row.error),
+        created_at=to_datetime(row.created_at),  # type: ignore[arg-type]
+        updated_at=to_datetime(row.updated_at),  # type: ignore[arg-type]
+        ended_at=to_datetime(row.ended_at),
+        waiting_for=None
+        if waiting is None
+        else WaitingFor(
+            kind=waiting["kind"],
+            step=waiting["step"],
+            key=waiting.get("key"),
+            expires_at=to_datetime(waiting.get("expires_at")),
+        ),
+        steps=[
+            StepRecord(
+                id=s.key,
+                kind=s.kind,
+                status=s.status,
+                output=serde.loads(s.output),
+                error=serde.loads(s.error),
+                attempts=s.attempts,
+                started_at=to_datetime(s.started_at),
+                ended_at=to_datetime(s.ended_at),
+            )
+            for s in steps
+        ],
+    )
+
+
+def check_limit(limit: object) -> None:
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:
+        raise ValueError(f"limit must be an integer from 1 to 1000, got {limit!r}")
+
+
+def parse_cursor(cursor: object) -> int | None:
+    if cursor is None:
+        return None
+    if (
+        not isinstance(cursor, str)
+        or not cursor.isascii()
+        or not cursor.isdigit()
+        or len(cursor) > 18
+    ):
+        raise ValueError(f"invalid cursor {cursor!r}: pass a next_cursor from a listing")
+    return int(cursor)

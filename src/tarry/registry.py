@@ -1,0 +1,99 @@
+"""The workflows an App knows, with their decorator options, checked at registration."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .conditions import CancelOn, EventCondition, Trigger, compile_cancel_on, compile_triggers
+from .errors import ConfigError
+from .names import check_name
+from .store.base import WorkflowConfig
+
+Handler = Callable[..., Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Workflow:
+    id: str
+    fn: Handler
+    is_async: bool
+    retries: int
+    triggers: tuple[Trigger, ...] = ()
+    cancel_on: tuple[EventCondition, ...] = ()
+    concurrency: int | None = None
+
+    def config(self) -> WorkflowConfig:
+        """What the store keeps so that an event from any process starts or cancels runs."""
+        return WorkflowConfig(
+            self.id,
+            tuple((t.event, t.if_) for t in self.triggers),
+            tuple(c.filing() for c in self.cancel_on),
+        )
+
+
+class Registry(Mapping[str, Workflow]):
+    """Workflows by id, in registration order; read like a dict."""
+
+    def __init__(self) -> None:
+        self._workflows: dict[str, Workflow] = {}
+
+    def __getitem__(self, id: str) -> Workflow:
+        return self._workflows[id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._workflows)
+
+    def __len__(self) -> int:
+        return len(self._workflows)
+
+    def __repr__(self) -> str:
+        return f"Registry({list(self._workflows)})"
+
+    def workflow(
+        self,
+        id: str,
+        *,
+        on: str | Trigger | Sequence[str | Trigger] | None = None,
+        retries: int = 4,
+        cancel_on: CancelOn | Sequence[CancelOn] | None = None,
+        concurrency: int | None = None,
+    ) -> Callable[[Handler], Handler]:
+        """The decorator behind ``App.workflow``: options are checked (and CEL
+        compiled) now, the function when it is decorated."""
+        try:
+            check_name(id, "workflow id")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if id in self._workflows:
+            raise ConfigError(f"workflow {id!r} is already registered")
+        if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+            raise ConfigError(f"retries must be a non-negative integer, got {retries!r}")
+        if concurrency is not None and (
+            not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1
+        ):
+            raise ConfigError(f"concurrency must be a positive integer, got {concurrency!r}")
+        triggers = tuple(compile_triggers(on, id))
+        cancels = tuple(compile_cancel_on(cancel_on, id))
+
+        def register(fn: Handler) -> Handler:
+            if id in self._workflows:
+                raise ConfigError(f"workflow {id!r} is already registered")
+            if not callable(fn):
+                raise ConfigError(f"workflow {id!r} must decorate a function, got {fn!r}")
+            is_async = inspect.iscoroutinefunction(fn)
+            self._workflows[id] = Workflow(
+                id, fn, is_async, retries, triggers, cancels, concurrency
+            )
+            return fn
+
+        return register
+
+    def configs(self) -> list[WorkflowConfig]:
+        return [w.config() for w in self._workflows.values()]
+
+    def caps(self) -> dict[str, int]:
+        """The ``concurrency`` cap of each workflow that has one."""
+        return {w.id: w.concurrency for w in self._workflows.values() if w.concurrency}
