@@ -5,7 +5,8 @@ first migration applied, ``tarry_meta`` saying ``schema_version`` 1, and rows in
 version 1's columns (a parked run with a step record and a waiter on a signal
 key, a finished run, a buffered signal). ``open_store(url)`` + ``open()`` must
 apply the later migrations, keep those rows, and leave a store on which the
-old runs carry on and every later feature works.
+old runs carry on and every later feature works. The store runs on a
+``ManualClock`` started at ``NOW``, the time version 1's rows are dated from.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 import orjson
 import pytest
 
-from tarry.app import open_store
+from tarry.clock import ManualClock
 from tarry.conditions import EventCondition
+from tarry.store import open_store
 from tarry.store.base import (
     EventWait,
     MessageWait,
@@ -243,7 +245,8 @@ def j(data: bytes | None) -> Any:
 
 def _spec(kind: Any, step: str, condition: Any) -> WaitSpec:
     shown = {"kind": kind, "step": step, "key": None, "expires_at": None}
-    return WaitSpec(step, kind, None, orjson.dumps(shown), (condition,), started_at=time.time())
+    # No started_at: the store stamps the wait's step with its own clock's now.
+    return WaitSpec(step, kind, None, orjson.dumps(shown), (condition,))
 
 
 async def _claim_one(store: Store, workflow: str, run_id: str) -> Any:
@@ -260,7 +263,10 @@ async def test_a_version_1_store_is_upgraded_and_keeps_working(database_url: str
     build_version_1(database_url, found[1].read_text("utf-8"))
     assert schema_version(database_url) == 1
 
-    store = open_store(database_url)
+    # The rows are dated from NOW (the buffered signal is kept until NOW + 3600):
+    # the store's clock starts there, whenever the test runs.
+    clock = ManualClock(NOW)
+    store = open_store(database_url, clock=clock)
     await store.open()
     try:
         assert schema_version(database_url) == latest
@@ -269,7 +275,7 @@ async def test_a_version_1_store_is_upgraded_and_keeps_working(database_url: str
         await store.close()
 
     # Opening the upgraded store again applies nothing twice.
-    store = open_store(database_url)
+    store = open_store(database_url, clock=clock)
     await store.open()
     try:
         assert schema_version(database_url) == latest

@@ -1,10 +1,13 @@
 """The Store contract: one suite, run against every store through the protocol only.
 
-Each test builds its store with ``open_store(database_url)`` (SQLite and
-PostgreSQL via the ``database_url`` fixture) and drives the methods of
-``tarry.store.base.Store`` directly, the way the executor and the worker do.
-Only the schema-version test reaches under the protocol, to make the stored
-schema look newer than this tarry.
+Each test gets its store from the ``store`` fixture (``conftest.py``):
+``open_store(database_url, clock=clock)`` on SQLite and PostgreSQL via the
+``database_url`` fixture, with a ``ManualClock`` that the test moves, and drives
+the methods of ``tarry.store.base.Store`` directly, the way the executor and the
+worker do. Leases, deadlines and retention pass by ``clock.advance``, never by
+sleeping; every time a test computes or compares is read from that clock. Only
+the schema-version test reaches under the protocol, to make the stored schema
+look newer than this tarry.
 """
 
 from __future__ import annotations
@@ -13,9 +16,8 @@ import asyncio
 import contextlib
 import sqlite3
 import threading
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
@@ -23,7 +25,8 @@ import orjson
 import pytest
 
 import tarry
-from tarry.app import open_store
+from tarry.clock import ManualClock
+from tarry.store import open_store
 from tarry.store.base import (
     ClaimedRun,
     Lease,
@@ -38,19 +41,13 @@ from tarry.store.base import (
 LEASE = 5.0  # long enough never to expire by accident; tests that need expiry pass less
 SHORT = 0.2  # a lease meant to expire
 TOL = 0.05  # seconds of slack when comparing stored times
+# Real waits, only for what the clock does not drive: a wake-up listener called from
+# the store's own thread (or by another store's commit, through the database).
+HEARD = 3.0  # the longest a wake-up may take to arrive
+UNHEARD = 0.3  # how long to listen for a wake-up that must not come
 
 
 # -- helpers ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    s = open_store(database_url)
-    await s.open()
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 def j(data: bytes | None) -> Any:
@@ -86,18 +83,27 @@ async def reclaim(store: Store, claimed: ClaimedRun, lease: float = LEASE) -> Cl
     return batch.runs[0]
 
 
-async def stale_and_fresh(store: Store) -> tuple[Lease, ClaimedRun]:
+async def stale_and_fresh(store: Store, clock: ManualClock) -> tuple[Lease, ClaimedRun]:
     """A run whose first lease expired and was taken over: (stale lease, fresh claim)."""
     first = await leased(store, lease=SHORT)
-    await asyncio.sleep(SHORT + 0.1)
+    assert (await store.claim([first.run.workflow], 10, LEASE)).runs == []
+    clock.advance(SHORT + 0.1)
     second = await reclaim(store, first)
     assert second.lease.run_id == first.lease.run_id
     assert second.lease.token != first.lease.token
     return first.lease, second
 
 
-def run_step(key: str, status: str = "completed", output: Any = None, attempts: int = 1) -> StepRow:
-    now = time.time()
+def run_step(
+    key: str,
+    status: str = "completed",
+    output: Any = None,
+    attempts: int = 1,
+    *,
+    at: float | None = None,
+) -> StepRow:
+    """A step record as a worker writes it; ``at``: when it started and ended (the
+    store keeps these as given and compares them with nothing; None: not recorded)."""
     return StepRow(
         key,
         "run",
@@ -105,8 +111,8 @@ def run_step(key: str, status: str = "completed", output: Any = None, attempts: 
         None if output is None else orjson.dumps(output),
         None if status == "completed" else orjson.dumps({"type": "E", "message": "boom"}),
         attempts,
-        now,
-        now,
+        at,
+        at,
     )
 
 
@@ -119,14 +125,13 @@ def signal_wait(
 ) -> WaitSpec:
     shown = {"kind": "signal", "step": step, "key": key, "expires_at": deadline}
     condition = SignalWait(key, on_conflict=on_conflict)
-    return WaitSpec(
-        step, "signal", deadline, orjson.dumps(shown), (condition,), started_at=time.time()
-    )
+    # No started_at: the store stamps the wait's step with its own clock's now.
+    return WaitSpec(step, "signal", deadline, orjson.dumps(shown), (condition,))
 
 
 def sleep_wait(deadline: float, step: str = "nap") -> WaitSpec:
     shown = {"kind": "sleep", "step": step, "expires_at": deadline}
-    return WaitSpec(step, "sleep", deadline, orjson.dumps(shown), started_at=time.time())
+    return WaitSpec(step, "sleep", deadline, orjson.dumps(shown))
 
 
 async def parked_on(store: Store, key: str, **options: Any) -> ClaimedRun:
@@ -158,8 +163,8 @@ async def steps_of(store: Store, run_id: str) -> dict[str, StepRow]:
 # -- create_run and claim ----------------------------------------------------------------
 
 
-async def test_create_run_is_idempotent(store: Store) -> None:
-    before = time.time()
+async def test_create_run_is_idempotent(store: Store, clock: ManualClock) -> None:
+    before = clock.now()
     run_id = await create(store, "wf", {"n": 1})
     again = await store.create_run(NewRun(run_id, "other", orjson.dumps({"n": 2})))
     assert again == (run_id, False)
@@ -170,8 +175,8 @@ async def test_create_run_is_idempotent(store: Store) -> None:
     assert steps == []
     assert run.output is None and run.error is None and run.ended_at is None
     assert run.waiting_for is None and run.cancel_requested is False
-    assert before - TOL <= run.created_at <= time.time() + TOL
-    assert run.due_at is not None and run.due_at <= time.time() + TOL
+    assert before - TOL <= run.created_at <= clock.now() + TOL
+    assert run.due_at is not None and run.due_at <= clock.now() + TOL
     assert await store.get_run("no-such-run") is None
 
 
@@ -219,7 +224,7 @@ async def test_claim_respects_the_workflow_filter_and_limit(store: Store) -> Non
     assert (await store.claim(["wf-d"], 10, LEASE)).runs == []
 
 
-async def test_claim_reports_the_next_due_time(store: Store) -> None:
+async def test_claim_reports_the_next_due_time(store: Store, clock: ManualClock) -> None:
     assert (await store.claim(["wf"], 10, LEASE)).next_due is None
 
     # A run released until later sets the alarm; a parked run without deadline does not.
@@ -229,44 +234,48 @@ async def test_claim_reports_the_next_due_time(store: Store) -> None:
     assert batch.runs == [] and batch.next_due is None
 
     retried = await leased(store, workflow="wf")
-    later = time.time() + 30
+    later = clock.now() + 30
     await store.retry_step(retried.lease, run_step("s", status="retrying"), later)
     timed = await leased(store, workflow="wf")
-    deadline = time.time() + 20
+    deadline = clock.now() + 20
     assert (await store.park(timed.lease, signal_wait("timed", deadline=deadline))).outcome == (
         "parked"
     )
     # Runs of other workflows never set this worker's alarm.
     other = await leased(store, workflow="other")
-    await store.retry_step(other.lease, run_step("s", status="retrying"), time.time() + 5)
+    await store.retry_step(other.lease, run_step("s", status="retrying"), clock.now() + 5)
 
     batch = await store.claim(["wf"], 10, LEASE)
     assert batch.runs == []
     assert batch.next_due == pytest.approx(deadline, abs=TOL)
 
 
-async def test_next_due_includes_leases_held_by_others(store: Store) -> None:
+async def test_next_due_includes_leases_held_by_others(store: Store, clock: ManualClock) -> None:
     """An idle worker must wake when another worker's lease expires, to take the run over."""
     await leased(store, lease=1.0, workflow="wf")
     batch = await store.claim(["wf"], 10, LEASE)
     assert batch.runs == []
-    assert batch.next_due == pytest.approx(time.time() + 1.0, abs=0.5)
+    assert batch.next_due == pytest.approx(clock.now() + 1.0, abs=TOL)
 
 
-async def test_next_due_reports_runs_left_behind_by_the_limit(store: Store) -> None:
+async def test_next_due_reports_runs_left_behind_by_the_limit(
+    store: Store, clock: ManualClock
+) -> None:
     """``next_due``: the earliest due_at among the claimable runs left behind."""
     for _ in range(3):
         await create(store, "wf")
     batch = await store.claim(["wf"], 2, LEASE)
     assert len(batch.runs) == 2
-    assert batch.next_due is not None and batch.next_due <= time.time() + TOL
+    assert batch.next_due is not None and batch.next_due <= clock.now() + TOL
 
 
 # -- fencing and leases ------------------------------------------------------------------
 
 
-async def test_a_stale_token_is_rejected_by_every_lease_taking_method(store: Store) -> None:
-    stale, fresh = await stale_and_fresh(store)
+async def test_a_stale_token_is_rejected_by_every_lease_taking_method(
+    store: Store, clock: ManualClock
+) -> None:
+    stale, fresh = await stale_and_fresh(store, clock)
     run_id = fresh.run.id
     assert await store.save_step(fresh.lease, run_step("a", output="fresh")) is False
     waiter = await parked_on(store, "fence-key")
@@ -274,17 +283,17 @@ async def test_a_stale_token_is_rejected_by_every_lease_taking_method(store: Sto
     waiter_before = await store.get_run(waiter.run.id)
 
     def sender() -> StepSender:
-        return StepSender(stale, "send", time.time())
+        return StepSender(stale, "send", clock.now())
 
     attempts: dict[str, Callable[[], Awaitable[Any]]] = {
         "save_step": lambda: store.save_step(stale, run_step("a", output="stale")),
         "retry_step": lambda: store.retry_step(
-            stale, run_step("a", status="retrying"), time.time()
+            stale, run_step("a", status="retrying"), clock.now()
         ),
         "release": lambda: store.release(stale),
         "park signal": lambda: store.park(stale, signal_wait("stale-key")),
-        "park sleep": lambda: store.park(stale, sleep_wait(time.time() + 60)),
-        "park resolvable": lambda: store.park(stale, sleep_wait(time.time() - 1)),
+        "park sleep": lambda: store.park(stale, sleep_wait(clock.now() + 60)),
+        "park resolvable": lambda: store.park(stale, sleep_wait(clock.now() - 1)),
         "send_signal to a waiter": lambda: signal(store, "fence-key", 1, sender=sender()),
         "send_signal to nobody": lambda: signal(store, "nobody", 1, sender=sender()),
         "finish": lambda: store.finish(stale, "completed", orjson.dumps("stale"), None),
@@ -334,15 +343,20 @@ async def test_a_lease_ends_when_the_run_parks_or_ends(store: Store) -> None:
     assert (await run_of(store, ended.run.id)).status == "completed"
 
 
-async def test_an_expired_lease_makes_the_run_claimable_with_a_new_token(store: Store) -> None:
+async def test_an_expired_lease_makes_the_run_claimable_with_a_new_token(
+    store: Store, clock: ManualClock
+) -> None:
     first = await leased(store, lease=0.4)
     await store.save_step(first.lease, run_step("a", output=1))
     # Renewing keeps the run for longer than one lease.
     for _ in range(5):
-        await asyncio.sleep(0.12)
+        clock.advance(0.12)
         assert (await store.renew([first.lease], 0.4)).lost == set()
         assert (await store.claim([first.run.workflow], 10, LEASE)).runs == []
-    await asyncio.sleep(0.5)
+    # The last renewal holds the run for one more lease (0.4 s), and no longer.
+    clock.advance(0.35)
+    assert (await store.claim([first.run.workflow], 10, LEASE)).runs == []
+    clock.advance(0.15)
     second = await reclaim(store, first)
     assert second.lease.token != first.lease.token
     assert [s.key for s in second.steps] == ["a"]
@@ -350,8 +364,8 @@ async def test_an_expired_lease_makes_the_run_claimable_with_a_new_token(store: 
         await store.save_step(first.lease, run_step("b"))
 
 
-async def test_renew_reports_lost_and_cancel_requested(store: Store) -> None:
-    stale, fresh = await stale_and_fresh(store)
+async def test_renew_reports_lost_and_cancel_requested(store: Store, clock: ManualClock) -> None:
+    stale, fresh = await stale_and_fresh(store, clock)
     kept = await leased(store)
     flagged = await leased(store)
     row = await store.cancel(flagged.run.id, orjson.dumps({"message": "stop"}))
@@ -365,11 +379,11 @@ async def test_renew_reports_lost_and_cancel_requested(store: Store) -> None:
 # -- steps ---------------------------------------------------------------------------------
 
 
-async def test_save_step_inserts_or_replaces(store: Store) -> None:
+async def test_save_step_inserts_or_replaces(store: Store, clock: ManualClock) -> None:
     claimed = await leased(store)
     assert await store.save_step(claimed.lease, run_step("s", status="retrying")) is False
     assert await store.save_step(claimed.lease, run_step("t", output=[1])) is False
-    replaced = run_step("s", output={"ok": 1}, attempts=2)
+    replaced = run_step("s", output={"ok": 1}, attempts=2, at=clock.now())
     assert await store.save_step(claimed.lease, replaced) is False
     steps = await steps_of(store, claimed.run.id)
     assert set(steps) == {"s", "t"}
@@ -381,13 +395,14 @@ async def test_save_step_inserts_or_replaces(store: Store) -> None:
         None,
         2,
     )
-    assert s.started_at is not None and s.ended_at is not None
+    assert s.started_at == pytest.approx(clock.now(), abs=TOL)
+    assert s.ended_at == pytest.approx(clock.now(), abs=TOL)
     assert (await run_of(store, claimed.run.id)).status == "running"
 
 
-async def test_retry_step_releases_the_run_until_due_at(store: Store) -> None:
+async def test_retry_step_releases_the_run_until_due_at(store: Store, clock: ManualClock) -> None:
     claimed = await leased(store)
-    due_at = time.time() + 0.5
+    due_at = clock.now() + 0.5
     await store.retry_step(claimed.lease, run_step("s", status="retrying"), due_at)
     run = await run_of(store, claimed.run.id)
     assert run.status == "queued" and run.due_at == pytest.approx(due_at, abs=TOL)
@@ -397,16 +412,18 @@ async def test_retry_step_releases_the_run_until_due_at(store: Store) -> None:
 
     batch = await store.claim([claimed.run.workflow], 10, LEASE)
     assert batch.runs == [] and batch.next_due == pytest.approx(due_at, abs=TOL)
-    await asyncio.sleep(max(0.0, due_at - time.time()) + 0.05)
+    clock.set(due_at - 0.05)
+    assert (await store.claim([claimed.run.workflow], 10, LEASE)).runs == []
+    clock.set(due_at + 0.05)
     again = await reclaim(store, claimed)
     assert [(s.key, s.status, s.attempts) for s in again.steps] == [("s", "retrying", 1)]
 
 
-async def test_release_makes_the_run_due_now(store: Store) -> None:
+async def test_release_makes_the_run_due_now(store: Store, clock: ManualClock) -> None:
     claimed = await leased(store)
     await store.release(claimed.lease)
     run = await run_of(store, claimed.run.id)
-    assert run.status == "queued" and run.due_at is not None and run.due_at <= time.time() + TOL
+    assert run.status == "queued" and run.due_at is not None and run.due_at <= clock.now() + TOL
     again = await reclaim(store, claimed)
     assert again.lease.token != claimed.lease.token
 
@@ -428,9 +445,11 @@ async def test_park_records_the_wait_and_releases_the_lease(store: Store) -> Non
     assert batch.runs == [] and batch.next_due is None
 
 
-async def test_park_with_a_deadline_is_due_at_the_deadline(store: Store) -> None:
+async def test_park_with_a_deadline_is_due_at_the_deadline(
+    store: Store, clock: ManualClock
+) -> None:
     claimed = await leased(store, workflow="wf")
-    deadline = time.time() + 60
+    deadline = clock.now() + 60
     assert (await store.park(claimed.lease, sleep_wait(deadline))).outcome == "parked"
     run = await run_of(store, claimed.run.id)
     assert run.status == "waiting" and run.due_at == pytest.approx(deadline, abs=TOL)
@@ -458,9 +477,11 @@ async def test_park_is_resolved_by_buffered_signals_in_fifo_order(store: Store) 
     await parked_on(store, "k")
 
 
-async def test_park_is_resolved_when_the_deadline_has_passed(store: Store) -> None:
+async def test_park_is_resolved_when_the_deadline_has_passed(
+    store: Store, clock: ManualClock
+) -> None:
     claimed = await leased(store)
-    past = time.time() - 1
+    past = clock.now() - 1
     result = await store.park(claimed.lease, signal_wait("k", deadline=past))
     assert result.outcome == "resolved" and result.step is not None
     assert (result.step.status, result.step.output) == ("timed_out", None)
@@ -490,15 +511,17 @@ async def test_park_conflict_fails_the_second_wait(store: Store) -> None:
     assert (outcome.status, outcome.run_id) == ("delivered", holder.run.id)
 
 
-async def test_park_replace_takes_the_key_and_times_out_the_old_wait(store: Store) -> None:
-    old = await parked_on(store, "k", deadline=time.time() + 3600)
+async def test_park_replace_takes_the_key_and_times_out_the_old_wait(
+    store: Store, clock: ManualClock
+) -> None:
+    old = await parked_on(store, "k", deadline=clock.now() + 3600)
     new = await leased(store)
     result = await store.park(new.lease, signal_wait("k", on_conflict="replace"))
     assert result.outcome == "parked"
 
     run = await run_of(store, old.run.id)
     assert run.status == "queued" and run.waiting_for is None
-    assert run.due_at is not None and run.due_at <= time.time() + TOL
+    assert run.due_at is not None and run.due_at <= clock.now() + TOL
     step = (await steps_of(store, old.run.id))["wait"]
     assert (step.status, step.output) == ("timed_out", None)
     assert j(step.error)["replaced_by"] == new.run.id
@@ -509,16 +532,20 @@ async def test_park_replace_takes_the_key_and_times_out_the_old_wait(store: Stor
     assert (outcome.status, outcome.run_id) == ("delivered", new.run.id)
 
 
-async def test_claiming_a_parked_run_at_its_deadline_times_out_its_wait(store: Store) -> None:
+async def test_claiming_a_parked_run_at_its_deadline_times_out_its_wait(
+    store: Store, clock: ManualClock
+) -> None:
     waiting = await leased(store, workflow="wf")
     sleeping = await leased(store, workflow="wf")
-    deadline = time.time() + 0.3
+    deadline = clock.now() + 0.3
     assert (await store.park(waiting.lease, signal_wait("k", deadline=deadline))).outcome == (
         "parked"
     )
     assert (await store.park(sleeping.lease, sleep_wait(deadline))).outcome == "parked"
     assert (await store.claim(["wf"], 10, LEASE)).runs == []
-    await asyncio.sleep(0.4)
+    clock.advance(0.25)
+    assert (await store.claim(["wf"], 10, LEASE)).runs == []
+    clock.advance(0.15)
 
     batch = await store.claim(["wf"], 10, LEASE)
     claimed = {c.run.id: c for c in batch.runs}
@@ -537,13 +564,13 @@ async def test_claiming_a_parked_run_at_its_deadline_times_out_its_wait(store: S
 # -- send_signal -------------------------------------------------------------------------
 
 
-async def test_send_signal_delivers_to_the_waiting_run(store: Store) -> None:
+async def test_send_signal_delivers_to_the_waiting_run(store: Store, clock: ManualClock) -> None:
     claimed = await parked_on(store, "k")
     outcome = await signal(store, "k", {"approved": True})
     assert (outcome.status, outcome.run_id) == ("delivered", claimed.run.id)
     run = await run_of(store, claimed.run.id)
     assert run.status == "queued" and run.waiting_for is None
-    assert run.due_at is not None and run.due_at <= time.time() + TOL
+    assert run.due_at is not None and run.due_at <= clock.now() + TOL
     step = (await steps_of(store, claimed.run.id))["wait"]
     assert (step.status, j(step.output)) == ("completed", {"approved": True})
     assert step.ended_at is not None
@@ -569,12 +596,17 @@ async def test_send_signal_buffers_or_with_strict_stores_nothing(store: Store) -
     assert (outcome.status, outcome.run_id) == ("delivered", waiting.run.id)
 
 
-async def test_buffered_signals_expire_after_their_retention(store: Store) -> None:
+async def test_buffered_signals_expire_after_their_retention(
+    store: Store, clock: ManualClock
+) -> None:
     await signal(store, "short", "gone", retention_seconds=0.2)
     await signal(store, "short", "gone too", retention_seconds=0.2)
     await signal(store, "other", "gone", retention_seconds=0.2)
     await signal(store, "short", "kept", retention_seconds=60)
-    await asyncio.sleep(0.3)
+    # Within their retention, nothing is purged yet.
+    clock.advance(0.1)
+    assert await store.purge_expired(0.0) == 0
+    clock.advance(0.2)
     # Expired signals are never consumed, even before they are purged.
     claimed = await leased(store)
     result = await store.park(claimed.lease, signal_wait("other"))
@@ -588,11 +620,11 @@ async def test_buffered_signals_expire_after_their_retention(store: Store) -> No
 
 
 async def test_send_signal_from_a_step_writes_the_step_in_the_same_transaction(
-    store: Store,
+    store: Store, clock: ManualClock
 ) -> None:
     waiting = await parked_on(store, "k")
     sender = await leased(store)
-    started = time.time()
+    started = clock.now()
     outcome = await signal(
         store, "k", {"from": "step"}, sender=StepSender(sender.lease, "send", started)
     )
@@ -633,7 +665,7 @@ async def test_finish_ends_the_run(store: Store) -> None:
     assert batch.runs == [] and batch.next_due is None
 
 
-async def test_cancel_a_queued_run(store: Store) -> None:
+async def test_cancel_a_queued_run(store: Store, clock: ManualClock) -> None:
     reason = orjson.dumps({"type": "Cancelled", "message": "no longer needed"})
     run_id = await create(store, "wf")
     row = await store.cancel(run_id, reason)
@@ -643,7 +675,7 @@ async def test_cancel_a_queued_run(store: Store) -> None:
 
     # A run released for a retry later is queued too, and cancelled at once.
     retrying = await leased(store, workflow="wf")
-    await store.retry_step(retrying.lease, run_step("s", status="retrying"), time.time() + 60)
+    await store.retry_step(retrying.lease, run_step("s", status="retrying"), clock.now() + 60)
     row = await store.cancel(retrying.run.id, reason)
     assert row is not None and row.status == "cancelled"
 
@@ -651,8 +683,8 @@ async def test_cancel_a_queued_run(store: Store) -> None:
     assert batch.runs == [] and batch.next_due is None
 
 
-async def test_cancel_a_parked_run_removes_its_waiters(store: Store) -> None:
-    claimed = await parked_on(store, "k", deadline=time.time() + 60)
+async def test_cancel_a_parked_run_removes_its_waiters(store: Store, clock: ManualClock) -> None:
+    claimed = await parked_on(store, "k", deadline=clock.now() + 60)
     row = await store.cancel(claimed.run.id, orjson.dumps({"message": "stop"}))
     assert row is not None and row.status == "cancelled"
     assert row.waiting_for is None and row.due_at is None
@@ -681,12 +713,17 @@ async def test_cancel_a_leased_run_flags_it_until_honored(store: Store) -> None:
         await store.save_step(claimed.lease, run_step("b"))
 
 
-async def test_claim_cancels_a_flagged_run_instead_of_returning_it(store: Store) -> None:
+async def test_claim_cancels_a_flagged_run_instead_of_returning_it(
+    store: Store, clock: ManualClock
+) -> None:
     reason = orjson.dumps({"message": "stop"})
     claimed = await leased(store, lease=SHORT, workflow="wf")
     row = await store.cancel(claimed.run.id, reason)
     assert row is not None and row.status == "running"
-    await asyncio.sleep(SHORT + 0.1)  # the worker died without honoring it
+    # While the lease holds, a claim leaves the flagged run to its worker.
+    assert (await store.claim(["wf"], 10, LEASE)).runs == []
+    assert (await run_of(store, claimed.run.id)).status == "running"
+    clock.advance(SHORT + 0.1)  # the worker died without honoring it
     assert (await store.claim(["wf"], 10, LEASE)).runs == []
     run = await run_of(store, claimed.run.id)
     assert run.status == "cancelled" and j(run.error) == j(reason)
@@ -744,7 +781,11 @@ async def test_list_runs_pages_by_seq_and_filters(store: Store) -> None:
 # -- wake-ups ------------------------------------------------------------------------------
 
 
-async def test_wake_listeners_are_called_after_commits_that_make_runs_due(store: Store) -> None:
+async def test_wake_listeners_are_called_after_commits_that_make_runs_due(
+    store: Store, clock: ManualClock
+) -> None:
+    # The listener is called from the store's own thread after the commit, not by
+    # the clock, so this waits for it for real (at most HEARD seconds each).
     woke = threading.Event()
     store.add_wake_listener(woke.set)
     try:
@@ -752,7 +793,7 @@ async def test_wake_listeners_are_called_after_commits_that_make_runs_due(store:
         async def wakes(action: Callable[[], Awaitable[Any]]) -> None:
             woke.clear()
             await action()
-            assert await asyncio.to_thread(woke.wait, 3.0), "no wake-up"
+            assert await asyncio.to_thread(woke.wait, HEARD), "no wake-up"
 
         run_id = ""
 
@@ -769,7 +810,7 @@ async def test_wake_listeners_are_called_after_commits_that_make_runs_due(store:
         await wakes(lambda: store.release(claimed.lease))
         claimed = await reclaim(store, claimed)
         await wakes(
-            lambda: store.retry_step(claimed.lease, run_step("s", status="retrying"), time.time())
+            lambda: store.retry_step(claimed.lease, run_step("s", status="retrying"), clock.now())
         )
         claimed = await reclaim(store, claimed)
         assert (await store.park(claimed.lease, signal_wait("k"))).outcome == "parked"
@@ -785,15 +826,21 @@ async def test_wake_listeners_are_called_after_commits_that_make_runs_due(store:
 
     woke.clear()
     await create(store, "wf")
-    assert not await asyncio.to_thread(woke.wait, 0.3), "a removed listener was called"
+    # A call that must not come can only be listened for, for a while.
+    assert not await asyncio.to_thread(woke.wait, UNHEARD), "a removed listener was called"
 
 
 async def test_wake_listeners_hear_of_commits_by_another_store(
-    store: Store, database_url: str
+    store: Store, clock: ManualClock, database_url: str
 ) -> None:
     """Another store on the same database stands for another process. Its commit right
-    after this store opened and the listener was added must not be missed."""
-    other = open_store(database_url)
+    after this store opened and the listener was added must not be missed.
+
+    The other store shares this store's clock (as processes share one time), or the
+    runs it creates would not be due yet by this store's. The wake-ups travel through
+    the database (PostgreSQL's NOTIFY, SQLite's file watch) on their own threads, so
+    they are waited for for real, at most HEARD seconds each."""
+    other = open_store(database_url, clock=clock)
     await other.open()
     try:
         for _ in range(3):
@@ -803,7 +850,9 @@ async def test_wake_listeners_hear_of_commits_by_another_store(
             store.add_wake_listener(woke.set)
             try:
                 run_id = await create(other, "wf")
-                assert await asyncio.to_thread(woke.wait, 3.0), "another store's commit was missed"
+                assert await asyncio.to_thread(woke.wait, HEARD), (
+                    "another store's commit was missed"
+                )
                 batch = await store.claim(["wf"], 10, LEASE)
                 assert [c.run.id for c in batch.runs] == [run_id]
                 # Later commits are heard too.
@@ -814,7 +863,7 @@ async def test_wake_listeners_hear_of_commits_by_another_store(
                 waiting = await parked_on(store, "k2")
                 woke.clear()
                 assert (await signal(other, "k2", 1)).run_id == waiting.run.id
-                assert await asyncio.to_thread(woke.wait, 3.0), "a delivery was missed"
+                assert await asyncio.to_thread(woke.wait, HEARD), "a delivery was missed"
                 await reclaim(store, waiting)
                 released = await reclaim(store, batch.runs[0])
                 await store.finish(released.lease, "completed", b"1", None)
@@ -862,8 +911,10 @@ def _schema_version(url: str, new: int | None = None) -> int:
         return int(found[0])
 
 
-async def test_a_newer_schema_is_refused_and_left_untouched(database_url: str) -> None:
-    first = open_store(database_url)
+async def test_a_newer_schema_is_refused_and_left_untouched(
+    database_url: str, clock: ManualClock
+) -> None:
+    first = open_store(database_url, clock=clock)
     await first.open()
     run_id = await create(first, "wf", {"keep": True})
     await first.close()
@@ -871,7 +922,7 @@ async def test_a_newer_schema_is_refused_and_left_untouched(database_url: str) -
     assert known >= 1
     _schema_version(database_url, known + 100)
 
-    refused = open_store(database_url)
+    refused = open_store(database_url, clock=clock)
     with pytest.raises(tarry.SchemaTooNew, match=str(known + 100)):
         await refused.open()
     with contextlib.suppress(Exception):
@@ -879,7 +930,7 @@ async def test_a_newer_schema_is_refused_and_left_untouched(database_url: str) -
     assert _schema_version(database_url) == known + 100
 
     _schema_version(database_url, known)
-    reopened = open_store(database_url)
+    reopened = open_store(database_url, clock=clock)
     await reopened.open()
     try:
         run = await run_of(reopened, run_id)
@@ -888,7 +939,9 @@ async def test_a_newer_schema_is_refused_and_left_untouched(database_url: str) -
         await reopened.close()
 
 
-async def test_a_capped_workflow_takes_over_expired_leases(store: Store) -> None:
+async def test_a_capped_workflow_takes_over_expired_leases(
+    store: Store, clock: ManualClock
+) -> None:
     """A worker died holding the capped workflow's only slot: its run is still claimable
     once the lease expires (the count of leased runs does not change)."""
     await create(store, "capped")
@@ -896,8 +949,8 @@ async def test_a_capped_workflow_takes_over_expired_leases(store: Store) -> None
     first = await store.claim(["capped"], 5, 0.2, {"capped": 1})
     assert len(first.runs) == 1
     held = await store.claim(["capped"], 5, 0.2, {"capped": 1})
-    assert held.runs == [] and held.next_due is not None
-    await asyncio.sleep(0.3)
+    assert held.runs == [] and held.next_due == pytest.approx(clock.now() + 0.2, abs=TOL)
+    clock.advance(0.3)
     again = await store.claim(["capped"], 5, LEASE, {"capped": 1})
     assert [c.run.id for c in again.runs] == [first.runs[0].run.id]
     assert again.runs[0].lease.token != first.runs[0].lease.token

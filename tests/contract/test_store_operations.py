@@ -2,22 +2,20 @@
 
 Like ``test_store_contract.py`` (whose helpers it shares), every test drives one
 store, SQLite or PostgreSQL via the ``database_url`` fixture, through the methods
-of ``tarry.store.base.Store`` only.
+of ``tarry.store.base.Store`` only, on the ``ManualClock`` of ``conftest.py``:
+a window or a retry time passes by ``clock.advance``, never by sleeping.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 import pytest
 
 import tarry
-from tarry.app import open_store
+from tarry.clock import ManualClock
 from tarry.conditions import EventCondition
 from tarry.store.base import (
     EventOutcome,
@@ -52,17 +50,6 @@ from .test_store_contract import (
     stale_and_fresh,
     steps_of,
 )
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    s = open_store(database_url)
-    await s.open()
-    try:
-        yield s
-    finally:
-        await s.close()
-
 
 # -- helpers ---------------------------------------------------------------------------
 
@@ -104,9 +91,8 @@ def wait_on(
         else:
             key = cond.child.id
     shown = {"kind": kind, "step": step, "key": key, "expires_at": deadline}
-    return WaitSpec(
-        step, kind, deadline, orjson.dumps(shown), conditions, indexed, started_at=time.time()
-    )
+    # No started_at: the store stamps the wait's step with its own clock's now.
+    return WaitSpec(step, kind, deadline, orjson.dumps(shown), conditions, indexed)
 
 
 def event_wait(
@@ -178,9 +164,10 @@ async def events(store: Store, name: str | None = None, **options: Any) -> list[
     return await store.list_events(name=name, **options)
 
 
-def assert_resumed(run: Any) -> None:
+def assert_resumed(run: Any, clock: ManualClock) -> None:
+    """The run is queued, due now by the store's clock."""
     assert run.status == "queued" and run.waiting_for is None
-    assert run.due_at is not None and run.due_at <= time.time() + TOL
+    assert run.due_at is not None and run.due_at <= clock.now() + TOL
 
 
 def assert_cancelled(run: Any, reason: bytes | None = None) -> None:
@@ -193,8 +180,8 @@ def assert_cancelled(run: Any, reason: bytes | None = None) -> None:
 # -- send_event ------------------------------------------------------------------------
 
 
-async def test_send_event_stores_the_event(store: Store) -> None:
-    before = time.time()
+async def test_send_event_stores_the_event(store: Store, clock: ManualClock) -> None:
+    before = clock.now()
     outcome = await send(store, "app/account.created", {"userId": 7, "tags": ["a"]})
     assert outcome.duplicate is False
     assert (outcome.started, outcome.resumed, outcome.cancelled) == ((), (), ())
@@ -206,12 +193,14 @@ async def test_send_event_stores_the_event(store: Store) -> None:
         "app/account.created",
         {"userId": 7, "tags": ["a"]},
     )
-    assert before - TOL <= row.ts <= time.time() + TOL
+    assert before - TOL <= row.ts <= clock.now() + TOL
     # An event that nothing listens for starts no run.
     assert await store.list_runs(status=None, workflow=None, limit=10, cursor=None) == []
 
 
-async def test_send_event_starts_a_run_of_every_workflow_it_triggers(store: Store) -> None:
+async def test_send_event_starts_a_run_of_every_workflow_it_triggers(
+    store: Store, clock: ManualClock
+) -> None:
     await store.sync_workflows(
         [
             WorkflowConfig("any-plan", (("app/signup", None),)),
@@ -235,7 +224,7 @@ async def test_send_event_starts_a_run_of_every_workflow_it_triggers(store: Stor
             {"plan": "free", "user": 1},
             free.event_id,
         )
-        assert run.due_at is not None and run.due_at <= time.time() + TOL
+        assert run.due_at is not None and run.due_at <= clock.now() + TOL
 
     pro = await send(store, "app/signup", {"plan": "pro"})
     workflows = sorted([(await run_of(store, r)).workflow for r in pro.started])
@@ -250,7 +239,9 @@ async def test_send_event_starts_a_run_of_every_workflow_it_triggers(store: Stor
     assert len(await runs_of(store, "elsewhere")) == 0
 
 
-async def test_send_event_resumes_the_parked_runs_whose_wait_matches(store: Store) -> None:
+async def test_send_event_resumes_the_parked_runs_whose_wait_matches(
+    store: Store, clock: ManualClock
+) -> None:
     # match: the incoming data.userId equals the run's own trigger's.
     by_match = await parked_with_payload(
         store,
@@ -288,7 +279,7 @@ async def test_send_event_resumes_the_parked_runs_whose_wait_matches(store: Stor
     outcome = await send(store, "app/onboarded", {"userId": 7, "score": 1})
     assert sorted(outcome.resumed) == sorted([by_match, also_7])
     for run_id in (by_match, also_7):
-        assert_resumed(await run_of(store, run_id))
+        assert_resumed(await run_of(store, run_id), clock)
         step = (await steps_of(store, run_id))["wait"]
         assert (step.kind, step.status) == ("event", "completed")
         value = j(step.output)
@@ -297,7 +288,7 @@ async def test_send_event_resumes_the_parked_runs_whose_wait_matches(store: Stor
             {"userId": 7, "score": 1},
             outcome.event_id,
         )
-        assert value["ts"] == pytest.approx(time.time(), abs=5)
+        assert value["ts"] == pytest.approx(clock.now(), abs=TOL)
         assert step.ended_at is not None
 
     outcome = await send(store, "app/onboarded", {"userId": 8, "score": 200})
@@ -349,7 +340,9 @@ async def test_an_event_wait_looks_back_at_events_already_received(store: Store)
     await store.save_step(claimed.lease, run_step("after"))
 
 
-async def test_an_event_id_seen_within_the_window_is_a_duplicate(store: Store) -> None:
+async def test_an_event_id_seen_within_the_window_is_a_duplicate(
+    store: Store, clock: ManualClock
+) -> None:
     await store.sync_workflows([WorkflowConfig("on-order", (("app/order", None),))])
     waiting, _ = await parked(store, event_wait(filing("app/order")))
 
@@ -371,8 +364,11 @@ async def test_an_event_id_seen_within_the_window_is_a_duplicate(store: Store) -
     assert other.duplicate is False and len(other.started) == 1
     assert other.resumed == (waiting2,)
 
-    # Past the window the id is new again.
-    await asyncio.sleep(0.05)
+    # Within a window the id is a duplicate still; past it, the id is new again.
+    clock.advance(0.005)
+    still = await send(store, "app/order", {"n": 4}, event_id="order-1", dedupe_seconds=0.01)
+    assert still.duplicate is True
+    clock.advance(0.045)
     late = await send(store, "app/order", {"n": 4}, event_id="order-1", dedupe_seconds=0.01)
     assert late.duplicate is False and len(late.started) == 1
     assert len(await runs_of(store, "on-order")) == 3
@@ -434,22 +430,24 @@ async def test_cancel_on_events_cancel_parked_runs_and_flag_leased_ones(store: S
     assert not (await run_of(store, queued_ids[1])).cancel_requested
 
 
-async def test_send_event_from_a_step_is_written_with_the_step(store: Store) -> None:
+async def test_send_event_from_a_step_is_written_with_the_step(
+    store: Store, clock: ManualClock
+) -> None:
     await store.sync_workflows([WorkflowConfig("listener", (("app/ping", None),))])
-    stale, fresh = await stale_and_fresh(store)
+    stale, fresh = await stale_and_fresh(store, clock)
     run_id = fresh.run.id
     before = await store.get_run(run_id)
     waiting, _ = await parked(store, event_wait(filing("app/ping")))
 
     # A sender whose lease was taken over sends nothing and stores nothing.
     with pytest.raises(tarry.LeaseLost):
-        await send(store, "app/ping", {"n": 0}, sender=StepSender(stale, "send", time.time()))
+        await send(store, "app/ping", {"n": 0}, sender=StepSender(stale, "send", clock.now()))
     assert await events(store) == []
     assert await runs_of(store, "listener") == []
     assert (await run_of(store, waiting)).status == "waiting"
     assert await store.get_run(run_id) == before
 
-    started = time.time()
+    started = clock.now()
     outcome = await send(
         store, "app/ping", {"n": 1}, sender=StepSender(fresh.lease, "send", started)
     )
@@ -528,7 +526,9 @@ async def test_send_message_to_an_unknown_or_ended_run(store: Store) -> None:
     assert await store.list_messages("no-such-run") == []
 
 
-async def test_send_message_queues_for_a_run_not_waiting_on_its_mailbox(store: Store) -> None:
+async def test_send_message_queues_for_a_run_not_waiting_on_its_mailbox(
+    store: Store, clock: ManualClock
+) -> None:
     queued = await create(store)
     running = await leased(store)
     on_signal = await parked_on(store, "k")
@@ -540,23 +540,25 @@ async def test_send_message_queues_for_a_run_not_waiting_on_its_mailbox(store: S
             {"to": run_id},
             None,
         )
-        assert message.sent_at == pytest.approx(time.time(), abs=5)
+        assert message.sent_at == pytest.approx(clock.now(), abs=TOL)
     assert (await run_of(store, queued)).status == "queued"
     assert (await run_of(store, running.run.id)).status == "running"
     assert (await run_of(store, on_signal.run.id)).status == "waiting"
 
 
-async def test_send_message_delivers_to_a_parked_message_wait(store: Store) -> None:
+async def test_send_message_delivers_to_a_parked_message_wait(
+    store: Store, clock: ManualClock
+) -> None:
     run_id, claimed = await parked(store, message_wait())
     assert (await steps_of(store, run_id))["m"].status == "waiting"
-    sent = time.time()
+    sent = clock.now()
     assert await store.send_message(run_id, "note", orjson.dumps({"text": "hi"})) == "delivered"
-    assert_resumed(await run_of(store, run_id))
+    assert_resumed(await run_of(store, run_id), clock)
     step = (await steps_of(store, run_id))["m"]
     assert (step.kind, step.status) == ("message", "completed")
     value = j(step.output)
     assert (value["name"], value["data"]) == ("note", {"text": "hi"})
-    assert value["sent_at"] == pytest.approx(sent, abs=1)
+    assert value["sent_at"] == pytest.approx(sent, abs=TOL)
     [message] = await store.list_messages(run_id)
     assert (message.name, message.consumed_by) == ("note", "m")
     assert message.sent_at == pytest.approx(value["sent_at"], abs=TOL)
@@ -668,7 +670,9 @@ async def test_list_events_pages_newest_first_and_filters_by_name(store: Store) 
 # -- invoke ----------------------------------------------------------------------------
 
 
-async def test_invoke_creates_the_child_and_its_end_resumes_the_parent(store: Store) -> None:
+async def test_invoke_creates_the_child_and_its_end_resumes_the_parent(
+    store: Store, clock: ManualClock
+) -> None:
     parent = await leased(store)
     child = NewRun(
         f"{parent.run.id}.inv", "child-wf", orjson.dumps({"sku": 9}), None, parent.run.id
@@ -694,7 +698,7 @@ async def test_invoke_creates_the_child_and_its_end_resumes_the_parent(store: St
         "completed"
     )
 
-    assert_resumed(await run_of(store, parent.run.id))
+    assert_resumed(await run_of(store, parent.run.id), clock)
     step = (await steps_of(store, parent.run.id))["inv"]
     assert (step.kind, step.status) == ("invoke", "completed")
     assert j(step.output) == {"status": "completed", "output": 42, "error": None}
@@ -702,14 +706,16 @@ async def test_invoke_creates_the_child_and_its_end_resumes_the_parent(store: St
     assert [(s.key, s.status) for s in again.steps] == [("inv", "completed")]
 
 
-async def test_invoke_reports_a_child_that_failed_or_was_cancelled(store: Store) -> None:
+async def test_invoke_reports_a_child_that_failed_or_was_cancelled(
+    store: Store, clock: ManualClock
+) -> None:
     failing = await leased(store)
     child = NewRun(f"{failing.run.id}.inv", "child-wf", b"{}", None, failing.run.id)
     assert (await store.park(failing.lease, invoke_wait(child))).outcome == "parked"
     [claimed] = (await store.claim(["child-wf"], 10, LEASE)).runs
     error = orjson.dumps({"type": "StepFailed", "message": "boom"})
     assert await store.finish(claimed.lease, "failed", None, error) == "failed"
-    assert_resumed(await run_of(store, failing.run.id))
+    assert_resumed(await run_of(store, failing.run.id), clock)
     assert j((await steps_of(store, failing.run.id))["inv"].output) == {
         "status": "failed",
         "output": None,
@@ -723,7 +729,7 @@ async def test_invoke_reports_a_child_that_failed_or_was_cancelled(store: Store)
     reason = orjson.dumps({"type": "Cancelled", "message": "not needed"})
     row = await store.cancel(child.id, reason)
     assert row is not None and row.status == "cancelled"
-    assert_resumed(await run_of(store, waiting.run.id))
+    assert_resumed(await run_of(store, waiting.run.id), clock)
     assert j((await steps_of(store, waiting.run.id))["inv"].output) == {
         "status": "cancelled",
         "output": None,
@@ -753,8 +759,8 @@ async def test_invoke_of_a_child_that_already_ended_resolves_at_once(store: Stor
     assert len(await runs_of(store, "child-wf")) == 1
 
 
-async def test_a_stale_invoke_park_creates_no_child(store: Store) -> None:
-    stale, fresh = await stale_and_fresh(store)
+async def test_a_stale_invoke_park_creates_no_child(store: Store, clock: ManualClock) -> None:
+    stale, fresh = await stale_and_fresh(store, clock)
     child = NewRun(f"{fresh.run.id}.inv", "child-wf", b"{}", None, fresh.run.id)
     with pytest.raises(tarry.LeaseLost):
         await store.park(stale, invoke_wait(child))
@@ -767,7 +773,7 @@ async def test_a_stale_invoke_park_creates_no_child(store: Store) -> None:
 
 
 async def test_a_wait_on_any_is_resolved_by_the_first_and_withdraws_the_rest(
-    store: Store,
+    store: Store, clock: ManualClock
 ) -> None:
     def any_wait(n: int) -> WaitSpec:
         return wait_on(
@@ -787,7 +793,7 @@ async def test_a_wait_on_any_is_resolved_by_the_first_and_withdraws_the_rest(
     assert (await send(store, "app/any", {"n": 1})).resumed == (by_event,)
     assert await store.send_message(by_message, "stop", b'"now"') == "delivered"
     for run_id in (by_signal, by_event, by_message):
-        assert_resumed(await run_of(store, run_id))
+        assert_resumed(await run_of(store, run_id), clock)
         assert (await steps_of(store, run_id))["first"].kind == "any"
 
     assert j((await steps_of(store, by_signal))["first"].output) == {"index": 0, "value": {"ok": 0}}
@@ -809,11 +815,13 @@ async def test_a_wait_on_any_is_resolved_by_the_first_and_withdraws_the_rest(
 # -- cancellation ----------------------------------------------------------------------
 
 
-async def test_park_after_a_cancel_request_ends_the_run_cancelled(store: Store) -> None:
+async def test_park_after_a_cancel_request_ends_the_run_cancelled(
+    store: Store, clock: ManualClock
+) -> None:
     reason = orjson.dumps({"type": "Cancelled", "message": "by operator"})
     waits = {
         "signal": signal_wait("cancel-key"),
-        "sleep": sleep_wait(time.time() + 60),
+        "sleep": sleep_wait(clock.now() + 60),
         "message": message_wait("go", step="wait"),
         "event": event_wait(filing("app/cancel-test")),
     }
@@ -879,7 +887,9 @@ async def test_finish_returns_the_status_the_run_ended_with(store: Store) -> Non
     assert (await run_of(store, claimed.run.id)).status == "cancelled"
 
 
-async def test_a_child_whose_finish_was_cancelled_tells_its_parent_so(store: Store) -> None:
+async def test_a_child_whose_finish_was_cancelled_tells_its_parent_so(
+    store: Store, clock: ManualClock
+) -> None:
     parent = await leased(store)
     child = NewRun(f"{parent.run.id}.inv", "child-wf", b"{}", None, parent.run.id)
     assert (await store.park(parent.lease, invoke_wait(child))).outcome == "parked"
@@ -887,14 +897,16 @@ async def test_a_child_whose_finish_was_cancelled_tells_its_parent_so(store: Sto
     reason = orjson.dumps({"type": "Cancelled", "message": "stop child"})
     await store.cancel(child.id, reason)
     assert await store.finish(claimed.lease, "completed", orjson.dumps(1), None) == "cancelled"
-    assert_resumed(await run_of(store, parent.run.id))
+    assert_resumed(await run_of(store, parent.run.id), clock)
     woken = j((await steps_of(store, parent.run.id))["inv"].output)
     assert woken["status"] == "cancelled" and woken["error"] == j(reason)
 
 
-async def test_retry_step_after_a_cancel_request_ends_the_run_cancelled(store: Store) -> None:
+async def test_retry_step_after_a_cancel_request_ends_the_run_cancelled(
+    store: Store, clock: ManualClock
+) -> None:
     claimed = await leased(store, workflow="wf")
-    assert await store.retry_step(claimed.lease, run_step("s", status="retrying"), time.time()) is (
+    assert await store.retry_step(claimed.lease, run_step("s", status="retrying"), clock.now()) is (
         False
     )
     assert (await run_of(store, claimed.run.id)).status == "queued"
@@ -904,7 +916,7 @@ async def test_retry_step_after_a_cancel_request_ends_the_run_cancelled(store: S
     row = await store.cancel(claimed.run.id, reason)
     assert row is not None and row.status == "running"
     cancelled = await store.retry_step(
-        claimed.lease, run_step("s", status="retrying", attempts=2), time.time()
+        claimed.lease, run_step("s", status="retrying", attempts=2), clock.now()
     )
     assert cancelled is True
     assert_cancelled(await run_of(store, claimed.run.id), reason)
@@ -914,10 +926,10 @@ async def test_retry_step_after_a_cancel_request_ends_the_run_cancelled(store: S
     assert batch.runs == [] and batch.next_due is None
 
 
-async def test_cancel_a_parked_sleep(store: Store) -> None:
+async def test_cancel_a_parked_sleep(store: Store, clock: ManualClock) -> None:
     reason = orjson.dumps({"message": "wake up never"})
     claimed = await leased(store, workflow="wf")
-    assert (await store.park(claimed.lease, sleep_wait(time.time() + 60))).outcome == "parked"
+    assert (await store.park(claimed.lease, sleep_wait(clock.now() + 60))).outcome == "parked"
     row = await store.cancel(claimed.run.id, reason)
     assert row is not None
     assert_cancelled(row, reason)
@@ -958,14 +970,14 @@ async def test_cancel_a_run_waiting_on_a_signal_and_more(store: Store) -> None:
     assert await store.cancel(run_id, orjson.dumps({"message": "again"})) == row
 
 
-async def test_cancel_a_run_queued_for_a_retry_later(store: Store) -> None:
+async def test_cancel_a_run_queued_for_a_retry_later(store: Store, clock: ManualClock) -> None:
     reason = orjson.dumps({"message": "give up"})
     claimed = await leased(store, workflow="wf")
     # It was parked on a signal once; that wait is over.
     assert (await store.park(claimed.lease, signal_wait("once"))).outcome == "parked"
     assert (await signal(store, "once", 1)).status == "delivered"
     claimed = await reclaim(store, claimed)
-    due_at = time.time() + 0.3
+    due_at = clock.now() + 0.3
     assert await store.retry_step(claimed.lease, run_step("s", status="retrying"), due_at) is False
     run = await run_of(store, claimed.run.id)
     assert run.status == "queued" and run.due_at == pytest.approx(due_at, abs=TOL)
@@ -975,7 +987,7 @@ async def test_cancel_a_run_queued_for_a_retry_later(store: Store) -> None:
     assert_cancelled(row, reason)
     batch = await store.claim(["wf"], 10, LEASE)
     assert batch.runs == [] and batch.next_due is None
-    await asyncio.sleep(max(0.0, due_at - time.time()) + 0.05)
+    clock.set(due_at + 0.05)
     assert (await store.claim(["wf"], 10, LEASE)).runs == []
     assert_cancelled(await run_of(store, claimed.run.id), reason)
     # No waiter from its earlier wait came back: the key is free.

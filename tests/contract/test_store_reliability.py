@@ -1,18 +1,16 @@
 """The Store contract under hostile shapes: events of any size and depth reach their
 waits, long values are indexed safely, a replace never evicts for nothing, an
-invoke never adopts a run it did not start. Both stores, through the protocol.
+invoke never adopts a run it did not start. Both stores, through the protocol, with
+the ``store`` fixture of ``conftest.py``.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-import pytest
 
-from tarry.store import open_store
 from tarry.store.base import InvokeWait, MessageWait, NewRun, SignalWait, Store
 
 from .test_store_contract import (
@@ -31,16 +29,6 @@ from .test_store_operations import (
     send,
     wait_on,
 )
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    s = open_store(database_url)
-    await s.open()
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 def deep(levels: int, leaf: Any) -> Any:
@@ -164,3 +152,35 @@ async def test_an_invoke_of_its_own_child_is_the_same_child_again(store: Store) 
     assert await store.create_run(child) == (child.id, True)
     result = await store.park(parent.lease, wait_on("invoke", InvokeWait(child), step="c"))
     assert result.outcome == "parked"
+
+
+async def test_a_lookback_through_the_event_index_finds_the_oldest_match(
+    store: Store, clock: Any
+) -> None:
+    name = f"app/idx-{uuid.uuid4().hex[:6]}"
+    # A first wait files data.k for the name: from then on its events are indexed.
+    await parked_with_payload(
+        store, {"k": "a"}, lambda t: event_wait(filing(name, match="data.k", trigger=t))
+    )
+    clock.advance(1)
+    since = clock.now()
+    clock.advance(1)
+    for n, k in enumerate(["x", "y", "x", "y"]):
+        await send(store, name, {"k": k, "n": n})
+        clock.advance(0.01)
+    found = await store.park(
+        (await leased(store)).lease,
+        event_wait(filing(name, match="data.k", trigger={"data": {"k": "y"}}), since=since),
+    )
+    assert found.outcome == "resolved" and found.step is not None
+    assert j(found.step.output)["data"] == {"k": "y", "n": 1}
+    # An exclusion (an event an earlier wait returned) passes over that one.
+    again = await store.park(
+        (await leased(store)).lease,
+        event_wait(
+            filing(name, match="data.k", trigger={"data": {"k": "y"}}),
+            since=since,
+            exclude=(j(found.step.output)["id"],),
+        ),
+    )
+    assert again.step is not None and j(again.step.output)["data"] == {"k": "y", "n": 3}

@@ -71,7 +71,9 @@ async def look_back(tx: Tx, run_id: str, wait: EventWait) -> bytes | None:
             "event_path_since", {"name": filing.event, "path": filing.path}
         )
         await file_event_path(tx, filing.event, filing.path)
-        if indexed_since is not None and indexed_since[0] <= wait.since:
+        # Strictly before: an event stored at the very time the path was filed may
+        # have come before the filing (a clock that stands still makes ties).
+        if indexed_since is not None and indexed_since[0] < wait.since:
             params = {"name": filing.event, "path": filing.path,
                       "value": index_value(filing.value), "since": wait.since}  # fmt: skip
             return await _first_match(tx, run_id, wait, await tx.all("events_by_key", params))
