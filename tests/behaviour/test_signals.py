@@ -50,12 +50,19 @@ async def test_signals_sent_before_the_wait_are_buffered_and_consumed_fifo(app) 
 
 
 async def test_buffered_signal_expires_after_retention(make_app) -> None:
-    app = make_app(signal_retention="100ms")
+    clock = tarry.ManualClock()
+    app = make_app(signal_retention="100ms", clock=clock)
     waiter_app(app, timeout="300ms")
     await app.send_signal("stale", "old news")
-    await asyncio.sleep(0.25)
+    clock.advance("99ms")
+    assert (await app.send_signal("fresh", "new news")).status == "buffered"
+    clock.advance("2ms")  # "stale" is 101 ms old, past its retention; "fresh" is not
     async with app.worker():
         run_id = await app.start("waiter", {"key": "stale"})
+        await wait_for_status(app, run_id, "waiting")
+        fresh = await app.start("waiter", {"key": "fresh"})
+        assert await app.result(fresh, timeout=10) == "new news"
+        clock.advance("300ms")  # the stale wait times out: nothing was there for it
         assert await app.result(run_id, timeout=10) is None
 
 
