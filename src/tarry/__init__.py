@@ -20,6 +20,7 @@ from .errors import (
     SignalNotFound,
     StepFailed,
     StoreError,
+    StoreUnavailable,
     TarryError,
     WorkflowNotFound,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "StepFailed",
     "StepRecord",
     "StoreError",
+    "StoreUnavailable",
     "SystemClock",
     "TarryError",
     "Trigger",

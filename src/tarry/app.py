@@ -139,6 +139,10 @@ class App:
         return self.settings.max_output_bytes
 
     @property
+    def _max_value(self) -> int:
+        return self.settings.max_output_bytes
+
+    @property
     def max_steps(self) -> int:
         return self.settings.max_steps
 
@@ -219,7 +223,9 @@ class App:
         check_name(workflow, "workflow id")
         if run_id is not None:
             check_name(run_id, "run_id")
-        data = serde.dumps({} if payload is None else payload, what="start payload")
+        data = serde.dumps(
+            {} if payload is None else payload, what="start payload", limit=self._max_value
+        )
         store = await self._open()
         created_id, _ = await store.create_run(NewRun(run_id or new_id(), workflow, data))
         return created_id
@@ -234,7 +240,7 @@ class App:
                 "signal data must not be None: None is what a wait returns on timeout; "
                 "send {} or another value"
             )
-        payload = serde.dumps(data, what=f"data of signal {signal!r}")
+        payload = serde.dumps(data, what=f"data of signal {signal!r}", limit=self._max_value)
         store = await self._open()
         outcome = await store.send_signal(
             signal, payload, strict=strict, retention_seconds=self.signal_retention
@@ -248,7 +254,7 @@ class App:
     async def send_event(self, name: str, data: Any = None, *, id: str | None = None) -> SendResult:
         """Store an event, start the workflows it triggers and resume the runs whose
         wait matches it. An ``id`` already seen within 24 hours is ignored."""
-        event = new_event(name, data, id)
+        event = new_event(name, data, id, limit=self._max_value)
         store = await self._open()
         outcome = await store.send_event(event, dedupe_seconds=self.event_dedupe)
         for run_id in outcome.cancelled:  # by their cancel_on, at once
@@ -269,7 +275,9 @@ class App:
     async def send_message(self, run_id: str, name: str, data: Any = None) -> None:
         """Append a message to the run's mailbox; returns once it is durable."""
         check_name(name, "message name")
-        payload = serde.dumps({} if data is None else data, what=f"data of message {name!r}")
+        payload = serde.dumps(
+            {} if data is None else data, what=f"data of message {name!r}", limit=self._max_value
+        )
         store = await self._open()
         outcome = await store.send_message(run_id, name, payload)
         if outcome == "not_found":
@@ -344,7 +352,11 @@ class App:
     async def cancel(self, run_id: str, reason: str | None = None) -> Run:
         """Cancel a run: at once if queued or parked, else at its next step boundary.
         A run executing in this process starts no further step once this returns."""
-        error = serde.dumps({"type": "Cancelled", "message": reason or "cancelled"})
+        error = serde.dumps(
+            {"type": "Cancelled", "message": reason or "cancelled"},
+            what="cancel reason",
+            limit=self._max_value,
+        )
         store = await self._open()
         row = await store.cancel(run_id, error)
         if row is None:

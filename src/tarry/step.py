@@ -221,7 +221,11 @@ class Step:
         if row is not None and row.status == "completed":
             return SignalResult(**serde.loads(row.output))
         check_name(signal, "signal key")
-        payload = serde.dumps({} if data is None else data, what=f"data of signal {signal!r}")
+        payload = serde.dumps(
+            {} if data is None else data,
+            what=f"data of signal {signal!r}",
+            limit=self._x.settings.max_output_bytes,
+        )
         await self._x.boundary()
         sender = StepSender(self._x.lease, key, self._x.clock.now())
         try:
@@ -321,7 +325,11 @@ class Step:
         due = self._deadline(timeout)
         key = self._peek_key(step_id)
         child_id = child_run_id(self._x.run.id, key)
-        data = serde.dumps({} if payload is None else payload, what=f"payload of step {key!r}")
+        data = serde.dumps(
+            {} if payload is None else payload,
+            what=f"payload of step {key!r}",
+            limit=self._x.settings.max_output_bytes,
+        )
         child = NewRun(child_id, workflow, data, parent=self._x.run.id)
         ended = await self._wait(step_id, "invoke", due, (InvokeWait(child),))
         if ended is None:
@@ -352,7 +360,7 @@ class Step:
         if row is not None and row.status == "completed":
             ids: list[str] = serde.loads(row.output)
             return ids
-        new = new_event(name, data, None)
+        new = new_event(name, data, None, limit=self._x.settings.max_output_bytes)
         await self._x.boundary()
         sender = StepSender(self._x.lease, key, self._x.clock.now())
         try:

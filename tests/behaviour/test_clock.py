@@ -98,3 +98,29 @@ async def test_lookback_windows_count_back_from_the_clock(make_app) -> None:
         missed = await app.start("late", {"lookback": "1h"})
         assert await app.result(found, timeout=10) == {"n": 1}
         assert (await wait_for_status(app, missed, "waiting")).status == "waiting"
+
+
+async def test_an_in_memory_store_and_a_manual_clock_run_a_week_long_sleep() -> None:
+    clock = tarry.ManualClock()
+    app = tarry.App("sqlite:///:memory:", clock=clock)
+
+    @app.workflow("cool-off")
+    async def cool_off(ctx: tarry.Context, step: tarry.Step) -> str:
+        await step.sleep("cool-off", "7d")
+        return "done"
+
+    try:
+        async with app.worker():
+            run_id = await app.start("cool-off")
+            while (await app.get_run(run_id)).status != "waiting":
+                await asyncio.sleep(0.005)
+            clock.advance("7d")
+            assert await app.result(run_id, timeout=10) == "done"
+        # Another App's in-memory database is its own.
+        other = tarry.App("sqlite:///:memory:")
+        try:
+            assert (await other.list_runs()).items == []
+        finally:
+            await other.close()
+    finally:
+        await app.close()

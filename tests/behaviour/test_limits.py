@@ -185,3 +185,19 @@ async def test_a_run_past_its_history_limit_fails_at_its_next_step(
     assert ran == [0, 1]  # the third step never started
     run = await app.get_run(run_id)
     assert run.error["type"] == "HistoryLimitExceeded"
+
+
+async def test_every_value_tarry_stores_is_capped_like_an_output(
+    make_app: Callable[..., tarry.App],
+) -> None:
+    app = make_app(max_output_bytes=1000)
+    big = {"blob": "x" * 2000}
+    for call in (
+        lambda: app.start("w", big),
+        lambda: app.send_signal("k", big),
+        lambda: app.send_event("app/x", big),
+        lambda: app.send_message("r", "m", big),
+    ):
+        with pytest.raises(ValueError, match="over the limit of 1,000 bytes"):
+            await call()
+    await nothing_stored(app)
