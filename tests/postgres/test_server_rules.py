@@ -43,10 +43,10 @@ async def test_a_machine_whose_clock_is_8s_ahead_reads_the_servers_time(
         time=lambda: time.time() + 8.0, monotonic=time.monotonic, sleep=time.sleep
     )
     import tarry.clock
-    import tarry.store.postgres_io
+    import tarry.store.postgres_setup
 
     monkeypatch.setattr(tarry.clock, "time", ahead)
-    monkeypatch.setattr(tarry.store.postgres_io, "time", ahead)
+    monkeypatch.setattr(tarry.store.postgres_setup, "time", ahead)
     app = tarry.App(pg_url)
     try:
         await app._open()

@@ -14,89 +14,32 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolClosed
 
-from ..clock import Clock, SystemClock
-from ..errors import ConfigError, SchemaTooNew, StoreError, StoreUnavailable
+from ..clock import Clock
+from ..errors import ConfigError, StoreError, StoreUnavailable
 from .base import WakeListener
 from .postgres_batch import StatementBatcher
+from .postgres_direct import DRAIN_SECONDS, Direct, Ticket
+from .postgres_setup import connection_options, follow_server_clock, is_outage, migrate
 from .postgres_tx import Tx
 from .postgres_url import masked
-from .sql import load_migrations, load_queries
+from .sql import load_queries
 
 T = TypeVar("T")
 Q = load_queries("postgres")
-MIGRATIONS = load_migrations("postgres")
-SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 log = logging.getLogger("tarry")
 
-_CONNECT_TIMEOUT = 5
 _HEALTH_CHECK_EVERY = 15.0
-_DRAIN_SECONDS = 5.0
-_IDLE_IN_TX_MS = 10_000
-"""tarry's transactions never wait on anything but the database; a user's
-``options`` may set another value (it comes later, so it wins)."""
 
 
 Body = Callable[[Tx], Awaitable[T]]
-
-
-class _Ticket:
-    """Shared by a caller and its transaction: whether the caller stopped waiting,
-    and the result of a transaction that ended before anyone heard of it."""
-
-    __slots__ = ("finished", "given_up", "result")
-
-    def __init__(self) -> None:
-        self.given_up = False
-        self.finished = False
-        """Set on the store's loop when the result went back with nobody seen to
-        have given up; the caller may still give up before it arrives."""
-        self.result: Any = None
-
-
-class _Direct:
-    """An attached loop's own pool, step batcher and transactions in flight."""
-
-    def __init__(self, pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]]) -> None:
-        self.pool = pool
-        self.users = 1
-        self.steps: StatementBatcher
-        self.inflight: set[asyncio.Task[Any]] = set()
-
-    async def call(
-        self, transaction: Coroutine[Any, Any, T], abandoned: Callable[[T], Awaitable[None]] | None
-    ) -> T:
-        """Run the transaction as a task of its own: a caller that gives up does not
-        tear it, and ``abandoned`` gets the result nobody waits for any more."""
-        task = asyncio.ensure_future(transaction)
-        self.inflight.add(task)
-        task.add_done_callback(self.inflight.discard)
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if abandoned is not None:
-                task.add_done_callback(lambda done: self._hand_back(done, abandoned))
-            raise
-
-    def _hand_back(self, done: asyncio.Task[T], abandoned: Callable[[T], Awaitable[None]]) -> None:
-        if done.cancelled() or done.exception() is not None:
-            return
-        task = asyncio.ensure_future(abandoned(done.result()))
-        self.inflight.add(task)
-        task.add_done_callback(self.inflight.discard)
-
-    async def close(self) -> None:
-        if self.inflight:
-            await asyncio.wait(set(self.inflight), timeout=_DRAIN_SECONDS)
-        await self.pool.close()
 
 
 class IOLoop:
@@ -132,29 +75,10 @@ class IOLoop:
         self._checking = False
         self._inflight: set[asyncio.Task[Any]] = set()
         self.steps = StatementBatcher(self.loop, self._batch_on_store_loop)
-        self._direct: dict[asyncio.AbstractEventLoop, _Direct] = {}
+        self._direct: dict[asyncio.AbstractEventLoop, Direct] = {}
         """Loops that transact on a pool of their own (a worker's), without the hops
         to and from this thread: see ``attach``."""
-        self._kwargs: dict[str, Any] = {
-            "autocommit": True,
-            "options": " ".join(
-                filter(
-                    None,
-                    [
-                        # A session paused inside a transaction (a stopped or
-                        # swapped-out process) must not hold its locks for long:
-                        # the server ends it, the transaction is retried elsewhere.
-                        f"-c idle_in_transaction_session_timeout={_IDLE_IN_TX_MS}",
-                        str(conninfo_to_dict(conninfo).get("options") or ""),
-                        f'-c search_path="{schema}"',
-                    ],
-                )
-            ),
-        }
-        if "connect_timeout" not in conninfo_to_dict(conninfo):
-            self._kwargs["connect_timeout"] = _CONNECT_TIMEOUT
-        if "application_name" not in conninfo_to_dict(conninfo):
-            self._kwargs["application_name"] = f"tarry/{schema}"[:63]
+        self._kwargs = connection_options(conninfo, schema)
 
     # -- running code on the loop --------------------------------------------------------
 
@@ -190,7 +114,7 @@ class IOLoop:
                 self._transact(direct.pool, body, idempotent=idempotent, single=single),
                 abandoned,
             )
-        ticket = _Ticket()
+        ticket = Ticket()
         future = asyncio.run_coroutine_threadsafe(
             self.transact(
                 body, idempotent=idempotent, ticket=ticket, abandoned=abandoned, single=single
@@ -209,7 +133,7 @@ class IOLoop:
                     self.loop.call_soon_threadsafe(self._abandon_late, ticket, abandoned)
             raise
 
-    def _abandon_late(self, ticket: _Ticket, abandoned: Callable[[Any], Awaitable[None]]) -> None:
+    def _abandon_late(self, ticket: Ticket, abandoned: Callable[[Any], Awaitable[None]]) -> None:
         if not ticket.finished:
             return  # not ended yet (``transact`` will see ``given_up``) or never started
         ticket.finished = False
@@ -250,7 +174,7 @@ class IOLoop:
             await pool.close()
             self._direct[loop].users += 1
             return
-        direct = _Direct(pool)
+        direct = Direct(pool)
 
         async def batch(body: Body[list[Any]], single: bool) -> list[Any]:
             return await self._transact(pool, body, idempotent=True, single=single)
@@ -320,7 +244,7 @@ class IOLoop:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listen_task
         if self._inflight:
-            _, stuck = await asyncio.wait(set(self._inflight), timeout=_DRAIN_SECONDS)
+            _, stuck = await asyncio.wait(set(self._inflight), timeout=DRAIN_SECONDS)
             for task in stuck:
                 task.cancel()
             await asyncio.gather(*stuck, return_exceptions=True)
@@ -328,17 +252,7 @@ class IOLoop:
             await self.pool.close()
 
     async def _follow_server_clock(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        """Leases and due times are compared across machines: read them all off the
-        server's clock, as this machine's plus the offset measured here (to within
-        half a round trip)."""
-        if not isinstance(self.clock, SystemClock):
-            return  # a clock moved by hand (tests) is the one time there is
-        before = time.time()
-        cur = await conn.execute(Q["server_clock"])
-        row = await cur.fetchone()
-        after = time.time()
-        assert row is not None
-        self.clock.offset = float(row[0]) - (before + after) / 2
+        await follow_server_clock(self.clock, conn)
 
     async def _connect(self, **extra: Any) -> psycopg.AsyncConnection[Any]:
         return await psycopg.AsyncConnection.connect(self.conninfo, **self._kwargs, **extra)
@@ -352,33 +266,7 @@ class IOLoop:
             ) from None
 
     async def _migrate(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        """Apply missing migrations under a lock, so that processes starting together
-        take turns; refuse a schema written by a newer tarry."""
-        try:
-            async with conn.transaction():
-                await conn.execute(Q["migrate_lock"], {"schema": self.schema})
-                await conn.execute(
-                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
-                )
-                await conn.execute(Q["create_meta"])
-                cur = await conn.execute(Q["schema_version"])
-                row = await cur.fetchone()
-                current = int(row[0]) if row else 0
-                if current > SCHEMA_VERSION:
-                    raise SchemaTooNew(
-                        f"the store {masked(self.url)!r} (schema {self.schema!r}) has schema "
-                        f"version {current}, but this tarry knows versions up to "
-                        f"{SCHEMA_VERSION}; upgrade tarry to open it"
-                    )
-                for version, migration in MIGRATIONS:
-                    if version > current:
-                        await conn.execute(migration.encode())
-                if current < SCHEMA_VERSION:
-                    await conn.execute(Q["set_schema_version"], {"version": str(SCHEMA_VERSION)})
-        except psycopg.Error as exc:
-            raise ConfigError(
-                f"cannot prepare schema {self.schema!r} in {masked(self.url)!r}: {exc}"
-            ) from None
+        await migrate(conn, self.url, self.schema)
 
     # -- transactions --------------------------------------------------------------------
 
@@ -387,7 +275,7 @@ class IOLoop:
         body: Body[T],
         *,
         idempotent: bool,
-        ticket: _Ticket | None = None,
+        ticket: Ticket | None = None,
         abandoned: Callable[[T], Awaitable[None]] | None = None,
         single: bool = False,
     ) -> T:
@@ -463,7 +351,7 @@ class IOLoop:
             except psycopg.OperationalError as exc:
                 if self._closing:
                     raise StoreError(f"the store {masked(self.url)!r} is closed") from None
-                if not _is_outage(exc):
+                if not is_outage(exc):
                     raise StoreError(
                         f"PostgreSQL refused the operation on {masked(self.url)!r}: {exc}"
                     ) from exc
@@ -567,16 +455,3 @@ class IOLoop:
             if conn is not None:
                 with contextlib.suppress(Exception):
                     await conn.close()
-
-
-_OUTAGE_CLASSES = ("08", "40", "53", "57", "25P03", "55P03")
-"""SQLSTATE classes worth retrying: connection exceptions, rolled-back transactions
-(deadlock, serialization), insufficient resources, operator intervention (a server
-shutting down or restarting), and this session's own timeouts (idle in a
-transaction, waiting for a lock). A program limit or a data error is not an outage:
-the same statement would fail again."""
-
-
-def _is_outage(exc: psycopg.OperationalError) -> bool:
-    state = exc.sqlstate
-    return state is None or state.startswith(_OUTAGE_CLASSES)
