@@ -15,7 +15,18 @@ import orjson
 import psycopg
 import pytest
 
-from tarry.store.base import ClaimedRun, InvokeWait, MessageWait, NewRun, SignalWait, WaitSpec
+from tarry.conditions import EventCondition
+from tarry.store.base import (
+    ClaimedRun,
+    EventWait,
+    InvokeWait,
+    MessageWait,
+    NewEvent,
+    NewRun,
+    SignalWait,
+    WaitSpec,
+)
+from tarry.store.matching import resolve_filing
 from tarry.store.postgres import PostgresStore
 
 RUNS = 200
@@ -218,3 +229,47 @@ async def test_a_message_sent_while_its_run_parks_is_taken_once(
         assert orjson.loads(steps[0].output)["data"] == n
         messages = await a.list_messages(run_id)
         assert [(m.name, m.consumed_by) for m in messages] == [("go", "m")]
+
+
+async def test_an_event_sent_while_its_run_parks_is_never_lost(
+    stores: tuple[PostgresStore, PostgresStore],
+) -> None:
+    """Parks on one event name, each on its own value, race sends of those values:
+    with the path already indexed they lock only their value, yet every event is
+    either found by its wait's lookback or delivered to its waiter."""
+    a, b = stores
+    filing = EventCondition.build("race/e", "data.k", None, "test").filing()
+
+    def event_wait(payload: Any) -> WaitSpec:
+        condition = EventWait(resolve_filing(filing, {"data": payload}), since=0.0)
+        return WaitSpec("w", "event", None, b"{}", (condition,))
+
+    # A first wait files the path data.k (it locks the whole name, once).
+    await a.create_run(NewRun("first", "wf", b"{}"))
+    first = (await a.claim(["wf"], 1, 60)).runs[0]
+    assert (await a.park(first.lease, event_wait({"k": "none"}))).outcome == "parked"
+    for n in range(RUNS):
+        await a.create_run(NewRun(f"r{n}", "wf", b"{}"))
+    batch = await a.claim(["wf"], RUNS, 60)
+    assert len(batch.runs) == RUNS
+
+    async def park(n: int) -> tuple[str, int, str]:
+        claimed = batch.runs[n]
+        return "park", n, (await a.park(claimed.lease, event_wait({"k": f"v{n}"}))).outcome
+
+    async def send(n: int) -> tuple[str, int, str]:
+        data = orjson.dumps({"k": f"v{n}"})
+        outcome = await b.send_event(NewEvent(f"e{n}", "race/e", data, False), dedupe_seconds=60)
+        return "send", n, "delivered" if outcome.resumed else "stored"
+
+    calls = [park(n) for n in range(RUNS)] + [send(n) for n in range(RUNS)]
+    random.shuffle(calls)
+    outcomes = {(kind, n): status for kind, n, status in await asyncio.gather(*calls)}
+    for n in range(RUNS):
+        pair = (outcomes["park", n], outcomes["send", n])
+        # Either the event came first and the wait's lookback found it, or the wait
+        # filed its waiter first and the event was delivered to it.
+        assert pair in {("resolved", "stored"), ("parked", "delivered")}, (n, pair)
+        found = await a.get_run(batch.runs[n].run.id)
+        assert found is not None
+        assert [(s.key, s.status) for s in found[1]] == [("w", "completed")], n

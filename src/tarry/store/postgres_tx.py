@@ -13,8 +13,14 @@ from .sql import load_queries, to_dialect
 
 Q = load_queries("postgres")
 
-_LOCK_NAMES = {"signal": "signal", "event": "event", "event-id": "event-id",
-               "invoke": "invoke", "cap": "tarry-cap"}  # fmt: skip
+_LOCK_NAMES = {
+    "signal": "signal",
+    "event": "event",
+    "event-value": "event-value",
+    "event-id": "event-id",
+    "invoke": "invoke",
+    "cap": "tarry-cap",
+}
 _NOTIFYING = frozenset({"resolve_wait"})
 """Named queries that send the schema's NOTIFY themselves."""
 

@@ -21,6 +21,7 @@ from ..matching import matches, residue, value_at
 from ..rows import event_json, message_json
 from .port import Tx
 from .runs import (
+    event_value_lock,
     fence,
     insert_run,
     request_cancel,
@@ -156,10 +157,17 @@ async def _candidates(tx: Tx, seq: int, incoming: dict[str, Any]) -> dict[int, C
     indexable equality: never a scan of all waiters. On the way, the event's value
     at each filed path goes into the index that lookbacks read."""
     name, found = incoming["name"], {}
+    keys: list[tuple[str, str]] = []
     for (path,) in await tx.all("event_paths_of", {"name": name}):
         value = value_at(incoming, path)
-        if value is None:
-            continue
+        if value is not None:
+            keys.append((path, value))
+    keys.sort()
+    # The waits on these very values hold these locks alone while they look back
+    # and file their waiters (waits.lock_for_park): each sees the other's commit.
+    for path, value in keys:
+        await tx.lock("event-value", event_value_lock(name, path, value), shared=True)
+    for path, value in keys:
         await tx.run(
             "insert_event_key",
             {"event_seq": seq, "name": name, "path": path, "value": value,

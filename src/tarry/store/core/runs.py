@@ -65,6 +65,12 @@ async def run_trigger(tx: Tx, run_id: str) -> Any:
     return None if found is None else trigger_of(*found)
 
 
+def event_value_lock(name: str, path: str, value: str) -> str:
+    """The lock a wait on events named ``name`` with ``value`` at ``path`` shares
+    with the senders of such events."""
+    return f"{name}\n{path}\n{value}"
+
+
 async def file_event_path(tx: Tx, name: str, path: str) -> None:
     """From now on, every event named ``name`` has its value at ``path`` indexed
     (``event_keys``): events find waits filed there, and lookbacks find events."""

@@ -27,6 +27,7 @@ from ..rows import child_json, error_json, event_json, indexed, message_json, ru
 from .port import Row, Tx
 from .runs import (
     cancel_now,
+    event_value_lock,
     fence,
     file_event_path,
     insert_run,
@@ -137,11 +138,34 @@ async def available(tx: Tx, run_id: str, step_key: str, cond: WaitCondition) -> 
 
 
 async def lock_for_park(tx: Tx, conditions: tuple[WaitCondition, ...]) -> None:
-    """The locks of every condition, each kind in a fixed order and sorted."""
+    """The locks of every condition, each kind in a fixed order and sorted: the order
+    senders take them in.
+
+    An event wait filed under an equality on a path already indexed for its name
+    locks only that (name, path, value): parks on other values, and sends of
+    events with other values, go on beside it. Any other event wait (no equality,
+    or the first on its path, whose lookback reads every event of the name) locks
+    the whole name."""
+    names: set[str] = set()
+    values: set[str] = set()
+    for cond in conditions:
+        if not isinstance(cond, EventWait):
+            continue
+        filing = cond.filing
+        if filing.value == MISSING:
+            continue  # no event can match it, and there is nothing to look back for
+        if filing.path is not None and filing.value is not None:
+            params = {"name": filing.event, "path": filing.path}
+            if await tx.one("event_path_since", params) is not None:
+                values.add(event_value_lock(filing.event, filing.path, index_value(filing.value)))
+                continue
+        names.add(filing.event)
     for key in sorted({c.key for c in conditions if isinstance(c, SignalWait)}):
         await tx.lock("signal", key)
-    for name in sorted({c.filing.event for c in conditions if isinstance(c, EventWait)}):
+    for name in sorted(names):
         await tx.lock("event", name)
+    for value in sorted(values):
+        await tx.lock("event-value", value)
     for child in sorted({c.child.id for c in conditions if isinstance(c, InvokeWait)}):
         await tx.lock("invoke", child)
 
