@@ -163,7 +163,6 @@ class GroupCommitWriter:
                 conn = sqlite3.connect(
                     self.path, isolation_level=None, check_same_thread=False, timeout=30.0
                 )
-                conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute(f"PRAGMA synchronous={self.synchronous}")
                 conn.execute("PRAGMA busy_timeout=30000")
         except (OSError, sqlite3.Error) as exc:
@@ -197,7 +196,13 @@ class GroupCommitWriter:
     def _writer_main(self, ready: concurrent.futures.Future[None]) -> None:
         try:
             conn = self._connect()
+            # Only once the file is known to be tarry's (or new) is it switched to
+            # WAL, a change written into the file's header.
             self.prepare(conn)
+            if not self.in_memory:
+                # A read-only file keeps its mode: it can still be read.
+                with contextlib.suppress(sqlite3.OperationalError):
+                    conn.execute("PRAGMA journal_mode=WAL")
         except BaseException as exc:
             ready.set_exception(exc)
             return

@@ -1,0 +1,96 @@
+"""The SQLite file under the store: not tarry's, not a database, read-only, or gone."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import tarry
+from tarry.errors import ConfigError, StoreError
+
+
+async def test_a_database_of_someone_elses_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY)")
+    before = path.read_bytes()
+    app = tarry.App(f"sqlite:///{path}")
+    with pytest.raises(ConfigError, match=r"is not a tarry store: it holds other tables \(users\)"):
+        await app.list_runs()
+    await app.close()
+    assert path.read_bytes() == before
+
+
+async def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "notes.db"
+    path.write_text("these are my notes, not a database\n" * 200)
+    app = tarry.App(f"sqlite:///{path}")
+    with pytest.raises(ConfigError, match="file is not a database"):
+        await app.start("w")
+    await app.close()
+
+
+async def test_a_current_database_opens_for_reading_without_a_write(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/t.db"
+    app = tarry.App(url)
+    run_id = await app.start("w")
+    await app.close()
+    # Opening again changes nothing on disk: no schema row is rewritten.
+    with sqlite3.connect(tmp_path / "t.db") as conn:
+        before = conn.execute("PRAGMA data_version").fetchone()
+        changes = conn.total_changes
+    again = tarry.App(url)
+    assert [r.id for r in (await again.list_runs()).items] == [run_id]
+    await again.close()
+    with sqlite3.connect(tmp_path / "t.db") as conn:
+        assert conn.execute("SELECT count(*) FROM runs").fetchone() == (1,)
+    assert before is not None and changes == 0
+
+
+def test_the_cli_reports_a_foreign_database_without_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY)")
+    done = subprocess.run(
+        [sys.executable, "-m", "tarry.cli", "runs", "--database", f"sqlite:///{path}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert done.returncode == 1, done.stderr
+    assert "is not a tarry store" in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr
+
+
+async def test_a_database_deleted_under_a_running_process_stops_its_store(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "gone.db"
+    app = tarry.App(f"sqlite:///{path}")
+    await app.start("w")
+    os.remove(path)
+    for suffix in ("-wal", "-shm"):
+        if os.path.exists(f"{path}{suffix}"):
+            os.remove(f"{path}{suffix}")
+    # The store notices at its next look at the file (its poller's interval).
+    for _ in range(200):
+        try:
+            await app.start("w")
+        except StoreError as exc:
+            assert "was deleted or replaced while this process had it open" in str(exc)
+            break
+        await __import__("asyncio").sleep(0.01)
+    else:
+        raise AssertionError("the store went on writing to a deleted database")
+    await app.close()
+    # A new process on the same path gets a new, empty database: nothing was lost
+    # silently into the old file meanwhile.
+    fresh = tarry.App(f"sqlite:///{path}")
+    assert (await fresh.list_runs()).items == []
+    await fresh.close()
