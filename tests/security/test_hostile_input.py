@@ -609,3 +609,61 @@ async def test_a_server_on_a_newer_store_refuses_to_start(sqlite_url: str) -> No
         async with server.router.lifespan_context(server):
             pass
     assert sqlite_rows(sqlite_url) == before
+
+
+NAME_ATTACKS = [
+    ("/api/v1/runs", {"workflow": "quick", "payload": {}, "run_id": "r" * 1_000_000}, "run_id"),
+    ("/api/v1/runs", {"workflow": "quick", "payload": {}, "run_id": "a\u0000b"}, "run_id"),
+    ("/api/v1/signals", {"signal": "s" * 1_000_000, "data": {}}, "signal key"),
+    ("/api/v1/signals", {"signal": "nul\u0000", "data": {}}, "signal key"),
+    ("/api/v1/events", {"name": "e" * 1_000_000, "data": {}}, "event name"),
+    ("/api/v1/events", {"name": "app/x", "data": {}, "id": "i" * 1_000_000}, "event id"),
+    ("/api/v1/runs/seed-1/messages", {"name": "m" * 1_000_000, "data": {}}, "message name"),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "field"), NAME_ATTACKS)
+async def test_a_name_no_index_can_hold_is_a_prompt_400_that_stores_nothing(
+    seeded: tarry.App, client: httpx.AsyncClient, path: str, body: dict[str, Any], field: str
+) -> None:
+    before = await snapshot(seeded)
+    started = time.monotonic()
+    response = await client.post(path, json=body)
+    message = assert_error(response, 400)
+    assert field in message and ("256" in message or "NUL" in message), message
+    assert time.monotonic() - started < 5  # an answer, not 30 s of retried "outage"
+    assert await snapshot(seeded) == before
+
+
+async def test_a_4kb_match_value_from_a_payload_is_matched(
+    seeded: tarry.App, client: httpx.AsyncClient
+) -> None:
+    @seeded.workflow("onboard")
+    async def onboard(ctx: tarry.Context, step: tarry.Step) -> Any:
+        found = await step.wait_for_event(
+            "done", event="app/onboarded", match="data.userId", timeout="1h"
+        )
+        return None if found is None else "matched"
+
+    user = "u" * 4096
+    run_id = await seeded.start("onboard", {"userId": user})
+    async with seeded.worker():
+        while (await seeded.get_run(run_id)).status != "waiting":
+            await asyncio.sleep(0.01)
+        response = await client.post(
+            "/api/v1/events", json={"name": "app/onboarded", "data": {"userId": user}}
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["resumed"] == [run_id]
+        assert await seeded.result(run_id, timeout=10) == "matched"
+
+
+async def test_an_event_nested_to_the_limit_is_accepted_not_a_500(
+    client: httpx.AsyncClient, seeded: tarry.App
+) -> None:
+    fits = nested(MAX_DEPTH, leaf="bottom")
+    response = await client.post("/api/v1/events", json={"name": "app/deep", "data": fits})
+    assert response.status_code == 200, response.text
+    (event_id,) = response.json()["event_ids"]
+    stored = await seeded.list_events(name="app/deep")
+    assert [(e.id, e.data) for e in stored.items] == [(event_id, fits)]
