@@ -67,6 +67,8 @@ class Expression:
     source: str
     _program: Any = field(repr=False, compare=False)
     _equalities: tuple[Equality, ...] = field(repr=False, compare=False)
+    _reads: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
+    """The paths of ``async`` the expression reads (None: it may read anything)."""
 
     def evaluate(self, event: Mapping[str, Any] | None, incoming: Mapping[str, Any]) -> bool:
         """True only if the expression yields the bool ``true``.
@@ -75,6 +77,10 @@ class Expression:
         shaped like ``{"name", "data", "id", "ts"}``. A missing key, a type
         error or a non-bool result counts as no match; this never raises.
         """
+        if self._reads is not None:
+            # Only what the expression reads is handed to CEL, which converts all it
+            # is given: a large event costs what the expression looks at.
+            incoming = _pruned(incoming, self._reads)
         try:
             result = self._program.eval(
                 data={"event": _activation_value(event), "async": _activation_value(incoming)}
@@ -110,10 +116,17 @@ def _compile(source: str) -> Expression:
     except Exception as exc:
         raise ExpressionError(_describe_compile_error(source, str(exc))) from None
     try:
-        equalities = tuple(dict.fromkeys(_extract_equalities(program.serialize())))
+        serialized = program.serialize()
+        equalities = tuple(dict.fromkeys(_extract_equalities(serialized)))
     except Exception:
-        equalities = ()  # an index hint only: without it the wait is still matched correctly
-    return Expression(source, program, equalities)
+        return Expression(source, program, ())  # hints only: the full check stays right
+    try:
+        reads: tuple[str, ...] | None = _outermost(set(_async_reads(_root(serialized))))
+    except _ReadsAnything:
+        reads = None
+    except Exception:
+        reads = None
+    return Expression(source, program, equalities, reads)
 
 
 def _describe_compile_error(source: str, detail: str) -> str:
@@ -238,7 +251,7 @@ def _one(fields: _Fields, number: int) -> Any:
     return values[-1] if values else None
 
 
-def _extract_equalities(serialized: bytes) -> Iterator[Equality]:
+def _root(serialized: bytes) -> _Fields | None:
     wrapper = _fields(serialized)
     type_url = bytes(_one(wrapper, 1) or b"")
     message = _fields(bytes(_one(wrapper, 2) or b""))
@@ -247,10 +260,15 @@ def _extract_equalities(serialized: bytes) -> Iterator[Equality]:
     elif type_url.endswith(b"/cel.expr.ParsedExpr"):
         root = _one(message, 2)
     else:
-        return
+        return None
+    return None if root is None else _fields(root)
+
+
+def _extract_equalities(serialized: bytes) -> Iterator[Equality]:
+    root = _root(serialized)
     if root is None:
         return
-    for conjunct in _conjuncts(_fields(root)):
+    for conjunct in _conjuncts(root):
         equality = _equality(conjunct)
         if equality is not None:
             yield equality
@@ -337,3 +355,101 @@ def _literal(expr: _Fields) -> tuple[bool, Any]:
     if 6 in fields:
         return True, bytes(_one(fields, 6)).decode()
     return False, None
+
+
+# What an expression reads of ``async``. Every read of a CEL variable is a chain of
+# field selections on it; the chain's path is all the expression can see below it.
+#   CreateList: elements=1;  CreateStruct: entries=2 (Entry: map_key=3, value=4)
+#   Comprehension: iter_range=2, accu_init=4, loop_condition=5, loop_step=6, result=7
+
+
+class _ReadsAnything(Exception):
+    """The expression uses ``async`` whole, or in a form not understood here."""
+
+
+def _async_reads(expr: _Fields | None) -> Iterator[str]:
+    if expr is None:
+        return
+    if (select := _one(expr, 5)) is not None:
+        path = _select_path(expr)
+        if path is not None:
+            if path[0] == "async":
+                yield path[1]
+            return
+        yield from _async_reads(_sub(_fields(select), 1))
+    elif (ident := _one(expr, 4)) is not None:
+        if bytes(_one(_fields(ident), 1) or b"").decode() == "async":
+            raise _ReadsAnything
+    elif (call := _one(expr, 6)) is not None:
+        fields = _fields(call)
+        yield from _async_reads(_sub(fields, 1))
+        for arg in fields.get(3, []):
+            yield from _async_reads(_fields(arg))
+    elif (items := _one(expr, 7)) is not None:
+        for element in _fields(items).get(1, []):
+            yield from _async_reads(_fields(element))
+    elif (struct_ := _one(expr, 8)) is not None:
+        for entry in _fields(struct_).get(2, []):
+            entry_fields = _fields(entry)
+            yield from _async_reads(_sub(entry_fields, 3))
+            yield from _async_reads(_sub(entry_fields, 4))
+    elif (loop := _one(expr, 9)) is not None:
+        fields = _fields(loop)
+        for number in (2, 4, 5, 6, 7):
+            yield from _async_reads(_sub(fields, number))
+    elif _one(expr, 3) is None:
+        raise _ReadsAnything  # a kind of expression this walk does not know
+
+
+def _outermost(paths: set[str]) -> tuple[str, ...]:
+    """The paths not below another one (``data`` covers ``data.x``)."""
+    return tuple(
+        sorted(p for p in paths if not any(p.startswith(q + ".") for q in paths if q != p))
+    )
+
+
+def _sub(fields: _Fields, number: int) -> _Fields | None:
+    value = _one(fields, number)
+    return None if value is None else _fields(value)
+
+
+def _select_path(expr: _Fields) -> tuple[str, str] | None:
+    """``async.a.b`` (also under ``has()``) → ``("async", "a.b")``; None when the chain
+    does not start at a variable."""
+    parts: list[str] = []
+    while (select := _one(expr, 5)) is not None:
+        fields = _fields(select)
+        part = bytes(_one(fields, 2) or b"").decode()
+        if not part or "." in part:
+            raise _ReadsAnything  # a key a dotted path cannot spell
+        parts.append(part)
+        operand = _one(fields, 1)
+        if operand is None:
+            return None
+        expr = _fields(operand)
+    ident = _one(expr, 4)
+    if ident is None:
+        return None
+    name = bytes(_one(_fields(ident), 1) or b"").decode()
+    return name, ".".join(reversed(parts))
+
+
+def _pruned(incoming: Mapping[str, Any], reads: tuple[str, ...]) -> dict[str, Any]:
+    """``incoming`` with only what lies on ``reads``: each path's value where it is
+    there (whole, if not an object), its absence where it is not."""
+    out: dict[str, Any] = {}
+    for path in reads:
+        source: Any = incoming
+        target = out
+        parts = path.split(".")
+        for i, part in enumerate(parts):
+            if not isinstance(source, Mapping) or part not in source:
+                break
+            value = source[part]
+            if i == len(parts) - 1 or not isinstance(value, Mapping):
+                target[part] = value
+                break
+            existing = target.get(part)
+            target = existing if isinstance(existing, dict) else target.setdefault(part, {})
+            source = value
+    return out
