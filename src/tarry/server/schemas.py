@@ -9,9 +9,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictBool
 
 from ..models import Run, StepRecord, WaitingFor
+from ..names import MAX_NAME
 
 if TYPE_CHECKING:
     from ..registry import Workflow
@@ -27,14 +28,28 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# A name the store indexes (names.py): the document states the rule, and the App
+# enforces it, so that a name past it is a 400 naming the field, as from the App.
+_NAME_RULE: dict[str, JsonValue] = {"maxLength": MAX_NAME, "pattern": "^[^\\u0000]*$"}
+
+
+def _name(description: str, **options: Any) -> Any:
+    return Field(
+        min_length=1,
+        description=f"{description}: at most {MAX_NAME} characters, no NUL",
+        json_schema_extra=_NAME_RULE,
+        **options,
+    )
+
+
 class StartBody(_Body):
-    workflow: str = Field(min_length=1)
+    workflow: str = _name("a registered workflow id")
     payload: Any = None
-    run_id: str | None = Field(default=None, min_length=1)
+    run_id: str | None = _name("the run's id (a second start with it is ignored)", default=None)
 
 
 class SignalBody(_Body):
-    signal: str = Field(min_length=1)
+    signal: str = _name("the signal key")
     data: Any = Field(
         default_factory=dict,
         description="any JSON value but null (null is what a wait returns on timeout)",
@@ -44,13 +59,13 @@ class SignalBody(_Body):
 
 
 class EventBody(_Body):
-    name: str = Field(min_length=1)
+    name: str = _name("the event name")
     data: Any = Field(default_factory=dict)
-    id: str | None = Field(default=None, min_length=1)
+    id: str | None = _name("the event id (a repeat within 24 h is ignored)", default=None)
 
 
 class MessageBody(_Body):
-    name: str = Field(min_length=1)
+    name: str = _name("the message name")
     data: Any = Field(default_factory=dict)
 
 

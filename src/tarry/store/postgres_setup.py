@@ -20,6 +20,8 @@ MIGRATIONS = load_migrations("postgres")
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 CONNECT_TIMEOUT = 5
+_CLOCK_READINGS = 3
+_TRUSTED_ROUND_TRIP = 0.5
 IDLE_IN_TX_MS = 10_000
 """tarry's transactions never wait on anything but the database, so a session idle
 inside one belongs to a process that stopped; a user's ``options`` may set another
@@ -52,16 +54,28 @@ def connection_options(conninfo: str, schema: str) -> dict[str, Any]:
 
 async def follow_server_clock(clock: Clock, conn: psycopg.AsyncConnection[Any]) -> None:
     """Leases and due times are compared across machines: read them all off the
-    server's clock, as this machine's plus the offset measured here (to within half
-    a round trip)."""
+    server's clock, as this machine's plus the offset measured here.
+
+    Of a few readings the one with the shortest round trip is kept, and its offset
+    is applied only if it exceeds that round trip: a smaller one cannot be told from
+    no offset at all (two processes on one machine must read the same time)."""
     if not isinstance(clock, SystemClock):
         return  # a clock moved by hand (tests) is the one time there is
-    before = time.time()
-    cur = await conn.execute(Q["server_clock"])
-    row = await cur.fetchone()
-    after = time.time()
-    assert row is not None
-    clock.offset = float(row[0]) - (before + after) / 2
+    best: tuple[float, float] | None = None
+    for _ in range(_CLOCK_READINGS):
+        before = time.time()
+        cur = await conn.execute(Q["server_clock"])
+        row = await cur.fetchone()
+        after = time.time()
+        assert row is not None
+        reading = (after - before, float(row[0]) - (before + after) / 2)
+        if best is None or reading[0] < best[0]:
+            best = reading
+    assert best is not None
+    round_trip, offset = best
+    if round_trip > _TRUSTED_ROUND_TRIP:
+        return  # too slow an answer to learn anything from; keep the last offset
+    clock.offset = offset if abs(offset) > round_trip else 0.0
 
 
 async def migrate(conn: psycopg.AsyncConnection[Any], url: str, schema: str) -> None:
