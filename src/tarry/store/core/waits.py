@@ -22,7 +22,7 @@ from ..base import (
     WaitCondition,
     WaitSpec,
 )
-from ..matching import MISSING, index_value, matches, residue
+from ..matching import MISSING, index_value, matches, residue, value_at
 from ..rows import child_json, error_json, event_json, indexed, message_json, run_row
 from .port import Row, Tx
 from .runs import (
@@ -61,25 +61,39 @@ async def lock_signal_waiter(tx: Tx, key: str) -> tuple[str, str, int | None] | 
 async def look_back(tx: Tx, run_id: str, wait: EventWait) -> bytes | None:
     """The oldest stored event that satisfies the wait, if any: the lookback. A wait
     filed under an equality reads the events with that value at that path through
-    the index, so its cost does not grow with other runs' events; the events of
-    the name are read in full only where the index does not yet cover the window."""
+    the index, so its cost does not grow with other runs' events; only a wait with
+    no equality reads the events of its name in full."""
     filing = wait.filing
     assert wait.since is not None
     if filing.value == MISSING:
         return None  # an equality against a value the trigger does not have
     if filing.path is not None and filing.value is not None:
-        indexed_since = await tx.one(
-            "event_path_since", {"name": filing.event, "path": filing.path}
-        )
-        await file_event_path(tx, filing.event, filing.path)
-        # Strictly before: an event stored at the very time the path was filed may
-        # have come before the filing (a clock that stands still makes ties).
-        if indexed_since is not None and indexed_since[0] < wait.since:
-            params = {"name": filing.event, "path": filing.path,
-                      "value": index_value(filing.value), "since": wait.since}  # fmt: skip
-            return await _first_match(tx, run_id, wait, await tx.all("events_by_key", params))
+        await cover_event_path(tx, filing.event, filing.path, wait.since)
+        params = {"name": filing.event, "path": filing.path,
+                  "value": index_value(filing.value), "since": wait.since}  # fmt: skip
+        return await _first_match(tx, run_id, wait, await tx.all("events_by_key", params))
     params = {"name": filing.event, "since": wait.since}
     return await _first_match(tx, run_id, wait, await tx.all("events_since", params))
+
+
+async def cover_event_path(tx: Tx, name: str, path: str, since: float) -> None:
+    """Make the index hold every stored event named ``name`` received from ``since``
+    on at ``path``. A path filed after events of its name were stored has them
+    added once, here; from then on each event is added as it is sent. The caller
+    holds the name's lock alone (``lock_for_park`` decides so), so no sender adds
+    keys for the path meanwhile."""
+    found = await tx.one("event_path_since", {"name": name, "path": path})
+    if found is not None and found[0] < since:
+        return  # strictly before: an event stored at that very time may predate it
+    await file_event_path(tx, name, path)
+    for seq, data, ts in await tx.all("events_unindexed", {"name": name, "path": path}):
+        value = value_at({"name": name, "data": orjson.loads(data)}, path)
+        if value is not None:
+            await tx.run(
+                "insert_event_key",
+                {"event_seq": seq, "name": name, "path": path, "value": value, "ts": ts},
+            )
+    await tx.run("event_path_covered", {"name": name, "path": path})
 
 
 async def _first_match(tx: Tx, run_id: str, wait: EventWait, rows: list[Row]) -> bytes | None:
@@ -141,11 +155,11 @@ async def lock_for_park(tx: Tx, conditions: tuple[WaitCondition, ...]) -> None:
     """The locks of every condition, each kind in a fixed order and sorted: the order
     senders take them in.
 
-    An event wait filed under an equality on a path already indexed for its name
-    locks only that (name, path, value): parks on other values, and sends of
-    events with other values, go on beside it. Any other event wait (no equality,
-    or the first on its path, whose lookback reads every event of the name) locks
-    the whole name."""
+    An event wait filed under an equality on a path the index already covers for
+    its window locks only that (name, path, value): parks on other values, and
+    sends of events with other values, go on beside it. Any other event wait (no
+    equality, or one whose path the index must first be made to cover) locks the
+    whole name."""
     names: set[str] = set()
     values: set[str] = set()
     for cond in conditions:
@@ -156,7 +170,9 @@ async def lock_for_park(tx: Tx, conditions: tuple[WaitCondition, ...]) -> None:
             continue  # no event can match it, and there is nothing to look back for
         if filing.path is not None and filing.value is not None:
             params = {"name": filing.event, "path": filing.path}
-            if await tx.one("event_path_since", params) is not None:
+            covered = await tx.one("event_path_since", params)
+            since = cond.since if cond.since is not None else float("inf")
+            if covered is not None and covered[0] < since:
                 values.add(event_value_lock(filing.event, filing.path, index_value(filing.value)))
                 continue
         names.add(filing.event)

@@ -209,3 +209,15 @@ LIMIT 1;
 
 -- name: list_messages
 SELECT name, data, sent_at, consumed_by FROM messages WHERE run_id = :run_id ORDER BY seq;
+
+-- name: events_unindexed
+-- The stored events of a name not yet in the index at a path: added once, when a
+-- wait first needs the path to cover them.
+SELECT e.seq, e.data, e.ts FROM events AS e
+WHERE e.name = :name
+  AND NOT EXISTS (SELECT 1 FROM event_keys AS k WHERE k.event_seq = e.seq AND k.path = :path)
+ORDER BY e.seq;
+
+-- name: event_path_covered
+-- Every stored event of the name is in the index at the path: since before any time.
+UPDATE event_paths SET since = -1 WHERE name = :name AND path = :path;
