@@ -139,12 +139,18 @@ class SQLiteStore(CoreStore):
         self._io.remove_wake_listener(listener)
 
     async def _transact(self, body: Body[T], *, idempotent: bool = True) -> T:
+        return await self._run(body, reads=False)
+
+    async def _read(self, body: Body[T]) -> T:
+        return await self._run(body, reads=True)
+
+    async def _run(self, body: Body[T], *, reads: bool) -> T:
         io, now = self._io, self.clock.now
 
         def op(conn: sqlite3.Connection) -> T:
             return drive(body(SQLiteTx(conn, io, now())))
 
-        return await io.call(op)
+        return await io.call(op, reads=reads)
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         """Bring the schema up to date; a database already current is only read, so a

@@ -37,17 +37,20 @@ _STOP = object()
 class _Op:
     """One queued operation and the caller's future, on the caller's own loop."""
 
-    __slots__ = ("fn", "future", "loop")
+    __slots__ = ("fn", "future", "loop", "reads")
 
     def __init__(
         self,
         fn: Callable[[sqlite3.Connection], Any],
         loop: asyncio.AbstractEventLoop,
         future: asyncio.Future[Any],
+        reads: bool,
     ) -> None:
         self.fn = fn
         self.loop = loop
         self.future = future
+        self.reads = reads
+        """Only reads: a batch of nothing else takes no write lock."""
 
 
 _Result = tuple["asyncio.Future[Any]", Any, BaseException | None]
@@ -262,7 +265,9 @@ class GroupCommitWriter:
         """Run the batch in one transaction. Without ``isolate``, the first failing
         operation rolls everything back and None is returned."""
         results: list[tuple[_Op, Any, BaseException | None]] = []
-        conn.execute("BEGIN IMMEDIATE")
+        # Readers need no write lock: a batch of reads goes on beside another
+        # process's writer, and on a file this process may not write.
+        conn.execute("BEGIN" if all(op.reads for op in batch) else "BEGIN IMMEDIATE")
         for op in batch:
             if isolate and len(batch) > 1:
                 conn.execute("SAVEPOINT op")
@@ -298,14 +303,14 @@ class GroupCommitWriter:
             return StoreUnavailable(message)
         return StoreError(message)
 
-    async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def call(self, fn: Callable[[sqlite3.Connection], T], *, reads: bool = False) -> T:
         if self._writer is None:
             raise StoreError(f"the store {self.url!r} is not open")
         if self.lost is not None:
             raise StoreError(self.lost)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Op(fn, loop, future))
+        self._queue.put(_Op(fn, loop, future, reads))
         return await future
 
     # -- wake-ups --------------------------------------------------------------------

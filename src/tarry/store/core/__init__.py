@@ -50,6 +50,10 @@ class CoreStore(ABC):
         """Run ``body`` in one transaction. ``idempotent``: safe to run again after a
         commit whose outcome is unknown (where the adapter can lose one)."""
 
+    async def _read(self, body: Body[T]) -> T:
+        """Run ``body``, which only reads, in one transaction."""
+        return await self._transact(body)
+
     async def create_run(self, run: NewRun) -> tuple[str, bool]:
         return run.id, await self._transact(partial(runs.insert_run, run=run))
 
@@ -120,7 +124,7 @@ class CoreStore(ABC):
         return await self._transact(body, idempotent=False)
 
     async def list_messages(self, run_id: str) -> list[MessageRow]:
-        return await self._transact(partial(claims.list_messages, run_id=run_id))
+        return await self._read(partial(claims.list_messages, run_id=run_id))
 
     async def finish(
         self, lease: Lease, status: EndStatus, output: bytes | None, error: bytes | None
@@ -136,12 +140,12 @@ class CoreStore(ABC):
         return await self._transact(partial(runs.cancel, run_id=run_id, reason=reason))
 
     async def get_run(self, run_id: str) -> tuple[RunRow, list[StepRow]] | None:
-        return await self._transact(partial(claims.get_run, run_id=run_id))
+        return await self._read(partial(claims.get_run, run_id=run_id))
 
     async def list_runs(
         self, *, status: str | None, workflow: str | None, limit: int, cursor: int | None
     ) -> list[RunRow]:
-        return await self._transact(
+        return await self._read(
             partial(claims.list_runs, status=status, workflow=workflow, limit=limit,
                     cursor=cursor)
         )  # fmt: skip
@@ -149,9 +153,7 @@ class CoreStore(ABC):
     async def list_events(
         self, *, name: str | None, limit: int, cursor: int | None
     ) -> list[EventRow]:
-        return await self._transact(
-            partial(claims.list_events, name=name, limit=limit, cursor=cursor)
-        )
+        return await self._read(partial(claims.list_events, name=name, limit=limit, cursor=cursor))
 
     async def purge_expired(self, events_before: float) -> int:
         return await self._transact(partial(claims.purge_expired, events_before=events_before))
