@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,3 +96,23 @@ async def test_a_database_deleted_under_a_running_process_stops_its_store(
     fresh = tarry.App(f"sqlite:///{path}")
     assert (await fresh.list_runs()).items == []
     await fresh.close()
+
+
+async def test_a_statement_sqlite_refuses_is_a_store_error_in_tarrys_words(
+    tmp_path: Path,
+) -> None:
+    from tarry.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(f"sqlite:///{tmp_path}/t.db")
+    await store.open()
+
+    async def refused(tx: Any) -> Any:
+        return await tx.select("INSERT INTO runs (id) VALUES (NULL)", {})
+
+    try:
+        with pytest.raises(StoreError, match="SQLite transaction on .* failed: NOT NULL") as raised:
+            await store._transact(refused)
+        assert not isinstance(raised.value, tarry.StoreUnavailable)
+        assert not isinstance(raised.value, sqlite3.Error)
+    finally:
+        await store.close()
