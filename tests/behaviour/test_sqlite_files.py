@@ -110,7 +110,8 @@ async def test_a_statement_sqlite_refuses_is_a_store_error_in_tarrys_words(
         return await tx.select("INSERT INTO runs (id) VALUES (NULL)", {})
 
     try:
-        with pytest.raises(StoreError, match="SQLite transaction on .* failed: NOT NULL") as raised:
+        refusal = r"SQLite transaction on .* failed: NOT NULL"
+        with pytest.raises(StoreError, match=refusal) as raised:
             await store._transact(refused)
         assert not isinstance(raised.value, tarry.StoreUnavailable)
         assert not isinstance(raised.value, sqlite3.Error)
