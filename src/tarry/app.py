@@ -297,6 +297,15 @@ class App:
         ]
         return replace(to_run(*found), messages=messages)
 
+    async def run_version(self, run_id: str) -> str:
+        """A token that changes whenever the run, one of its steps or its mailbox does,
+        read in one small query: poll this, and fetch the run only when it moved."""
+        store = await self._open()
+        version = await store.run_version(run_id)
+        if version is None:
+            raise RunNotFound(f"no run {run_id!r} in {mask_url(self.database)!r}")
+        return version
+
     async def list_runs(
         self,
         *,
@@ -407,6 +416,7 @@ class App:
     send_message_sync = _blocking(send_message)
     list_events_sync = _blocking(list_events)
     get_run_sync = _blocking(get_run)
+    run_version_sync = _blocking(run_version)
     list_runs_sync = _blocking(list_runs)
     result_sync = _blocking(result)
     cancel_sync = _blocking(cancel)

@@ -184,3 +184,38 @@ async def test_a_lookback_through_the_event_index_finds_the_oldest_match(
         ),
     )
     assert again.step is not None and j(again.step.output)["data"] == {"k": "y", "n": 3}
+
+
+async def test_a_runs_version_moves_with_the_run_its_steps_and_its_mailbox(
+    store: Store, clock: Any
+) -> None:
+    from .test_store_contract import run_step
+
+    claimed = await leased(store)
+    run_id = claimed.run.id
+    seen = [await store.run_version(run_id)]
+    assert seen[0] is not None and await store.run_version("no-such-run") is None
+    assert await store.run_version(run_id) == seen[0]  # nothing moved: the same token
+
+    def moved() -> Any:
+        async def check() -> None:
+            version = await store.run_version(run_id)
+            assert version not in seen
+            seen.append(version)
+
+        return check()
+
+    await store.save_step(claimed.lease, run_step("a", at=clock.now()))
+    await moved()
+    clock.advance(1)
+    await store.save_step(claimed.lease, run_step("a", status="retrying", attempts=2,
+                                                  at=clock.now()))  # fmt: skip
+    await moved()
+    await store.park(claimed.lease, wait_on("message", MessageWait("go"), step="m"))
+    await moved()
+    assert await store.send_message(run_id, "other", b"{}") == "queued"
+    await moved()
+    assert await store.send_message(run_id, "go", b"{}") == "delivered"
+    await moved()
+    await store.cancel(run_id, None)
+    await moved()

@@ -257,3 +257,27 @@ async def test_a_forged_cookie_is_ignored(
     async with make_client(token=TOKEN) as c:
         c.cookies.set("tarry_session", "eyJjc3JmIjoiYSIsImF1dGgiOnRydWV9.forged.sig")
         assert (await c.get("/")).status_code == 303
+
+
+async def test_a_live_refresh_of_a_run_that_has_not_moved_fetches_nothing(
+    client: httpx.AsyncClient, tarry_app: tarry.App
+) -> None:
+    run_id = await parked(client, "o-live")
+    page = await client.get(f"/runs/{run_id}")
+    found = re.search(r"fragment=live&amp;shown=([^\"]+)\"", page.text)
+    assert found, "the live part does not say which version it shows"
+    shown = found.group(1).replace("%7C", "|")
+    assert shown == await tarry_app.run_version(run_id)
+    params = {"fragment": "live", "shown": shown}
+    still = await client.get(f"/runs/{run_id}", params=params)
+    assert still.status_code == 204 and still.content == b""
+    # A message to its mailbox moves it: the next refresh renders the run again.
+    await tarry_app.send_message(run_id, "note", {"n": 1})
+    moved = await client.get(f"/runs/{run_id}", params=params)
+    assert moved.status_code == 200 and 'id="live"' in moved.text
+    assert await tarry_app.run_version(run_id) != shown
+    # The run resumes and ends: its version moves again, and the refresh shows it.
+    await tarry_app.send_signal("approval:o-live", {"approved": True, "by": "ann"})
+    await wait_run(client, run_id, "completed")
+    ended = await client.get(f"/runs/{run_id}", params=params)
+    assert ended.status_code == 200 and "completed" in ended.text

@@ -192,9 +192,15 @@ async def _run_page(
     notice: str = "",
     error: str | None = None,
     status: int = 200,
+    shown: str = "",
 ) -> Response:
     app = _deps(request)[0]
     try:
+        # The version is read first: should the run move before it is read, the page
+        # shows more than its version says, and the next refresh fetches it again.
+        version = await app.run_version(run_id)
+        if fragment == "live" and shown and shown == version:
+            return Response(status_code=204)  # the page is current: nothing to swap
         run = await app.get_run(run_id)
     except RunNotFound as exc:
         return _page(request, session, "missing.html", 404, message=str(exc))
@@ -205,17 +211,22 @@ async def _run_page(
         template,
         status,
         run=run,
+        version=version,
         notice=NOTICES.get(notice),
         error=error,
     )
 
 
 @router.get("/runs/{run_id:path}")
-async def run_page(request: Request, run_id: str, fragment: str = "", notice: str = "") -> Response:
+async def run_page(
+    request: Request, run_id: str, fragment: str = "", notice: str = "", shown: str = ""
+) -> Response:
+    """A run's page. Its live part refreshes itself every 2 s, sending the version it
+    shows (``shown``): while the run has not moved, the answer is an empty 204."""
     session, gate = _enter(request)
     if gate is not None:
         return gate
-    return await _run_page(request, session, run_id, fragment=fragment, notice=notice)
+    return await _run_page(request, session, run_id, fragment=fragment, notice=notice, shown=shown)
 
 
 def _decision(form: FormData) -> Any:

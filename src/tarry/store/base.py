@@ -358,6 +358,10 @@ class Store(Protocol):
     async def get_run(self, run_id: str) -> tuple[RunRow, list[StepRow]] | None:
         """A run and all its step records, in one read."""
 
+    async def run_version(self, run_id: str) -> str | None:
+        """A token that changes whenever the run, one of its step records or its
+        mailbox changes (None: no such run); one cheap read."""
+
     async def list_runs(
         self, *, status: str | None, workflow: str | None, limit: int, cursor: int | None
     ) -> list[RunRow]:

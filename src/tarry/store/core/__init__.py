@@ -142,6 +142,9 @@ class CoreStore(ABC):
     async def get_run(self, run_id: str) -> tuple[RunRow, list[StepRow]] | None:
         return await self._read(partial(claims.get_run, run_id=run_id))
 
+    async def run_version(self, run_id: str) -> str | None:
+        return await self._read(partial(claims.run_version, run_id=run_id))
+
     async def list_runs(
         self, *, status: str | None, workflow: str | None, limit: int, cursor: int | None
     ) -> list[RunRow]:

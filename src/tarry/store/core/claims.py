@@ -127,6 +127,11 @@ async def get_run(tx: Tx, run_id: str) -> tuple[RunRow, list[StepRow]] | None:
     return run_row(row), [step_row(r) for r in await tx.all("select_steps", {"id": run_id})]
 
 
+async def run_version(tx: Tx, run_id: str) -> str | None:
+    row = await tx.one("run_version", {"id": run_id})
+    return None if row is None else "|".join(str(value) for value in row)
+
+
 async def list_runs(
     tx: Tx, status: str | None, workflow: str | None, limit: int, cursor: int | None
 ) -> list[RunRow]:

@@ -221,3 +221,14 @@ ORDER BY e.seq;
 -- name: event_path_covered
 -- Every stored event of the name is in the index at the path: since before any time.
 UPDATE event_paths SET since = -1 WHERE name = :name AND path = :path;
+
+-- name: run_version
+-- What changes whenever the run, one of its steps or its mailbox does: a page that
+-- shows the run asks for this before it asks for all of it again.
+SELECT r.status, r.updated_at, r.due_at,
+       (SELECT count(*) FROM steps AS s WHERE s.run_id = r.id),
+       (SELECT max(coalesce(s.ended_at, s.started_at)) FROM steps AS s WHERE s.run_id = r.id),
+       (SELECT max(s.attempts) FROM steps AS s WHERE s.run_id = r.id),
+       (SELECT count(*) FROM messages AS m WHERE m.run_id = r.id),
+       (SELECT count(m.consumed_by) FROM messages AS m WHERE m.run_id = r.id)
+FROM runs AS r WHERE r.id = :id;
