@@ -193,12 +193,12 @@ class Step:
     async def sleep(self, step_id: str, duration: Duration) -> None:
         """Park the run for ``duration``; no worker holds it meanwhile."""
         seconds = parse_duration(duration)
-        await self._wait(step_id, "sleep", self._x.clock.now() + seconds, ())
+        await self._wait(step_id, "sleep", self._x.clock.now() + seconds, tuple)
 
     async def sleep_until(self, step_id: str, when: datetime) -> None:
         """Park the run until ``when``, a timezone-aware datetime."""
         check_aware(when, "sleep_until time")
-        await self._wait(step_id, "sleep", when.timestamp(), ())
+        await self._wait(step_id, "sleep", when.timestamp(), tuple)
 
     # -- signals ---------------------------------------------------------------------
 
@@ -211,8 +211,9 @@ class Step:
         on_conflict: Literal["fail", "replace"] = "fail",
     ) -> Any:
         """Park until a signal arrives on key ``signal``; its data, or None on timeout."""
-        cond = self._condition(conditions.signal(signal, on_conflict=on_conflict))
-        return await self._wait(step_id, "signal", self._deadline(timeout), (cond,))
+        spec = conditions.signal(signal, on_conflict=on_conflict)
+        due = self._deadline(timeout)
+        return await self._wait(step_id, "signal", due, lambda: (self._condition(spec),))
 
     async def send_signal(self, step_id: str, signal: str, data: Any = None) -> SignalResult:
         """Send a signal exactly once per run, even when the handler replays."""
@@ -280,7 +281,7 @@ class Step:
                 now = self._x.clock.now()
                 await self._save(StepRow(key, "event", "failed", None, _error(exc), 1, now, now))
             raise
-        found = await self._wait(step_id, "event", due, (self._condition(spec),))
+        found = await self._wait(step_id, "event", due, lambda: (self._condition(spec),))
         return None if found is None else event_from_json(found)
 
     # -- mailbox, any, invoke ----------------------------------------------------------
@@ -290,8 +291,9 @@ class Step:
     ) -> Message | None:
         """The oldest unconsumed message in this run's mailbox (of ``name``, if given,
         leaving others queued), waiting for one; None on timeout."""
-        cond = self._condition(conditions.message(name))
-        found = await self._wait(step_id, "message", self._deadline(timeout), (cond,))
+        spec = conditions.message(name)
+        due = self._deadline(timeout)
+        found = await self._wait(step_id, "message", due, lambda: (self._condition(spec),))
         return None if found is None else message_from_json(found)
 
     async def wait_for_any(
@@ -303,8 +305,9 @@ class Step:
         if not conditions:
             raise ValueError("wait_for_any needs at least one condition")
         due = self._deadline(timeout)
-        conds = tuple(self._condition(c) for c in conditions)
-        found = await self._wait(step_id, "any", due, conds, indexed=True)
+        found = await self._wait(
+            step_id, "any", due, lambda: tuple(self._condition(c) for c in conditions), indexed=True
+        )
         if found is None:
             return None
         index, value = found["index"], found["value"]
@@ -331,7 +334,7 @@ class Step:
             limit=self._x.settings.max_output_bytes,
         )
         child = NewRun(child_id, workflow, data, parent=self._x.run.id)
-        ended = await self._wait(step_id, "invoke", due, (InvokeWait(child),))
+        ended = await self._wait(step_id, "invoke", due, lambda: (InvokeWait(child),))
         if ended is None:
             raise StepFailed(key, f"child run {child_id!r} did not end within {timeout!r}")
         if ended["status"] != "completed":
@@ -384,15 +387,19 @@ class Step:
         step_id: str,
         kind: WaitKind,
         due: float | None,
-        conds: tuple[WaitCondition, ...],
+        build: Callable[[], tuple[WaitCondition, ...]],
         *,
         indexed: bool = False,
     ) -> Any:
+        """Answer from the memo, else park on the conditions ``build`` makes: built only
+        then, since a condition may read the whole memo (the events already seen), and
+        a replay must not pay that for every wait it passes."""
         key = self._key(step_id)
         row = await self._memo(key, kind)
         if row is not None and row.status != "waiting":
             return self._answer(key, row)
         await self._x.boundary()
+        conds = build()
         waiting_for = {
             "kind": kind,
             "step": key,
