@@ -227,7 +227,9 @@ class App:
             {} if payload is None else payload, what="start payload", limit=self._max_value
         )
         store = await self._open()
-        created_id, _ = await store.create_run(NewRun(run_id or new_id(), workflow, data))
+        created_id, _ = await store.create_run(
+            NewRun(run_id or new_id(self.clock.now()), workflow, data)
+        )
         return created_id
 
     async def send_signal(
@@ -254,7 +256,7 @@ class App:
     async def send_event(self, name: str, data: Any = None, *, id: str | None = None) -> SendResult:
         """Store an event, start the workflows it triggers and resume the runs whose
         wait matches it. An ``id`` already seen within 24 hours is ignored."""
-        event = new_event(name, data, id, limit=self._max_value)
+        event = new_event(name, data, id, limit=self._max_value, now=self.clock.now())
         store = await self._open()
         outcome = await store.send_event(event, dedupe_seconds=self.event_dedupe)
         for run_id in outcome.cancelled:  # by their cancel_on, at once

@@ -23,6 +23,8 @@ from typing import Protocol
 
 from .durations import Duration, parse_duration
 
+_wall = time.time
+
 
 class Clock(Protocol):
     def now(self) -> float:
@@ -47,7 +49,7 @@ class SystemClock:
         self.offset = 0.0
 
     def now(self) -> float:
-        return time.time() + self.offset
+        return _wall() + self.offset
 
     async def sleep_until(self, when: float) -> None:
         delay = when - self.now()

@@ -153,13 +153,13 @@ def compile_cancel_on(cancel: object, workflow: str) -> list[EventCondition]:
     return compiled
 
 
-def new_event(name: str, data: Any, event_id: str | None, *, limit: int) -> NewEvent:
+def new_event(name: str, data: Any, event_id: str | None, *, limit: int, now: float) -> NewEvent:
     """Validate and encode an event to send; ``event_id`` from the sender dedupes."""
     check_name(name, "event name")
     if event_id is not None:
         check_name(event_id, "event id")
     payload = serde.dumps({} if data is None else data, what=f"data of event {name!r}", limit=limit)
-    return NewEvent(event_id or new_id(), name, payload, dedupe=event_id is not None)
+    return NewEvent(event_id or new_id(now), name, payload, dedupe=event_id is not None)
 
 
 # -- the conditions of a wait_for_any ---------------------------------------------------

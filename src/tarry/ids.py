@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-import time
 
 
-def new_id() -> str:
-    """32 hex characters that sort by creation time across processes."""
-    return f"{int(time.time() * 1000):012x}{os.urandom(10).hex()}"
+def new_id(now: float) -> str:
+    """32 hex characters that sort by ``now`` (the clock's time, epoch seconds) across
+    processes, then at random."""
+    return f"{int(now * 1000) & 0xFFFFFFFFFFFF:012x}{os.urandom(10).hex()}"

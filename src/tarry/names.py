@@ -20,6 +20,13 @@ name, in characters."""
 def check_name(value: object, what: str) -> str:
     """``value`` if it may be stored as ``what`` (e.g. "signal key"), else ValueError
     saying what is wrong with it."""
+    if (
+        type(value) is str
+        and 0 < len(value) <= MAX_NAME
+        and value.isascii()
+        and "\x00" not in value
+    ):
+        return value  # the common case, checked on every step of every replay
     if not isinstance(value, str) or not value:
         raise ValueError(f"{what} must be a non-empty string, got {_show(value)}")
     if len(value) > MAX_NAME:

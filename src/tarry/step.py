@@ -73,9 +73,12 @@ class Step:
     # -- bookkeeping ---------------------------------------------------------------
 
     def _key(self, step_id: str) -> str:
-        check_name(step_id, "step id")
-        key = self._peek_key(step_id)
-        self._seen[step_id] = self._seen.get(step_id, 0) + 1
+        seen = self._seen.get(step_id) if type(step_id) is str else None
+        if seen is None:  # a repeat (a loop) was checked the first time
+            check_name(step_id, "step id")
+            seen = 0
+        key = step_id if seen == 0 else f"{step_id}:{seen}"
+        self._seen[step_id] = seen + 1
         self._count += 1
         return key
 
@@ -363,7 +366,9 @@ class Step:
         if row is not None and row.status == "completed":
             ids: list[str] = serde.loads(row.output)
             return ids
-        new = new_event(name, data, None, limit=self._x.settings.max_output_bytes)
+        new = new_event(
+            name, data, None, limit=self._x.settings.max_output_bytes, now=self._x.clock.now()
+        )
         await self._x.boundary()
         sender = StepSender(self._x.lease, key, self._x.clock.now())
         try:

@@ -10,7 +10,7 @@ allows one (PostgreSQL's one-statement claim, step write, start and end).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
@@ -46,13 +46,13 @@ class CoreStore(ABC):
         self.clock: Clock = clock or SystemClock()
 
     @abstractmethod
-    async def _transact(self, body: Body[T], *, idempotent: bool = True) -> T:
+    def _transact(self, body: Body[T], *, idempotent: bool = True) -> Awaitable[T]:
         """Run ``body`` in one transaction. ``idempotent``: safe to run again after a
         commit whose outcome is unknown (where the adapter can lose one)."""
 
-    async def _read(self, body: Body[T]) -> T:
+    def _read(self, body: Body[T]) -> Awaitable[T]:
         """Run ``body``, which only reads, in one transaction."""
-        return await self._transact(body)
+        return self._transact(body)
 
     async def create_run(self, run: NewRun) -> tuple[str, bool]:
         return run.id, await self._transact(partial(runs.insert_run, run=run))

@@ -118,7 +118,7 @@ async def _deliver_event(tx: Tx, event: NewEvent, dedupe_seconds: float) -> Even
     started: list[str] = []
     for workflow, expr in await tx.all("triggers_for_event", {"event": event.name}):
         if expr is None or matches(None, None, expr, incoming, incoming):
-            run = NewRun(new_id(), workflow, event.data, incoming_json)
+            run = NewRun(new_id(now), workflow, event.data, incoming_json)
             if await insert_run(tx, run):
                 started.append(run.id)
     resumed: list[str] = []
