@@ -123,7 +123,8 @@ async def insert_waiter(
 async def insert_run(tx: Tx, run: NewRun) -> bool:
     """Insert a queued run due now, with the waiters of its workflow's ``cancel_on``;
     an existing id is left as it is. Whether it was created."""
-    created = await tx.run(
+    # One statement: the run inserted, and its workflow's cancel_on read back with it.
+    created = await tx.one(
         "insert_run",
         {
             "id": run.id,
@@ -134,13 +135,13 @@ async def insert_run(tx: Tx, run: NewRun) -> bool:
             "now": tx.now,
         },
     )
-    if not created:
+    if created is None:
         return False
     tx.wake()
-    row = await tx.one("workflow_cancel_on", {"id": run.workflow})
-    if row is not None and bytes(row[0]) != b"[]":
+    cancel_on = created[0]
+    if cancel_on is not None and bytes(cancel_on) != b"[]":
         trigger = trigger_of(run.workflow, run.payload, run.trigger)
-        for item in orjson.loads(row[0]):
+        for item in orjson.loads(cancel_on):
             filing = resolve_filing(Filing(**item), trigger)
             await insert_waiter(tx, run.id, "", EventWait(filing), None, kind="cancel")
     return True
@@ -245,15 +246,18 @@ async def cancel(tx: Tx, run_id: str, reason: bytes | None) -> RunRow | None:
 async def finish(
     tx: Tx, lease: Lease, status: EndStatus, output: bytes | None, error: bytes | None
 ) -> EndStatus:
+    params = {"status": status, "output": output, "error": error, "now": tx.now,
+              "run_id": lease.run_id, "token": lease.token}  # fmt: skip
+    if await tx.one("finish_orphan", params) is not None:
+        # The common end, of a run nobody invoked and nobody asked to cancel, in one
+        # statement; its waiters (its cancel_on) go with it.
+        await tx.run("delete_run_waiters", params)
+        return status
     if await fence(tx, lease):
         await cancel_now(tx, lease.run_id)
         return "cancelled"
-    await tx.run("delete_run_waiters", {"run_id": lease.run_id})
-    await tx.run(
-        "end_run",
-        {"status": status, "output": output, "error": error, "now": tx.now,
-         "run_id": lease.run_id},
-    )  # fmt: skip
+    await tx.run("delete_run_waiters", params)
+    await tx.run("end_run", params)
     await notify_parent(tx, lease.run_id)
     return status
 

@@ -4,10 +4,13 @@
 -- sqlite.sql and postgres.sql beside this file.
 
 -- name: insert_run
+-- No row back: the id exists. Else the workflow's cancel_on, whose waiters the new
+-- run needs (NULL: the workflow is not recorded, so it has none).
 INSERT INTO runs (id, workflow, status, payload, trigger, parent_id, created_at, updated_at,
                   due_at)
 VALUES (:id, :workflow, 'queued', :payload, :trigger, :parent, :now, :now, :now)
-ON CONFLICT (id) DO NOTHING;
+ON CONFLICT (id) DO NOTHING
+RETURNING (SELECT cancel_on FROM workflows WHERE workflows.id = :workflow);
 
 -- name: select_run
 SELECT seq, id, workflow, status, payload, output, error, created_at, updated_at, ended_at,
@@ -47,6 +50,16 @@ UPDATE runs
 SET status = :status, output = :output, error = :error, ended_at = :now, updated_at = :now,
     due_at = NULL, lease_token = NULL, waiting_for = NULL
 WHERE id = :run_id;
+
+-- name: finish_orphan
+-- The common end in one statement, for a run that no parent invoked (a child's end
+-- must resume its parent) and nobody asked to cancel (a pending cancel wins over the
+-- end). No row back: the lease was lost, or the run needs the full path.
+UPDATE runs
+SET status = :status, output = :output, error = :error, ended_at = :now, updated_at = :now,
+    due_at = NULL, lease_token = NULL, waiting_for = NULL
+WHERE id = :run_id AND lease_token = :token AND parent_id IS NULL AND NOT cancel_requested
+RETURNING id;
 
 -- name: end_run_with_cancel_reason
 UPDATE runs
@@ -171,9 +184,6 @@ LIMIT :limit;
 
 -- name: triggers_for_event
 SELECT workflow, expr FROM triggers WHERE event = :event;
-
--- name: workflow_cancel_on
-SELECT cancel_on FROM workflows WHERE id = :id;
 
 -- name: upsert_workflow
 INSERT INTO workflows (id, cancel_on, updated_at) VALUES (:id, :cancel_on, :now)
