@@ -123,8 +123,7 @@ async def insert_waiter(
 async def insert_run(tx: Tx, run: NewRun) -> bool:
     """Insert a queued run due now, with the waiters of its workflow's ``cancel_on``;
     an existing id is left as it is. Whether it was created."""
-    # One statement: the run inserted, and its workflow's cancel_on read back with it.
-    created = await tx.one(
+    created = await tx.run(
         "insert_run",
         {
             "id": run.id,
@@ -135,10 +134,11 @@ async def insert_run(tx: Tx, run: NewRun) -> bool:
             "now": tx.now,
         },
     )
-    if created is None:
+    if not created:
         return False
     tx.wake()
-    cancel_on = created[0]
+    found = await tx.one("workflow_cancel_on", {"id": run.workflow})
+    cancel_on = None if found is None else found[0]
     if cancel_on is not None and bytes(cancel_on) != b"[]":
         trigger = trigger_of(run.workflow, run.payload, run.trigger)
         for item in orjson.loads(cancel_on):
@@ -248,7 +248,7 @@ async def finish(
 ) -> EndStatus:
     params = {"status": status, "output": output, "error": error, "now": tx.now,
               "run_id": lease.run_id, "token": lease.token}  # fmt: skip
-    if await tx.one("finish_orphan", params) is not None:
+    if await tx.run("finish_orphan", params):
         # The common end, of a run nobody invoked and nobody asked to cancel, in one
         # statement; its waiters (its cancel_on) go with it.
         await tx.run("delete_run_waiters", params)
@@ -275,11 +275,9 @@ async def release(tx: Tx, lease: Lease) -> None:
 
 
 async def save_step(tx: Tx, lease: Lease, step: StepRow) -> bool:
-    # The hottest write: the fence and the upsert in one statement on both stores.
-    row = await tx.one("save_step", {**step_params(lease.run_id, step), "token": lease.token})
-    if row is None:
-        raise lease_lost(lease)
-    return bool(row[0])
+    cancel_requested = await fence(tx, lease)
+    await upsert_step(tx, lease.run_id, step)
+    return cancel_requested
 
 
 async def retry_step(tx: Tx, lease: Lease, step: StepRow, due_at: float) -> bool:

@@ -4,13 +4,13 @@
 -- sqlite.sql and postgres.sql beside this file.
 
 -- name: insert_run
--- No row back: the id exists. Else the workflow's cancel_on, whose waiters the new
--- run needs (NULL: the workflow is not recorded, so it has none).
 INSERT INTO runs (id, workflow, status, payload, trigger, parent_id, created_at, updated_at,
                   due_at)
 VALUES (:id, :workflow, 'queued', :payload, :trigger, :parent, :now, :now, :now)
-ON CONFLICT (id) DO NOTHING
-RETURNING (SELECT cancel_on FROM workflows WHERE workflows.id = :workflow);
+ON CONFLICT (id) DO NOTHING;
+
+-- name: workflow_cancel_on
+SELECT cancel_on FROM workflows WHERE id = :id;
 
 -- name: select_run
 SELECT seq, id, workflow, status, payload, output, error, created_at, updated_at, ended_at,
@@ -54,12 +54,12 @@ WHERE id = :run_id;
 -- name: finish_orphan
 -- The common end in one statement, for a run that no parent invoked (a child's end
 -- must resume its parent) and nobody asked to cancel (a pending cancel wins over the
--- end). No row back: the lease was lost, or the run needs the full path.
+-- end). No row changed: the lease was lost, or the run needs the full path. (No
+-- RETURNING: on SQLite it costs more than the row count it would tell.)
 UPDATE runs
 SET status = :status, output = :output, error = :error, ended_at = :now, updated_at = :now,
     due_at = NULL, lease_token = NULL, waiting_for = NULL
-WHERE id = :run_id AND lease_token = :token AND parent_id IS NULL AND NOT cancel_requested
-RETURNING id;
+WHERE id = :run_id AND lease_token = :token AND parent_id IS NULL AND NOT cancel_requested;
 
 -- name: end_run_with_cancel_reason
 UPDATE runs

@@ -72,15 +72,3 @@ UPDATE steps SET status = :status, output = :output, error = :error, ended_at = 
 WHERE run_id = :run_id AND key = :key;
 UPDATE runs SET status = 'queued', due_at = :now, waiting_for = NULL, updated_at = :now
 WHERE id = :run_id AND status = 'waiting';
-
--- name: save_step
--- A step's result, fenced, in one statement: stored only while this lease holds the
--- run (no row back otherwise), answering whether its cancellation was requested.
-INSERT INTO steps (run_id, key, kind, status, output, error, attempts, started_at, ended_at)
-SELECT :run_id, :key, :kind, :status, :output, :error, :attempts, :started_at, :ended_at
-FROM runs WHERE id = :run_id AND lease_token = :token
-ON CONFLICT (run_id, key) DO UPDATE SET
-    kind = excluded.kind, status = excluded.status, output = excluded.output,
-    error = excluded.error, attempts = excluded.attempts, started_at = excluded.started_at,
-    ended_at = excluded.ended_at
-RETURNING (SELECT cancel_requested FROM runs WHERE id = :run_id);
