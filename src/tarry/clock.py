@@ -15,15 +15,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import itertools
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from .durations import Duration, parse_duration
 
 _wall = time.time
+
+
+def _offset_wall(offset: float) -> float:
+    return _wall() + offset
 
 
 class Clock(Protocol):
@@ -46,10 +52,19 @@ class SystemClock:
     store); alone, the offset is 0."""
 
     def __init__(self) -> None:
-        self.offset = 0.0
+        self._offset = 0.0
+        self.now: Callable[[], float] = _wall
+        """The current time, epoch seconds: ``time.time`` itself while there is no
+        offset (it is read several times per step)."""
 
-    def now(self) -> float:
-        return _wall() + self.offset
+    @property
+    def offset(self) -> float:
+        return self._offset
+
+    @offset.setter
+    def offset(self, seconds: float) -> None:
+        self._offset = seconds
+        self.now = _wall if seconds == 0 else functools.partial(_offset_wall, seconds)
 
     async def sleep_until(self, when: float) -> None:
         delay = when - self.now()

@@ -45,7 +45,7 @@ async def test_a_machine_whose_clock_is_8s_ahead_reads_the_servers_time(
     import tarry.clock
     import tarry.store.postgres_setup
 
-    monkeypatch.setattr(tarry.clock, "time", ahead)
+    monkeypatch.setattr(tarry.clock, "_wall", ahead.time)
     monkeypatch.setattr(tarry.store.postgres_setup, "time", ahead)
     app = tarry.App(pg_url)
     try:
