@@ -109,7 +109,8 @@ class App:
         all machines agree. ``result(timeout=)`` is a client's patience: real time."""
         self.workflows = Registry()
         self._local = Local()
-        self._synced: tuple[str, ...] = ()
+        self._synced = 0
+        """The registry's generation the store last recorded."""
         self._opened = False
         self._portal = Portal()
 
@@ -178,7 +179,7 @@ class App:
     # -- plumbing --------------------------------------------------------------------
 
     async def _open(self) -> Store:
-        registered = tuple(self.workflows)
+        registered = self.workflows.generation
         if self._opened and registered == self._synced:
             return self._store
         await self._store.open()

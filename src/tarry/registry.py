@@ -39,6 +39,8 @@ class Registry(Mapping[str, Workflow]):
 
     def __init__(self) -> None:
         self._workflows: dict[str, Workflow] = {}
+        self.generation = 0
+        """Counts registrations: what the store was told is current while unchanged."""
 
     def __getitem__(self, id: str) -> Workflow:
         return self._workflows[id]
@@ -48,6 +50,9 @@ class Registry(Mapping[str, Workflow]):
 
     def __len__(self) -> int:
         return len(self._workflows)
+
+    def __contains__(self, id: object) -> bool:
+        return id in self._workflows  # on every start: no detour through __getitem__
 
     def __repr__(self) -> str:
         return f"Registry({list(self._workflows)})"
@@ -84,6 +89,7 @@ class Registry(Mapping[str, Workflow]):
             if not callable(fn):
                 raise ConfigError(f"workflow {id!r} must decorate a function, got {fn!r}")
             is_async = inspect.iscoroutinefunction(fn)
+            self.generation += 1
             self._workflows[id] = Workflow(
                 id, fn, is_async, retries, triggers, cancels, concurrency
             )
