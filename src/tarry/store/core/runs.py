@@ -275,8 +275,11 @@ async def release(tx: Tx, lease: Lease) -> None:
 
 
 async def save_step(tx: Tx, lease: Lease, step: StepRow) -> bool:
-    cancel_requested = await fence(tx, lease)
-    await upsert_step(tx, lease.run_id, step)
+    params = step_params(lease.run_id, step)
+    if await tx.run("save_step_leased", {**params, "token": lease.token}):
+        return False  # the common case, in one statement
+    cancel_requested = await fence(tx, lease)  # the lease is gone, or a cancel is pending
+    await tx.run("upsert_step", params)
     return cancel_requested
 
 

@@ -242,3 +242,15 @@ SELECT r.status, r.updated_at, r.due_at,
        (SELECT count(*) FROM messages AS m WHERE m.run_id = r.id),
        (SELECT count(m.consumed_by) FROM messages AS m WHERE m.run_id = r.id)
 FROM runs AS r WHERE r.id = :id;
+
+-- name: save_step_leased
+-- A step's result in one statement, in the common case: stored only while this lease
+-- holds the run and no cancel is pending. No row written: the caller finds out
+-- which (the fence).
+INSERT INTO steps (run_id, key, kind, status, output, error, attempts, started_at, ended_at)
+SELECT :run_id, :key, :kind, :status, :output, :error, :attempts, :started_at, :ended_at
+FROM runs WHERE id = :run_id AND lease_token = :token AND NOT cancel_requested
+ON CONFLICT (run_id, key) DO UPDATE SET
+    kind = excluded.kind, status = excluded.status, output = excluded.output,
+    error = excluded.error, attempts = excluded.attempts, started_at = excluded.started_at,
+    ended_at = excluded.ended_at;
