@@ -13,7 +13,6 @@ RUN_COLUMNS = (
     "seq, id, workflow, status, payload, output, error, created_at, updated_at, ended_at, "
     "due_at, waiting_for, cancel_requested, trigger"
 )
-ENDED = ("completed", "failed", "cancelled")
 
 
 def run_row(row: Sequence[Any]) -> RunRow:
