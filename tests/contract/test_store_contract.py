@@ -3,7 +3,7 @@
 Each test gets its store from the ``store`` fixture (``conftest.py``):
 ``open_store(database_url, clock=clock)`` on SQLite and PostgreSQL via the
 ``database_url`` fixture, with a ``ManualClock`` that the test moves, and drives
-the methods of ``tarry.store.base.Store`` directly, the way the executor and the
+the methods of ``tarry.store.base.Store`` directly, the way the execution and the
 worker do. Leases, deadlines and retention pass by ``clock.advance``, never by
 sleeping; every time a test computes or compares is read from that clock. Only
 the schema-version test reaches under the protocol, to make the stored schema
