@@ -62,6 +62,11 @@ def _error_message(row: StepRow) -> tuple[str, str]:
     return str(info.get("type", "Error")), str(info.get("message", "step failed"))
 
 
+def _spell(step_id: str, repeat: int) -> str:
+    """The key of the ``repeat``-th use of ``step_id`` in a run: ``id``, ``id:1``, ..."""
+    return step_id if repeat == 0 else f"{step_id}:{repeat}"
+
+
 class Step:
     """``step`` in ``handler(ctx, step)``. Every method takes a step id first."""
 
@@ -77,7 +82,7 @@ class Step:
         if seen is None:  # a repeat (a loop) was checked the first time
             check_name(step_id, "step id")
             seen = 0
-        key = step_id if seen == 0 else f"{step_id}:{seen}"
+        key = _spell(step_id, seen)
         self._seen[step_id] = seen + 1
         self._count += 1
         return key
@@ -349,8 +354,7 @@ class Step:
 
     def _peek_key(self, step_id: str) -> str:
         """The key the next call with ``step_id`` will get, without taking it."""
-        n = self._seen.get(step_id, 0) if isinstance(step_id, str) else 0
-        return step_id if n == 0 else f"{step_id}:{n}"
+        return _spell(step_id, self._seen.get(step_id, 0) if isinstance(step_id, str) else 0)
 
     def _deadline(self, timeout: Timeout) -> float | None:
         return deadline(timeout, self._x.clock.now())
