@@ -187,17 +187,11 @@ class PostgresStore(CoreStore):
     async def finish(
         self, lease: Lease, status: EndStatus, output: bytes | None, error: bytes | None
     ) -> EndStatus:
-        params = {
-            "status": status,
-            "output": output,
-            "error": error,
-            "now": self.clock.now(),
-            "run_id": lease.run_id,
-            "token": lease.token,
-        }
+        params = runs.end_params(lease, status, output, error, self.clock.now())
         if await self._batched("finish_orphan", params) is not None:
             return status
-        return await super().finish(lease, status, output, error)
+        # Not the plain end: straight to the fenced one, without trying this again.
+        return await self._transact(partial(runs.finish_fenced, lease=lease, params=params))
 
     async def claim(
         self,

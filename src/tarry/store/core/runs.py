@@ -246,19 +246,32 @@ async def cancel(tx: Tx, run_id: str, reason: bytes | None) -> RunRow | None:
 async def finish(
     tx: Tx, lease: Lease, status: EndStatus, output: bytes | None, error: bytes | None
 ) -> EndStatus:
-    params = {"status": status, "output": output, "error": error, "now": tx.now,
-              "run_id": lease.run_id, "token": lease.token}  # fmt: skip
+    params = end_params(lease, status, output, error, tx.now)
     if await tx.run("finish_orphan", params):
         # The common end, of a run nobody invoked and nobody asked to cancel, in one
         # statement; its waiters (its cancel_on) go with it.
         await tx.run("delete_run_waiters", params)
         return status
+    return await finish_fenced(tx, lease, params)
+
+
+def end_params(
+    lease: Lease, status: EndStatus, output: bytes | None, error: bytes | None, now: float
+) -> dict[str, Any]:
+    return {"status": status, "output": output, "error": error, "now": now,
+            "run_id": lease.run_id, "token": lease.token}  # fmt: skip
+
+
+async def finish_fenced(tx: Tx, lease: Lease, params: dict[str, Any]) -> EndStatus:
+    """The end ``finish_orphan`` could not make alone: a lost lease (``LeaseLost``),
+    a pending cancel (which wins), or a parent to resume."""
     if await fence(tx, lease):
         await cancel_now(tx, lease.run_id)
         return "cancelled"
     await tx.run("delete_run_waiters", params)
     await tx.run("end_run", params)
     await notify_parent(tx, lease.run_id)
+    status: EndStatus = params["status"]
     return status
 
 
@@ -269,8 +282,13 @@ async def honor_cancel(tx: Tx, lease: Lease) -> None:
 
 async def release(tx: Tx, lease: Lease) -> None:
     await fence(tx, lease)
-    params = {"status": "queued", "due_at": tx.now, "waiting_for": None, "now": tx.now}
-    await tx.run("release_run", {**params, "run_id": lease.run_id})
+    await requeue(tx, lease.run_id, tx.now)
+
+
+async def requeue(tx: Tx, run_id: str, due_at: float) -> None:
+    """Give the run up, queued and due at ``due_at``."""
+    params = {"status": "queued", "due_at": due_at, "waiting_for": None, "now": tx.now}
+    await tx.run("release_run", {**params, "run_id": run_id})
     tx.wake()
 
 
@@ -289,7 +307,5 @@ async def retry_step(tx: Tx, lease: Lease, step: StepRow, due_at: float) -> bool
     if cancel_requested:
         await cancel_now(tx, lease.run_id)
         return True
-    params = {"status": "queued", "due_at": due_at, "waiting_for": None, "now": tx.now}
-    await tx.run("release_run", {**params, "run_id": lease.run_id})
-    tx.wake()
+    await requeue(tx, lease.run_id, due_at)
     return False
