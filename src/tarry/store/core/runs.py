@@ -100,10 +100,20 @@ async def insert_waiter(
     index: int | None = None,
     *,
     kind: WaiterKind | None = None,
+    filed: dict[tuple[str, str], float] | None = None,
 ) -> None:
+    """File one waiter; an event waiter's path is filed for its name unless ``filed``
+    (what the caller read of ``event_paths``) says it is already."""
     filing = cond.filing if isinstance(cond, EventWait) else None
-    if filing is not None and filing.path is not None:
-        await file_event_path(tx, filing.event, filing.path)
+    path = None if filing is None else filing.path
+    if (
+        filing is not None
+        and path is not None
+        and (filed is None or (filing.event, path) not in filed)
+    ):
+        await file_event_path(tx, filing.event, path)
+        if filed is not None:
+            filed[filing.event, path] = tx.now
     await tx.run(
         "insert_waiter",
         {

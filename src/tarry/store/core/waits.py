@@ -38,6 +38,12 @@ from .runs import (
     upsert_step,
 )
 
+Filed = dict[tuple[str, str], float]
+"""(event name, path) -> since when the index holds that path: what a park has read
+of ``event_paths``, so that it asks once."""
+COVERED = -1.0
+"""The index holds every stored event at the path (``event_path_covered``)."""
+
 
 class Refused(Exception):
     """A condition that can never be this wait's: the step fails with ``error``."""
@@ -58,7 +64,7 @@ async def lock_signal_waiter(tx: Tx, key: str) -> tuple[str, str, int | None] | 
     return None if locked is None else (locked[0], locked[1], locked[2])
 
 
-async def look_back(tx: Tx, run_id: str, wait: EventWait) -> bytes | None:
+async def look_back(tx: Tx, run_id: str, wait: EventWait, filed: Filed) -> bytes | None:
     """The oldest stored event that satisfies the wait, if any: the lookback. A wait
     filed under an equality reads the events with that value at that path through
     the index, so its cost does not grow with other runs' events; only a wait with
@@ -68,7 +74,7 @@ async def look_back(tx: Tx, run_id: str, wait: EventWait) -> bytes | None:
     if filing.value == MISSING:
         return None  # an equality against a value the trigger does not have
     if filing.path is not None and filing.value is not None:
-        await cover_event_path(tx, filing.event, filing.path, wait.since)
+        await cover_event_path(tx, filing.event, filing.path, wait.since, filed)
         params = {"name": filing.event, "path": filing.path,
                   "value": index_value(filing.value), "since": wait.since}  # fmt: skip
         return await _first_match(tx, run_id, wait, await tx.all("events_by_key", params))
@@ -76,16 +82,17 @@ async def look_back(tx: Tx, run_id: str, wait: EventWait) -> bytes | None:
     return await _first_match(tx, run_id, wait, await tx.all("events_since", params))
 
 
-async def cover_event_path(tx: Tx, name: str, path: str, since: float) -> None:
+async def cover_event_path(tx: Tx, name: str, path: str, since: float, filed: Filed) -> None:
     """Make the index hold every stored event named ``name`` received from ``since``
     on at ``path``. A path filed after events of its name were stored has them
     added once, here; from then on each event is added as it is sent. The caller
     holds the name's lock alone (``lock_for_park`` decides so), so no sender adds
     keys for the path meanwhile."""
-    found = await tx.one("event_path_since", {"name": name, "path": path})
-    if found is not None and found[0] < since:
+    indexed_since = filed.get((name, path))
+    if indexed_since is not None and indexed_since < since:
         return  # strictly before: an event stored at that very time may predate it
-    await file_event_path(tx, name, path)
+    if indexed_since is None:
+        await file_event_path(tx, name, path)
     for seq, data, ts in await tx.all("events_unindexed", {"name": name, "path": path}):
         value = value_at({"name": name, "data": orjson.loads(data)}, path)
         if value is not None:
@@ -94,6 +101,7 @@ async def cover_event_path(tx: Tx, name: str, path: str, since: float) -> None:
                 {"event_seq": seq, "name": name, "path": path, "value": value, "ts": ts},
             )
     await tx.run("event_path_covered", {"name": name, "path": path})
+    filed[name, path] = COVERED
 
 
 async def _first_match(tx: Tx, run_id: str, wait: EventWait, rows: list[Row]) -> bytes | None:
@@ -110,7 +118,9 @@ async def _first_match(tx: Tx, run_id: str, wait: EventWait, rows: list[Row]) ->
     return None
 
 
-async def available(tx: Tx, run_id: str, step_key: str, cond: WaitCondition) -> bytes | None:
+async def available(
+    tx: Tx, run_id: str, step_key: str, cond: WaitCondition, filed: Filed
+) -> bytes | None:
     """What already satisfies ``cond`` (consumed here), or None. The caller holds the
     locks that keep it from changing: the signal key's, the event name's, the run's
     row (its mailbox), the child's id."""
@@ -122,7 +132,7 @@ async def available(tx: Tx, run_id: str, step_key: str, cond: WaitCondition) -> 
             await tx.run("delete_signal", {"id": buffered[0]})
             return bytes(buffered[1])
         case EventWait(since=since):
-            return None if since is None else await look_back(tx, run_id, cond)
+            return None if since is None else await look_back(tx, run_id, cond, filed)
         case MessageWait(name=name):
             row = await tx.one("first_message", {"run_id": run_id, "name": name})
             if row is None:
@@ -151,7 +161,7 @@ async def available(tx: Tx, run_id: str, step_key: str, cond: WaitCondition) -> 
             return None
 
 
-async def lock_for_park(tx: Tx, conditions: tuple[WaitCondition, ...]) -> None:
+async def lock_for_park(tx: Tx, conditions: tuple[WaitCondition, ...]) -> Filed:
     """The locks of every condition, each kind in a fixed order and sorted: the order
     senders take them in.
 
@@ -159,9 +169,10 @@ async def lock_for_park(tx: Tx, conditions: tuple[WaitCondition, ...]) -> None:
     its window locks only that (name, path, value): parks on other values, and
     sends of events with other values, go on beside it. Any other event wait (no
     equality, or one whose path the index must first be made to cover) locks the
-    whole name."""
+    whole name. Returns what it read of the index's paths, for the park to use."""
     names: set[str] = set()
     values: set[str] = set()
+    filed: Filed = {}
     for cond in conditions:
         if not isinstance(cond, EventWait):
             continue
@@ -171,6 +182,8 @@ async def lock_for_park(tx: Tx, conditions: tuple[WaitCondition, ...]) -> None:
         if filing.path is not None and filing.value is not None:
             params = {"name": filing.event, "path": filing.path}
             covered = await tx.one("event_path_since", params)
+            if covered is not None:
+                filed[filing.event, filing.path] = covered[0]
             since = cond.since if cond.since is not None else float("inf")
             if covered is not None and covered[0] < since:
                 values.add(event_value_lock(filing.event, filing.path, index_value(filing.value)))
@@ -184,10 +197,11 @@ async def lock_for_park(tx: Tx, conditions: tuple[WaitCondition, ...]) -> None:
         await tx.lock("event-value", value)
     for child in sorted({c.child.id for c in conditions if isinstance(c, InvokeWait)}):
         await tx.lock("invoke", child)
+    return filed
 
 
 async def park(tx: Tx, lease: Lease, wait: WaitSpec) -> ParkResult:
-    await lock_for_park(tx, wait.conditions)
+    filed = await lock_for_park(tx, wait.conditions)
     run_id = lease.run_id
     if await fence(tx, lease):
         await cancel_now(tx, run_id)
@@ -228,7 +242,7 @@ async def park(tx: Tx, lease: Lease, wait: WaitSpec) -> ParkResult:
                 evict.append(cond.key)
                 continue  # a key somebody waits on has no buffered signal
         try:
-            found = await available(tx, run_id, wait.step_key, cond)
+            found = await available(tx, run_id, wait.step_key, cond, filed)
         except Refused as refused:
             step = await settle("failed", None, refused.error)
             return ParkResult("conflict", step, None)
@@ -248,15 +262,16 @@ async def park(tx: Tx, lease: Lease, wait: WaitSpec) -> ParkResult:
             )
             await resolve_wait(tx, locked[0], locked[1], "timed_out", None, note)
     await settle("waiting", None, None)
-    filed: set[str] = set()
+    keys: set[str] = set()
     for index, cond in enumerate(wait.conditions):
         if isinstance(cond, SignalWait):
-            if cond.key in filed:
+            if cond.key in keys:
                 continue  # one waiter per key: the first condition naming it answers
-            filed.add(cond.key)
+            keys.add(cond.key)
         await insert_waiter(
-            tx, run_id, wait.step_key, cond, wait.deadline, index if wait.indexed else None
-        )
+            tx, run_id, wait.step_key, cond, wait.deadline, index if wait.indexed else None,
+            filed=filed,
+        )  # fmt: skip
     await tx.run(
         "release_run",
         {"status": "waiting", "due_at": wait.deadline, "waiting_for": wait.waiting_for,
