@@ -140,10 +140,6 @@ class App:
         return self.settings.max_output_bytes
 
     @property
-    def _max_value(self) -> int:
-        return self.settings.max_output_bytes
-
-    @property
     def max_steps(self) -> int:
         return self.settings.max_steps
 
@@ -225,7 +221,7 @@ class App:
         if run_id is not None:
             check_name(run_id, "run_id")
         data = serde.dumps(
-            {} if payload is None else payload, what="start payload", limit=self._max_value
+            {} if payload is None else payload, what="start payload", limit=self.max_output_bytes
         )
         store = await self._open()
         created_id, _ = await store.create_run(
@@ -243,7 +239,7 @@ class App:
                 "signal data must not be None: None is what a wait returns on timeout; "
                 "send {} or another value"
             )
-        payload = serde.dumps(data, what=f"data of signal {signal!r}", limit=self._max_value)
+        payload = serde.dumps(data, what=f"data of signal {signal!r}", limit=self.max_output_bytes)
         store = await self._open()
         outcome = await store.send_signal(
             signal, payload, strict=strict, retention_seconds=self.signal_retention
@@ -257,7 +253,7 @@ class App:
     async def send_event(self, name: str, data: Any = None, *, id: str | None = None) -> SendResult:
         """Store an event, start the workflows it triggers and resume the runs whose
         wait matches it. An ``id`` already seen within 24 hours is ignored."""
-        event = new_event(name, data, id, limit=self._max_value, now=self.clock.now())
+        event = new_event(name, data, id, limit=self.max_output_bytes, now=self.clock.now())
         store = await self._open()
         outcome = await store.send_event(event, dedupe_seconds=self.event_dedupe)
         for run_id in outcome.cancelled:  # by their cancel_on, at once
@@ -279,7 +275,9 @@ class App:
         """Append a message to the run's mailbox; returns once it is durable."""
         check_name(name, "message name")
         payload = serde.dumps(
-            {} if data is None else data, what=f"data of message {name!r}", limit=self._max_value
+            {} if data is None else data,
+            what=f"data of message {name!r}",
+            limit=self.max_output_bytes,
         )
         store = await self._open()
         outcome = await store.send_message(run_id, name, payload)
@@ -367,7 +365,7 @@ class App:
         error = serde.dumps(
             {"type": "Cancelled", "message": reason or "cancelled"},
             what="cancel reason",
-            limit=self._max_value,
+            limit=self.max_output_bytes,
         )
         store = await self._open()
         row = await store.cancel(run_id, error)
