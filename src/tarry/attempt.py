@@ -126,10 +126,7 @@ class Attempt:
     def remember(self, row: StepRow) -> None:
         """A step record this attempt stored (or the store stored for it)."""
         before = self.memo.get(row.key)
-        grown = len(row.output or b"") + len(row.error or b"")
-        if before is not None:
-            grown -= len(before.output or b"") + len(before.error or b"")
-        self.history_bytes += grown
+        self.history_bytes += _size(row) - (0 if before is None else _size(before))
         self.memo[row.key] = row
 
     def ended(self) -> None:
