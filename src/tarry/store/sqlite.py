@@ -117,7 +117,7 @@ class SQLiteStore(CoreStore):
         if path == MEMORY:
             # One in-memory database per store, shared by its connections: it lives
             # while the writer's connection is open.
-            path = f"file:tarry-memory-{id(self)}-{next(_memory_ids)}?mode=memory&cache=shared"
+            path = f"file:tarry-memory-{next(_memory_ids)}?mode=memory&cache=shared"
         self.path = path
         self._io = GroupCommitWriter(
             url,
