@@ -1,5 +1,6 @@
 """tarry: durable Python workflows built around the pause."""
 
+from . import testing
 from .app import App
 from .clock import Clock, ManualClock, SystemClock
 from .conditions import CancelOn, Trigger, cancel_on, event, message, signal, trigger
@@ -77,6 +78,7 @@ __all__ = [
     "event",
     "message",
     "signal",
+    "testing",
     "trigger",
 ]
 

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -381,7 +381,11 @@ class App:
 
     # -- workers ---------------------------------------------------------------------
 
-    def _worker(self, concurrency: int) -> Worker:
+    def _worker(
+        self,
+        concurrency: int,
+        doubles: Mapping[str, Mapping[str, Callable[..., Any]]] | None = None,
+    ) -> Worker:
         return Worker(
             settings=self.settings,
             registry=self.workflows,
@@ -389,7 +393,15 @@ class App:
             clock=self.clock,
             local=self._local,
             concurrency=concurrency,
+            doubles=doubles,
         )
+
+    def _twin(self, database: str, clock: Clock) -> App:
+        """The same workflows and settings on another store and clock (``tarry.testing``)."""
+        twin = App(database, clock=clock)
+        twin.settings = self.settings
+        twin.workflows = self.workflows
+        return twin
 
     async def run_worker(self, *, concurrency: int = 32) -> None:
         """Claim and execute this App's runs until cancelled."""

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import orjson
 
@@ -43,6 +45,7 @@ class Attempt:
         clock: Clock,
         local: Local,
         threads: concurrent.futures.Executor,
+        doubles: Mapping[str, Callable[..., Any]] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -50,6 +53,8 @@ class Attempt:
         self.local = local
         self.threads = threads
         """Where synchronous step functions run."""
+        self.doubles: Mapping[str, Callable[..., Any]] = doubles or {}
+        """Step ids whose function is replaced in this attempt (``tarry.testing``)."""
         self.run = claimed.run
         self.lease = claimed.lease
         self.retries = retries

@@ -130,3 +130,17 @@ class Bail(BaseException):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(reason)
+
+
+class WorkerCrash(BaseException):
+    """Stops an execution the way a killed worker process would: nothing more is
+    written and its lease is kept until it expires, when another attempt replays
+    the run. Raised by test doubles (``tarry.testing``) to test what a crash in
+    the middle of a step does; a BaseException so that user code cannot catch it.
+    """
+
+
+class NeverIdle(TarryError, AssertionError):
+    """A test environment's driving call started more executions than its
+    ``max_executions`` without every run parking or ending: runs that loop,
+    wake one another or retry at once without end (``tarry.testing``)."""

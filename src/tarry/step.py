@@ -142,6 +142,7 @@ class Step:
         self._x.ctx.attempt = attempt
         clock = self._x.clock
         started = clock.now()
+        fn = self._x.doubles.get(step_id, fn)
         try:
             if inspect.iscoroutinefunction(fn):
                 result = await fn(*args, **kwargs)

@@ -15,18 +15,21 @@ cancel asked in this process reaches it at once.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import logging
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from .attempt import Attempt
 from .clock import Clock
-from .errors import StoreError
+from .errors import NeverIdle, StoreError, WorkerCrash
 from .execution import execute
 from .local import Local
 from .registry import Registry
 from .settings import Settings
-from .store.base import ClaimedRun, Store
+from .store.base import ClaimBatch, ClaimedRun, Store
 
 log = logging.getLogger("tarry")
 
@@ -34,6 +37,8 @@ _PURGE_EVERY = 300.0
 """Clock seconds between purges of expired signals and events."""
 _MIN_PAUSE = 0.002
 """Real seconds to wait before claiming again runs that are due but were locked."""
+_SLOW_EXECUTION = 10.0
+"""Real seconds ``settle`` waits on an execution before saying which runs it waits for."""
 _BACKOFF_FIRST = 1.0
 _BACKOFF_CAP = 10.0
 """Real seconds between attempts while the store fails (pacing, not engine time)."""
@@ -49,6 +54,7 @@ class Worker:
         clock: Clock,
         local: Local,
         concurrency: int = 32,
+        doubles: Mapping[str, Mapping[str, Callable[..., Any]]] | None = None,
     ) -> None:
         if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
             raise ValueError(f"concurrency must be a positive integer, got {concurrency!r}")
@@ -58,6 +64,12 @@ class Worker:
         self.clock = clock
         self.local = local
         self.concurrency = concurrency
+        self.doubles = {} if doubles is None else doubles
+        """Per workflow, step ids whose function is replaced (``tarry.testing``)."""
+        self._counting: collections.Counter[str] | None = None
+        """Executions started per run while ``settle`` counts them."""
+        self._claiming = 0
+        """Claims in flight: runs leased by the store and not yet in ``_active``."""
         self._active: dict[str, tuple[asyncio.Task[None], Attempt]] = {}
         self._wake = asyncio.Event()
         self._stopping = False
@@ -102,9 +114,7 @@ class Worker:
                         await store.purge_expired(now - self.settings.event_retention)
                         next_purge = now + _PURGE_EVERY
                     if free > 0 and workflows:
-                        batch = await store.claim(workflows, free, self.settings.lease, caps)
-                        for claimed in batch.runs:
-                            self._start(claimed)
+                        batch = await self._claim(workflows, free, caps)
                         if len(batch.runs) == free:
                             continue  # there may be more due; claim again when a slot frees
                         if batch.next_due is not None and batch.next_due <= now:
@@ -134,6 +144,63 @@ class Worker:
             self._handlers = self._steps = None
             await store.unbind_loop()
 
+    async def _claim(self, workflows: list[str], free: int, caps: dict[str, int]) -> ClaimBatch:
+        """Claim up to ``free`` due runs and start executing them."""
+        self._claiming += 1
+        try:
+            batch = await self.store.claim(workflows, free, self.settings.lease, caps)
+            for claimed in batch.runs:
+                self._start(claimed)
+        finally:
+            self._claiming -= 1
+        return batch
+
+    async def settle(self, max_executions: int | None = None) -> float | None:
+        """Execute every run due now, and every run those executions make due now, until
+        none is left and none executes; the earliest time a run is due next.
+
+        For a driver that moves a ``ManualClock`` (``tarry.testing``): it runs alongside
+        ``run()`` on the same loop, and counts the claims ``run()`` has in flight, so it
+        never reports quiet while a claimed run is on its way to executing. More than
+        ``max_executions`` started before that raises ``NeverIdle``."""
+        workflows = list(self.registry)
+        caps = self.registry.caps()
+        counts: collections.Counter[str] = collections.Counter()
+        self._counting = counts
+        try:
+            while True:
+                await self._drain()
+                if max_executions is not None and counts.total() > max_executions:
+                    raise NeverIdle(_never_idle(counts, max_executions))
+                free = self.concurrency - len(self._active)
+                batch = await self._claim(workflows, free, caps) if workflows else None
+                if batch is None:
+                    return None
+                if batch.runs or self._active or self._claiming:
+                    continue
+                if batch.next_due is not None and batch.next_due <= self.clock.now():
+                    await asyncio.sleep(_MIN_PAUSE)  # due but locked by another claim
+                    continue
+                return batch.next_due
+        finally:
+            self._counting = None
+
+    async def _drain(self) -> None:
+        """Wait until no execution is in flight here, however long its steps take."""
+        while self._active or self._claiming:
+            tasks = [task for task, _ in self._active.values()]
+            if not tasks:
+                await asyncio.sleep(0)
+                continue
+            _, pending = await asyncio.wait(tasks, timeout=_SLOW_EXECUTION)
+            if pending:
+                names = ", ".join(sorted(self._active))
+                log.warning(
+                    "still executing after %.0f s of real time: %s (waiting for them)",
+                    _SLOW_EXECUTION,
+                    names,
+                )
+
     def _pool(self, name: str) -> concurrent.futures.ThreadPoolExecutor:
         return concurrent.futures.ThreadPoolExecutor(
             self.concurrency, thread_name_prefix=f"tarry-{name}"
@@ -153,14 +220,19 @@ class Worker:
             clock=self.clock,
             local=self.local,
             threads=self._steps,
+            doubles=self.doubles.get(workflow.id, {}),
         )
         run_id = claimed.run.id
         forget = self.local.executing(run_id, attempt.request_cancel)
         task = asyncio.create_task(execute(attempt, workflow, self._handlers or _NO_THREADS))
         self._active[run_id] = (task, attempt)
+        if self._counting is not None:
+            self._counting[run_id] += 1
 
         def done(_task: asyncio.Task[None]) -> None:
             forget()
+            if not task.cancelled() and isinstance(task.exception(), WorkerCrash):
+                log.info("run %s: its execution stopped as if the worker had crashed", run_id)
             if self._active.get(run_id, (None,))[0] is task:
                 del self._active[run_id]
             self._wake.set()
@@ -198,11 +270,20 @@ class Worker:
         for task, _ in entries:
             task.cancel()
         for task, attempt in entries:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            with contextlib.suppress(asyncio.CancelledError, Exception, WorkerCrash):
                 await task
             with contextlib.suppress(Exception):  # LeaseLost: it parked or ended meanwhile
                 await self.store.release(attempt.lease)
         self._active.clear()
+
+
+def _never_idle(counts: collections.Counter[str], limit: int) -> str:
+    busiest = ", ".join(f"{run_id} ({n}x)" for run_id, n in counts.most_common(5))
+    return (
+        f"{counts.total():,} executions started without every run parking or ending "
+        f"(max_executions={limit:,}); the runs executed most: {busiest}. A workflow that "
+        "loops without a wait, or runs that keep waking one another, never settle"
+    )
 
 
 class _NoThreads(concurrent.futures.Executor):
