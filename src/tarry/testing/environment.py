@@ -62,7 +62,9 @@ class Environment:
     """Runs ``app``'s workflows in-process on virtual time; see the module's docstring.
 
     ``start``: where the clock starts (an aware datetime or epoch seconds; default
-    2030-01-01 UTC). ``max_executions``: how many executions one driving call may
+    2030-01-01 UTC). ``database``: the store, in-memory SQLite unless told (a
+    PostgreSQL URL runs the same test on that store; it must be one made for tests).
+    ``max_executions``: how many executions one driving call may
     start before it reports the runs that never settle. ``max_steps``: overrides
     the App's per-run step limit for this environment.
     """
@@ -72,6 +74,7 @@ class Environment:
         app: App,
         *,
         start: datetime | float | None = None,
+        database: str = "sqlite:///:memory:",
         concurrency: int = 32,
         max_executions: int = 10_000,
         max_steps: int | None = None,
@@ -90,7 +93,7 @@ class Environment:
             raise ValueError(f"max_executions must be a positive integer, got {max_executions!r}")
         self.clock = ManualClock(begin)
         """The virtual clock; move it with ``advance``, which also runs what falls due."""
-        self.app = app._twin("sqlite:///:memory:", self.clock)
+        self.app = app._twin(database, self.clock)
         """An App with the same workflows and settings on this environment's store and
         clock: every client method (``list_runs``, ``list_events``, ...) works on it."""
         if max_steps is not None:
