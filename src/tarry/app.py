@@ -79,7 +79,7 @@ class App:
         signal_retention: Duration = "24h",
         lease: Duration = "30s",
         retry_base: Duration = "1s",
-        retry_cap: Duration = "10m",
+        retry_cap: Duration | None = None,
         max_output_bytes: int = 4 * 1024 * 1024,
         max_steps: int = 10_000,
         max_history_bytes: int = 64 * 1024 * 1024,

@@ -42,7 +42,7 @@ class Settings:
         signal_retention: Duration = "24h",
         lease: Duration = "30s",
         retry_base: Duration = "1s",
-        retry_cap: Duration = "10m",
+        retry_cap: Duration | None = None,
         max_output_bytes: int = 4 * 1024 * 1024,
         max_steps: int = 10_000,
         max_history_bytes: int = 64 * 1024 * 1024,
@@ -54,17 +54,30 @@ class Settings:
         seconds = _duration("lease", lease)
         if seconds <= 0:
             raise ConfigError(f"lease must be positive, got {lease!r}")
+        base = _duration("retry_base", retry_base)
+        if retry_cap is None:  # 10 minutes, or the first backoff if that is longer
+            cap = max(_DEFAULT_RETRY_CAP, base)
+        else:
+            cap = _duration("retry_cap", retry_cap)
+            if cap < base:
+                raise ConfigError(
+                    f"retry_cap {retry_cap!r} is shorter than retry_base {retry_base!r}: "
+                    "every backoff would be the cap; raise retry_cap or lower retry_base"
+                )
         return cls(
             signal_retention=_duration("signal_retention", signal_retention),
             lease=seconds,
-            retry_base=_duration("retry_base", retry_base),
-            retry_cap=_duration("retry_cap", retry_cap),
+            retry_base=base,
+            retry_cap=cap,
             max_output_bytes=_positive("max_output_bytes", max_output_bytes),
             max_steps=_positive("max_steps", max_steps),
             max_history_bytes=_positive("max_history_bytes", max_history_bytes),
             event_retention=_duration("event_retention", event_retention),
             event_dedupe=_duration("event_dedupe", event_dedupe),
         )
+
+
+_DEFAULT_RETRY_CAP = 600.0
 
 
 def _duration(option: str, value: Duration) -> float:

@@ -169,9 +169,7 @@ class Worker:
         self._counting = counts
         try:
             while True:
-                await self._drain()
-                if max_executions is not None and counts.total() > max_executions:
-                    raise NeverIdle(_never_idle(counts, max_executions))
+                await self._drain(max_executions)
                 free = self.concurrency - len(self._active)
                 batch = await self._claim(workflows, free, caps) if workflows else None
                 if batch is None:
@@ -185,15 +183,23 @@ class Worker:
         finally:
             self._counting = None
 
-    async def _drain(self) -> None:
-        """Wait until no execution is in flight here, however long its steps take."""
-        while self._active or self._claiming:
+    async def _drain(self, max_executions: int | None) -> None:
+        """Wait until no execution is in flight here, however long its steps take; raise
+        ``NeverIdle`` once more than ``max_executions`` have started while counting."""
+        while True:
+            counts = self._counting
+            if max_executions is not None and counts and counts.total() > max_executions:
+                raise NeverIdle(_never_idle(counts, max_executions))
+            if not (self._active or self._claiming):
+                return
             tasks = [task for task, _ in self._active.values()]
             if not tasks:
                 await asyncio.sleep(0)
                 continue
-            _, pending = await asyncio.wait(tasks, timeout=_SLOW_EXECUTION)
-            if pending:
+            done, _ = await asyncio.wait(
+                tasks, timeout=_SLOW_EXECUTION, return_when=asyncio.FIRST_COMPLETED
+            )
+            if not done:
                 names = ", ".join(sorted(self._active))
                 log.warning(
                     "still executing after %.0f s of real time: %s (waiting for them)",
@@ -280,8 +286,9 @@ class Worker:
 def _never_idle(counts: collections.Counter[str], limit: int) -> str:
     busiest = ", ".join(f"{run_id} ({n}x)" for run_id, n in counts.most_common(5))
     return (
-        f"{counts.total():,} executions started without every run parking or ending "
-        f"(max_executions={limit:,}); the runs executed most: {busiest}. A workflow that "
+        f"{counts.total():,} executions of {len(counts):,} runs started without every run "
+        f"parking or ending (max_executions={limit:,}); the runs executed most: {busiest}. "
+        "A workflow that "
         "loops without a wait, or runs that keep waking one another, never settle"
     )
 

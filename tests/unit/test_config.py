@@ -45,12 +45,19 @@ def test_options_are_parsed_once_into_settings(sqlite_url) -> None:
         ({"retry_cap": "5M"}, "retry_cap: invalid duration '5M'"),
         ({"max_output_bytes": 0}, "max_output_bytes must be a positive integer, got 0"),
         ({"max_steps": True}, "max_steps must be a positive integer, got True"),
+        ({"retry_base": "1h", "retry_cap": "10m"}, "retry_cap '10m' is shorter than retry_base"),
     ],
 )
 def test_bad_settings_are_config_errors_naming_option_and_value(options, message) -> None:
     with pytest.raises(tarry.ConfigError) as info:
         Settings.parse(**options)
     assert message in str(info.value)
+
+
+def test_the_retry_cap_is_ten_minutes_or_the_first_backoff_if_longer() -> None:
+    assert Settings.parse().retry_cap == 600.0
+    assert Settings.parse(retry_base="1h").retry_cap == 3600.0
+    assert Settings.parse(retry_base="1h", retry_cap="1d").retry_cap == 86400.0
 
 
 def test_the_clock_defaults_to_the_wall_and_can_be_given(sqlite_url) -> None:
