@@ -239,7 +239,7 @@ async def test_bad_input_is_refused_and_moves_nothing() -> None:
         with pytest.raises(ValueError, match="never goes back"):
             await env.advance_to(DEFAULT_START - timedelta(seconds=1))
         with pytest.raises(ValueError, match="naive"):
-            await env.advance_to(datetime(2031, 1, 1))  # noqa: DTZ001
+            await env.advance_to(datetime(2031, 1, 1))
         assert env.now == DEFAULT_START
         with pytest.raises(tarry.WorkflowNotFound, match="no workflow 'nope'"):
             env.mock_step("nope", "s", return_value=1)
@@ -256,7 +256,7 @@ async def test_bad_input_is_refused_and_moves_nothing() -> None:
     with pytest.raises(TypeError, match="aware datetime"):
         Environment(app, start="2030-01-01")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="naive"):
-        Environment(app, start=datetime(2030, 1, 1))  # noqa: DTZ001
+        Environment(app, start=datetime(2030, 1, 1))
 
 
 async def test_a_run_that_loops_without_parking_fails_at_max_steps() -> None:
