@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
+from datetime import timedelta
 
 import pytest
 
 import tarry
+from tarry.testing import Environment, NotEnded
 
 from helpers import step, wait_for_status
 
@@ -66,19 +67,22 @@ async def test_buffered_signal_expires_after_retention(make_app) -> None:
         assert await app.result(run_id, timeout=10) is None
 
 
-async def test_strict_without_waiter_raises_and_stores_nothing(app) -> None:
-    waiter_app(app, timeout="300ms")
-    with pytest.raises(tarry.SignalNotFound, match="no run waits on signal 'lost'"):
-        await app.send_signal("lost", {"x": 1}, strict=True)
-    async with app.worker():
-        run_id = await app.start("waiter", {"key": "lost"})
-        assert await app.result(run_id, timeout=10) is None  # nothing was buffered
-        parked = await app.start("waiter", {"key": "found"}, run_id="strict-found")
-        await wait_for_status(app, parked, "waiting")
-        assert await app.send_signal("found", 5, strict=True) == tarry.SignalResult(
+async def test_strict_without_waiter_raises_and_stores_nothing(app, database_url) -> None:
+    waiter_app(app, timeout="7d")
+    async with Environment(app, database=database_url) as env:
+        with pytest.raises(tarry.SignalNotFound, match="no run waits on signal 'lost'"):
+            await env.send_signal("lost", {"x": 1}, strict=True)
+        run_id = await env.start("waiter", {"key": "lost"})
+        waiting = await env.waiting(run_id)  # nothing was buffered: it parks
+        assert waiting is not None and (waiting.kind, waiting.key) == ("signal", "lost")
+        await env.advance("7d")
+        assert await env.result(run_id) is None
+        parked = await env.start("waiter", {"key": "found"}, run_id="strict-found")
+        assert await env.waiting(parked) is not None
+        assert await env.send_signal("found", 5, strict=True) == tarry.SignalResult(
             "delivered", "strict-found"
         )
-        assert await app.result(parked, timeout=10) == 5
+        assert await env.result(parked) == 5
 
 
 async def test_none_data_is_refused(app) -> None:
@@ -88,15 +92,21 @@ async def test_none_data_is_refused(app) -> None:
         await app.send_signal("", {})
 
 
-async def test_timeout_returns_none_and_is_stored(app) -> None:
-    waiter_app(app, timeout="200ms")
-    async with app.worker():
-        run_id = await app.start("waiter", {"key": "never"})
-        assert await app.result(run_id, timeout=10) is None
-    record = step(await app.get_run(run_id), "w")
-    assert (record.status, record.output) == ("timed_out", None)
-    # the late signal is buffered, not delivered to the finished run
-    assert (await app.send_signal("never", 1)).status == "buffered"
+async def test_timeout_returns_none_and_is_stored(app, database_url) -> None:
+    waiter_app(app, timeout="1h")
+    async with Environment(app, database=database_url) as env:
+        begin = env.now
+        run_id = await env.start("waiter", {"key": "never"})
+        await env.advance("59m59s")
+        with pytest.raises(NotEnded, match="parked at step 'w' on signal 'never'"):
+            await env.result(run_id)
+        await env.advance("1s")
+        assert await env.result(run_id) is None
+        record = step(await env.get_run(run_id), "w")
+        assert (record.status, record.output) == ("timed_out", None)
+        assert record.ended_at == begin + timedelta(hours=1)
+        # the late signal is buffered, not delivered to the finished run
+        assert (await env.send_signal("never", 1)).status == "buffered"
 
 
 async def test_conflict_fail_raises_signal_conflict_in_the_second_run(app) -> None:
@@ -144,31 +154,37 @@ async def test_conflict_replace_times_out_the_old_wait_and_records_who(app) -> N
     assert record.error["replaced_by"] == new
 
 
-async def test_step_send_signal_happens_once_even_on_replay(app) -> None:
+async def test_step_send_signal_happens_once_even_on_replay(app, database_url) -> None:
     sent: list[tarry.SignalResult] = []
 
     @app.workflow("sender")
     async def sender(ctx, step):
         result = await step.send_signal("notify", "inbox", {"hello": 1})
         sent.append(result)
-        await step.sleep("pause", "50ms")  # forces a replay of the send
+        await step.sleep("pause", "1h")  # forces a replay of the send
         await step.wait_for_signal("gate", signal="sender-gate", timeout=None)
         return {"status": result.status, "run_id": result.run_id}
 
     @app.workflow("inbox")
     async def inbox(ctx, step):
-        first = await step.wait_for_signal("a", signal="inbox", timeout="1h")
-        second = await step.wait_for_signal("b", signal="inbox", timeout="300ms")
+        first = await step.wait_for_signal("a", signal="inbox", timeout="1d")
+        second = await step.wait_for_signal("b", signal="inbox", timeout="1d")
         return [first, second]
 
-    async with app.worker():
-        receiver = await app.start("inbox")
-        await wait_for_status(app, receiver, "waiting")
-        run_id = await app.start("sender")
-        while (await wait_for_status(app, run_id, "waiting")).waiting_for.kind != "signal":
-            await asyncio.sleep(0.01)
-        await app.send_signal("sender-gate", {})
-        assert await app.result(run_id, timeout=10) == {"status": "delivered", "run_id": receiver}
-        assert await app.result(receiver, timeout=10) == [{"hello": 1}, None]
+    async with Environment(app, database=database_url) as env:
+        receiver = await env.start("inbox")
+        assert await env.waiting(receiver) is not None
+        run_id = await env.start("sender")
+        waiting = await env.waiting(run_id)
+        assert waiting is not None and (waiting.kind, waiting.step) == ("sleep", "pause")
+        await env.advance("1h")
+        waiting = await env.waiting(run_id)
+        assert waiting is not None and (waiting.kind, waiting.step) == ("signal", "gate")
+        await env.send_signal("sender-gate", {})
+        assert await env.result(run_id) == {"status": "delivered", "run_id": receiver}
+        waiting = await env.waiting(receiver)  # the replays sent nothing to its second wait
+        assert waiting is not None and waiting.step == "b"
+        await env.advance("1d")
+        assert await env.result(receiver) == [{"hello": 1}, None]
     assert len(sent) == 3  # the handler replayed twice; the send happened once
     assert {s.run_id for s in sent} == {receiver}
