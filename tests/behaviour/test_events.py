@@ -7,11 +7,12 @@ import asyncio
 import pytest
 
 import tarry
+from tarry.testing import Environment, NotEnded
 
 from helpers import step, wait_for_status
 
 
-async def test_onboarding_drip_one_user_resumes_the_other_is_nudged(app) -> None:
+async def test_onboarding_drip_one_user_resumes_the_other_is_nudged(app, database_url) -> None:
     sent: list[tuple[str, str]] = []
 
     @app.workflow("onboarding-drip", on="app/account.created")
@@ -20,28 +21,34 @@ async def test_onboarding_drip_one_user_resumes_the_other_is_nudged(app) -> None
         await step.run("welcome", lambda: sent.append(("welcome", email)))
         done = await step.wait_for_event(
             "wait-onboarding", event="app/onboarding.completed", match="data.userId",
-            timeout="600ms",
+            timeout="3d",
         )  # fmt: skip
         if done is None:
             await step.run("nudge", lambda: sent.append(("nudge", email)))
             return "nudged"
         return {"completed_by": done.data["userId"], "event": done.name}
 
-    async with app.worker():
-        first = await app.send_event("app/account.created", {"userId": "u1", "email": "a@x"})
-        second = await app.send_event("app/account.created", {"userId": "u2", "email": "b@x"})
+    async with Environment(app, database=database_url) as env:
+        first = await env.send_event("app/account.created", {"userId": "u1", "email": "a@x"})
+        second = await env.send_event("app/account.created", {"userId": "u2", "email": "b@x"})
         (u1,), (u2,) = first.started, second.started
-        await wait_for_status(app, u1, "waiting")
-        await wait_for_status(app, u2, "waiting")
-        done = await app.send_event("app/onboarding.completed", {"userId": "u1"})
+        for run_id in (u1, u2):
+            waiting = await env.waiting(run_id)
+            assert waiting is not None and waiting.kind == "event"
+        done = await env.send_event("app/onboarding.completed", {"userId": "u1"})
         assert done.resumed == [u1] and done.started == []
-        assert await app.result(u1, timeout=10) == {
+        assert await env.result(u1) == {
             "completed_by": "u1",
             "event": "app/onboarding.completed",
         }
-        assert await app.result(u2, timeout=10) == "nudged"
+        await env.advance("2d23h59m")
+        with pytest.raises(NotEnded, match="parked at step 'wait-onboarding'"):
+            await env.result(u2)
+        assert ("nudge", "b@x") not in sent
+        await env.advance("1m")
+        assert await env.result(u2) == "nudged"
+        run = await env.get_run(u1)
     assert sorted(sent) == [("nudge", "b@x"), ("welcome", "a@x"), ("welcome", "b@x")]
-    run = await app.get_run(u1)
     assert run.payload == {"userId": "u1", "email": "a@x"}
     assert step(run, "wait-onboarding").output["data"] == {"userId": "u1"}
 
@@ -77,7 +84,7 @@ def gated_waiter(app: tarry.App, gate: asyncio.Event, **wait_options) -> None:
 
         await step.run("earlier", slow)
         found = await step.wait_for_event(
-            "wait", event="app/ping", match="data.key", timeout="400ms", **wait_options
+            "wait", event="app/ping", match="data.key", timeout="1h", **wait_options
         )
         return None if found is None else found.data
 
@@ -94,15 +101,18 @@ async def test_default_lookback_catches_an_event_sent_during_an_earlier_step(app
         assert await app.result(run_id, timeout=10) == {"key": "k", "n": 1}
 
 
-async def test_lookback_none_does_not_catch_it(app) -> None:
+async def test_lookback_none_does_not_catch_it(app, database_url) -> None:
     gate = asyncio.Event()
     gated_waiter(app, gate, lookback=None)
-    async with app.worker():
-        run_id = await app.start("gated", {"key": "k"})
-        await wait_for_status(app, run_id, "running")
-        await app.send_event("app/ping", {"key": "k", "n": 1})
+    async with Environment(app, database=database_url) as env:
+        run_id = await env.start("gated", {"key": "k"})
+        await wait_for_status(env.app, run_id, "running")
+        await env.send_event("app/ping", {"key": "k", "n": 1})
         gate.set()
-        assert await app.result(run_id, timeout=10) is None
+        waiting = await env.waiting(run_id)  # the event before the wait is not seen
+        assert waiting is not None and (waiting.kind, waiting.step) == ("event", "wait")
+        await env.advance("1h")
+        assert await env.result(run_id) is None
 
 
 async def test_lookback_duration_reaches_before_the_run(app) -> None:
@@ -116,22 +126,28 @@ async def test_lookback_duration_reaches_before_the_run(app) -> None:
         assert await app.result(await app.start("recent"), timeout=10) == {"p": 3}
 
 
-async def test_trigger_does_not_satisfy_its_own_wait_and_waits_take_distinct_events(app) -> None:
+async def test_trigger_does_not_satisfy_its_own_wait_and_waits_take_distinct_events(
+    app, database_url
+) -> None:
     @app.workflow("echo", on="app/tick")
     async def echo(ctx, step):
         seen = []
         for _ in range(2):
-            found = await step.wait_for_event("next", event="app/tick", timeout="500ms")
+            found = await step.wait_for_event("next", event="app/tick", timeout="1h")
             seen.append(found.data["n"] if found else None)
         return seen
 
-    async with app.worker():
-        (run_id,) = (await app.send_event("app/tick", {"n": 0})).started
-        await wait_for_status(app, run_id, "waiting")
-        second = await app.send_event("app/tick", {"n": 1})
+    async with Environment(app, database=database_url) as env:
+        (run_id,) = (await env.send_event("app/tick", {"n": 0})).started
+        waiting = await env.waiting(run_id)
+        assert waiting is not None and waiting.step == "next"
+        second = await env.send_event("app/tick", {"n": 1})
         assert second.resumed == [run_id]
         assert len(second.started) == 1  # the same event also starts another echo run
-        assert await app.result(run_id, timeout=10) == [1, None]
+        waiting = await env.waiting(run_id)  # its second wait takes neither event again
+        assert waiting is not None and waiting.step == "next:1"
+        await env.advance("1h")
+        assert await env.result(run_id) == [1, None]
 
 
 async def test_one_event_fans_out_to_every_matching_run(app) -> None:
@@ -231,21 +247,24 @@ async def test_invalid_cel_in_a_wait_fails_the_step_without_retry(app) -> None:
     assert (record.status, record.attempts) == ("failed", 1)
 
 
-async def test_step_send_event_happens_once_and_starts_triggered_runs(app) -> None:
+async def test_step_send_event_happens_once_and_starts_triggered_runs(app, database_url) -> None:
     @app.workflow("emitter")
     async def emitter(ctx, step):
         ids = await step.send_event("emit", "app/emitted", {"from": ctx.run_id})
-        await step.sleep("replay", "30ms")
+        await step.sleep("replay", "1h")
         return ids
 
     @app.workflow("child", on="app/emitted")
     async def child(ctx, step):
         return ctx.payload["from"]
 
-    async with app.worker():
-        run_id = await app.start("emitter")
-        ids = await app.result(run_id, timeout=10)
+    async with Environment(app, database=database_url) as env:
+        run_id = await env.start("emitter")
+        waiting = await env.waiting(run_id)
+        assert waiting is not None and (waiting.kind, waiting.step) == ("sleep", "replay")
+        await env.advance("1h")
+        ids = await env.result(run_id)
         assert len(ids) == 1
-        children = (await app.list_runs(workflow="child")).items
+        children = (await env.list_runs(workflow="child")).items
         assert len(children) == 1
-        assert await app.result(children[0].id, timeout=10) == run_id
+        assert await env.result(children[0].id) == run_id
