@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 import tarry
+from tarry.testing import Environment, NotEnded
 
 from helpers import step, wait_for_status
 
@@ -164,14 +165,19 @@ async def test_wait_for_any_message_and_buffered_wins_at_once(app) -> None:
         assert await app.result(run_id, timeout=10) == [2, "poke", {"p": 1}]
 
 
-async def test_wait_for_any_times_out_with_none(app) -> None:
+async def test_wait_for_any_times_out_with_none(app, database_url) -> None:
     @app.workflow("nothing")
     async def nothing(ctx, step):
-        return await step.wait_for_any("w", [tarry.signal("never")], timeout="200ms")
+        return await step.wait_for_any("w", [tarry.signal("never")], timeout="1d")
 
-    async with app.worker():
-        assert await app.result(await app.start("nothing"), timeout=10) is None
-    assert (await app.send_signal("never", 1)).status == "buffered"
+    async with Environment(app, database=database_url) as env:
+        run_id = await env.start("nothing")
+        await env.advance("23h59m")
+        with pytest.raises(NotEnded, match="parked at step 'w' on any"):
+            await env.result(run_id)
+        await env.advance("1m")
+        assert await env.result(run_id) is None
+        assert (await env.send_signal("never", 1)).status == "buffered"
 
 
 def register_invoke(app: tarry.App, calls: list[str]) -> None:
@@ -227,7 +233,7 @@ async def test_invoke_raises_step_failed_when_the_child_fails(app) -> None:
     assert "failed" in message and "division by zero" in message
 
 
-async def test_concurrency_limit_holds_with_twenty_runs_started_at_once(app) -> None:
+async def test_concurrency_limit_holds_with_twenty_runs_started_at_once(app, database_url) -> None:
     running = 0
     peak = 0
 
@@ -241,11 +247,15 @@ async def test_concurrency_limit_holds_with_twenty_runs_started_at_once(app) -> 
             running -= 1
 
         await step.run("work", work)
-        await step.wait_for_signal("park", signal=f"limited-{ctx.run_id}", timeout="50ms")
+        await step.wait_for_signal("park", signal=f"limited-{ctx.run_id}", timeout="1h")
         await step.run("more", work)
 
-    ids = await asyncio.gather(*(app.start("limited") for _ in range(20)))
-    async with app.worker(concurrency=20):
+    async with Environment(app, database=database_url, concurrency=20) as env:
+        ids = await asyncio.gather(*(env.start("limited") for _ in range(20)))
+        for run_id in ids:  # parked runs do not count against the limit
+            waiting = await env.waiting(run_id)
+            assert waiting is not None and waiting.step == "park"
+        await env.advance("1h")
         for run_id in ids:
-            await app.result(run_id, timeout=20)
+            assert await env.result(run_id) is None
     assert peak == 3
