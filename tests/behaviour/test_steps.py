@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta
 
 import pydantic
 import pytest
 
 import tarry
+from tarry.testing import DEFAULT_START, Environment, NotEnded
 
 from helpers import step, wait_for_status
 
@@ -63,29 +63,39 @@ async def test_repeated_step_ids_are_keyed_with_a_counter(app) -> None:
     assert [s.output for s in run.steps] == [0, 1, 2]
 
 
-async def test_retries_with_attempt_numbers_then_success(make_app) -> None:
-    app = make_app()
+async def test_retries_with_attempt_numbers_then_success(make_app, database_url) -> None:
+    app = make_app(retry_base="1m", retry_cap="1h")
     attempts: list[int] = []
+    tried_at: list[float] = []
 
     @app.workflow("flaky", retries=2)
     async def flaky(ctx, step):
         def work():
             attempts.append(ctx.attempt)
+            tried_at.append(env.clock.now())
             if len(attempts) < 3:
                 raise RuntimeError(f"boom {len(attempts)}")
             return "ok"
 
         return await step.run("work", work)
 
-    async with app.worker():
-        run_id = await app.start("flaky")
-        assert await app.result(run_id, timeout=10) == "ok"
+    async with Environment(app, database=database_url) as env:
+        run_id = await env.start("flaky")
+        await env.run_until_idle()
+        assert attempts == [1]  # the retry waits for its backoff
+        await env.advance("1h")
+        assert await env.result(run_id) == "ok"
+        run = await env.get_run(run_id)
     assert attempts == [1, 2, 3]
-    record = step(await app.get_run(run_id), "work")
+    # backoffs: up to retry_base, then up to twice it, each at least half its ceiling
+    first, second = tried_at[1] - tried_at[0], tried_at[2] - tried_at[1]
+    assert 30 <= first <= 60 and 60 <= second <= 120, tried_at
+    record = step(run, "work")
     assert (record.status, record.attempts) == ("completed", 3)
 
 
-async def test_exhausted_retries_raise_step_failed_into_the_handler(app) -> None:
+async def test_exhausted_retries_raise_step_failed_into_the_handler(make_app, database_url) -> None:
+    app = make_app(retry_base="1m", retry_cap="1h")
     runs: list[int] = []
 
     @app.workflow("doomed", retries=1)
@@ -104,19 +114,23 @@ async def test_exhausted_retries_raise_step_failed_into_the_handler(app) -> None
     async def uncaught(ctx, step):
         await step.run("explode", lambda: 1 / 0)
 
-    async with app.worker():
-        caught = await app.start("doomed")
-        assert await app.result(caught, timeout=10) == {"step": "work", "cause": "always"}
-        failed = await app.start("uncaught")
+    async with Environment(app, database=database_url) as env:
+        caught = await env.start("doomed")
+        failed = await env.start("uncaught")
         with pytest.raises(tarry.RunFailed) as info:
-            await app.result(failed, timeout=10)
+            await env.result(failed)  # no retry left: no time passes before it fails
+        assert len(runs) == 1
+        with pytest.raises(NotEnded):
+            await env.result(caught)  # its one retry waits for the backoff
+        await env.advance("1m")
+        assert await env.result(caught) == {"step": "work", "cause": "always"}
     assert len(runs) == 2
     assert info.value.error["type"] == "StepFailed"
     assert info.value.error["step"] == "explode"
     assert "division by zero" in info.value.error["message"]
 
 
-async def test_non_retriable_error_fails_at_once_and_retry_after_waits(app) -> None:
+async def test_non_retriable_error_fails_at_once_and_retry_after_waits(app, database_url) -> None:
     seen: list[str] = []
 
     @app.workflow("nr", retries=5)
@@ -132,16 +146,22 @@ async def test_non_retriable_error_fails_at_once_and_retry_after_waits(app) -> N
         def once():
             seen.append(f"later{ctx.attempt}")
             if ctx.attempt == 1:
-                raise tarry.RetryAfter("50ms")
+                raise tarry.RetryAfter("1h")
             return ctx.attempt
 
         return await step.run("once", once)
 
-    async with app.worker():
-        run_id = await app.start("nr")
+    async with Environment(app, database=database_url) as env:
+        run_id = await env.start("nr")
         with pytest.raises(tarry.RunFailed, match="card declined"):
-            await app.result(run_id, timeout=10)
-        assert await app.result(await app.start("later"), timeout=10) == 2
+            await env.result(run_id)  # at once: the clock has not moved
+        later_id = await env.start("later")
+        await env.advance("59m59s")
+        with pytest.raises(NotEnded):
+            await env.result(later_id)
+        assert seen == ["fatal", "later1"]
+        await env.advance("1s")
+        assert await env.result(later_id) == 2
     assert seen == ["fatal", "later1", "later2"]
 
 
@@ -246,41 +266,57 @@ async def test_except_exception_does_not_swallow_the_pause(app) -> None:
         assert await app.result(run_id, timeout=10) == "go"
 
 
-async def test_plain_def_handler_runs_in_a_thread_with_blocking_steps(app) -> None:
+async def test_plain_def_handler_runs_in_a_thread_with_blocking_steps(app, database_url) -> None:
     @app.workflow("sync")
     def sync_flow(ctx, step):
         a = step.run("a", lambda: 20)
-        step.sleep("nap", "10ms")
-        got = step.wait_for_signal("w", signal=f"sync-{ctx.run_id}", timeout="1h")
+        step.sleep("nap", "1h")
+        got = step.wait_for_signal("w", signal=f"sync-{ctx.run_id}", timeout="1d")
         return a + got["n"]
 
-    async with app.worker():
-        run_id = await app.start("sync")
-        await wait_for_status(app, run_id, "waiting")
-        await app.send_signal(f"sync-{run_id}", {"n": 22})
-        assert await app.result(run_id, timeout=10) == 42
+    async with Environment(app, database=database_url) as env:
+        run_id = await env.start("sync")
+        waiting = await env.waiting(run_id)
+        assert waiting is not None and (waiting.kind, waiting.step) == ("sleep", "nap")
+        await env.advance("1h")
+        waiting = await env.waiting(run_id)
+        assert waiting is not None and (waiting.kind, waiting.step) == ("signal", "w")
+        await env.send_signal(f"sync-{run_id}", {"n": 22})
+        assert await env.result(run_id) == 42
 
 
-async def test_sleep_and_sleep_until_park_and_wake_on_time(app) -> None:
+async def test_sleep_and_sleep_until_park_and_wake_on_time(app, database_url) -> None:
+    start = DEFAULT_START
+    wake_at = (start + timedelta(days=1)).astimezone()  # any aware time, here the local zone
+
     @app.workflow("sleeper")
     async def sleeper(ctx, step):
-        await step.sleep("short", "300ms")
-        await step.sleep_until("until", datetime.now().astimezone() + timedelta(milliseconds=200))
+        await step.sleep("short", "1h")
+        await step.sleep_until("until", wake_at)
         return "awake"
 
-    async with app.worker():
-        run_id = await app.start("sleeper")
-        run = await wait_for_status(app, run_id, "waiting")
-        assert run.waiting_for is not None and run.waiting_for.kind == "sleep"
-        assert run.waiting_for.expires_at is not None
-        started = asyncio.get_running_loop().time()
-        assert await app.result(run_id, timeout=10) == "awake"
-        assert asyncio.get_running_loop().time() - started >= 0.2
-    run = await app.get_run(run_id)
+    async with Environment(app, database=database_url, start=start) as env:
+        run_id = await env.start("sleeper")
+        waiting = await env.waiting(run_id)
+        assert waiting is not None and (waiting.kind, waiting.step) == ("sleep", "short")
+        assert waiting.expires_at == start + timedelta(hours=1)
+        await env.advance("59m59s")
+        assert (await env.waiting(run_id)) == waiting  # not a second early
+        await env.advance("1s")
+        waiting = await env.waiting(run_id)
+        assert waiting is not None and (waiting.kind, waiting.step) == ("sleep", "until")
+        assert waiting.expires_at == wake_at
+        await env.advance_to(wake_at - timedelta(seconds=1))
+        with pytest.raises(NotEnded):
+            await env.result(run_id)
+        await env.advance("1s")
+        assert await env.result(run_id) == "awake"
+        run = await env.get_run(run_id)
     assert [(s.id, s.kind, s.status) for s in run.steps] == [
         ("short", "sleep", "completed"),
         ("until", "sleep", "completed"),
     ]
+    assert [s.ended_at for s in run.steps] == [start + timedelta(hours=1), wake_at]
 
 
 async def test_bad_step_input_fails_the_run_with_the_offending_value(app) -> None:
