@@ -24,6 +24,8 @@ async def test_idle_worker_wakes_on_start_without_polling(app) -> None:
 
 
 async def test_timers_fire_while_the_worker_sleeps(app) -> None:
+    # On the wall clock on purpose: the worker sleeping on a SystemClock until a
+    # timer is due. The same on a moved clock: test_clock.py, test_testing.py.
     @app.workflow("timer")
     async def timer(ctx, step):
         await step.sleep("t", "250ms")
