@@ -39,8 +39,9 @@ from .models import (
     to_datetime,
 )
 from .names import check_name
+from .operations import RunOperations
 from .portal import Portal
-from .records import check_limit, parse_cursor, to_run
+from .records import check_limit, parse_cursor, to_run, with_history
 from .registry import Handler, Registry, Workflow
 from .settings import Settings
 from .store import open_store
@@ -69,7 +70,7 @@ def _blocking(
     return twin
 
 
-class App:
+class App(RunOperations):
     """The registry of workflows plus a store, and the client of both."""
 
     def __init__(
@@ -85,6 +86,7 @@ class App:
         max_history_bytes: int = 64 * 1024 * 1024,
         event_retention: Duration = "7d",
         event_dedupe: Duration = "24h",
+        retention: Duration | None = None,
         clock: Clock | None = None,
     ) -> None:
         url = database or os.environ.get("TARRY_DATABASE_URL") or DEFAULT_DATABASE
@@ -101,6 +103,7 @@ class App:
             max_history_bytes=max_history_bytes,
             event_retention=event_retention,
             event_dedupe=event_dedupe,
+            retention=retention,
         )
         self._store = open_store(url, clock=clock)
         self.clock: Clock = self._store.clock
@@ -161,16 +164,19 @@ class App:
         retries: int = 4,
         cancel_on: CancelOn | Sequence[CancelOn] | None = None,
         concurrency: int | None = None,
+        retain: Duration | None = None,
     ) -> Callable[[Handler], Handler]:
         """Register ``handler(ctx, step)`` (async, or a plain def run in a thread).
 
         ``on``: event names (or ``tarry.trigger(name, if_=cel)``) that each start a
         run; ``cancel_on``: ``tarry.cancel_on(...)`` conditions that cancel one;
         ``concurrency``: at most that many runs executing at once, across all workers
-        (parked runs do not count)."""
+        (parked runs do not count); ``retain``: how long its ended runs are kept
+        (default: the App's ``retention``)."""
         return self.workflows.workflow(
-            id, on=on, retries=retries, cancel_on=cancel_on, concurrency=concurrency
-        )
+            id, on=on, retries=retries, cancel_on=cancel_on, concurrency=concurrency,
+            retain=retain,
+        )  # fmt: skip
 
     # -- plumbing --------------------------------------------------------------------
 
@@ -296,7 +302,8 @@ class App:
             Message(m.name, serde.loads(m.data), to_datetime(m.sent_at), m.consumed_by)  # type: ignore[arg-type]
             for m in await store.list_messages(run_id)
         ]
-        return replace(to_run(*found), messages=messages)
+        history = await store.run_history(run_id)
+        return with_history(replace(to_run(*found), messages=messages), history)
 
     async def run_version(self, run_id: str) -> str:
         """A token that changes whenever the run, one of its steps or its mailbox does,
@@ -359,16 +366,18 @@ class App:
         finally:
             forget()
 
-    async def cancel(self, run_id: str, reason: str | None = None) -> Run:
+    async def cancel(self, run_id: str, reason: str | None = None, *, children: bool = True) -> Run:
         """Cancel a run: at once if queued or parked, else at its next step boundary.
-        A run executing in this process starts no further step once this returns."""
+        A run executing in this process starts no further step once this returns.
+        The runs it invoked (``step.invoke``) that have not ended are cancelled in the
+        same transaction, recursively, unless ``children=False``."""
         error = serde.dumps(
             {"type": "Cancelled", "message": reason or "cancelled"},
             what="cancel reason",
             limit=self.max_output_bytes,
         )
         store = await self._open()
-        row = await store.cancel(run_id, error)
+        row = await store.cancel(run_id, error, children=children)
         if row is None:
             raise RunNotFound(f"no run {run_id!r} in {mask_url(self.database)!r}")
         if row.status not in ENDED_STATUSES or row.status == "cancelled":
@@ -433,4 +442,10 @@ class App:
     list_runs_sync = _blocking(list_runs)
     result_sync = _blocking(result)
     cancel_sync = _blocking(cancel)
+    retry_sync = _blocking(RunOperations.retry)
+    fork_sync = _blocking(RunOperations.fork)
+    retry_runs_sync = _blocking(RunOperations.retry_runs)
+    cancel_runs_sync = _blocking(RunOperations.cancel_runs)
+    fork_runs_sync = _blocking(RunOperations.fork_runs)
+    purge_sync = _blocking(RunOperations.purge)
     run_worker_sync = _blocking(run_worker)

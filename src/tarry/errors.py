@@ -144,3 +144,8 @@ class NeverIdle(TarryError, AssertionError):
     """A test environment's driving call started more executions than its
     ``max_executions`` without every run parking or ending: runs that loop,
     wake one another or retry at once without end (``tarry.testing``)."""
+
+
+class RunStateError(TarryError):
+    """The run is not in a state the operation applies to: a retry of a run that has
+    not failed or been cancelled, a fork of a run that has not ended."""

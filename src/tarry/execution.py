@@ -19,6 +19,7 @@ from .attempt import Attempt
 from .errors import Bail, StepFailed, Suspend
 from .registry import Workflow
 from .step import Step
+from .tracebacks import format_bounded
 
 log = logging.getLogger("tarry")
 
@@ -46,6 +47,7 @@ def _error_json(exc: BaseException) -> bytes:
     info: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc) or type(exc).__name__}
     if isinstance(exc, StepFailed):
         info["step"] = exc.step_id
+    info["traceback"] = format_bounded(exc)
     return orjson.dumps(info)
 
 

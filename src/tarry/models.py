@@ -84,6 +84,27 @@ class WaitingFor:
 
 
 @dataclass(frozen=True, slots=True)
+class FailedAttempt:
+    """One attempt of a step that raised: ``error`` is ``{type, message, traceback}``."""
+
+    step: str
+    attempt: int
+    error: Any
+    started_at: datetime | None
+    ended_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunChange:
+    """Something done to a run from outside its code: ``action`` is ``retried`` or
+    ``forked``; ``detail`` says by whom and, for a fork, from which run and step."""
+
+    action: str
+    at: datetime
+    detail: Any
+
+
+@dataclass(frozen=True, slots=True)
 class StepRecord:
     """One step of a run as stored. ``status``: completed, failed, waiting, retrying,
     timed_out or cancelled."""
@@ -96,6 +117,9 @@ class StepRecord:
     attempts: int
     started_at: datetime | None
     ended_at: datetime | None
+    failed_attempts: list[FailedAttempt] = field(default_factory=list)
+    """Every attempt of this step that raised, oldest first, across retries of the run
+    (filled by ``get_run``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +137,18 @@ class Run:
     steps: list[StepRecord]
     messages: list[Message] = field(default_factory=list)
     """The run's mailbox, oldest first (filled by ``get_run``; empty in listings)."""
+    failed_attempts: list[FailedAttempt] = field(default_factory=list)
+    """Every failed attempt of any of its steps, oldest first (``get_run``)."""
+    changes: list[RunChange] = field(default_factory=list)
+    """Retries and the fork it came from, oldest first (``get_run``)."""
+
+    @property
+    def forked_from(self) -> tuple[str, str] | None:
+        """``(run_id, step)`` this run was forked from, if it was."""
+        for change in self.changes:
+            if change.action == "forked":
+                return change.detail["from_run"], change.detail["from_step"]
+        return None
 
     @property
     def ended(self) -> bool:

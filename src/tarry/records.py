@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime
+
 from . import serde
-from .models import Run, StepRecord, WaitingFor, to_datetime
-from .store.base import RunRow, StepRow
+from .models import FailedAttempt, Run, RunChange, StepRecord, WaitingFor, to_datetime
+from .store.base import RunHistory, RunRow, StepRow
 
 
 def to_run(row: RunRow, steps: list[StepRow]) -> Run:
@@ -41,6 +44,29 @@ def to_run(row: RunRow, steps: list[StepRow]) -> Run:
             for s in steps
         ],
     )
+
+
+def with_history(run: Run, history: RunHistory) -> Run:
+    """The run with its steps' failed attempts and the changes made to it."""
+    attempts = [
+        FailedAttempt(
+            a.key,
+            a.attempt,
+            serde.loads(a.error),
+            to_datetime(a.started_at),
+            to_datetime(a.ended_at),
+        )
+        for a in history.attempts
+    ]
+    changes = [
+        RunChange(c.action, datetime.fromtimestamp(c.at, UTC), serde.loads(c.detail))
+        for c in history.changes
+    ]
+    by_step: dict[str, list[FailedAttempt]] = {}
+    for attempt in attempts:
+        by_step.setdefault(attempt.step, []).append(attempt)
+    steps = [replace(s, failed_attempts=by_step.get(s.id, [])) for s in run.steps]
+    return replace(run, steps=steps, failed_attempts=attempts, changes=changes)
 
 
 def check_limit(limit: object) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .conditions import CancelOn, EventCondition, Trigger, compile_cancel_on, compile_triggers
+from .durations import Duration, parse_duration
 from .errors import ConfigError
 from .names import check_name
 from .store.base import WorkflowConfig
@@ -24,6 +25,8 @@ class Workflow:
     triggers: tuple[Trigger, ...] = ()
     cancel_on: tuple[EventCondition, ...] = ()
     concurrency: int | None = None
+    retain: float | None = None
+    """Seconds ended runs are kept (None: the App's ``retention``)."""
 
     def config(self) -> WorkflowConfig:
         """What the store keeps so that an event from any process starts or cancels runs."""
@@ -65,6 +68,7 @@ class Registry(Mapping[str, Workflow]):
         retries: int = 4,
         cancel_on: CancelOn | Sequence[CancelOn] | None = None,
         concurrency: int | None = None,
+        retain: Duration | None = None,
     ) -> Callable[[Handler], Handler]:
         """The decorator behind ``App.workflow``: options are checked (and CEL
         compiled) now, the function when it is decorated."""
@@ -80,6 +84,12 @@ class Registry(Mapping[str, Workflow]):
             not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1
         ):
             raise ConfigError(f"concurrency must be a positive integer, got {concurrency!r}")
+        keep = None
+        if retain is not None:
+            try:
+                keep = parse_duration(retain)
+            except ValueError as exc:
+                raise ConfigError(f"retain: {exc}") from None
         triggers = tuple(compile_triggers(on, id))
         cancels = tuple(compile_cancel_on(cancel_on, id))
 
@@ -91,7 +101,7 @@ class Registry(Mapping[str, Workflow]):
             is_async = inspect.iscoroutinefunction(fn)
             self.generation += 1
             self._workflows[id] = Workflow(
-                id, fn, is_async, retries, triggers, cancels, concurrency
+                id, fn, is_async, retries, triggers, cancels, concurrency, keep
             )
             return fn
 
@@ -103,3 +113,11 @@ class Registry(Mapping[str, Workflow]):
     def caps(self) -> dict[str, int]:
         """The ``concurrency`` cap of each workflow that has one."""
         return {w.id: w.concurrency for w in self._workflows.values() if w.concurrency}
+
+    def retention(self, default: float | None) -> dict[str, float]:
+        """Seconds each workflow's ended runs are kept, for those that are not kept
+        for ever: its ``retain``, else ``default``."""
+        kept = {
+            w.id: w.retain if w.retain is not None else default for w in self._workflows.values()
+        }
+        return {name: seconds for name, seconds in kept.items() if seconds is not None}

@@ -34,6 +34,8 @@ class Settings:
     """How long events are kept (for lookbacks and listings)."""
     event_dedupe: float = 24 * 3600.0
     """How long an event ``id`` from a sender is remembered, to ignore repeats."""
+    retention: float | None = None
+    """How long ended runs are kept before workers delete them (None: for ever)."""
 
     @classmethod
     def parse(
@@ -48,6 +50,7 @@ class Settings:
         max_history_bytes: int = 64 * 1024 * 1024,
         event_retention: Duration = "7d",
         event_dedupe: Duration = "24h",
+        retention: Duration | None = None,
     ) -> Settings:
         """The App's keyword options, checked; a bad one raises ``ConfigError`` (a
         ``ValueError``) naming the option and its value."""
@@ -74,6 +77,7 @@ class Settings:
             max_history_bytes=_positive("max_history_bytes", max_history_bytes),
             event_retention=_duration("event_retention", event_retention),
             event_dedupe=_duration("event_dedupe", event_dedupe),
+            retention=None if retention is None else _positive_duration("retention", retention),
         )
 
 
@@ -85,6 +89,13 @@ def _duration(option: str, value: Duration) -> float:
         return parse_duration(value)
     except ValueError as exc:
         raise ConfigError(f"{option}: {exc}") from None
+
+
+def _positive_duration(option: str, value: Duration) -> float:
+    seconds = _duration(option, value)
+    if seconds <= 0:
+        raise ConfigError(f"{option} must be positive, got {value!r}")
+    return seconds
 
 
 def _positive(option: str, value: object) -> int:

@@ -49,12 +49,21 @@ from .models import (
 )
 from .names import check_name, child_run_id
 from .store.base import InvokeWait, NewRun, StepRow, StepSender, WaitCondition, WaitSpec
+from .tracebacks import format_bounded
 
 
 def _error(exc: BaseException | str, kind: str | None = None) -> bytes:
     message = exc if isinstance(exc, str) else str(exc) or type(exc).__name__
     name = kind or (type(exc).__name__ if isinstance(exc, BaseException) else "Error")
     return orjson.dumps({"type": name, "message": message})
+
+
+def _attempt_error(exc: BaseException) -> bytes:
+    """A failed attempt as stored: its error with its traceback."""
+    message = str(exc) or type(exc).__name__
+    return orjson.dumps(
+        {"type": type(exc).__name__, "message": message, "traceback": format_bounded(exc)}
+    )
 
 
 def _error_message(row: StepRow) -> tuple[str, str]:
@@ -74,6 +83,8 @@ class Step:
         self._x = attempt
         self._seen: dict[str, int] = {}
         self._count = 0
+        self._pos: dict[str, int] = {}
+        """Each key's place in the run: the n-th step the handler reached."""
 
     # -- bookkeeping ---------------------------------------------------------------
 
@@ -85,6 +96,7 @@ class Step:
         key = _spell(step_id, seen)
         self._seen[step_id] = seen + 1
         self._count += 1
+        self._pos[key] = self._count
         return key
 
     async def _memo(self, key: str, kind: StepKind) -> StepRow | None:
@@ -159,7 +171,15 @@ class Step:
             if delay is None:
                 return await self._fail(key, attempt, started, exc)
             failed = StepRow(
-                key, "run", "retrying", None, _error(exc), attempt, started, clock.now()
+                key,
+                "run",
+                "retrying",
+                None,
+                _attempt_error(exc),
+                attempt,
+                started,
+                clock.now(),
+                self._pos[key],
             )
             self._x.releasing = True
             cancelled = False
@@ -178,7 +198,17 @@ class Step:
         except serde.SerializationError as exc:
             return await self._fail(key, attempt, started, exc)
         await self._save(
-            StepRow(key, "run", "completed", output, None, attempt, started, clock.now())
+            StepRow(
+                key,
+                "run",
+                "completed",
+                output,
+                None,
+                attempt,
+                started,
+                clock.now(),
+                self._pos[key],
+            )
         )
         return serde.loads(output)
 
@@ -193,7 +223,17 @@ class Step:
 
     async def _fail(self, key: str, attempt: int, started: float, exc: Exception) -> NoReturn:
         await self._save(
-            StepRow(key, "run", "failed", None, _error(exc), attempt, started, self._x.clock.now())
+            StepRow(
+                key,
+                "run",
+                "failed",
+                None,
+                _attempt_error(exc),
+                attempt,
+                started,
+                self._x.clock.now(),
+                self._pos[key],
+            )
         )
         raise StepFailed(key, str(exc) or type(exc).__name__)
 
@@ -237,7 +277,7 @@ class Step:
             limit=self._x.settings.max_output_bytes,
         )
         await self._x.boundary()
-        sender = StepSender(self._x.lease, key, self._x.clock.now())
+        sender = StepSender(self._x.lease, key, self._x.clock.now(), self._pos[key])
         try:
             outcome = await self._x.store.send_signal(
                 signal,
@@ -259,6 +299,7 @@ class Step:
                 "send_signal",
                 "completed",
                 orjson.dumps({"status": result.status, "run_id": result.run_id}),
+                pos=self._pos[key],
             )
         )
         return result
@@ -288,7 +329,9 @@ class Step:
             key = self._key(step_id)
             if await self._memo(key, "event") is None:
                 now = self._x.clock.now()
-                await self._save(StepRow(key, "event", "failed", None, _error(exc), 1, now, now))
+                await self._save(
+                    StepRow(key, "event", "failed", None, _error(exc), 1, now, now, self._pos[key])
+                )
             raise
         found = await self._wait(step_id, "event", due, lambda: (self._condition(spec),))
         return None if found is None else event_from_json(found)
@@ -375,7 +418,7 @@ class Step:
             name, data, None, limit=self._x.settings.max_output_bytes, now=self._x.clock.now()
         )
         await self._x.boundary()
-        sender = StepSender(self._x.lease, key, self._x.clock.now())
+        sender = StepSender(self._x.lease, key, self._x.clock.now(), self._pos[key])
         try:
             outcome = await self._x.store.send_event(
                 new, dedupe_seconds=self._x.settings.event_dedupe, sender=sender
@@ -387,7 +430,7 @@ class Step:
         for run_id in outcome.cancelled:  # by their cancel_on, at once
             self._x.local.ended(run_id)
         output = orjson.dumps([outcome.event_id])
-        self._x.remember(StepRow(key, "send_event", "completed", output))
+        self._x.remember(StepRow(key, "send_event", "completed", output, pos=self._pos[key]))
         return [outcome.event_id]
 
     # -- the shared wait path ----------------------------------------------------------
@@ -417,7 +460,14 @@ class Step:
             "expires_at": due,
         }
         spec = WaitSpec(
-            key, kind, due, orjson.dumps(waiting_for), conds, indexed, self._x.clock.now()
+            key,
+            kind,
+            due,
+            orjson.dumps(waiting_for),
+            conds,
+            indexed,
+            self._x.clock.now(),
+            self._pos[key],
         )
         self._x.releasing = True
         try:

@@ -35,6 +35,9 @@ log = logging.getLogger("tarry")
 
 _PURGE_EVERY = 300.0
 """Clock seconds between purges of expired signals and events."""
+_PURGE_BATCH = 500
+_PURGE_BATCHES = 4
+"""Ended runs deleted per transaction, and transactions per turn of the claim loop."""
 _MIN_PAUSE = 0.002
 """Real seconds to wait before claiming again runs that are due but were locked."""
 _SLOW_EXECUTION = 10.0
@@ -111,8 +114,7 @@ class Worker:
                 try:
                     now = self.clock.now()
                     if now >= next_purge:
-                        await store.purge_expired(now - self.settings.event_retention)
-                        next_purge = now + _PURGE_EVERY
+                        next_purge = await self._purge(now)
                     if free > 0 and workflows:
                         batch = await self._claim(workflows, free, caps)
                         if len(batch.runs) == free:
@@ -143,6 +145,21 @@ class Worker:
                     pool.shutdown(wait=False, cancel_futures=True)
             self._handlers = self._steps = None
             await store.unbind_loop()
+
+    async def _purge(self, now: float) -> float:
+        """Delete expired signals and events, and ended runs past their retention, a
+        few batches at a time; when next to purge."""
+        await self.store.purge_expired(now - self.settings.event_retention)
+        retention = self.registry.retention(self.settings.retention)
+        if not retention:
+            return now + _PURGE_EVERY
+        cutoffs = {name: now - seconds for name, seconds in retention.items()}
+        for _ in range(_PURGE_BATCHES):
+            if len(await self.store.purge_runs(cutoffs=cutoffs, limit=_PURGE_BATCH)) < _PURGE_BATCH:
+                break
+        else:
+            return now  # more to delete: again after the next claim
+        return now + min(_PURGE_EVERY, min(retention.values()) / 2)
 
     async def _claim(self, workflows: list[str], free: int, caps: dict[str, int]) -> ClaimBatch:
         """Claim up to ``free`` due runs and start executing them."""

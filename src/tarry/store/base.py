@@ -40,6 +40,9 @@ class StepRow:
     attempts: int = 0
     started_at: float | None = None
     ended_at: float | None = None
+    pos: int | None = None
+    """The step's place in its run: the n-th step its handler reached (None: recorded
+    before tarry kept it)."""
 
 
 @dataclass(slots=True)
@@ -207,6 +210,7 @@ class WaitSpec:
     conditions: tuple[WaitCondition, ...] = ()
     indexed: bool = False
     started_at: float | None = None
+    pos: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +243,51 @@ class StepSender:
     lease: Lease
     step_key: str
     started_at: float
+    pos: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRow:
+    """One failed attempt of a step: its error JSON (type, message, traceback)."""
+
+    key: str
+    attempt: int
+    error: bytes
+    started_at: float | None
+    ended_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeRow:
+    """Something done to a run from outside its code (retried, forked), with JSON
+    ``detail`` (who, from where)."""
+
+    action: str
+    at: float
+    detail: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RunHistory:
+    attempts: list[AttemptRow]
+    changes: list[ChangeRow]
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    """Which runs a bulk operation applies to: None matches any. ``since`` and
+    ``until`` bound the creation time (epoch seconds, ``until`` exclusive)."""
+
+    workflow: str | None = None
+    status: str | None = None
+    since: float | None = None
+    until: float | None = None
+    live: bool = False
+    """Only runs that have not ended."""
+
+    def params(self) -> dict[str, object]:
+        return {"workflow": self.workflow, "status": self.status, "since": self.since,
+                "until": self.until, "live": self.live}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,10 +399,14 @@ class Store(Protocol):
     async def honor_cancel(self, lease: Lease) -> None:
         """End the run as cancelled with the reason its cancellation was requested with."""
 
-    async def cancel(self, run_id: str, reason: bytes | None) -> RunRow | None:
+    async def cancel(
+        self, run_id: str, reason: bytes | None, *, children: bool = True
+    ) -> RunRow | None:
         """Cancel a queued or parked run at once (its waiters removed in the same
         transaction); flag a leased one to stop at its next step. No-op on an
-        ended run. Returns the run after, or None when there is no such run."""
+        ended run. With ``children``, the same for every run it invoked that has not
+        ended, recursively, in the same transaction. Returns the run after, or None
+        when there is no such run."""
 
     async def get_run(self, run_id: str) -> tuple[RunRow, list[StepRow]] | None:
         """A run and all its step records, in one read."""
@@ -375,3 +428,40 @@ class Store(Protocol):
     async def purge_expired(self, events_before: float) -> int:
         """Delete buffered signals past their retention and events received before
         ``events_before``. Returns how many rows went."""
+
+    async def run_history(self, run_id: str) -> RunHistory:
+        """The failed attempts of the run's steps and what was done to it, oldest first."""
+
+    async def retry_run(self, run_id: str, detail: bytes) -> RunRow | None:
+        """Queue a failed or cancelled run again, from its failed (or cancelled) steps,
+        which go with their retry counts; completed steps stay. ``RunStateError`` for a
+        run in another state; None for no such run."""
+
+    async def fork_run(
+        self, run_id: str, from_step: str, new: NewRun, detail: bytes
+    ) -> RunRow | None:
+        """Create ``new`` with copies of the ended run's steps recorded before
+        ``from_step``. ``RunStateError`` if the run has not ended, ``ValueError`` if it
+        recorded no such step; None for no such run."""
+
+    async def find_runs(self, where: RunFilter, after: int, limit: int) -> list[tuple[int, str]]:
+        """``(seq, id)`` of the runs matching ``where`` with ``seq > after``, oldest first."""
+
+    async def count_runs(self, where: RunFilter) -> int:
+        """How many runs match ``where``."""
+
+    async def purge_runs(
+        self,
+        *,
+        cutoffs: Mapping[str, float] | None = None,
+        before: float | None = None,
+        workflow: str | None = None,
+        only: Sequence[str] | None = None,
+        limit: int = 500,
+        dry_run: bool = False,
+    ) -> list[str]:
+        """Delete up to ``limit`` ended runs with all kept for them, one purger at a
+        time: those of each workflow in ``cutoffs`` that ended before its cutoff, or
+        those (of ``workflow``, or any) that ended before ``before``, or the runs in
+        ``only``. Never a run that has not ended. The ids chosen (``dry_run``: they
+        are only listed)."""

@@ -176,6 +176,8 @@ class PostgresStore(CoreStore):
         return await super().create_run(run)
 
     async def save_step(self, lease: Lease, step: StepRow) -> bool:
+        if runs.is_failed_attempt(step):  # its attempt is kept too: the full path
+            return await super().save_step(lease, step)
         # The lease check and the write in one statement, grouped with other runs'
         # step writes into one transaction when several are ready at once.
         row = await self._batched("save_step", {**step_params(lease.run_id, step),

@@ -20,6 +20,7 @@ _LOCK_NAMES = {
     "event-id": "event-id",
     "invoke": "invoke",
     "cap": "tarry-cap",
+    "purge": "purge",
 }
 _NOTIFYING = frozenset({"resolve_wait"})
 """Named queries that send the schema's NOTIFY themselves."""

@@ -45,6 +45,7 @@ def step_row(row: Sequence[Any]) -> StepRow:
         attempts=row[6],
         started_at=row[7],
         ended_at=row[8],
+        pos=row[9] if len(row) > 9 else None,
     )
 
 
@@ -59,6 +60,7 @@ def step_params(run_id: str, step: StepRow) -> dict[str, Any]:
         "attempts": step.attempts,
         "started_at": step.started_at,
         "ended_at": step.ended_at,
+        "pos": step.pos,
     }
 
 

@@ -31,7 +31,16 @@ from .sql import load_migrations, load_queries
 from .sqlite_writer import GroupCommitWriter
 
 Q = load_queries("sqlite")
-SCRIPTS = {name: sql.split(";\n") for name, sql in Q.items() if ";\n" in sql}
+def _statements(sql: str) -> list[str]:
+    """The statements of a named query: comment-only pieces are not statements."""
+    return [
+        part
+        for part in sql.split(";\n")
+        if any(line.strip() and not line.strip().startswith("--") for line in part.splitlines())
+    ]
+
+
+SCRIPTS = {name: parts for name, sql in Q.items() if len(parts := _statements(sql)) > 1}
 """Named queries of several statements, run in order with the same parameters."""
 MIGRATIONS = load_migrations("sqlite")
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -26,6 +26,8 @@ from ..base import (
     NewEvent,
     NewRun,
     ParkResult,
+    RunFilter,
+    RunHistory,
     RunRow,
     SignalOutcome,
     StepRow,
@@ -33,7 +35,7 @@ from ..base import (
     WaitSpec,
     WorkflowConfig,
 )
-from . import claims, delivery, runs, waits
+from . import claims, delivery, operate, runs, waits
 from .delivery import MessageStatus
 from .port import Tx
 
@@ -136,8 +138,12 @@ class CoreStore(ABC):
     async def honor_cancel(self, lease: Lease) -> None:
         await self._transact(partial(runs.honor_cancel, lease=lease))
 
-    async def cancel(self, run_id: str, reason: bytes | None) -> RunRow | None:
-        return await self._transact(partial(runs.cancel, run_id=run_id, reason=reason))
+    async def cancel(
+        self, run_id: str, reason: bytes | None, *, children: bool = True
+    ) -> RunRow | None:
+        return await self._transact(
+            partial(runs.cancel, run_id=run_id, reason=reason, children=children)
+        )
 
     async def get_run(self, run_id: str) -> tuple[RunRow, list[StepRow]] | None:
         return await self._read(partial(claims.get_run, run_id=run_id))
@@ -160,3 +166,37 @@ class CoreStore(ABC):
 
     async def purge_expired(self, events_before: float) -> int:
         return await self._transact(partial(claims.purge_expired, events_before=events_before))
+
+    async def run_history(self, run_id: str) -> RunHistory:
+        return await self._read(partial(operate.run_history, run_id=run_id))
+
+    async def retry_run(self, run_id: str, detail: bytes) -> RunRow | None:
+        return await self._transact(partial(operate.retry_run, run_id=run_id, detail=detail))
+
+    async def fork_run(
+        self, run_id: str, from_step: str, new: NewRun, detail: bytes
+    ) -> RunRow | None:
+        return await self._transact(
+            partial(operate.fork_run, run_id=run_id, from_step=from_step, new=new, detail=detail)
+        )
+
+    async def find_runs(self, where: RunFilter, after: int, limit: int) -> list[tuple[int, str]]:
+        return await self._read(partial(operate.find_runs, where=where, after=after, limit=limit))
+
+    async def count_runs(self, where: RunFilter) -> int:
+        return await self._read(partial(operate.count_runs, where=where))
+
+    async def purge_runs(
+        self,
+        *,
+        cutoffs: Mapping[str, float] | None = None,
+        before: float | None = None,
+        workflow: str | None = None,
+        only: Sequence[str] | None = None,
+        limit: int = 500,
+        dry_run: bool = False,
+    ) -> list[str]:
+        return await self._transact(
+            partial(operate.purge_runs, cutoffs=cutoffs, before=before, workflow=workflow,
+                    only=only, limit=limit, dry_run=dry_run)
+        )  # fmt: skip

@@ -18,9 +18,10 @@ from ...ids import new_id
 from ...models import ENDED_STATUSES, StepKind
 from ..base import EventOutcome, NewEvent, NewRun, SignalOutcome, StepRow, StepSender
 from ..matching import matches, residue, value_at
-from ..rows import event_json, message_json
+from ..rows import error_json, event_json, message_json
 from .port import Tx
 from .runs import (
+    cancel_children,
     event_value_lock,
     fence,
     insert_run,
@@ -50,7 +51,9 @@ async def _sent_before(tx: Tx, sender: StepSender | None) -> tuple[bytes | None,
 
 
 async def _store_send(tx: Tx, sender: StepSender, kind: StepKind, output: bytes) -> None:
-    step = StepRow(sender.step_key, kind, "completed", output, None, 1, sender.started_at, tx.now)
+    step = StepRow(
+        sender.step_key, kind, "completed", output, None, 1, sender.started_at, tx.now, sender.pos
+    )
     await upsert_step(tx, sender.lease.run_id, step)
 
 
@@ -146,6 +149,8 @@ async def _deliver_event(tx: Tx, event: NewEvent, dedupe_seconds: float) -> Even
             _, ended = await request_cancel(tx, run_id)
             if ended:
                 cancelled.append(run_id)
+            reason = error_json("Cancelled", f"cancelled by event {event.name!r}")
+            cancelled.extend(await cancel_children(tx, run_id, reason))
     return EventOutcome(event.id, False, tuple(started), tuple(resumed), tuple(cancelled))
 
 

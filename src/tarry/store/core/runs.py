@@ -147,14 +147,22 @@ async def insert_run(tx: Tx, run: NewRun) -> bool:
     if not created:
         return False
     tx.wake()
-    found = await tx.one("workflow_cancel_on", {"id": run.workflow})
+    await file_cancel_on(tx, run.id, run.workflow, run.payload, run.trigger)
+    return True
+
+
+async def file_cancel_on(
+    tx: Tx, run_id: str, workflow: str, payload: bytes | None, trigger: bytes | None
+) -> None:
+    """File the waiters of the workflow's ``cancel_on`` for a run starting (or
+    starting again: a retry)."""
+    found = await tx.one("workflow_cancel_on", {"id": workflow})
     cancel_on = None if found is None else found[0]
     if cancel_on is not None and bytes(cancel_on) != b"[]":
-        trigger = trigger_of(run.workflow, run.payload, run.trigger)
+        run_trigger = trigger_of(workflow, payload, trigger)
         for item in orjson.loads(cancel_on):
-            filing = resolve_filing(Filing(**item), trigger)
-            await insert_waiter(tx, run.id, "", EventWait(filing), None, kind="cancel")
-    return True
+            filing = resolve_filing(Filing(**item), run_trigger)
+            await insert_waiter(tx, run_id, "", EventWait(filing), None, kind="cancel")
 
 
 async def sync_workflows(tx: Tx, configs: list[WorkflowConfig]) -> None:
@@ -244,13 +252,42 @@ async def request_cancel(
     return run, True
 
 
-async def cancel(tx: Tx, run_id: str, reason: bytes | None) -> RunRow | None:
-    before, _ = await request_cancel(tx, run_id, reason or error_json("Cancelled", "cancelled"))
+async def cancel(
+    tx: Tx, run_id: str, reason: bytes | None, *, children: bool = True
+) -> RunRow | None:
+    """Cancel the run and, unless ``children`` is False, every run it invoked that has
+    not ended, recursively. The invoked runs go first, deepest first: a child's end
+    locks its parent after itself, and so does this, so the two never deadlock."""
+    reason = reason or error_json("Cancelled", "cancelled")
+    if children:
+        await cancel_children(tx, run_id, reason)
+    before, _ = await request_cancel(tx, run_id, reason)
     if before is None:
         return None
     after = await tx.one("select_run", {"id": run_id})
     assert after is not None
     return run_row(after)
+
+
+async def cancel_children(tx: Tx, run_id: str, reason: bytes) -> list[str]:
+    """Cancel every run ``run_id`` invoked that has not ended, recursively, deepest
+    first; the ids of those that ended now (the others are flagged)."""
+    tree: list[str] = []
+    frontier = [run_id]
+    while frontier:
+        found = [
+            row[0] for parent in frontier for row in await tx.all("live_children", {"id": parent})
+        ]
+        tree.extend(found)
+        frontier = found
+    message = (orjson.loads(reason) or {}).get("message", "cancelled")
+    because = error_json("Cancelled", f"run {run_id!r}, which invoked it, was cancelled: {message}")
+    ended = []
+    for child in reversed(tree):
+        _, now = await request_cancel(tx, child, because)
+        if now:
+            ended.append(child)
+    return ended
 
 
 async def finish(
@@ -305,15 +342,29 @@ async def requeue(tx: Tx, run_id: str, due_at: float) -> None:
 async def save_step(tx: Tx, lease: Lease, step: StepRow) -> bool:
     params = step_params(lease.run_id, step)
     if await tx.run("save_step_leased", {**params, "token": lease.token}):
+        await record_attempt(tx, lease.run_id, step)
         return False  # the common case, in one statement
     cancel_requested = await fence(tx, lease)  # the lease is gone, or a cancel is pending
     await tx.run("upsert_step", params)
+    await record_attempt(tx, lease.run_id, step)
     return cancel_requested
+
+
+def is_failed_attempt(step: StepRow) -> bool:
+    return step.kind == "run" and step.status in ("failed", "retrying")
+
+
+async def record_attempt(tx: Tx, run_id: str, step: StepRow) -> None:
+    """Keep a failed attempt of a ``run`` step (its error and traceback) in the step's
+    history, which outlives the step record's last word."""
+    if is_failed_attempt(step):
+        await tx.run("insert_step_attempt", step_params(run_id, step))
 
 
 async def retry_step(tx: Tx, lease: Lease, step: StepRow, due_at: float) -> bool:
     cancel_requested = await fence(tx, lease)
     await upsert_step(tx, lease.run_id, step)
+    await record_attempt(tx, lease.run_id, step)
     if cancel_requested:
         await cancel_now(tx, lease.run_id)
         return True

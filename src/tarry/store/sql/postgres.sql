@@ -60,14 +60,14 @@ LIMIT 1
 FOR UPDATE;
 
 -- name: select_steps
-SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at
+SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at, pos
 FROM steps WHERE run_id = :id
-ORDER BY started_at NULLS FIRST, key COLLATE "C";
+ORDER BY started_at NULLS FIRST, pos NULLS FIRST, key COLLATE "C";
 
 -- name: select_steps_by_run_ids
-SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at
+SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at, pos
 FROM steps WHERE run_id = ANY(:ids)
-ORDER BY run_id, started_at NULLS FIRST, key COLLATE "C";
+ORDER BY run_id, started_at NULLS FIRST, pos NULLS FIRST, key COLLATE "C";
 
 -- name: due_runs
 SELECT id, workflow, status, cancel_requested, due_at FROM runs
@@ -200,14 +200,14 @@ WITH fence AS (
     FOR NO KEY UPDATE
 ), saved AS (
     INSERT INTO steps (run_id, key, kind, status, output, error, attempts, started_at,
-                       ended_at)
+                       ended_at, pos)
     SELECT :run_id, :key, :kind, :status, :output, :error, :attempts,
-           :started_at, :ended_at
+           :started_at, :ended_at, :pos
     FROM fence
     ON CONFLICT (run_id, key) DO UPDATE SET
         kind = excluded.kind, status = excluded.status, output = excluded.output,
         error = excluded.error, attempts = excluded.attempts, started_at = excluded.started_at,
-        ended_at = excluded.ended_at
+        ended_at = excluded.ended_at, pos = coalesce(excluded.pos, steps.pos)
     RETURNING 1
 )
 SELECT cancel_requested FROM fence;
@@ -231,3 +231,12 @@ SELECT id FROM ended;
 
 -- name: server_clock
 SELECT extract(epoch FROM clock_timestamp())::float8;
+
+-- name: delete_runs
+-- A purge of ended runs: each with everything kept for it.
+WITH s AS (DELETE FROM steps WHERE run_id = ANY(:ids)),
+     a AS (DELETE FROM step_attempts WHERE run_id = ANY(:ids)),
+     c AS (DELETE FROM run_changes WHERE run_id = ANY(:ids)),
+     w AS (DELETE FROM waiters WHERE run_id = ANY(:ids)),
+     m AS (DELETE FROM messages WHERE run_id = ANY(:ids))
+DELETE FROM runs WHERE id = ANY(:ids) AND ended_at IS NOT NULL;

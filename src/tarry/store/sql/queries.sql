@@ -28,16 +28,18 @@ FROM runs WHERE id = :id;
 SELECT parent_id FROM runs WHERE id = :id;
 
 -- name: select_step
-SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at
+SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at, pos
 FROM steps WHERE run_id = :run_id AND key = :key;
 
 -- name: upsert_step
-INSERT INTO steps (run_id, key, kind, status, output, error, attempts, started_at, ended_at)
-VALUES (:run_id, :key, :kind, :status, :output, :error, :attempts, :started_at, :ended_at)
+INSERT INTO steps (run_id, key, kind, status, output, error, attempts, started_at, ended_at,
+                   pos)
+VALUES (:run_id, :key, :kind, :status, :output, :error, :attempts, :started_at, :ended_at,
+        :pos)
 ON CONFLICT (run_id, key) DO UPDATE SET
     kind = excluded.kind, status = excluded.status, output = excluded.output,
     error = excluded.error, attempts = excluded.attempts, started_at = excluded.started_at,
-    ended_at = excluded.ended_at;
+    ended_at = excluded.ended_at, pos = coalesce(excluded.pos, steps.pos);
 
 -- name: release_run
 UPDATE runs
@@ -247,10 +249,80 @@ FROM runs AS r WHERE r.id = :id;
 -- A step's result in one statement, in the common case: stored only while this lease
 -- holds the run and no cancel is pending. No row written: the caller finds out
 -- which (the fence).
-INSERT INTO steps (run_id, key, kind, status, output, error, attempts, started_at, ended_at)
-SELECT :run_id, :key, :kind, :status, :output, :error, :attempts, :started_at, :ended_at
+INSERT INTO steps (run_id, key, kind, status, output, error, attempts, started_at, ended_at,
+                   pos)
+SELECT :run_id, :key, :kind, :status, :output, :error, :attempts, :started_at, :ended_at, :pos
 FROM runs WHERE id = :run_id AND lease_token = :token AND NOT cancel_requested
 ON CONFLICT (run_id, key) DO UPDATE SET
     kind = excluded.kind, status = excluded.status, output = excluded.output,
     error = excluded.error, attempts = excluded.attempts, started_at = excluded.started_at,
-    ended_at = excluded.ended_at;
+    ended_at = excluded.ended_at, pos = coalesce(excluded.pos, steps.pos);
+
+-- name: insert_step_attempt
+-- Operating runs (failed attempts, retries, forks, cascading cancels, retention)
+-- from here on.
+INSERT INTO step_attempts (run_id, key, attempt, error, started_at, ended_at)
+VALUES (:run_id, :key, :attempts, :error, :started_at, :ended_at);
+
+-- name: select_step_attempts
+SELECT key, attempt, error, started_at, ended_at FROM step_attempts
+WHERE run_id = :run_id ORDER BY seq;
+
+-- name: insert_run_change
+INSERT INTO run_changes (run_id, at, action, detail) VALUES (:run_id, :now, :action, :detail);
+
+-- name: select_run_changes
+SELECT action, at, detail FROM run_changes WHERE run_id = :run_id ORDER BY seq;
+
+-- name: select_all_steps
+SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at, pos
+FROM steps WHERE run_id = :run_id;
+
+-- name: delete_unfinished_steps
+-- What a retry runs again: the steps that failed, were cancelled or wait to be retried.
+DELETE FROM steps WHERE run_id = :run_id AND status IN ('failed', 'cancelled', 'retrying');
+
+-- name: reopen_run
+UPDATE runs
+SET status = 'queued', output = NULL, error = NULL, ended_at = NULL, due_at = :now,
+    lease_token = NULL, waiting_for = NULL, cancel_requested = false, cancel_reason = NULL,
+    updated_at = :now
+WHERE id = :run_id;
+
+-- name: live_children
+SELECT id FROM runs WHERE parent_id = :id AND ended_at IS NULL;
+
+-- name: find_runs
+-- Runs by filter, oldest first, for the bulk operations (seq > :after pages on).
+SELECT seq, id FROM runs
+WHERE seq > :after
+  AND (CAST(:workflow AS text) IS NULL OR workflow = :workflow)
+  AND (CAST(:status AS text) IS NULL OR status = :status)
+  AND (CAST(:since AS double precision) IS NULL OR created_at >= :since)
+  AND (CAST(:until AS double precision) IS NULL OR created_at < :until)
+  AND (NOT :live OR ended_at IS NULL)
+ORDER BY seq
+LIMIT :limit;
+
+-- name: count_runs
+SELECT count(*) FROM runs
+WHERE (CAST(:workflow AS text) IS NULL OR workflow = :workflow)
+  AND (CAST(:status AS text) IS NULL OR status = :status)
+  AND (CAST(:since AS double precision) IS NULL OR created_at >= :since)
+  AND (CAST(:until AS double precision) IS NULL OR created_at < :until)
+  AND (NOT :live OR ended_at IS NULL);
+
+-- name: expired_runs
+-- Ended runs of one workflow that ended before :cutoff, oldest first.
+SELECT id FROM runs
+WHERE workflow = :workflow AND ended_at IS NOT NULL AND ended_at < :cutoff
+ORDER BY ended_at
+LIMIT :limit;
+
+-- name: old_runs
+-- Ended runs (of any workflow, or of :workflow) that ended before :cutoff.
+SELECT id FROM runs
+WHERE ended_at IS NOT NULL AND ended_at < :cutoff
+  AND (CAST(:workflow AS text) IS NULL OR workflow = :workflow)
+ORDER BY ended_at
+LIMIT :limit;

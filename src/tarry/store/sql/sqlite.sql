@@ -8,14 +8,14 @@
 SELECT cancel_requested FROM runs WHERE id = :run_id AND lease_token = :token;
 
 -- name: select_steps
-SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at
+SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at, pos
 FROM steps WHERE run_id = :id
-ORDER BY started_at, key;
+ORDER BY started_at, pos, key;
 
 -- name: select_steps_by_run_ids
-SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at
+SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at, pos
 FROM steps WHERE run_id IN (SELECT value FROM json_each(:ids))
-ORDER BY run_id, started_at, key;
+ORDER BY run_id, started_at, pos, key;
 
 -- name: due_runs
 -- The unary + keeps the planner on runs_due: the workflow index would visit every
@@ -72,3 +72,12 @@ UPDATE steps SET status = :status, output = :output, error = :error, ended_at = 
 WHERE run_id = :run_id AND key = :key;
 UPDATE runs SET status = 'queued', due_at = :now, waiting_for = NULL, updated_at = :now
 WHERE id = :run_id AND status = 'waiting';
+
+-- name: delete_runs
+-- A purge of ended runs: each with everything kept for it.
+DELETE FROM steps WHERE run_id IN (SELECT value FROM json_each(:ids));
+DELETE FROM step_attempts WHERE run_id IN (SELECT value FROM json_each(:ids));
+DELETE FROM run_changes WHERE run_id IN (SELECT value FROM json_each(:ids));
+DELETE FROM waiters WHERE run_id IN (SELECT value FROM json_each(:ids));
+DELETE FROM messages WHERE run_id IN (SELECT value FROM json_each(:ids));
+DELETE FROM runs WHERE id IN (SELECT value FROM json_each(:ids)) AND ended_at IS NOT NULL;
