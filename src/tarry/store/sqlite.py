@@ -31,6 +31,8 @@ from .sql import load_migrations, load_queries
 from .sqlite_writer import GroupCommitWriter
 
 Q = load_queries("sqlite")
+
+
 def _statements(sql: str) -> list[str]:
     """The statements of a named query: comment-only pieces are not statements."""
     return [
