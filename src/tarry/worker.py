@@ -71,6 +71,8 @@ class Worker:
         """Per workflow, step ids whose function is replaced (``tarry.testing``)."""
         self._counting: collections.Counter[str] | None = None
         """Executions started per run while ``settle`` counts them."""
+        self._next_purge = 0.0
+        """Clock time of the next purge of expired signals, events and ended runs."""
         self._claiming = 0
         """Claims in flight: runs leased by the store and not yet in ``_active``."""
         self._active: dict[str, tuple[asyncio.Task[None], Attempt]] = {}
@@ -103,7 +105,6 @@ class Worker:
         await store.bind_loop()
         store.add_wake_listener(self._on_wake)
         heartbeat = asyncio.create_task(self._heartbeat(), name="tarry-heartbeat")
-        next_purge = 0.0
         backoff = _BACKOFF_FIRST
         try:
             while not self._stopping:
@@ -113,8 +114,7 @@ class Worker:
                 free = self.concurrency - len(self._active)
                 try:
                     now = self.clock.now()
-                    if now >= next_purge:
-                        next_purge = await self._purge(now)
+                    await self._purge_if_due(now)
                     if free > 0 and workflows:
                         batch = await self._claim(workflows, free, caps)
                         if len(batch.runs) == free:
@@ -125,6 +125,8 @@ class Worker:
                             pause = _MIN_PAUSE
                         else:
                             until = batch.next_due
+                    # Asleep, the worker still wakes for its next purge.
+                    until = self._next_purge if until is None else min(until, self._next_purge)
                     backoff = _BACKOFF_FIRST
                 except StoreError as exc:
                     log.warning("worker: the store failed (%s); retrying in %.1f s", exc, backoff)
@@ -145,6 +147,10 @@ class Worker:
                     pool.shutdown(wait=False, cancel_futures=True)
             self._handlers = self._steps = None
             await store.unbind_loop()
+
+    async def _purge_if_due(self, now: float) -> None:
+        if now >= self._next_purge:
+            self._next_purge = await self._purge(now)
 
     async def _purge(self, now: float) -> float:
         """Delete expired signals and events, and ended runs past their retention, a
@@ -196,6 +202,7 @@ class Worker:
                 if batch.next_due is not None and batch.next_due <= self.clock.now():
                     await asyncio.sleep(_MIN_PAUSE)  # due but locked by another claim
                     continue
+                await self._purge_if_due(self.clock.now())
                 return batch.next_due
         finally:
             self._counting = None

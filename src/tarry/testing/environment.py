@@ -233,8 +233,8 @@ class Environment:
     async def send_message(self, run_id: str, name: str, data: Any = None) -> None:
         await self._home(self.app.send_message(run_id, name, data))
 
-    async def cancel(self, run_id: str, reason: str | None = None) -> Run:
-        return await self._home(self.app.cancel(run_id, reason))
+    async def cancel(self, run_id: str, reason: str | None = None, *, children: bool = True) -> Run:
+        return await self._home(self.app.cancel(run_id, reason, children=children))
 
     async def get_run(self, run_id: str) -> Run:
         return await self._home(self.app.get_run(run_id))
