@@ -87,6 +87,7 @@ class App(RunOperations):
         event_retention: Duration = "7d",
         event_dedupe: Duration = "24h",
         retention: Duration | None = None,
+        version: str | None = None,
         clock: Clock | None = None,
     ) -> None:
         url = database or os.environ.get("TARRY_DATABASE_URL") or DEFAULT_DATABASE
@@ -111,6 +112,12 @@ class App(RunOperations):
         given, or the store's, which on PostgreSQL follows the server's clock so that
         all machines agree. ``result(timeout=)`` is a client's patience: real time."""
         self.workflows = Registry()
+        named = version if version is not None else os.environ.get("TARRY_VERSION") or None
+        if named is not None:
+            check_name(named, "version")
+        self.workflows.version = named
+        """``version`` names the code: else ``$TARRY_VERSION``, else each workflow's
+        source hash. Runs record the version they start and last run under."""
         self._local = Local()
         self._synced = 0
         """The registry's generation the store last recorded."""
@@ -230,8 +237,9 @@ class App(RunOperations):
             {} if payload is None else payload, what="start payload", limit=self.max_output_bytes
         )
         store = await self._open()
+        version = self.workflows.version_of(workflow)
         created_id, _ = await store.create_run(
-            NewRun(run_id or new_id(self.clock.now()), workflow, data)
+            NewRun(run_id or new_id(self.clock.now()), workflow, data, version=version)
         )
         return created_id
 
@@ -321,14 +329,18 @@ class App(RunOperations):
         workflow: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        version: str | None = None,
     ) -> Page[Run]:
-        """Runs newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
+        """Runs newest first; pass ``next_cursor`` back as ``cursor`` for the next page.
+        ``version``: only runs started on that code version."""
         if status is not None and status not in RUN_STATUSES:
             raise ValueError(f"unknown run status {status!r}; expected one of {RUN_STATUSES}")
         check_limit(limit)
         after = parse_cursor(cursor)
         store = await self._open()
-        rows = await store.list_runs(status=status, workflow=workflow, limit=limit, cursor=after)
+        rows = await store.list_runs(
+            status=status, workflow=workflow, limit=limit, cursor=after, version=version
+        )
         runs = [to_run(row, []) for row in rows]
         next_cursor = str(rows[-1].seq) if len(rows) == limit else None
         return Page(runs, next_cursor)

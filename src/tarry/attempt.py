@@ -46,6 +46,7 @@ class Attempt:
         local: Local,
         threads: concurrent.futures.Executor,
         doubles: Mapping[str, Callable[..., Any]] | None = None,
+        version_of: Callable[[str], str | None] = lambda _: None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -55,6 +56,10 @@ class Attempt:
         """Where synchronous step functions run."""
         self.doubles: Mapping[str, Callable[..., Any]] = doubles or {}
         """Step ids whose function is replaced in this attempt (``tarry.testing``)."""
+        self.version_of = version_of
+        """The code version of a workflow in this process (child runs record theirs)."""
+        self.version = version_of(claimed.run.workflow)
+        """The code version this attempt runs."""
         self.run = claimed.run
         self.lease = claimed.lease
         self.retries = retries
@@ -63,6 +68,8 @@ class Attempt:
         """What the run's step records hold, outputs and errors: capped by
         ``max_history_bytes``."""
         self.cancel_requested = False
+        self.dry = False
+        """A replay that must write nothing (``tarry check``): see ``check.py``."""
         self.releasing = False
         """Set just before a write that gives the lease up (park, retry, end): a lease
         found gone after that is this attempt's own doing, not a takeover."""

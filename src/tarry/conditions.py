@@ -272,3 +272,18 @@ def waiting_key(conds: tuple[WaitCondition, ...]) -> str | None:
     if isinstance(cond, MessageWait):
         return cond.name
     return cond.child.id
+
+
+def describe(spec: AnyCondition) -> str:
+    """What one condition waits on, as a replay compares it: its kind and the keys,
+    names and expressions the code gave it (never its deadline or lookback)."""
+    if isinstance(spec, SignalCondition):
+        return f"signal {spec.key!r}"
+    if isinstance(spec, EventWaitCondition):
+        cond = spec.condition
+        if cond.match is not None:
+            return f"event {cond.name!r} match {cond.match!r}"
+        if cond.if_ is not None:
+            return f"event {cond.name!r} if {cond.if_!r}"
+        return f"event {cond.name!r}"
+    return "message" if spec.name is None else f"message {spec.name!r}"

@@ -16,7 +16,7 @@ import orjson
 
 from . import serde
 from .attempt import Attempt
-from .errors import Bail, StepFailed, Suspend
+from .errors import Bail, LeaseLost, StepFailed, StoreUnavailable, Suspend
 from .registry import Workflow
 from .step import Step
 from .tracebacks import format_bounded
@@ -58,6 +58,12 @@ async def execute(
     the outcome."""
     x = attempt
     step = Step(x)
+    if x.version is not None and x.run.last_version != x.version:
+        try:  # code deployed since the run last ran, or a run started elsewhere
+            await x.store.note_version(x.lease, x.version)
+        except (LeaseLost, StoreUnavailable) as exc:
+            x.stop(exc)
+            return
     try:
         if workflow.is_async:
             output = await workflow.fn(x.ctx, step)

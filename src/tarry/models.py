@@ -17,7 +17,16 @@ ENDED_STATUSES: frozenset[str] = frozenset(get_args(EndStatus))
 
 StepStatus = Literal["completed", "failed", "waiting", "retrying", "timed_out", "cancelled"]
 StepKind = Literal[
-    "run", "sleep", "signal", "event", "message", "any", "invoke", "send_signal", "send_event"
+    "run",
+    "sleep",
+    "signal",
+    "event",
+    "message",
+    "any",
+    "invoke",
+    "send_signal",
+    "send_event",
+    "patch",
 ]
 WaitKind = Literal["sleep", "signal", "event", "message", "any", "invoke"]
 """What a parked run waits on, as its ``waiting_for.kind`` says."""
@@ -137,6 +146,11 @@ class Run:
     steps: list[StepRecord]
     messages: list[Message] = field(default_factory=list)
     """The run's mailbox, oldest first (filled by ``get_run``; empty in listings)."""
+    version: str | None = None
+    """The code version the run started on (``App(version=)``, ``$TARRY_VERSION`` or
+    the handler's source hash)."""
+    last_version: str | None = None
+    """The code version of its latest attempt."""
     failed_attempts: list[FailedAttempt] = field(default_factory=list)
     """Every failed attempt of any of its steps, oldest first (``get_run``)."""
     changes: list[RunChange] = field(default_factory=list)

@@ -25,6 +25,7 @@ from .ids import new_id
 from .local import Local
 from .models import RUN_STATUSES, Run
 from .names import check_name
+from .registry import Registry
 from .settings import Settings
 from .store.base import NewRun, RunFilter, Store
 
@@ -159,6 +160,7 @@ class RunOperations:
 
     clock: Clock
     settings: Settings
+    workflows: Registry
     _local: Local
 
     async def _open(self) -> Store:
@@ -206,6 +208,7 @@ class RunOperations:
             source.workflow,
             data if data is not None else source.payload or b"{}",
             source.trigger,
+            version=self.workflows.version_of(source.workflow),
         )
         detail = change_detail(by, from_run=run_id, from_step=from_step)
         if await store.fork_run(run_id, from_step, new, detail) is None:

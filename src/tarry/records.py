@@ -30,6 +30,8 @@ def to_run(row: RunRow, steps: list[StepRow]) -> Run:
             key=waiting.get("key"),
             expires_at=to_datetime(waiting.get("expires_at")),
         ),
+        version=row.version,
+        last_version=row.last_version,
         steps=[
             StepRecord(
                 id=s.key,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ class Workflow:
     concurrency: int | None = None
     retain: float | None = None
     """Seconds ended runs are kept (None: the App's ``retention``)."""
+    source_hash: str = ""
+    """A short hash of the handler's source: its code version unless the App names one."""
 
     def config(self) -> WorkflowConfig:
         """What the store keeps so that an event from any process starts or cancels runs."""
@@ -39,6 +42,17 @@ class Workflow:
 
 class Registry(Mapping[str, Workflow]):
     """Workflows by id, in registration order; read like a dict."""
+
+    version: str | None = None
+    """The code version the App names (``App(version=)`` or ``$TARRY_VERSION``), which
+    every workflow reports instead of its source hash."""
+
+    def version_of(self, workflow: str) -> str | None:
+        """The code version runs of ``workflow`` run under here (None: not registered)."""
+        found = self._workflows.get(workflow)
+        if found is None:
+            return None
+        return self.version or found.source_hash
 
     def __init__(self) -> None:
         self._workflows: dict[str, Workflow] = {}
@@ -101,7 +115,7 @@ class Registry(Mapping[str, Workflow]):
             is_async = inspect.iscoroutinefunction(fn)
             self.generation += 1
             self._workflows[id] = Workflow(
-                id, fn, is_async, retries, triggers, cancels, concurrency, keep
+                id, fn, is_async, retries, triggers, cancels, concurrency, keep, _source_hash(fn)
             )
             return fn
 
@@ -121,3 +135,13 @@ class Registry(Mapping[str, Workflow]):
             w.id: w.retain if w.retain is not None else default for w in self._workflows.values()
         }
         return {name: seconds for name, seconds in kept.items() if seconds is not None}
+
+
+def _source_hash(fn: Handler) -> str:
+    """12 hex digits of the handler's source (its bytecode when the source is gone)."""
+    try:
+        text = inspect.getsource(fn).encode()
+    except (OSError, TypeError):
+        code = getattr(fn, "__code__", None)
+        text = code.co_code if code is not None else repr(fn).encode()
+    return hashlib.sha256(text).hexdigest()[:12]

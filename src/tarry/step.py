@@ -21,18 +21,21 @@ from typing import Any, Literal, NoReturn
 import orjson
 
 from . import conditions, serde
-from .attempt import Attempt
-from .conditions import AnyCondition, EventWaitCondition, MessageCondition, new_event
-from .durations import Duration, Timeout, check_aware, deadline, parse_duration
+from .conditions import (
+    AnyCondition,
+    EventWaitCondition,
+    MessageCondition,
+    describe,
+    new_event,
+)
+from .durations import Duration, Timeout, check_aware, parse_duration
 from .errors import (
     Bail,
     ConfigError,
     ExpressionError,
     LeaseLost,
-    NonDeterminismError,
     NonRetriableError,
     RetryAfter,
-    SignalConflict,
     StepFailed,
     StoreUnavailable,
     Suspend,
@@ -41,101 +44,17 @@ from .models import (
     Event,
     Message,
     SignalResult,
-    StepKind,
-    WaitKind,
     Woken,
     event_from_json,
     message_from_json,
 )
 from .names import check_name, child_run_id
-from .store.base import InvokeWait, NewRun, StepRow, StepSender, WaitCondition, WaitSpec
-from .tracebacks import format_bounded
+from .step_core import PATCH_PREFIX, StepCore, attempt_error, error_bytes, error_message
+from .store.base import InvokeWait, NewRun, StepRow, StepSender
 
 
-def _error(exc: BaseException | str, kind: str | None = None) -> bytes:
-    message = exc if isinstance(exc, str) else str(exc) or type(exc).__name__
-    name = kind or (type(exc).__name__ if isinstance(exc, BaseException) else "Error")
-    return orjson.dumps({"type": name, "message": message})
-
-
-def _attempt_error(exc: BaseException) -> bytes:
-    """A failed attempt as stored: its error with its traceback."""
-    message = str(exc) or type(exc).__name__
-    return orjson.dumps(
-        {"type": type(exc).__name__, "message": message, "traceback": format_bounded(exc)}
-    )
-
-
-def _error_message(row: StepRow) -> tuple[str, str]:
-    info = serde.loads(row.error) or {}
-    return str(info.get("type", "Error")), str(info.get("message", "step failed"))
-
-
-def _spell(step_id: str, repeat: int) -> str:
-    """The key of the ``repeat``-th use of ``step_id`` in a run: ``id``, ``id:1``, ..."""
-    return step_id if repeat == 0 else f"{step_id}:{repeat}"
-
-
-class Step:
+class Step(StepCore):
     """``step`` in ``handler(ctx, step)``. Every method takes a step id first."""
-
-    def __init__(self, attempt: Attempt) -> None:
-        self._x = attempt
-        self._seen: dict[str, int] = {}
-        self._count = 0
-        self._pos: dict[str, int] = {}
-        """Each key's place in the run: the n-th step the handler reached."""
-
-    # -- bookkeeping ---------------------------------------------------------------
-
-    def _key(self, step_id: str) -> str:
-        seen = self._seen.get(step_id) if type(step_id) is str else None
-        if seen is None:  # a repeat (a loop) was checked the first time
-            check_name(step_id, "step id")
-            seen = 0
-        key = _spell(step_id, seen)
-        self._seen[step_id] = seen + 1
-        self._count += 1
-        self._pos[key] = self._count
-        return key
-
-    async def _memo(self, key: str, kind: StepKind) -> StepRow | None:
-        if self._count > self._x.settings.max_steps:
-            message = (
-                f"the run reached step {key!r}, past its limit of {self._x.settings.max_steps:,} "
-                "steps (App(max_steps=...)); a loop that never ends, or a workflow that "
-                "should start child runs with step.invoke"
-            )
-            await self._x.end("failed", error=_error(message, "StepLimitExceeded"))
-            raise Suspend("step limit")
-        row = self._x.memo.get(key)
-        limit = self._x.settings.max_history_bytes
-        if row is None and self._x.history_bytes > limit:
-            message = (
-                f"the run reached step {key!r} with {self._x.history_bytes:,} bytes of step "
-                f"results stored, past its limit of {limit:,} (App(max_history_bytes=...)); "
-                "keep large data outside tarry and pass references, or split the work into "
-                "child runs with step.invoke"
-            )
-            await self._x.end("failed", error=_error(message, "HistoryLimitExceeded"))
-            raise Suspend("history limit")
-        if row is not None and row.kind != kind:
-            message = (
-                f"step {key!r} was stored as a {row.kind!r} step but the workflow code now "
-                f"asks for a {kind!r} step there; the code changed under a run in flight"
-            )
-            await self._x.end("failed", error=_error(message, "NonDeterminismError"))
-            raise NonDeterminismError(message)
-        return row
-
-    async def _save(self, row: StepRow) -> None:
-        try:
-            cancel = await self._x.store.save_step(self._x.lease, row)
-        except (LeaseLost, StoreUnavailable) as exc:
-            raise self._x.stop(exc) from None
-        self._x.remember(row)
-        if cancel:
-            self._x.request_cancel()
 
     # -- run -------------------------------------------------------------------------
 
@@ -148,7 +67,7 @@ class Step:
             if row.status == "completed":
                 return serde.loads(row.output)
             if row.status == "failed":
-                raise StepFailed(key, _error_message(row)[1])
+                raise StepFailed(key, error_message(row)[1])
             attempt = row.attempts + 1
         await self._x.boundary()
         self._x.ctx.attempt = attempt
@@ -175,7 +94,7 @@ class Step:
                 "run",
                 "retrying",
                 None,
-                _attempt_error(exc),
+                attempt_error(exc),
                 attempt,
                 started,
                 clock.now(),
@@ -228,7 +147,7 @@ class Step:
                 "run",
                 "failed",
                 None,
-                _attempt_error(exc),
+                attempt_error(exc),
                 attempt,
                 started,
                 self._x.clock.now(),
@@ -262,7 +181,9 @@ class Step:
         """Park until a signal arrives on key ``signal``; its data, or None on timeout."""
         spec = conditions.signal(signal, on_conflict=on_conflict)
         due = self._deadline(timeout)
-        return await self._wait(step_id, "signal", due, lambda: (self._condition(spec),))
+        return await self._wait(
+            step_id, "signal", due, lambda: (self._condition(spec),), spec=describe(spec)
+        )
 
     async def send_signal(self, step_id: str, signal: str, data: Any = None) -> SignalResult:
         """Send a signal exactly once per run, even when the handler replays."""
@@ -330,10 +251,14 @@ class Step:
             if await self._memo(key, "event") is None:
                 now = self._x.clock.now()
                 await self._save(
-                    StepRow(key, "event", "failed", None, _error(exc), 1, now, now, self._pos[key])
+                    StepRow(
+                        key, "event", "failed", None, error_bytes(exc), 1, now, now, self._pos[key]
+                    )
                 )
             raise
-        found = await self._wait(step_id, "event", due, lambda: (self._condition(spec),))
+        found = await self._wait(
+            step_id, "event", due, lambda: (self._condition(spec),), spec=describe(spec)
+        )
         return None if found is None else event_from_json(found)
 
     # -- mailbox, any, invoke ----------------------------------------------------------
@@ -345,7 +270,9 @@ class Step:
         leaving others queued), waiting for one; None on timeout."""
         spec = conditions.message(name)
         due = self._deadline(timeout)
-        found = await self._wait(step_id, "message", due, lambda: (self._condition(spec),))
+        found = await self._wait(
+            step_id, "message", due, lambda: (self._condition(spec),), spec=describe(spec)
+        )
         return None if found is None else message_from_json(found)
 
     async def wait_for_any(
@@ -358,8 +285,9 @@ class Step:
             raise ValueError("wait_for_any needs at least one condition")
         due = self._deadline(timeout)
         found = await self._wait(
-            step_id, "any", due, lambda: tuple(self._condition(c) for c in conditions), indexed=True
-        )
+            step_id, "any", due, lambda: tuple(self._condition(c) for c in conditions),
+            indexed=True, spec="any of " + "; ".join(describe(c) for c in conditions),
+        )  # fmt: skip
         if found is None:
             return None
         index, value = found["index"], found["value"]
@@ -385,8 +313,12 @@ class Step:
             what=f"payload of step {key!r}",
             limit=self._x.settings.max_output_bytes,
         )
-        child = NewRun(child_id, workflow, data, parent=self._x.run.id)
-        ended = await self._wait(step_id, "invoke", due, lambda: (InvokeWait(child),))
+        child = NewRun(
+            child_id, workflow, data, parent=self._x.run.id, version=self._x.version_of(workflow)
+        )
+        ended = await self._wait(
+            step_id, "invoke", due, lambda: (InvokeWait(child),), spec=f"invoke {workflow!r}"
+        )
         if ended is None:
             raise StepFailed(key, f"child run {child_id!r} did not end within {timeout!r}")
         if ended["status"] != "completed":
@@ -395,17 +327,6 @@ class Step:
                 key, f"child run {child_id!r} {ended['status']}: {error.get('message', error)}"
             )
         return ended["output"]
-
-    def _peek_key(self, step_id: str) -> str:
-        """The key the next call with ``step_id`` will get, without taking it."""
-        return _spell(step_id, self._seen.get(step_id, 0) if isinstance(step_id, str) else 0)
-
-    def _deadline(self, timeout: Timeout) -> float | None:
-        return deadline(timeout, self._x.clock.now())
-
-    def _condition(self, spec: AnyCondition) -> WaitCondition:
-        x = self._x
-        return conditions.to_wait(spec, x.trigger, x.run.created_at, x.clock.now(), x.memo)
 
     async def send_event(self, step_id: str, name: str, data: Any = None) -> list[str]:
         """Send an event exactly once per run; returns its event ids."""
@@ -433,67 +354,36 @@ class Step:
         self._x.remember(StepRow(key, "send_event", "completed", output, pos=self._pos[key]))
         return [outcome.event_id]
 
-    # -- the shared wait path ----------------------------------------------------------
+    # -- changing code under parked runs ------------------------------------------------
 
-    async def _wait(
-        self,
-        step_id: str,
-        kind: WaitKind,
-        due: float | None,
-        build: Callable[[], tuple[WaitCondition, ...]],
-        *,
-        indexed: bool = False,
-    ) -> Any:
-        """Answer from the memo, else park on the conditions ``build`` makes: built only
-        then, since a condition may read the whole memo (the events already seen), and
-        a replay must not pay that for every wait it passes."""
-        key = self._key(step_id)
-        row = await self._memo(key, kind)
-        if row is not None and row.status != "waiting":
-            return self._answer(key, row)
-        await self._x.boundary()
-        conds = build()
-        waiting_for = {
-            "kind": kind,
-            "step": key,
-            "key": conditions.waiting_key(conds),
-            "expires_at": due,
-        }
-        spec = WaitSpec(
-            key,
-            kind,
-            due,
-            orjson.dumps(waiting_for),
-            conds,
-            indexed,
-            self._x.clock.now(),
-            self._pos[key],
-        )
-        self._x.releasing = True
-        try:
-            parked = await self._x.store.park(self._x.lease, spec)
-        except (LeaseLost, StoreUnavailable) as exc:
-            raise self._x.stop(exc) from None
-        if parked.outcome == "parked":
-            self._x.over = True
-            raise Suspend("parked")
-        if parked.outcome == "cancelled":  # a pending cancel ended the run instead
-            self._x.ended()
-            raise Suspend("cancelled")
-        self._x.releasing = False
-        assert parked.step is not None
-        self._x.remember(parked.step)
-        return self._answer(key, parked.step)
+    async def patched(self, patch_id: str) -> bool:
+        """Whether this run takes the new code at this point: True for a run that
+        reaches it for the first time under code that has the patch (recorded, so its
+        later replays answer True too), False for a run whose stored history already
+        went past it without the patch. Use it to change code between steps while
+        runs are parked: ``if await step.patched("v2-fraud-check"): ...``."""
+        key = self._patch_key(patch_id)
+        self._patches.add(key)
+        if key in self._x.memo:
+            return True
+        if self.unvisited():
+            return False  # the stored history goes on past this point without the patch
+        if not self._x.dry:
+            marker = StepRow(key, "patch", "completed", b"true", None, 1, None, None, self._count)
+            await self._save(marker)
+        return True
 
-    def _answer(self, key: str, row: StepRow) -> Any:
-        if row.status in ("completed", "timed_out", "cancelled"):
-            return serde.loads(row.output)
-        kind, message = _error_message(row)
-        if kind == "SignalConflict":
-            raise SignalConflict(message)
-        if kind == "ExpressionError":
-            raise ExpressionError(message)
-        raise StepFailed(key, message)
+    def deprecate_patch(self, patch_id: str) -> None:
+        """Mark the patch as always taken now: keep this call where ``patched`` was
+        once every run that could answer False has ended, so the runs that stored the
+        marker replay cleanly; remove it later."""
+        self._patches.add(self._patch_key(patch_id))
+
+    def _patch_key(self, patch_id: str) -> str:
+        if not isinstance(patch_id, str) or not patch_id:
+            raise ValueError(f"a patch id must be a non-empty string, got {patch_id!r}")
+        check_name(patch_id, "patch id")
+        return PATCH_PREFIX + patch_id
 
     # -- ending ----------------------------------------------------------------------
 

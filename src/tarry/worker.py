@@ -251,6 +251,7 @@ class Worker:
             local=self.local,
             threads=self._steps,
             doubles=self.doubles.get(workflow.id, {}),
+            version_of=self.registry.version_of,
         )
         run_id = claimed.run.id
         forget = self.local.executing(run_id, attempt.request_cancel)

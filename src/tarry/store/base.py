@@ -43,6 +43,9 @@ class StepRow:
     pos: int | None = None
     """The step's place in its run: the n-th step its handler reached (None: recorded
     before tarry kept it)."""
+    spec: str | None = None
+    """For a wait: what it waits on (kinds, keys, names, conditions), as the code that
+    parked it described it; a replay compares its own against it."""
 
 
 @dataclass(slots=True)
@@ -62,6 +65,10 @@ class RunRow:
     seq: int
     trigger: bytes | None = None
     """The event that started the run, as JSON; None for a run from ``App.start``."""
+    version: str | None = None
+    """The code version the run started on."""
+    last_version: str | None = None
+    """The code version of its latest attempt (or of its start)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +79,9 @@ class NewRun:
     trigger: bytes | None = None
     parent: str | None = None
     """The run that started this one with ``step.invoke``."""
+    version: str | None = None
+    """The code version of the workflow in the process creating the run (None: not
+    registered there; the first attempt records its own)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +221,7 @@ class WaitSpec:
     indexed: bool = False
     started_at: float | None = None
     pos: int | None = None
+    spec: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,6 +352,9 @@ class Store(Protocol):
     async def renew(self, leases: Sequence[Lease], lease_seconds: float) -> LeaseStatus:
         """Extend the leases still held; report those lost and those asked to cancel."""
 
+    async def note_version(self, lease: Lease, version: str) -> None:
+        """Record the code version of the attempt holding ``lease`` (fenced)."""
+
     async def save_step(self, lease: Lease, step: StepRow) -> bool:
         """Insert or replace a step record. Returns whether cancellation was requested
         (the caller must then start no further step: ``honor_cancel``)."""
@@ -416,7 +430,13 @@ class Store(Protocol):
         mailbox changes (None: no such run); one cheap read."""
 
     async def list_runs(
-        self, *, status: str | None, workflow: str | None, limit: int, cursor: int | None
+        self,
+        *,
+        status: str | None,
+        workflow: str | None,
+        limit: int,
+        cursor: int | None,
+        version: str | None = None,
     ) -> list[RunRow]:
         """Runs newest first (by ``seq``), those with ``seq < cursor`` when given."""
 

@@ -166,6 +166,7 @@ class PostgresStore(CoreStore):
             "payload": run.payload,
             "trigger": run.trigger,
             "parent": run.parent,
+            "version": run.version,
             "now": self.clock.now(),
             "channel": io.channel,
         }

@@ -11,7 +11,7 @@ from .base import RunRow, StepRow
 
 RUN_COLUMNS = (
     "seq, id, workflow, status, payload, output, error, created_at, updated_at, ended_at, "
-    "due_at, waiting_for, cancel_requested, trigger"
+    "due_at, waiting_for, cancel_requested, trigger, version, last_version"
 )
 
 
@@ -31,6 +31,8 @@ def run_row(row: Sequence[Any]) -> RunRow:
         waiting_for=row[11],
         cancel_requested=bool(row[12]),
         trigger=row[13],
+        version=row[14] if len(row) > 14 else None,
+        last_version=row[15] if len(row) > 15 else None,
     )
 
 
@@ -46,6 +48,7 @@ def step_row(row: Sequence[Any]) -> StepRow:
         started_at=row[7],
         ended_at=row[8],
         pos=row[9] if len(row) > 9 else None,
+        spec=row[10] if len(row) > 10 else None,
     )
 
 
@@ -61,6 +64,7 @@ def step_params(run_id: str, step: StepRow) -> dict[str, Any]:
         "started_at": step.started_at,
         "ended_at": step.ended_at,
         "pos": step.pos,
+        "spec": step.spec,
     }
 
 

@@ -81,6 +81,9 @@ class CoreStore(ABC):
             partial(claims.renew, leases=leases, lease_seconds=lease_seconds)
         )
 
+    async def note_version(self, lease: Lease, version: str) -> None:
+        await self._transact(partial(runs.note_version, lease=lease, version=version))
+
     async def save_step(self, lease: Lease, step: StepRow) -> bool:
         return await self._transact(partial(runs.save_step, lease=lease, step=step))
 
@@ -152,11 +155,17 @@ class CoreStore(ABC):
         return await self._read(partial(claims.run_version, run_id=run_id))
 
     async def list_runs(
-        self, *, status: str | None, workflow: str | None, limit: int, cursor: int | None
+        self,
+        *,
+        status: str | None,
+        workflow: str | None,
+        limit: int,
+        cursor: int | None,
+        version: str | None = None,
     ) -> list[RunRow]:
         return await self._read(
             partial(claims.list_runs, status=status, workflow=workflow, limit=limit,
-                    cursor=cursor)
+                    cursor=cursor, version=version)
         )  # fmt: skip
 
     async def list_events(

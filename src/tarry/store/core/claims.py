@@ -133,12 +133,19 @@ async def run_version(tx: Tx, run_id: str) -> str | None:
 
 
 async def list_runs(
-    tx: Tx, status: str | None, workflow: str | None, limit: int, cursor: int | None
+    tx: Tx,
+    status: str | None,
+    workflow: str | None,
+    limit: int,
+    cursor: int | None,
+    version: str | None = None,
 ) -> list[RunRow]:
     # Built here rather than with NULL-able parameters, so each filter keeps its index.
     clauses: list[str] = []
-    params: dict[str, Any] = {"status": status, "workflow": workflow, "cursor": cursor}
+    params: dict[str, Any] = {"status": status, "workflow": workflow, "cursor": cursor,
+                              "version": version}  # fmt: skip
     for column, test in (("status", "status = :status"), ("workflow", "workflow = :workflow"),
+                         ("version", "version = :version"),
                          ("cursor", "seq < :cursor")):  # fmt: skip
         if params[column] is not None:
             clauses.append(test)

@@ -141,6 +141,7 @@ async def insert_run(tx: Tx, run: NewRun) -> bool:
             "payload": run.payload,
             "trigger": run.trigger,
             "parent": run.parent,
+            "version": run.version,
             "now": tx.now,
         },
     )
@@ -337,6 +338,13 @@ async def requeue(tx: Tx, run_id: str, due_at: float) -> None:
     params = {"status": "queued", "due_at": due_at, "waiting_for": None, "now": tx.now}
     await tx.run("release_run", {**params, "run_id": run_id})
     tx.wake()
+
+
+async def note_version(tx: Tx, lease: Lease, version: str) -> None:
+    """The attempt holding ``lease`` runs code ``version``: the run's latest, and its
+    first if it had none (a run started by an event, or by a process without it)."""
+    await fence(tx, lease)
+    await tx.run("note_version", {"run_id": lease.run_id, "version": version, "now": tx.now})
 
 
 async def save_step(tx: Tx, lease: Lease, step: StepRow) -> bool:

@@ -219,7 +219,10 @@ async def park(tx: Tx, lease: Lease, wait: WaitSpec) -> ParkResult:
 
     async def settle(status: StepStatus, output: bytes | None, error: bytes | None) -> StepRow:
         ended = None if status == "waiting" else tx.now
-        step = StepRow(wait.step_key, wait.kind, status, output, error, 1, started, ended, wait.pos)
+        step = StepRow(
+            wait.step_key, wait.kind, status, output, error, 1, started, ended, wait.pos,
+            wait.spec,
+        )  # fmt: skip
         await upsert_step(tx, run_id, step)
         return step
 

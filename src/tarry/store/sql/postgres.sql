@@ -33,7 +33,7 @@ RETURNING cancel_requested;
 
 -- name: lock_run
 SELECT seq, id, workflow, status, payload, output, error, created_at, updated_at, ended_at,
-       due_at, waiting_for, cancel_requested, trigger
+       due_at, waiting_for, cancel_requested, trigger, version, last_version
 FROM runs WHERE id = :id
 FOR UPDATE;
 
@@ -60,12 +60,12 @@ LIMIT 1
 FOR UPDATE;
 
 -- name: select_steps
-SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at, pos
+SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at, pos, spec
 FROM steps WHERE run_id = :id
 ORDER BY started_at NULLS FIRST, pos NULLS FIRST, key COLLATE "C";
 
 -- name: select_steps_by_run_ids
-SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at, pos
+SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at, pos, spec
 FROM steps WHERE run_id = ANY(:ids)
 ORDER BY run_id, started_at NULLS FIRST, pos NULLS FIRST, key COLLATE "C";
 
@@ -100,7 +100,8 @@ SET status = 'running', lease_token = v.token, due_at = :lease_until,
 FROM unnest(:ids::text[], :tokens::text[]) AS v (id, token)
 WHERE r.id = v.id
 RETURNING r.seq, r.id, r.workflow, r.status, r.payload, r.output, r.error, r.created_at,
-          r.updated_at, r.ended_at, r.due_at, r.waiting_for, r.cancel_requested, r.trigger;
+          r.updated_at, r.ended_at, r.due_at, r.waiting_for, r.cancel_requested, r.trigger,
+          r.version, r.last_version;
 
 -- name: renew_leases
 UPDATE runs AS r SET due_at = :lease_until
@@ -145,9 +146,9 @@ WITH plain AS (
     ) AS ok
 ), ins AS (
     INSERT INTO runs (id, workflow, status, payload, trigger, parent_id, created_at,
-                      updated_at, due_at)
+                      updated_at, due_at, version, last_version)
     SELECT :id, :workflow, 'queued', :payload, :trigger, :parent, :now,
-           :now, :now
+           :now, :now, :version, :version
     FROM plain WHERE plain.ok
     ON CONFLICT (id) DO NOTHING
     RETURNING id
@@ -177,11 +178,11 @@ WITH due AS (
     WHERE r.id = due.id
     RETURNING r.seq, r.id, r.workflow, r.status, r.payload, r.output, r.error, r.created_at,
               r.updated_at, r.ended_at, r.due_at, r.waiting_for, r.cancel_requested,
-              r.trigger, r.lease_token
+              r.trigger, r.version, r.last_version, r.lease_token
 )
 SELECT l.seq, l.id, l.workflow, l.status, l.payload, l.output, l.error, l.created_at,
        l.updated_at, l.ended_at, l.due_at, l.waiting_for, l.cancel_requested, l.trigger,
-       l.lease_token,
+       l.version, l.last_version, l.lease_token,
        (SELECT min(due_at) FROM runs
         WHERE due_at IS NOT NULL AND workflow = ANY(:workflows)
           AND id NOT IN (SELECT id FROM due)),
@@ -200,14 +201,15 @@ WITH fence AS (
     FOR NO KEY UPDATE
 ), saved AS (
     INSERT INTO steps (run_id, key, kind, status, output, error, attempts, started_at,
-                       ended_at, pos)
+                       ended_at, pos, spec)
     SELECT :run_id, :key, :kind, :status, :output, :error, :attempts,
-           :started_at, :ended_at, :pos
+           :started_at, :ended_at, :pos, :spec
     FROM fence
     ON CONFLICT (run_id, key) DO UPDATE SET
         kind = excluded.kind, status = excluded.status, output = excluded.output,
         error = excluded.error, attempts = excluded.attempts, started_at = excluded.started_at,
-        ended_at = excluded.ended_at, pos = coalesce(excluded.pos, steps.pos)
+        ended_at = excluded.ended_at, pos = coalesce(excluded.pos, steps.pos),
+    spec = coalesce(excluded.spec, steps.spec)
     RETURNING 1
 )
 SELECT cancel_requested FROM fence;

@@ -5,8 +5,9 @@
 
 -- name: insert_run
 INSERT INTO runs (id, workflow, status, payload, trigger, parent_id, created_at, updated_at,
-                  due_at)
-VALUES (:id, :workflow, 'queued', :payload, :trigger, :parent, :now, :now, :now)
+                  due_at, version, last_version)
+VALUES (:id, :workflow, 'queued', :payload, :trigger, :parent, :now, :now, :now, :version,
+        :version)
 ON CONFLICT (id) DO NOTHING;
 
 -- name: workflow_cancel_on
@@ -14,32 +15,33 @@ SELECT cancel_on FROM workflows WHERE id = :id;
 
 -- name: select_run
 SELECT seq, id, workflow, status, payload, output, error, created_at, updated_at, ended_at,
-       due_at, waiting_for, cancel_requested, trigger
+       due_at, waiting_for, cancel_requested, trigger, version, last_version
 FROM runs WHERE id = :id;
 
 -- name: lock_run
 -- The run, its row locked where the store locks rows: every transaction locks the
 -- run's row before its waiters, so they queue instead of deadlocking.
 SELECT seq, id, workflow, status, payload, output, error, created_at, updated_at, ended_at,
-       due_at, waiting_for, cancel_requested, trigger
+       due_at, waiting_for, cancel_requested, trigger, version, last_version
 FROM runs WHERE id = :id;
 
 -- name: run_parent
 SELECT parent_id FROM runs WHERE id = :id;
 
 -- name: select_step
-SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at, pos
+SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at, pos, spec
 FROM steps WHERE run_id = :run_id AND key = :key;
 
 -- name: upsert_step
 INSERT INTO steps (run_id, key, kind, status, output, error, attempts, started_at, ended_at,
-                   pos)
+                   pos, spec)
 VALUES (:run_id, :key, :kind, :status, :output, :error, :attempts, :started_at, :ended_at,
-        :pos)
+        :pos, :spec)
 ON CONFLICT (run_id, key) DO UPDATE SET
     kind = excluded.kind, status = excluded.status, output = excluded.output,
     error = excluded.error, attempts = excluded.attempts, started_at = excluded.started_at,
-    ended_at = excluded.ended_at, pos = coalesce(excluded.pos, steps.pos);
+    ended_at = excluded.ended_at, pos = coalesce(excluded.pos, steps.pos),
+    spec = coalesce(excluded.spec, steps.spec);
 
 -- name: release_run
 UPDATE runs
@@ -250,13 +252,15 @@ FROM runs AS r WHERE r.id = :id;
 -- holds the run and no cancel is pending. No row written: the caller finds out
 -- which (the fence).
 INSERT INTO steps (run_id, key, kind, status, output, error, attempts, started_at, ended_at,
-                   pos)
-SELECT :run_id, :key, :kind, :status, :output, :error, :attempts, :started_at, :ended_at, :pos
+                   pos, spec)
+SELECT :run_id, :key, :kind, :status, :output, :error, :attempts, :started_at, :ended_at, :pos,
+       :spec
 FROM runs WHERE id = :run_id AND lease_token = :token AND NOT cancel_requested
 ON CONFLICT (run_id, key) DO UPDATE SET
     kind = excluded.kind, status = excluded.status, output = excluded.output,
     error = excluded.error, attempts = excluded.attempts, started_at = excluded.started_at,
-    ended_at = excluded.ended_at, pos = coalesce(excluded.pos, steps.pos);
+    ended_at = excluded.ended_at, pos = coalesce(excluded.pos, steps.pos),
+    spec = coalesce(excluded.spec, steps.spec);
 
 -- name: insert_step_attempt
 -- Operating runs (failed attempts, retries, forks, cascading cancels, retention)
@@ -275,7 +279,7 @@ INSERT INTO run_changes (run_id, at, action, detail) VALUES (:run_id, :now, :act
 SELECT action, at, detail FROM run_changes WHERE run_id = :run_id ORDER BY seq;
 
 -- name: select_all_steps
-SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at, pos
+SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at, pos, spec
 FROM steps WHERE run_id = :run_id;
 
 -- name: delete_unfinished_steps
@@ -326,3 +330,7 @@ WHERE ended_at IS NOT NULL AND ended_at < :cutoff
   AND (CAST(:workflow AS text) IS NULL OR workflow = :workflow)
 ORDER BY ended_at
 LIMIT :limit;
+
+-- name: note_version
+UPDATE runs SET version = coalesce(version, :version), last_version = :version
+WHERE id = :run_id;

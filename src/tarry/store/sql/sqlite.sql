@@ -8,12 +8,12 @@
 SELECT cancel_requested FROM runs WHERE id = :run_id AND lease_token = :token;
 
 -- name: select_steps
-SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at, pos
+SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at, pos, spec
 FROM steps WHERE run_id = :id
 ORDER BY started_at, pos, key;
 
 -- name: select_steps_by_run_ids
-SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at, pos
+SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at, pos, spec
 FROM steps WHERE run_id IN (SELECT value FROM json_each(:ids))
 ORDER BY run_id, started_at, pos, key;
 
@@ -46,7 +46,7 @@ FROM (SELECT i.value AS id, t.value AS token
       FROM json_each(:ids) AS i JOIN json_each(:tokens) AS t ON i.key = t.key) AS v
 WHERE runs.id = v.id
 RETURNING seq, id, workflow, status, payload, output, error, created_at, updated_at,
-          ended_at, due_at, waiting_for, cancel_requested, trigger;
+          ended_at, due_at, waiting_for, cancel_requested, trigger, version, last_version;
 
 -- name: renew_leases
 UPDATE runs SET due_at = :lease_until
