@@ -460,4 +460,5 @@ class App(RunOperations):
     cancel_runs_sync = _blocking(RunOperations.cancel_runs)
     fork_runs_sync = _blocking(RunOperations.fork_runs)
     purge_sync = _blocking(RunOperations.purge)
+    check_sync = _blocking(RunOperations.check)
     run_worker_sync = _blocking(run_worker)

@@ -18,6 +18,7 @@ from typing import IO, Any
 import orjson
 
 from . import serde
+from .check import CheckReport, check_runs
 from .clock import Clock
 from .durations import Duration, check_aware, parse_duration
 from .errors import RunNotFound, RunStateError
@@ -296,6 +297,15 @@ class RunOperations:
                 raise RunStateError(str(exc)) from None
 
         return await bulk(store, where, act, dry_run=dry_run)
+
+    async def check(self, *, workflow: str | None = None) -> CheckReport:
+        """Replay every run that has not ended against this App's code, writing
+        nothing and running no step: which would break if this code were deployed.
+        See ``tarry check``."""
+        if workflow is not None:
+            check_name(workflow, "workflow id")
+        store = await self._open()
+        return await check_runs(store, self.workflows, self.settings, self.clock, workflow=workflow)
 
     async def purge(
         self,

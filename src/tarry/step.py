@@ -365,11 +365,14 @@ class Step(StepCore):
         key = self._patch_key(patch_id)
         self._patches.add(key)
         if key in self._x.memo:
+            self._count += 1  # a marker takes a place, in every replay that passes it
             return True
         if self.unvisited():
             return False  # the stored history goes on past this point without the patch
+        self._count += 1
         if not self._x.dry:
-            marker = StepRow(key, "patch", "completed", b"true", None, 1, None, None, self._count)
+            now = self._x.clock.now()
+            marker = StepRow(key, "patch", "completed", b"true", None, 1, now, now, self._count)
             await self._save(marker)
         return True
 

@@ -425,6 +425,9 @@ class Store(Protocol):
     async def get_run(self, run_id: str) -> tuple[RunRow, list[StepRow]] | None:
         """A run and all its step records, in one read."""
 
+    async def get_runs(self, run_ids: Sequence[str]) -> list[tuple[RunRow, list[StepRow]]]:
+        """Many runs with their step records, in one read (missing ids left out)."""
+
     async def run_version(self, run_id: str) -> str | None:
         """A token that changes whenever the run, one of its step records or its
         mailbox changes (None: no such run); one cheap read."""

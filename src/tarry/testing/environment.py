@@ -240,9 +240,16 @@ class Environment:
         return await self._home(self.app.get_run(run_id))
 
     async def list_runs(
-        self, *, status: str | None = None, workflow: str | None = None, limit: int = 50
+        self,
+        *,
+        status: str | None = None,
+        workflow: str | None = None,
+        limit: int = 50,
+        version: str | None = None,
     ) -> Page[Run]:
-        return await self._home(self.app.list_runs(status=status, workflow=workflow, limit=limit))
+        return await self._home(
+            self.app.list_runs(status=status, workflow=workflow, limit=limit, version=version)
+        )
 
     async def list_events(self, *, name: str | None = None, limit: int = 50) -> Page[Event]:
         return await self._home(self.app.list_events(name=name, limit=limit))

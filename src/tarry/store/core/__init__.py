@@ -151,6 +151,9 @@ class CoreStore(ABC):
     async def get_run(self, run_id: str) -> tuple[RunRow, list[StepRow]] | None:
         return await self._read(partial(claims.get_run, run_id=run_id))
 
+    async def get_runs(self, run_ids: Sequence[str]) -> list[tuple[RunRow, list[StepRow]]]:
+        return await self._read(partial(claims.get_runs, run_ids=run_ids))
+
     async def run_version(self, run_id: str) -> str | None:
         return await self._read(partial(claims.run_version, run_id=run_id))
 

@@ -127,6 +127,15 @@ async def get_run(tx: Tx, run_id: str) -> tuple[RunRow, list[StepRow]] | None:
     return run_row(row), [step_row(r) for r in await tx.all("select_steps", {"id": run_id})]
 
 
+async def get_runs(tx: Tx, run_ids: Sequence[str]) -> list[tuple[RunRow, list[StepRow]]]:
+    """These runs (those that exist) with all their step records, in two reads."""
+    if not run_ids:
+        return []
+    rows = await tx.all("select_runs_by_ids", {"ids": tx.array(run_ids)})
+    steps = await steps_of(tx, [row[1] for row in rows])
+    return [(run_row(row), steps[row[1]]) for row in rows]
+
+
 async def run_version(tx: Tx, run_id: str) -> str | None:
     row = await tx.one("run_version", {"id": run_id})
     return None if row is None else "|".join(str(value) for value in row)

@@ -242,3 +242,8 @@ WITH s AS (DELETE FROM steps WHERE run_id = ANY(:ids)),
      w AS (DELETE FROM waiters WHERE run_id = ANY(:ids)),
      m AS (DELETE FROM messages WHERE run_id = ANY(:ids))
 DELETE FROM runs WHERE id = ANY(:ids) AND ended_at IS NOT NULL;
+
+-- name: select_runs_by_ids
+SELECT seq, id, workflow, status, payload, output, error, created_at, updated_at, ended_at,
+       due_at, waiting_for, cancel_requested, trigger, version, last_version
+FROM runs WHERE id = ANY(:ids);

@@ -81,3 +81,8 @@ DELETE FROM run_changes WHERE run_id IN (SELECT value FROM json_each(:ids));
 DELETE FROM waiters WHERE run_id IN (SELECT value FROM json_each(:ids));
 DELETE FROM messages WHERE run_id IN (SELECT value FROM json_each(:ids));
 DELETE FROM runs WHERE id IN (SELECT value FROM json_each(:ids)) AND ended_at IS NOT NULL;
+
+-- name: select_runs_by_ids
+SELECT seq, id, workflow, status, payload, output, error, created_at, updated_at, ended_at,
+       due_at, waiting_for, cancel_requested, trigger, version, last_version
+FROM runs WHERE id IN (SELECT value FROM json_each(:ids));
