@@ -2,7 +2,9 @@
 
 Exit codes: 0 success, 1 an error tarry reported (no such run, strict signal
 with no waiter, ...), 2 bad usage (unknown option, bad JSON, bad target).
-This module is the only reader of argv and the environment.
+The commands live here and in ``cli_operate`` (retry, cancel, fork, purge), on the
+one typer app of ``cli_common``; these modules are the only readers of argv and
+the environment.
 """
 
 from __future__ import annotations
@@ -11,49 +13,36 @@ import asyncio
 import importlib
 import importlib.util
 import ipaddress
-import json
 import os
 import signal as signals
 import socket
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn
 
-import orjson
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
+from . import cli_operate  # noqa: F401  (registers retry, cancel, fork and purge)
 from .app import App
-from .errors import TarryError
-from .models import RUN_STATUSES, Run
-
-T = TypeVar("T")
-
-cli = typer.Typer(
-    name="tarry",
-    help="Durable workflows built around the pause: serve, work, start, signal, inspect.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+from .cli_common import (
+    AsJson,
+    Database,
+    call,
+    cli,
+    fail,
+    json_arg,
+    out,
+    print_json,
+    run_json,
+    usage,
+    waits,
+    when,
 )
-# Piped output keeps whole run ids and keys on one line instead of wrapping at 80.
-# No markup on stdout: run ids, keys and payloads are printed as they are.
-out = Console(soft_wrap=False, markup=False, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True)
+from .cli_history import print_run, run_detail_json
+from .errors import TarryError
+from .models import RUN_STATUSES
 
-Database = Annotated[
-    str | None,
-    typer.Option(
-        "--database",
-        "-d",
-        envvar="TARRY_DATABASE_URL",
-        help="Store URL (sqlite:///path.db or postgresql://...); default ./.tarry/tarry.db.",
-    ),
-]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 Target = Annotated[str, typer.Argument(help="module:app, or a path/to/file.py that defines `app`.")]
 Token = Annotated[
     str | None,
@@ -69,68 +58,6 @@ Concurrency = Annotated[
 MaxBody = Annotated[int, typer.Option("--max-body", min=1, help="Largest request body, in bytes.")]
 
 
-# -- helpers -------------------------------------------------------------------------------
-
-
-def _json_arg(value: str | None, option: str) -> Any:
-    if value is None:
-        return None
-    from .server.strictjson import loads_strict
-
-    try:
-        return loads_strict(value)
-    except json.JSONDecodeError as exc:
-        raise typer.BadParameter(f"not valid JSON: {exc}", param_hint=option) from None
-
-
-def _fail(exc: BaseException) -> NoReturn:
-    err.print(f"[bold red]error:[/] {type(exc).__name__}: {escape(str(exc))}", highlight=False)
-    raise typer.Exit(1)
-
-
-def _usage(message: str) -> NoReturn:
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    raise typer.Exit(2)
-
-
-def _call(database: str | None, action: Callable[[App], Awaitable[T]]) -> T:
-    """Run one client call on a fresh App and close it; report tarry's errors (exit 1)."""
-
-    async def go() -> T:
-        app = App(database)
-        try:
-            return await action(app)
-        finally:
-            await app.close()
-
-    try:
-        return asyncio.run(go())
-    except (TarryError, ValueError, LookupError) as exc:
-        _fail(exc)
-
-
-def _print_json(value: Any) -> None:
-    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
-
-
-def _run_json(run: Run, *, with_steps: bool) -> Any:
-    from .server.schemas import run_out
-
-    return run_out(run, with_steps=with_steps).model_dump(mode="json")
-
-
-def _when(run_time: Any) -> str:
-    return "" if run_time is None else run_time.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _waits(run: Run) -> str:
-    w = run.waiting_for
-    if w is None:
-        return ""
-    until = f" until {_when(w.expires_at)}" if w.expires_at else ""
-    return f"{w.kind} {w.key or w.step}{until}"
-
-
 # -- loading an App ------------------------------------------------------------------------
 
 
@@ -144,11 +71,11 @@ def load_app(target: str, database: str | None) -> App:
         if spec.endswith(".py") or os.sep in spec:
             path = Path(spec).resolve()
             if not path.is_file():
-                _usage(f"no such file: {spec}")
+                usage(f"no such file: {spec}")
             sys.path.insert(0, str(path.parent))
             module_spec = importlib.util.spec_from_file_location(path.stem, path)
             if module_spec is None or module_spec.loader is None:
-                _usage(f"cannot import {spec}")
+                usage(f"cannot import {spec}")
             module = importlib.util.module_from_spec(module_spec)
             sys.modules[path.stem] = module
             module_spec.loader.exec_module(module)
@@ -156,14 +83,14 @@ def load_app(target: str, database: str | None) -> App:
             sys.path.insert(0, os.getcwd())
             module = importlib.import_module(spec)
     except (ImportError, SyntaxError) as exc:
-        _usage(f"cannot import {spec!r}: {exc}")
+        usage(f"cannot import {spec!r}: {exc}")
     found: Any = module
     for part in attr.split("."):
         found = getattr(found, part, None)
     if not isinstance(found, App):
-        _usage(f"{target!r} has no tarry.App named {attr!r} (got {type(found).__name__})")
+        usage(f"{target!r} has no tarry.App named {attr!r} (got {type(found).__name__})")
     if database and found.database != database:
-        _usage(
+        usage(
             f"the App in {target!r} names its own database; --database / TARRY_DATABASE_URL "
             "only applies to an App() built without one"
         )
@@ -206,7 +133,7 @@ def _serve(
         sock.listen(2048)  # connections queue from now on, so the printed URL works at once
     except OSError as exc:
         sock.close()
-        _fail(exc)
+        fail(exc)
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if family == socket.AF_INET6 else host
     url = f"http://{shown}:{bound}/"
@@ -278,7 +205,7 @@ def serve(
 
 
 def _serve_refused(host: str) -> NoReturn:
-    _usage(
+    usage(
         f"refusing to listen on {host} without a token: anyone who can reach it could "
         "start, signal and cancel runs. Pass --token or set TARRY_API_TOKEN, "
         "or listen on 127.0.0.1."
@@ -306,7 +233,7 @@ def worker(target: Target, database: Database = None, concurrency: Concurrency =
     try:
         asyncio.run(work())
     except TarryError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 # -- client commands -------------------------------------------------------------------------
@@ -321,10 +248,10 @@ def start(
     as_json: AsJson = False,
 ) -> None:
     """Start a run of WORKFLOW; prints its run id."""
-    data = _json_arg(payload, "--payload")
-    created = _call(database, lambda app: app.start(workflow, data, run_id=run_id))
+    data = json_arg(payload, "--payload")
+    created = call(database, lambda app: app.start(workflow, data, run_id=run_id))
     if as_json:
-        _print_json({"run_id": created})
+        print_json({"run_id": created})
     else:
         out.print(created, highlight=False)
 
@@ -338,10 +265,10 @@ def send_event(
     as_json: AsJson = False,
 ) -> None:
     """Send an event: start the workflows it triggers, resume the runs it matches."""
-    value = _json_arg(data, "--data")
-    result = _call(database, lambda app: app.send_event(name, value, id=event_id))
+    value = json_arg(data, "--data")
+    result = call(database, lambda app: app.send_event(name, value, id=event_id))
     if as_json:
-        _print_json(
+        print_json(
             {"event_ids": result.event_ids, "started": result.started, "resumed": result.resumed}
         )
         return
@@ -363,10 +290,10 @@ def send_signal(
     as_json: AsJson = False,
 ) -> None:
     """Send a signal to the run waiting on KEY (buffered if none waits, unless --strict)."""
-    value = {} if data is None else _json_arg(data, "--data")
-    result = _call(database, lambda app: app.send_signal(key, value, strict=strict))
+    value = {} if data is None else json_arg(data, "--data")
+    result = call(database, lambda app: app.send_signal(key, value, strict=strict))
     if as_json:
-        _print_json({"status": result.status, "run_id": result.run_id})
+        print_json({"status": result.status, "run_id": result.run_id})
     elif result.run_id:
         out.print(f"{result.status}: run {result.run_id}", highlight=False)
     else:
@@ -382,10 +309,10 @@ def message(
     as_json: AsJson = False,
 ) -> None:
     """Append a message to a run's mailbox."""
-    value = {} if data is None else _json_arg(data, "--data")
-    _call(database, lambda app: app.send_message(run_id, name, value))
+    value = {} if data is None else json_arg(data, "--data")
+    call(database, lambda app: app.send_message(run_id, name, value))
     if as_json:
-        _print_json({"run_id": run_id, "name": name})
+        print_json({"run_id": run_id, "name": name})
     else:
         out.print(f"sent {name!r} to run {run_id}", highlight=False)
 
@@ -406,13 +333,13 @@ def runs(
         raise typer.BadParameter(
             f"{status!r} is not one of {', '.join(RUN_STATUSES)}", param_hint="--status"
         )
-    page = _call(
+    page = call(
         database,
         lambda app: app.list_runs(status=status, workflow=workflow, limit=limit, cursor=cursor),
     )
     if as_json:
-        items = [_run_json(r, with_steps=False) for r in page.items]
-        _print_json({"items": items, "next_cursor": page.next_cursor})
+        items = [run_json(r, with_steps=False) for r in page.items]
+        print_json({"items": items, "next_cursor": page.next_cursor})
         return
     if not page.items:
         out.print("no runs" + (" match" if status or workflow else ""), highlight=False)
@@ -420,7 +347,7 @@ def runs(
     table = Table("run", "workflow", "status", "waiting for", "created (UTC)")
     table.columns[0].no_wrap = True
     for r in page.items:
-        table.add_row(r.id, r.workflow, r.status, _waits(r), _when(r.created_at))
+        table.add_row(r.id, r.workflow, r.status, waits(r), when(r.created_at))
     out.print(table)
     if page.next_cursor:
         out.print(f"more: --cursor {page.next_cursor}", highlight=False)
@@ -432,48 +359,15 @@ def show_run(
     database: Database = None,
     as_json: AsJson = False,
 ) -> None:
-    """Show a run: status, what it waits for, and its steps."""
-    found = _call(database, lambda app: app.get_run(run_id))
+    """Show a run: status, what it waits for, its steps, failures and changes.
+
+    Failed attempts come with their tracebacks; changes say who retried it, or its origin.
+    """
+    found = call(database, lambda app: app.get_run(run_id))
     if as_json:
-        _print_json(_run_json(found, with_steps=True))
+        print_json(run_detail_json(found))
         return
-    _print_run(found)
-
-
-def _print_run(run: Run) -> None:
-    out.print(f"run {run.id}  workflow {run.workflow}  {run.status}", highlight=False)
-    if run.waiting_for:
-        out.print(f"waiting for {_waits(run)}", highlight=False)
-    out.print(f"payload {orjson.dumps(run.payload).decode()}", highlight=False)
-    if run.output is not None:
-        out.print(f"output  {orjson.dumps(run.output).decode()}", highlight=False)
-    if run.error is not None:
-        out.print(f"error   {orjson.dumps(run.error).decode()}", highlight=False)
-    table = Table("step", "kind", "status", "attempts", "took", "output / error")
-    table.columns[0].no_wrap = True
-    for s in run.steps:
-        took = ""
-        if s.started_at and s.ended_at:
-            took = f"{(s.ended_at - s.started_at).total_seconds() * 1000:.1f} ms"
-        shown = s.error if s.error is not None else s.output
-        text = "" if shown is None else orjson.dumps(shown).decode()
-        table.add_row(s.id, s.kind, s.status, str(s.attempts), took, text[:80])
-    out.print(table)
-
-
-@cli.command()
-def cancel(
-    run_id: Annotated[str, typer.Argument(help="The run id.")],
-    reason: Annotated[str | None, typer.Option("--reason")] = None,
-    database: Database = None,
-    as_json: AsJson = False,
-) -> None:
-    """Cancel a run: at once if queued or parked, else at its next step."""
-    found = _call(database, lambda app: app.cancel(run_id, reason))
-    if as_json:
-        _print_json(_run_json(found, with_steps=False))
-    else:
-        out.print(f"run {found.id}: {found.status}", highlight=False)
+    print_run(found)
 
 
 def main() -> None:
