@@ -10,20 +10,16 @@ the environment.
 from __future__ import annotations
 
 import asyncio
-import importlib
-import importlib.util
 import ipaddress
-import os
 import signal as signals
 import socket
 import sys
-from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, NoReturn
 
 import typer
 from rich.table import Table
 
-from . import cli_operate  # noqa: F401  (registers retry, cancel, fork and purge)
+from . import cli_check, cli_operate  # noqa: F401  (register check; retry, cancel, fork, purge)
 from .app import App
 from .cli_common import (
     AsJson,
@@ -32,6 +28,7 @@ from .cli_common import (
     cli,
     fail,
     json_arg,
+    load_app,
     out,
     print_json,
     run_json,
@@ -59,42 +56,6 @@ MaxBody = Annotated[int, typer.Option("--max-body", min=1, help="Largest request
 
 
 # -- loading an App ------------------------------------------------------------------------
-
-
-def load_app(target: str, database: str | None) -> App:
-    """Import ``module:attr`` or ``path.py[:attr]`` and return the App it defines."""
-    if database:
-        os.environ["TARRY_DATABASE_URL"] = database  # for an App() built at import
-    spec, _, attr = target.partition(":")
-    attr = attr or "app"
-    try:
-        if spec.endswith(".py") or os.sep in spec:
-            path = Path(spec).resolve()
-            if not path.is_file():
-                usage(f"no such file: {spec}")
-            sys.path.insert(0, str(path.parent))
-            module_spec = importlib.util.spec_from_file_location(path.stem, path)
-            if module_spec is None or module_spec.loader is None:
-                usage(f"cannot import {spec}")
-            module = importlib.util.module_from_spec(module_spec)
-            sys.modules[path.stem] = module
-            module_spec.loader.exec_module(module)
-        else:
-            sys.path.insert(0, os.getcwd())
-            module = importlib.import_module(spec)
-    except (ImportError, SyntaxError) as exc:
-        usage(f"cannot import {spec!r}: {exc}")
-    found: Any = module
-    for part in attr.split("."):
-        found = getattr(found, part, None)
-    if not isinstance(found, App):
-        usage(f"{target!r} has no tarry.App named {attr!r} (got {type(found).__name__})")
-    if database and found.database != database:
-        usage(
-            f"the App in {target!r} names its own database; --database / TARRY_DATABASE_URL "
-            "only applies to an App() built without one"
-        )
-    return found
 
 
 # -- serving -------------------------------------------------------------------------------
@@ -325,6 +286,9 @@ def runs(
     workflow: Annotated[str | None, typer.Option("--workflow", help="Workflow id.")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 50,
     cursor: Annotated[str | None, typer.Option("--cursor", help="next_cursor of a page.")] = None,
+    version: Annotated[
+        str | None, typer.Option("--version", help="Only runs started on this code version.")
+    ] = None,
     database: Database = None,
     as_json: AsJson = False,
 ) -> None:
@@ -335,19 +299,21 @@ def runs(
         )
     page = call(
         database,
-        lambda app: app.list_runs(status=status, workflow=workflow, limit=limit, cursor=cursor),
+        lambda app: app.list_runs(
+            status=status, workflow=workflow, limit=limit, cursor=cursor, version=version
+        ),
     )
     if as_json:
         items = [run_json(r, with_steps=False) for r in page.items]
         print_json({"items": items, "next_cursor": page.next_cursor})
         return
     if not page.items:
-        out.print("no runs" + (" match" if status or workflow else ""), highlight=False)
+        out.print("no runs" + (" match" if status or workflow or version else ""), highlight=False)
         return
-    table = Table("run", "workflow", "status", "waiting for", "created (UTC)")
+    table = Table("run", "workflow", "version", "status", "waiting for", "created (UTC)")
     table.columns[0].no_wrap = True
     for r in page.items:
-        table.add_row(r.id, r.workflow, r.status, waits(r), when(r.created_at))
+        table.add_row(r.id, r.workflow, r.version or "", r.status, waits(r), when(r.created_at))
     out.print(table)
     if page.next_cursor:
         out.print(f"more: --cursor {page.next_cursor}", highlight=False)

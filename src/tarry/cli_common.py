@@ -9,9 +9,13 @@ The command modules import this one, never each other: ``cli`` imports
 from __future__ import annotations
 
 import asyncio
+import importlib
+import importlib.util
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import orjson
@@ -109,3 +113,39 @@ def waits(run: Run) -> str:
         return ""
     until = f" until {when(w.expires_at)}" if w.expires_at else ""
     return f"{w.kind} {w.key or w.step}{until}"
+
+
+def load_app(target: str, database: str | None) -> App:
+    """Import ``module:attr`` or ``path.py[:attr]`` and return the App it defines."""
+    if database:
+        os.environ["TARRY_DATABASE_URL"] = database  # for an App() built at import
+    spec, _, attr = target.partition(":")
+    attr = attr or "app"
+    try:
+        if spec.endswith(".py") or os.sep in spec:
+            path = Path(spec).resolve()
+            if not path.is_file():
+                usage(f"no such file: {spec}")
+            sys.path.insert(0, str(path.parent))
+            module_spec = importlib.util.spec_from_file_location(path.stem, path)
+            if module_spec is None or module_spec.loader is None:
+                usage(f"cannot import {spec}")
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[path.stem] = module
+            module_spec.loader.exec_module(module)
+        else:
+            sys.path.insert(0, os.getcwd())
+            module = importlib.import_module(spec)
+    except (ImportError, SyntaxError) as exc:
+        usage(f"cannot import {spec!r}: {exc}")
+    found: Any = module
+    for part in attr.split("."):
+        found = getattr(found, part, None)
+    if not isinstance(found, App):
+        usage(f"{target!r} has no tarry.App named {attr!r} (got {type(found).__name__})")
+    if database and found.database != database:
+        usage(
+            f"the App in {target!r} names its own database; --database / TARRY_DATABASE_URL "
+            "only applies to an App() built without one"
+        )
+    return found

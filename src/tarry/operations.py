@@ -248,8 +248,10 @@ class RunOperations:
         since: datetime | Duration | None = None,
         until: datetime | Duration | None = None,
         dry_run: bool = False,
+        children: bool = True,
     ) -> BulkResult:
-        """``cancel`` every run matching the filter that has not ended."""
+        """``cancel`` every run matching the filter that has not ended (and, unless
+        ``children=False``, the runs each invoked)."""
         where = run_filter(
             workflow=workflow, status=status, since=since, until=until, now=self.clock.now(),
             live=True,
@@ -262,7 +264,7 @@ class RunOperations:
         store = await self._open()
 
         async def act(run_id: str) -> str | None:
-            row = await store.cancel(run_id, error)
+            row = await store.cancel(run_id, error, children=children)
             if row is None:
                 return None
             self._local.cancel(run_id)

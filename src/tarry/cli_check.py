@@ -1,0 +1,71 @@
+"""``tarry check``: replay the runs that wait against the code about to be deployed.
+
+Reads the store, writes nothing (see ``tarry.check``). Exit 0 when every run would
+resume cleanly, 1 when any would break (``--strict``: or draws a warning), 2 for
+bad usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+
+from .check import CheckReport
+from .cli_common import AsJson, Database, cli, fail, load_app, out, print_json
+from .errors import TarryError
+
+
+@cli.command()
+def check(
+    target: Annotated[str, typer.Argument(help="The code to check: module:app or path.py[:app].")],
+    database: Database = None,
+    workflow: Annotated[str | None, typer.Option("--workflow", help="Only this workflow.")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 on warnings too.")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Replay every run that has not ended against TARGET's code, dry: report the runs
+    this code would break (exit 1), without running a step or writing anything."""
+    app = load_app(target, database)
+
+    async def go() -> CheckReport:
+        try:
+            return await app.check(workflow=workflow)
+        finally:
+            await app.close()
+
+    try:
+        report = asyncio.run(go())
+    except (TarryError, ValueError) as exc:
+        fail(exc)
+    if as_json:
+        print_json(report.to_json())
+    else:
+        _print(report)
+    if not report.passed(strict=strict):
+        raise typer.Exit(1)
+
+
+def _print(report: CheckReport) -> None:
+    for run in report.runs:
+        if run.verdict == "ok":
+            continue
+        out.print(f"{run.verdict.upper():8} {run.run_id}  {run.workflow} (version "
+                  f"{run.version or 'unknown'})", highlight=False)  # fmt: skip
+        for problem in run.problems:
+            out.print(f"         {problem}", highlight=False)
+        if run.traceback:
+            for line in run.traceback.rstrip().splitlines():
+                out.print(f"           {line}", highlight=False)
+    if report.runs:
+        out.print("workflow / version: ok, warning, error, unknown", highlight=False)
+    for (name, version), counts in sorted(report.summary().items(), key=lambda i: str(i[0])):
+        figures = ", ".join(str(counts[v]) for v in ("ok", "warning", "error", "unknown"))
+        out.print(f"  {name} / {version or 'unknown'}: {figures}", highlight=False)
+    errors, warnings = len(report.errors), len(report.warnings)
+    out.print(
+        f"checked {len(report.runs)} waiting runs: {errors} would break, {warnings} "
+        f"warning{'s' if warnings != 1 else ''}",
+        highlight=False,
+    )
