@@ -215,7 +215,7 @@ def cancel(
     reason: Annotated[str | None, typer.Option("--reason", help="Why, kept as its error.")] = None,
     no_children: Annotated[
         bool,
-        typer.Option("--no-children", help="Leave the runs it invoked running (one run only)."),
+        typer.Option("--no-children", help="Leave the runs it invoked running."),
     ] = False,
     workflow: Workflow = None,
     status: Annotated[str | None, _status(LIVE_STATUSES)] = None,
@@ -239,11 +239,11 @@ def cancel(
         else:
             out.print(f"run {found.id}: {found.status}", highlight=False)
         return
-    if no_children:
-        usage("--no-children applies to one RUN_ID; a bulk cancel also cancels invoked runs")
     result = call(
         database,
-        lambda app: app.cancel_runs(reason, status=where.status, dry_run=dry_run, **where.kwargs()),
+        lambda app: app.cancel_runs(
+            reason, status=where.status, dry_run=dry_run, children=not no_children, **where.kwargs()
+        ),
     )
     print_bulk(result, "cancel", "cancelled", as_json)
 
