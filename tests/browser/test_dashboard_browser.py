@@ -13,7 +13,6 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,36 +23,16 @@ from cli.conftest import ROOT, Tarry, free_port, read_line
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 EXAMPLE = str(ROOT / "examples" / "order_approval.py")
 TOKEN = "browser-token"
 
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api")
 
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield chromium
-        chromium.close()
-
-
-def serve(tarry: Tarry, token: str | None) -> tuple[str, subprocess.Popen[str]]:
+def serve(
+    tarry: Tarry, token: str | None, target: str = EXAMPLE
+) -> tuple[str, subprocess.Popen[str]]:
     port = free_port()
     env = {"TARRY_API_TOKEN": token} if token else None
-    proc = tarry.spawn("serve", EXAMPLE, "--port", str(port), env=env)
+    proc = tarry.spawn("serve", target, "--port", str(port), env=env)
     read_line(proc, "dashboard at")
     base = f"http://127.0.0.1:{port}"
     give_up = time.monotonic() + 20

@@ -29,7 +29,7 @@ from tarry.server import create_app
 pytestmark = pytest.mark.slow
 
 TOKEN = "fuzz-token"
-# Per operation; the 8 operations take about 15 s in all. Set TARRY_FUZZ_EXAMPLES for a
+# Per operation; the 13 operations take about 35 s in all. Set TARRY_FUZZ_EXAMPLES for a
 # deeper run.
 MAX_EXAMPLES = int(os.environ.get("TARRY_FUZZ_EXAMPLES", "150"))
 

@@ -167,7 +167,10 @@ async def test_get_run_has_steps_and_what_it_waits_for(client: httpx.AsyncClient
         "attempts",
         "started_at",
         "ended_at",
+        "failed_attempts",
     }
+    assert prepare["failed_attempts"] == []
+    assert run["failed_attempts"] == [] and run["changes"] == [] and run["forked_from"] is None
 
 
 async def test_get_unknown_run_is_404(client: httpx.AsyncClient) -> None:
@@ -297,7 +300,7 @@ async def test_workflows(client: httpx.AsyncClient) -> None:
     response = await client.get("/api/v1/workflows")
     assert response.status_code == 200
     found = {w["id"]: w for w in response.json()}
-    assert set(found) == {"approval", "inbox", "quick"}
+    assert set(found) == {"approval", "inbox", "quick", "fragile", "parent"}
     assert found["quick"]["triggers"] == [{"event": "test/quick", "if": None}]
     assert found["approval"]["retries"] == 4
 
@@ -313,6 +316,11 @@ async def test_openapi_lists_exactly_the_spec_routes(client: httpx.AsyncClient) 
         ("GET", "/api/v1/runs/{run_id}"),
         ("POST", "/api/v1/runs/{run_id}/cancel"),
         ("POST", "/api/v1/runs/{run_id}/messages"),
+        ("POST", "/api/v1/runs/{run_id}/retry"),
+        ("POST", "/api/v1/runs/{run_id}/fork"),
+        ("POST", "/api/v1/runs/retry"),
+        ("POST", "/api/v1/runs/cancel"),
+        ("POST", "/api/v1/runs/fork"),
         ("POST", "/api/v1/signals"),
         ("POST", "/api/v1/events"),
         ("GET", "/api/v1/workflows"),
@@ -371,6 +379,11 @@ async def test_token_is_required_on_every_route(
         ("GET", "/api/v1/runs/x", None),
         ("POST", "/api/v1/runs/x/cancel", None),
         ("POST", "/api/v1/runs/x/messages", {"name": "n"}),
+        ("POST", "/api/v1/runs/x/retry", None),
+        ("POST", "/api/v1/runs/x/fork", {"from_step": "s"}),
+        ("POST", "/api/v1/runs/retry", {"all": True}),
+        ("POST", "/api/v1/runs/cancel", {"all": True}),
+        ("POST", "/api/v1/runs/fork", {"from_step": "s", "all": True}),
         ("POST", "/api/v1/signals", {"signal": "k"}),
         ("POST", "/api/v1/events", {"name": "e"}),
         ("GET", "/api/v1/workflows", None),

@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
 from ..app import App
-from . import api, dashboard, errors
+from . import api, api_ops, dashboard, dashboard_ops, errors
 from .auth import Guard
 from .limits import DEFAULT_MAX_BODY, BodyLimit
 
@@ -64,6 +64,8 @@ def create_app(
     server.state.guard = Guard(token)
     errors.install(server)
     server.include_router(api.router)
+    server.include_router(api_ops.router)
+    server.include_router(dashboard_ops.router)
     server.include_router(dashboard.router)
     static = files("tarry.server").joinpath("static")
     server.mount("/static", StaticFiles(directory=str(static)), name="static")

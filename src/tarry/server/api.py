@@ -72,7 +72,7 @@ def known_query(request: Request) -> None:
 
 TarryApp = Annotated[App, Depends(tarry_app)]
 
-_errors: dict[int | str, dict[str, object]] = {
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     status: {"model": ErrorOut, "description": what}
     for status, what in (
         (400, "bad input, or a body that is not JSON"),
@@ -84,14 +84,14 @@ _errors: dict[int | str, dict[str, object]] = {
 }
 
 
-def _also(*pairs: tuple[int, str]) -> dict[int | str, dict[str, object]]:
-    return {**_errors, **{s: {"model": ErrorOut, "description": d} for s, d in pairs}}
+def responses_with(*pairs: tuple[int, str]) -> dict[int | str, dict[str, object]]:
+    return {**ERROR_RESPONSES, **{s: {"model": ErrorOut, "description": d} for s, d in pairs}}
 
 
 router = APIRouter(
     prefix="/api/v1",
     dependencies=[Depends(authorized), Depends(known_query)],
-    responses=_errors,
+    responses=ERROR_RESPONSES,
     route_class=StrictJSONRoute,
 )
 
@@ -100,7 +100,7 @@ router = APIRouter(
     "/runs",
     status_code=201,
     response_model=StartOut,
-    responses=_also((404, "unknown workflow")),
+    responses=responses_with((404, "unknown workflow")),
     summary="Start a run",
 )
 async def start_run(body: StartBody, app: TarryApp) -> StartOut:
@@ -128,7 +128,7 @@ async def list_runs(
 @router.get(
     "/runs/{run_id:path}",
     response_model=RunOut,
-    responses=_also((404, "no such run")),
+    responses=responses_with((404, "no such run")),
     summary="A run with its steps and what it waits for",
 )
 async def get_run(run_id: str, app: TarryApp) -> RunOut:
@@ -138,13 +138,14 @@ async def get_run(run_id: str, app: TarryApp) -> RunOut:
 @router.post(
     "/runs/{run_id:path}/cancel",
     response_model=RunOut,
-    responses=_also((404, "no such run")),
-    summary="Cancel a run (a no-op on an ended run)",
+    responses=responses_with((404, "no such run")),
+    summary="Cancel a run and the runs it invoked (a no-op on an ended run)",
 )
 async def cancel_run(
     run_id: str, app: TarryApp, body: Annotated[CancelBody | None, Body()] = None
 ) -> RunOut:
-    run = await app.cancel(run_id, body.reason if body else None)
+    body = body or CancelBody()
+    run = await app.cancel(run_id, body.reason, children=body.children)
     return run_out(run, with_steps=True)
 
 
@@ -152,7 +153,7 @@ async def cancel_run(
     "/runs/{run_id:path}/messages",
     status_code=202,
     response_model=MessageOut,
-    responses=_also((404, "no such run"), (409, "the run has ended")),
+    responses=responses_with((404, "no such run"), (409, "the run has ended")),
     summary="Append a message to a run's mailbox",
 )
 async def send_message(run_id: str, body: MessageBody, app: TarryApp) -> MessageOut:
@@ -163,7 +164,7 @@ async def send_message(run_id: str, body: MessageBody, app: TarryApp) -> Message
 @router.post(
     "/signals",
     response_model=SignalOut,
-    responses=_also((404, "strict and no run waits on the key")),
+    responses=responses_with((404, "strict and no run waits on the key")),
     summary="Send a signal to the run waiting on a key (buffered if none, unless strict)",
 )
 async def send_signal(body: SignalBody, app: TarryApp) -> SignalOut:

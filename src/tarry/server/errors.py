@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Match, Route
 from ..errors import (
     RunFinished,
     RunNotFound,
+    RunStateError,
     SignalConflict,
     SignalNotFound,
     StoreError,
@@ -32,6 +33,7 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (SignalNotFound, 404),
     (RunFinished, 409),
     (SignalConflict, 409),
+    (RunStateError, 409),  # a retry of a run that has not failed, a fork of a live run
     (StoreError, 503),
     (ValueError, 400),  # ConfigError, ExpressionError, serde's SerializationError, ...
     (TarryError, 400),
@@ -77,7 +79,10 @@ def allowed_methods(request: Request) -> str | None:
     A run id may hold "/", so ``/runs/x/cancel`` also matches ``GET /runs/{run_id}``
     with the id ``x/cancel``; the routes that match without a "/" in a parameter
     are the ones the path means, and only when there are none do the others count.
+    A route with no parameter at all (``POST /runs/retry``) means its path more
+    than one that takes it for a run id.
     """
+    literal: set[str] = set()
     exact: set[str] = set()
     loose: set[str] = set()
     for route in _routes(request.app.router.routes):
@@ -86,12 +91,15 @@ def allowed_methods(request: Request) -> str | None:
         match, child = route.matches(request.scope)
         if match == Match.NONE:
             continue
-        params = child.get("path_params", {}).values()
-        if any("/" in str(value) for value in params):
+        found = child.get("path_params", {})  # with the request's: keep the route's own
+        params = [found.get(name) for name in route.param_convertors]
+        if not params:
+            literal |= route.methods
+        elif any("/" in str(value) for value in params):
             loose |= route.methods
         else:
             exact |= route.methods
-    methods = exact or loose
+    methods = literal or exact or loose
     return ", ".join(sorted(methods)) if methods else None
 
 

@@ -6,12 +6,13 @@ wrong type is a 422 naming the field instead of a silently ignored value.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictBool, field_validator
 
-from ..models import Run, StepRecord, WaitingFor
+from ..models import FailedAttempt, Run, RunChange, StepRecord, WaitingFor
 from ..names import MAX_NAME
 
 if TYPE_CHECKING:
@@ -71,6 +72,141 @@ class MessageBody(_Body):
 
 class CancelBody(_Body):
     reason: str | None = None
+    children: StrictBool = Field(
+        default=True, description="also cancel the runs it invoked that have not ended"
+    )
+
+
+# Who did it, as the run's changes record it (the App's limit).
+_BY = Field(default=None, max_length=256, description="who did it: at most 256 characters")
+
+
+class RetryBody(_Body):
+    by: str | None = _BY
+
+
+class ForkBody(_Body):
+    from_step: str = _name("the step to run anew; the steps recorded before it are copied")
+    payload: Any = Field(
+        default=None, description="the new run's payload (default: the original's)"
+    )
+    run_id: str | None = _name("the new run's id (default: a new one)", default=None)
+    by: str | None = _BY
+
+
+# When a run was created, for a bulk filter: an RFC 3339 date-time with its offset, or a
+# duration back from now ("1d": created within the last day).
+DURATION_PATTERN = r"^([0-9]{1,9}(\.[0-9]{1,9})?(ms|s|m|h|d|w)){1,8}$"
+DATE_TIME_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+_WHEN_SCHEMA: dict[str, JsonValue] = {
+    "anyOf": [
+        {"type": "string", "format": "date-time", "pattern": DATE_TIME_PATTERN},
+        {"type": "string", "pattern": DURATION_PATTERN},
+        {"type": "null"},
+    ]
+}
+
+
+def parse_when(value: str) -> datetime | str:
+    """A bulk filter's ``since``/``until``: an aware datetime, or the duration as given.
+    ValueError for anything else."""
+    if re.fullmatch(DURATION_PATTERN, value):
+        return value
+    if not re.fullmatch(DATE_TIME_PATTERN, value):
+        raise ValueError(
+            "expected a duration back from now such as '1d' or '2h30m', or an RFC 3339 "
+            "date-time with its offset such as '2025-01-31T08:00:00Z'"
+        )
+    text = value.upper().replace("Z", "+00:00")
+    date, _, rest = text.partition("T")
+    clock, offset = rest[:-6], rest[-6:]
+    whole, _, fraction = clock.partition(".")
+    if whole.endswith(":60"):  # a leap second: the second before it
+        whole = whole[:-2] + "59"
+    fraction = f".{fraction[:6]:0<6}" if fraction else ""
+    try:
+        return datetime.fromisoformat(f"{date}T{whole}{fraction}{offset}")
+    except ValueError as exc:
+        raise ValueError(f"not a valid date-time: {exc}") from None
+
+
+def _filter_given(name: str) -> dict[str, JsonValue]:
+    return {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+
+
+_FILTERS = ("workflow", "status", "since", "until")
+
+
+class BulkBody(_Body):
+    """Which runs: at least one filter, or ``all``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                *(_filter_given(name) for name in _FILTERS),
+                {"required": ["all"], "properties": {"all": {"const": True}}},
+            ]
+        },
+    )
+
+    workflow: str | None = _name("only runs of this workflow", default=None)
+    since: str | None = Field(
+        default=None,
+        description="only runs created at or after this: a date-time, or a duration ago ('1d')",
+        json_schema_extra=_WHEN_SCHEMA,
+    )
+    until: str | None = Field(
+        default=None,
+        description="only runs created before this: a date-time, or a duration ago ('1h')",
+        json_schema_extra=_WHEN_SCHEMA,
+    )
+    dry_run: StrictBool = Field(default=False, description="only count the runs it would apply to")
+    all: StrictBool = Field(
+        default=False, description="apply to every run: required when no filter is given"
+    )
+
+    @field_validator("since", "until")
+    @classmethod
+    def _when(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_when(value)
+        return value
+
+    def has_filter(self) -> bool:
+        return any(getattr(self, name) is not None for name in _FILTERS)
+
+
+class BulkRetryBody(BulkBody):
+    status: RunStatusName | None = Field(
+        default=None, description="only runs in this status (default: failed)"
+    )
+    by: str | None = _BY
+
+
+class BulkCancelBody(BulkBody):
+    status: RunStatusName | None = Field(
+        default=None, description="only runs in this status (runs that ended are never touched)"
+    )
+    reason: str | None = None
+
+
+class BulkForkBody(BulkBody):
+    from_step: str = _name("the step each run is forked from")
+    status: RunStatusName | None = Field(
+        default=None, description="only runs in this status (only ended runs are forked)"
+    )
+    by: str | None = _BY
+
+
+class BulkOut(BaseModel):
+    matched: int = Field(description="runs the filter matched (dry_run: that it would act on)")
+    done: list[str] = Field(description="the runs acted on; for a fork, the new runs")
+    skipped: dict[str, str] = Field(description="runs matched but left as they were, with why")
+    dry_run: bool
 
 
 class StartOut(BaseModel):
@@ -100,6 +236,25 @@ class WaitingForOut(BaseModel):
     expires_at: datetime | None
 
 
+class FailedAttemptOut(BaseModel):
+    step: str
+    attempt: int
+    error: Any = Field(description="{type, message, traceback}")
+    started_at: datetime | None
+    ended_at: datetime | None
+
+
+class RunChangeOut(BaseModel):
+    action: str = Field(description="retried or forked")
+    at: datetime
+    detail: Any = Field(description="by whom; for a fork, from_run and from_step")
+
+
+class ForkedFromOut(BaseModel):
+    run_id: str
+    step: str
+
+
 class StepOut(BaseModel):
     id: str
     kind: str
@@ -109,6 +264,9 @@ class StepOut(BaseModel):
     attempts: int
     started_at: datetime | None
     ended_at: datetime | None
+    failed_attempts: list[FailedAttemptOut] = Field(
+        description="every attempt of the step that raised, oldest first, across retries"
+    )
 
 
 class RunOut(BaseModel):
@@ -124,6 +282,15 @@ class RunOut(BaseModel):
     waiting_for: WaitingForOut | None
     steps: list[StepOut] | None = Field(
         default=None, description="the step records; only on GET /runs/{id}"
+    )
+    failed_attempts: list[FailedAttemptOut] | None = Field(
+        default=None, description="every failed attempt of its steps; only on GET /runs/{id}"
+    )
+    changes: list[RunChangeOut] | None = Field(
+        default=None, description="retries and the fork it came from; only on GET /runs/{id}"
+    )
+    forked_from: ForkedFromOut | None = Field(
+        default=None, description="the run and step it was forked from; only on GET /runs/{id}"
     )
 
 
@@ -167,6 +334,20 @@ def waiting_out(waiting: WaitingFor | None) -> WaitingForOut | None:
     )
 
 
+def attempt_out(attempt: FailedAttempt) -> FailedAttemptOut:
+    return FailedAttemptOut(
+        step=attempt.step,
+        attempt=attempt.attempt,
+        error=attempt.error,
+        started_at=attempt.started_at,
+        ended_at=attempt.ended_at,
+    )
+
+
+def change_out(change: RunChange) -> RunChangeOut:
+    return RunChangeOut(action=change.action, at=change.at, detail=change.detail)
+
+
 def step_out(step: StepRecord) -> StepOut:
     return StepOut(
         id=step.id,
@@ -177,11 +358,12 @@ def step_out(step: StepRecord) -> StepOut:
         attempts=step.attempts,
         started_at=step.started_at,
         ended_at=step.ended_at,
+        failed_attempts=[attempt_out(a) for a in step.failed_attempts],
     )
 
 
 def run_out(run: Run, *, with_steps: bool) -> RunOut:
-    return RunOut(
+    out = RunOut(
         id=run.id,
         workflow=run.workflow,
         status=run.status,
@@ -194,6 +376,14 @@ def run_out(run: Run, *, with_steps: bool) -> RunOut:
         waiting_for=waiting_out(run.waiting_for),
         steps=[step_out(s) for s in run.steps] if with_steps else None,
     )
+    if with_steps:
+        forked = run.forked_from
+        out.failed_attempts = [attempt_out(a) for a in run.failed_attempts]
+        out.changes = [change_out(c) for c in run.changes]
+        out.forked_from = (
+            None if forked is None else ForkedFromOut(run_id=forked[0], step=forked[1])
+        )
+    return out
 
 
 def workflow_out(workflow: Workflow) -> WorkflowOut:
