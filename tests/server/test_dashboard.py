@@ -281,3 +281,21 @@ async def test_a_live_refresh_of_a_run_that_has_not_moved_fetches_nothing(
     await wait_run(client, run_id, "completed")
     ended = await client.get(f"/runs/{run_id}", params=params)
     assert ended.status_code == 200 and "completed" in ended.text
+
+
+async def test_runs_show_their_code_version_and_filter_by_it(
+    client: httpx.AsyncClient, tarry_app: tarry.App
+) -> None:
+    run_id = await parked(client, "o-v")
+    version = tarry_app.workflows.version_of("approval")
+    assert version is not None and len(version) == 12
+    found = (await client.get(f"/api/v1/runs/{run_id}")).json()
+    assert (found["version"], found["last_version"]) == (version, version)
+    listed = (await client.get("/api/v1/runs", params={"version": version})).json()["items"]
+    assert [r["id"] for r in listed] == [run_id]
+    assert (await client.get("/api/v1/runs", params={"version": "other"})).json()["items"] == []
+    assert (await client.get("/api/v1/runs", params={"version": ""})).status_code == 422
+    page = await client.get("/", params={"version": version})
+    assert run_id in page.text and f"<code>{version}</code>" in page.text
+    assert run_id not in (await client.get("/", params={"version": "other"})).text
+    assert version in (await client.get(f"/runs/{run_id}")).text

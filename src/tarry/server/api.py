@@ -48,7 +48,7 @@ def authorized(
 # The query parameters each route takes; any other is refused (422), as unknown body
 # fields are, so a typo such as ``?stauts=waiting`` does not silently list every run.
 QUERY_PARAMETERS: dict[str, frozenset[str]] = {
-    "list_runs": frozenset({"status", "workflow", "limit", "cursor"}),
+    "list_runs": frozenset({"status", "workflow", "limit", "cursor", "version"}),
 }
 
 
@@ -118,8 +118,14 @@ async def list_runs(
         str | None,
         Query(pattern=CURSOR_PATTERN, description="the next_cursor of the previous page"),
     ] = None,
+    version: Annotated[
+        str | None,
+        Query(min_length=1, max_length=256, description="only runs started on this code version"),
+    ] = None,
 ) -> RunPageOut:
-    page = await app.list_runs(status=status, workflow=workflow, limit=limit, cursor=cursor)
+    page = await app.list_runs(
+        status=status, workflow=workflow, limit=limit, cursor=cursor, version=version
+    )
     return RunPageOut(
         items=[run_out(r, with_steps=False) for r in page.items], next_cursor=page.next_cursor
     )

@@ -86,6 +86,7 @@ async def runs_page(
     cursor: str = "",
     fragment: str = "",
     retried: str = "",
+    version: str = "",
 ) -> Response:
     session, gate = enter(request)
     if gate is not None:
@@ -93,10 +94,15 @@ async def runs_page(
     app = deps(request)[0]
     status = status if status in RUN_STATUSES else ""
     cursor = cursor if re.fullmatch(CURSOR_PATTERN, cursor) else ""
+    version = version if 0 < len(version) <= 256 and "\x00" not in version else ""
     page = await app.list_runs(
-        status=status or None, workflow=workflow or None, cursor=cursor or None, limit=50
+        status=status or None,
+        workflow=workflow or None,
+        cursor=cursor or None,
+        limit=50,
+        version=version or None,
     )
-    filters = {"status": status, "workflow": workflow}
+    filters = {"status": status, "workflow": workflow, "version": version}
     more = None
     if page.next_cursor:
         more = "/?" + urlencode({**filters, "cursor": page.next_cursor})

@@ -280,6 +280,10 @@ class RunOut(BaseModel):
     updated_at: datetime
     ended_at: datetime | None
     waiting_for: WaitingForOut | None
+    version: str | None = Field(default=None, description="the code version it started on")
+    last_version: str | None = Field(
+        default=None, description="the code version of its latest attempt"
+    )
     steps: list[StepOut] | None = Field(
         default=None, description="the step records; only on GET /runs/{id}"
     )
@@ -374,6 +378,8 @@ def run_out(run: Run, *, with_steps: bool) -> RunOut:
         updated_at=run.updated_at,
         ended_at=run.ended_at,
         waiting_for=waiting_out(run.waiting_for),
+        version=run.version,
+        last_version=run.last_version,
         steps=[step_out(s) for s in run.steps] if with_steps else None,
     )
     if with_steps:
