@@ -19,9 +19,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import count_status, temp_sqlite_url  # noqa: E402
-
-import tarry  # noqa: E402
+import tarry
+from _common import count_status, temp_sqlite_url
 
 
 def build(url: str, steps: int) -> tarry.App:
