@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from . import serde
+from .branches import Branches
 from .clock import Clock
 from .context import Context
 from .errors import LeaseLost, StoreError, StoreUnavailable, Suspend
@@ -75,6 +76,8 @@ class Attempt:
         found gone after that is this attempt's own doing, not a takeover."""
         self.over = False
         """The lease is given up (parked, retrying, ended): nothing more may be written."""
+        self.branches = Branches(store, claimed.lease, self)
+        """Where the branches of the handler park the run together."""
         self.trigger = trigger_of(self.run.workflow, self.run.payload, self.run.trigger)
         event = event_from_json(self.trigger) if self.run.trigger is not None else None
         self.ctx = Context(self.run.id, self.run.workflow, serde.loads(self.run.payload), event)

@@ -6,7 +6,7 @@ decoration time for ``on=`` and ``cancel_on=``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -21,6 +21,7 @@ from .expressions import (
     match_to_equality,
 )
 from .ids import new_id
+from .models import Woken, event_from_json, message_from_json
 from .names import check_name
 from .store.base import (
     EventWait,
@@ -260,6 +261,17 @@ def _seen_events(trigger: dict[str, Any], memo: Mapping[str, StepRow]) -> tuple[
     return tuple(seen)
 
 
+def shown(cond: WaitCondition) -> str:
+    """One condition of a parked wait, as people read it."""
+    if isinstance(cond, SignalWait):
+        return f"signal {cond.key}"
+    if isinstance(cond, EventWait):
+        return f"event {cond.filing.event}"
+    if isinstance(cond, MessageWait):
+        return "message" if cond.name is None else f"message {cond.name}"
+    return f"run {cond.child.id}"
+
+
 def waiting_key(conds: tuple[WaitCondition, ...]) -> str | None:
     """The key, event name, message name or child run shown for a one-condition wait."""
     if len(conds) != 1:
@@ -287,3 +299,26 @@ def describe(spec: AnyCondition) -> str:
             return f"event {cond.name!r} if {cond.if_!r}"
         return f"event {cond.name!r}"
     return "message" if spec.name is None else f"message {spec.name!r}"
+
+
+def check_conditions(conditions: Sequence[AnyCondition], what: str) -> None:
+    if not conditions:
+        raise ValueError(f"{what} needs at least one condition")
+    for cond in conditions:
+        if not isinstance(cond, SignalCondition | EventWaitCondition | MessageCondition):
+            raise TypeError(
+                f"{what} takes tarry.signal(...), tarry.event(...) or tarry.message(...) "
+                f"conditions, got {cond!r}"
+            )
+
+
+def woken(conditions: Sequence[AnyCondition], found: dict[str, Any]) -> Woken:
+    """Which condition of a wait on several fired (``found``: ``{index, value}``), with
+    its value as the public type (an Event, a Message)."""
+    index, value = found["index"], found["value"]
+    chosen = conditions[index]
+    if isinstance(chosen, EventWaitCondition):
+        value = event_from_json(value)
+    elif isinstance(chosen, MessageCondition):
+        value = message_from_json(value)
+    return Woken(index, value)

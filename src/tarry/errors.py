@@ -149,3 +149,9 @@ class NeverIdle(TarryError, AssertionError):
 class RunStateError(TarryError):
     """The run is not in a state the operation applies to: a retry of a run that has
     not failed or been cancelled, a fork of a run that has not ended."""
+
+
+class NestedStepError(NonRetriableError):
+    """A step method was called from inside a ``step.run`` function: steps do not nest
+    (the inner step would be stored as a sibling of the outer one). Fails the outer
+    step at once rather than retrying it."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -19,6 +21,7 @@ from .attempt import Attempt
 from .errors import Bail, LeaseLost, StepFailed, StoreUnavailable, Suspend
 from .registry import Workflow
 from .step import Step
+from .step_core import refuse_nested
 from .tracebacks import format_bounded
 
 log = logging.getLogger("tarry")
@@ -37,10 +40,72 @@ class SyncStep:
         if not asyncio.iscoroutinefunction(method):
             return method
 
+        branches = self._step._x.branches
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            branches.leave()  # this thread waits on the step: it runs no code meanwhile
+            try:
+                return await method(*args, **kwargs)
+            finally:
+                branches.enter()
+
         def blocking(*args: Any, **kwargs: Any) -> Any:
-            return asyncio.run_coroutine_threadsafe(method(*args, **kwargs), self._loop).result()
+            refuse_nested(args[0] if args else kwargs.get("step_id"))  # from a step function
+            return asyncio.run_coroutine_threadsafe(call(*args, **kwargs), self._loop).result()
 
         return blocking
+
+    def parallel(self, *branches: Callable[[], Any]) -> list[Any]:
+        """Run ``branches`` (functions of no arguments that call step methods) side by
+        side, each in a thread of its own; their results in order. The first error
+        of a branch is raised once every branch has stopped."""
+        owner = self._step._x.branches
+        done: list[Any] = [None] * len(branches)
+        errors: list[BaseException | None] = [None] * len(branches)
+
+        def branch(index: int, fn: Callable[[], Any]) -> None:
+            try:
+                done[index] = fn()
+            except BaseException as exc:  # Suspend included: reported below
+                errors[index] = exc
+                if not isinstance(exc, Suspend):  # the run must not park under the error
+                    self._loop.call_soon_threadsafe(owner.set_broken, True)
+            finally:
+                self._loop.call_soon_threadsafe(owner.leave)
+
+        def start() -> None:
+            for _ in branches:
+                owner.enter()
+
+        asyncio.run_coroutine_threadsafe(_call(start), self._loop).result()
+        threads = [
+            threading.Thread(target=branch, args=(i, fn), name=f"tarry-branch-{i}", daemon=True)
+            for i, fn in enumerate(branches)
+        ]
+        for thread in threads:
+            thread.start()
+        asyncio.run_coroutine_threadsafe(_call(owner.leave), self._loop).result()
+        try:
+            for thread in threads:
+                thread.join()
+        finally:
+            asyncio.run_coroutine_threadsafe(_call(owner.enter), self._loop).result()
+            asyncio.run_coroutine_threadsafe(
+                _call(lambda: owner.set_broken(False)), self._loop
+            ).result()
+        first = next(
+            (exc for exc in errors if exc is not None and not isinstance(exc, Suspend)), None
+        )
+        stopped = next((exc for exc in errors if isinstance(exc, Suspend)), None)
+        if stopped is not None:
+            raise stopped
+        if first is not None:
+            raise first
+        return done
+
+
+async def _call(fn: Callable[[], None]) -> None:
+    fn()
 
 
 def _error_json(exc: BaseException) -> bytes:
@@ -65,15 +130,26 @@ async def execute(
             x.stop(exc)
             return
     try:
-        if workflow.is_async:
-            output = await workflow.fn(x.ctx, step)
-        else:
-            loop = asyncio.get_running_loop()
-            output = await loop.run_in_executor(handlers, workflow.fn, x.ctx, SyncStep(step, loop))
+        try:
+            output = await _handler(x, workflow, step, handlers)
+        finally:
+            await x.branches.close()  # no branch parks the run once the handler is done
     except Suspend:
         return
     except Bail as bail:
         await x.end("cancelled", error=orjson.dumps({"type": "Bailed", "message": bail.reason}))
+        return
+    except BaseExceptionGroup as group:  # a TaskGroup of branches
+        if group.subgroup(Suspend) is not None:
+            return  # a branch parked or stopped the run: its state is stored
+        bailed = group.subgroup(Bail)
+        if bailed is not None:
+            reason = getattr(_first(bailed), "reason", "bailed")
+            await x.end("cancelled", error=orjson.dumps({"type": "Bailed", "message": reason}))
+            return
+        if not isinstance(group, Exception):
+            raise
+        await x.end("failed", error=_error_json(group))
         return
     except Exception as exc:
         if not isinstance(exc, StepFailed) and not x.cancel_requested:
@@ -90,3 +166,22 @@ async def execute(
         await x.end("failed", error=_error_json(exc))
         return
     await x.end("completed", output=data)
+
+
+async def _handler(
+    x: Attempt, workflow: Workflow, step: Step, handlers: concurrent.futures.Executor
+) -> Any:
+    if workflow.is_async:
+        x.branches.main = asyncio.current_task()
+        return await workflow.fn(x.ctx, step)
+    loop = asyncio.get_running_loop()
+    x.branches.enter()  # the handler thread runs code the run must wait for
+    try:
+        return await loop.run_in_executor(handlers, workflow.fn, x.ctx, SyncStep(step, loop))
+    finally:
+        x.branches.leave()
+
+
+def _first(group: BaseExceptionGroup[Any]) -> BaseException:
+    first = group.exceptions[0]
+    return _first(first) if isinstance(first, BaseExceptionGroup) else first

@@ -27,8 +27,9 @@ StepKind = Literal[
     "send_signal",
     "send_event",
     "patch",
+    "all",
 ]
-WaitKind = Literal["sleep", "signal", "event", "message", "any", "invoke"]
+WaitKind = Literal["sleep", "signal", "event", "message", "any", "all", "invoke"]
 """What a parked run waits on, as its ``waiting_for.kind`` says."""
 WaiterKind = Literal["signal", "event", "message", "invoke", "cancel"]
 """A waiter row: one condition of a wait, or a ``cancel_on`` condition of a run."""
@@ -90,6 +91,13 @@ class WaitingFor:
     step: str
     key: str | None
     expires_at: datetime | None
+    waits: list[WaitingFor] = field(default_factory=list)
+    """For ``kind`` "branches": each branch's wait (steps started side by side)."""
+    conditions: list[str] = field(default_factory=list)
+    """For a wait on several conditions: what each is."""
+    arrived: list[int] = field(default_factory=list)
+    """For a wait for several arrivals (wait_for_all, a quorum): the indexes of the
+    conditions that have fired, in arrival order."""
 
 
 @dataclass(frozen=True, slots=True)

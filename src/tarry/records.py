@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 from . import serde
 from .models import FailedAttempt, Run, RunChange, StepRecord, WaitingFor, to_datetime
@@ -22,14 +23,7 @@ def to_run(row: RunRow, steps: list[StepRow]) -> Run:
         created_at=to_datetime(row.created_at),  # type: ignore[arg-type]
         updated_at=to_datetime(row.updated_at),  # type: ignore[arg-type]
         ended_at=to_datetime(row.ended_at),
-        waiting_for=None
-        if waiting is None
-        else WaitingFor(
-            kind=waiting["kind"],
-            step=waiting["step"],
-            key=waiting.get("key"),
-            expires_at=to_datetime(waiting.get("expires_at")),
-        ),
+        waiting_for=None if waiting is None else _waiting(waiting, steps),
         version=row.version,
         last_version=row.last_version,
         steps=[
@@ -45,6 +39,22 @@ def to_run(row: RunRow, steps: list[StepRow]) -> Run:
             )
             for s in steps
         ],
+    )
+
+
+def _waiting(shown: dict[str, Any], steps: list[StepRow]) -> WaitingFor:
+    arrived: list[int] = []
+    for step in steps:
+        if step.key == shown["step"] and step.need is not None and step.output:
+            arrived = [entry["index"] for entry in serde.loads(step.output)]
+    return WaitingFor(
+        kind=shown["kind"],
+        step=shown["step"],
+        key=shown.get("key"),
+        expires_at=to_datetime(shown.get("expires_at")),
+        waits=[_waiting(each, steps) for each in shown.get("waits", ())],
+        conditions=list(shown.get("conditions", ())),
+        arrived=arrived,
     )
 
 

@@ -14,20 +14,14 @@ import contextvars
 import functools
 import inspect
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Literal, NoReturn
 
 import orjson
 
 from . import conditions, serde
-from .conditions import (
-    AnyCondition,
-    EventWaitCondition,
-    MessageCondition,
-    describe,
-    new_event,
-)
+from .conditions import AnyCondition, check_conditions, describe, new_event, woken
 from .durations import Duration, Timeout, check_aware, parse_duration
 from .errors import (
     Bail,
@@ -44,13 +38,28 @@ from .models import (
     Event,
     Message,
     SignalResult,
-    Woken,
+    WaitKind,
     event_from_json,
     message_from_json,
 )
 from .names import check_name, child_run_id
-from .step_core import PATCH_PREFIX, StepCore, attempt_error, error_bytes, error_message
-from .store.base import InvokeWait, NewRun, StepRow, StepSender
+from .step_core import (
+    INSIDE_STEP,
+    StepCore,
+    attempt_error,
+    error_bytes,
+    error_message,
+)
+from .store.base import InvokeWait, NewRun, StepRow, StepSender, WaitSpec
+
+
+class _Done:
+    """A step attempt's stored result."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
 
 
 class Step(StepCore):
@@ -69,11 +78,32 @@ class Step(StepCore):
             if row.status == "failed":
                 raise StepFailed(key, error_message(row)[1])
             attempt = row.attempts + 1
+            if row.due_at is not None and row.due_at > self._x.clock.now():
+                await self._backoff(key, row.due_at)  # retried beside siblings: not yet due
         await self._x.boundary()
+        fn = self._x.doubles.get(step_id, fn)
+        branches = self._x.branches
+        while True:
+            branches.enter()
+            try:
+                due = await self._attempt(key, attempt, fn, args, kwargs)
+            finally:
+                branches.leave()
+            if isinstance(due, _Done):
+                return due.value
+            await self._backoff(key, due)
+            await self._x.boundary()
+            attempt += 1
+
+    async def _attempt(
+        self, key: str, attempt: int, fn: Callable[..., Any], args: Any, kwargs: Any
+    ) -> _Done | float:
+        """One attempt of a step's function: its stored result (``_Done``), or when to
+        try again beside siblings still at work (the result is stored as retrying)."""
         self._x.ctx.attempt = attempt
         clock = self._x.clock
         started = clock.now()
-        fn = self._x.doubles.get(step_id, fn)
+        inside = INSIDE_STEP.set(key)  # a step method called from fn is refused
         try:
             if inspect.iscoroutinefunction(fn):
                 result = await fn(*args, **kwargs)
@@ -89,47 +119,43 @@ class Step(StepCore):
             delay = self._retry_delay(exc, attempt)
             if delay is None:
                 return await self._fail(key, attempt, started, exc)
+            due = clock.now() + delay
             failed = StepRow(
-                key,
-                "run",
-                "retrying",
-                None,
-                attempt_error(exc),
-                attempt,
-                started,
-                clock.now(),
-                self._pos[key],
-            )
+                key, "run", "retrying", None, attempt_error(exc), attempt, started,
+                clock.now(), self._pos[key],
+            )  # fmt: skip
+            if not self._x.branches.alone():
+                # Siblings are at work: keep the lease, wait beside them (parked with
+                # them if they park), rather than give the run up under their feet.
+                failed.due_at = due
+                await self._save(failed)
+                return due
             self._x.releasing = True
             cancelled = False
             with contextlib.suppress(LeaseLost, StoreUnavailable):  # the lease decides what is next
-                cancelled = await self._x.store.retry_step(
-                    self._x.lease, failed, clock.now() + delay
-                )
+                cancelled = await self._x.store.retry_step(self._x.lease, failed, due)
             if cancelled:  # a pending cancel ended the run instead
                 self._x.ended()
             self._x.over = True
             raise Suspend("cancelled" if cancelled else "retrying") from None
+        finally:
+            INSIDE_STEP.reset(inside)
         try:
             output = serde.dumps(
                 result, what=f"output of step {key!r}", limit=self._x.settings.max_output_bytes
             )
         except serde.SerializationError as exc:
             return await self._fail(key, attempt, started, exc)
-        await self._save(
-            StepRow(
-                key,
-                "run",
-                "completed",
-                output,
-                None,
-                attempt,
-                started,
-                clock.now(),
-                self._pos[key],
-            )
-        )
-        return serde.loads(output)
+        done = StepRow(key, "run", "completed", output, None, attempt, started, clock.now())
+        done.pos = self._pos[key]
+        await self._save(done)
+        return _Done(serde.loads(output))
+
+    async def _backoff(self, key: str, due: float) -> None:
+        """Wait, beside the run's other branches, until a retry of ``key`` is due."""
+        shown = {"kind": "retry", "step": key, "key": None, "expires_at": due}
+        wait = WaitSpec(key, "sleep", due, orjson.dumps(shown), (), False, None, self._pos[key])
+        await self._x.branches.park(wait, stored=True)
 
     def _retry_delay(self, exc: Exception, attempt: int) -> float | None:
         if attempt > self._x.retries:
@@ -200,13 +226,17 @@ class Step(StepCore):
         await self._x.boundary()
         sender = StepSender(self._x.lease, key, self._x.clock.now(), self._pos[key])
         try:
-            outcome = await self._x.store.send_signal(
-                signal,
-                payload,
-                strict=False,
-                retention_seconds=self._x.settings.signal_retention,
-                sender=sender,
-            )
+            self._x.branches.enter()  # a write siblings must not park the run under
+            try:
+                outcome = await self._x.store.send_signal(
+                    signal,
+                    payload,
+                    strict=False,
+                    retention_seconds=self._x.settings.signal_retention,
+                    sender=sender,
+                )
+            finally:
+                self._x.branches.leave()
         except (LeaseLost, StoreUnavailable) as exc:
             raise self._x.stop(exc) from None
         if outcome.cancel_requested:
@@ -276,13 +306,33 @@ class Step(StepCore):
         return None if found is None else message_from_json(found)
 
     async def wait_for_any(
-        self, step_id: str, conditions: Sequence[AnyCondition], *, timeout: Timeout
-    ) -> Woken | None:
+        self,
+        step_id: str,
+        conditions: Sequence[AnyCondition],
+        *,
+        timeout: Timeout,
+        count: int = 1,
+    ) -> Any:
         """Park on several conditions (``tarry.signal``, ``tarry.event``,
         ``tarry.message``); the first to fire wins and the others are withdrawn in
-        the same transaction. ``Woken(index, value)``, or None on timeout."""
-        if not conditions:
-            raise ValueError("wait_for_any needs at least one condition")
+        the same transaction. ``Woken(index, value)``, or None on timeout.
+
+        ``count=k`` waits for a quorum: each arrival is stored as it comes, and once
+        ``k`` have fired the rest are withdrawn in the same transaction; returns
+        ``[Woken, ...]`` in arrival order (at the deadline: those that arrived)."""
+        check_conditions(conditions, "wait_for_any")
+        if (
+            isinstance(count, bool)
+            or not isinstance(count, int)
+            or not 1 <= count <= len(conditions)
+        ):
+            raise ValueError(
+                f"count must be from 1 to {len(conditions)} (the number of conditions), "
+                f"got {count!r}"
+            )
+        if count > 1:
+            arrived = await self._gather(step_id, "any", conditions, timeout, count)
+            return [woken(conditions, entry) for entry in arrived]
         due = self._deadline(timeout)
         found = await self._wait(
             step_id, "any", due, lambda: tuple(self._condition(c) for c in conditions),
@@ -290,13 +340,41 @@ class Step(StepCore):
         )  # fmt: skip
         if found is None:
             return None
-        index, value = found["index"], found["value"]
-        chosen = conditions[index]
-        if isinstance(chosen, EventWaitCondition):
-            value = event_from_json(value)
-        elif isinstance(chosen, MessageCondition):
-            value = message_from_json(value)
-        return Woken(index, value)
+        return woken(conditions, found)
+
+    async def wait_for_all(
+        self, step_id: str, conditions: Sequence[AnyCondition], *, timeout: Timeout
+    ) -> list[Any]:
+        """Park until every condition has fired; each arrival is stored as it comes
+        (a crash loses none). The values in the order of ``conditions``; at the
+        deadline, those that arrived and None for the rest."""
+        check_conditions(conditions, "wait_for_all")
+        arrived = await self._gather(step_id, "all", conditions, timeout, len(conditions))
+        values: list[Any] = [None] * len(conditions)
+        for entry in arrived:
+            values[entry["index"]] = woken(conditions, entry).value
+        return values
+
+    async def parallel(self, *branches: Callable[[], Awaitable[Any]]) -> list[Any]:
+        """Run ``branches`` (functions returning awaitables of step calls) side by
+        side, as ``asyncio.gather`` would: their results in order."""
+        return list(await asyncio.gather(*(branch() for branch in branches)))
+
+    async def _gather(
+        self,
+        step_id: str,
+        kind: WaitKind,
+        conditions: Sequence[AnyCondition],
+        timeout: Timeout,
+        need: int,
+    ) -> list[dict[str, Any]]:
+        due = self._deadline(timeout)
+        spec = f"{kind} {need} of " + "; ".join(describe(c) for c in conditions)
+        found = await self._wait(
+            step_id, kind, due, lambda: tuple(self._condition(c) for c in conditions),
+            indexed=True, spec=spec, need=need,
+        )  # fmt: skip
+        return list(found or [])
 
     async def invoke(
         self, step_id: str, workflow: str, payload: Any = None, *, timeout: Timeout = None
@@ -341,9 +419,13 @@ class Step(StepCore):
         await self._x.boundary()
         sender = StepSender(self._x.lease, key, self._x.clock.now(), self._pos[key])
         try:
-            outcome = await self._x.store.send_event(
-                new, dedupe_seconds=self._x.settings.event_dedupe, sender=sender
-            )
+            self._x.branches.enter()
+            try:
+                outcome = await self._x.store.send_event(
+                    new, dedupe_seconds=self._x.settings.event_dedupe, sender=sender
+                )
+            finally:
+                self._x.branches.leave()
         except (LeaseLost, StoreUnavailable) as exc:
             raise self._x.stop(exc) from None
         if outcome.cancel_requested:
@@ -353,40 +435,6 @@ class Step(StepCore):
         output = orjson.dumps([outcome.event_id])
         self._x.remember(StepRow(key, "send_event", "completed", output, pos=self._pos[key]))
         return [outcome.event_id]
-
-    # -- changing code under parked runs ------------------------------------------------
-
-    async def patched(self, patch_id: str) -> bool:
-        """Whether this run takes the new code at this point: True for a run that
-        reaches it for the first time under code that has the patch (recorded, so its
-        later replays answer True too), False for a run whose stored history already
-        went past it without the patch. Use it to change code between steps while
-        runs are parked: ``if await step.patched("v2-fraud-check"): ...``."""
-        key = self._patch_key(patch_id)
-        self._patches.add(key)
-        if key in self._x.memo:
-            self._count += 1  # a marker takes a place, in every replay that passes it
-            return True
-        if self.unvisited():
-            return False  # the stored history goes on past this point without the patch
-        self._count += 1
-        if not self._x.dry:
-            now = self._x.clock.now()
-            marker = StepRow(key, "patch", "completed", b"true", None, 1, now, now, self._count)
-            await self._save(marker)
-        return True
-
-    def deprecate_patch(self, patch_id: str) -> None:
-        """Mark the patch as always taken now: keep this call where ``patched`` was
-        once every run that could answer False has ended, so the runs that stored the
-        marker replay cleanly; remove it later."""
-        self._patches.add(self._patch_key(patch_id))
-
-    def _patch_key(self, patch_id: str) -> str:
-        if not isinstance(patch_id, str) or not patch_id:
-            raise ValueError(f"a patch id must be a non-empty string, got {patch_id!r}")
-        check_name(patch_id, "patch id")
-        return PATCH_PREFIX + patch_id
 
     # -- ending ----------------------------------------------------------------------
 

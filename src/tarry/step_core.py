@@ -9,6 +9,7 @@ methods on it.
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -21,6 +22,7 @@ from .durations import Timeout, deadline
 from .errors import (
     ExpressionError,
     LeaseLost,
+    NestedStepError,
     NonDeterminismError,
     SignalConflict,
     StepFailed,
@@ -57,6 +59,23 @@ def _spell(step_id: str, repeat: int) -> str:
     return step_id if repeat == 0 else f"{step_id}:{repeat}"
 
 
+INSIDE_STEP: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "tarry_inside_step", default=None
+)
+"""The key of the ``step.run`` whose function is executing here, if any."""
+
+
+def refuse_nested(step_id: object) -> None:
+    """A step method called from inside a step function: refused, naming both."""
+    outer = INSIDE_STEP.get()
+    if outer is not None:
+        raise NestedStepError(
+            f"step {step_id!r} was called from inside the function of step {outer!r}; "
+            "steps cannot nest: call it from the workflow handler, after or beside "
+            f"{outer!r} (asyncio.gather runs steps side by side)"
+        )
+
+
 PATCH_PREFIX = "@patch:"
 """The key of a patch marker: ``@patch:<id>``."""
 
@@ -76,6 +95,8 @@ class StepCore:
     # -- bookkeeping ---------------------------------------------------------------
 
     def _key(self, step_id: str) -> str:
+        refuse_nested(step_id)
+        self._x.branches.track()
         seen = self._seen.get(step_id) if type(step_id) is str else None
         if seen is None:  # a repeat (a loop) was checked the first time
             check_name(step_id, "step id")
@@ -146,6 +167,7 @@ class StepCore:
         *,
         indexed: bool = False,
         spec: str | None = None,
+        need: int | None = None,
     ) -> Any:
         """Answer from the memo, else park on the conditions ``build`` makes: built only
         then, since a condition may read the whole memo (the events already seen), and
@@ -160,12 +182,14 @@ class StepCore:
             return self._answer(key, row)
         await self._x.boundary()
         conds = build()
-        waiting_for = {
+        waiting_for: dict[str, Any] = {
             "kind": kind,
             "step": key,
             "key": conditions.waiting_key(conds),
             "expires_at": due,
         }
+        if len(conds) > 1:
+            waiting_for["conditions"] = [conditions.shown(c) for c in conds]
         wait = WaitSpec(
             key,
             kind,
@@ -176,19 +200,9 @@ class StepCore:
             self._x.clock.now(),
             self._pos[key],
             spec,
+            need,
         )
-        self._x.releasing = True
-        try:
-            parked = await self._x.store.park(self._x.lease, wait)
-        except (LeaseLost, StoreUnavailable) as exc:
-            raise self._x.stop(exc) from None
-        if parked.outcome == "parked":
-            self._x.over = True
-            raise Suspend("parked")
-        if parked.outcome == "cancelled":  # a pending cancel ended the run instead
-            self._x.ended()
-            raise Suspend("cancelled")
-        self._x.releasing = False
+        parked = await self._x.branches.park(wait, stored=row is not None)
         assert parked.step is not None
         self._x.remember(parked.step)
         return self._answer(key, parked.step)
@@ -225,3 +239,37 @@ class StepCore:
         if kind == "ExpressionError":
             raise ExpressionError(message)
         raise StepFailed(key, message)
+
+    # -- changing code under parked runs ------------------------------------------------
+
+    async def patched(self, patch_id: str) -> bool:
+        """Whether this run takes the new code at this point: True for a run that
+        reaches it for the first time under code that has the patch (recorded, so its
+        later replays answer True too), False for a run whose stored history already
+        went past it without the patch. Use it to change code between steps while
+        runs are parked: ``if await step.patched("v2-fraud-check"): ...``."""
+        key = self._patch_key(patch_id)
+        self._patches.add(key)
+        if key in self._x.memo:
+            self._count += 1  # a marker takes a place, in every replay that passes it
+            return True
+        if self.unvisited():
+            return False  # the stored history goes on past this point without the patch
+        self._count += 1
+        if not self._x.dry:
+            now = self._x.clock.now()
+            marker = StepRow(key, "patch", "completed", b"true", None, 1, now, now, self._count)
+            await self._save(marker)
+        return True
+
+    def deprecate_patch(self, patch_id: str) -> None:
+        """Mark the patch as always taken now: keep this call where ``patched`` was
+        once every run that could answer False has ended, so the runs that stored the
+        marker replay cleanly; remove it later."""
+        self._patches.add(self._patch_key(patch_id))
+
+    def _patch_key(self, patch_id: str) -> str:
+        if not isinstance(patch_id, str) or not patch_id:
+            raise ValueError(f"a patch id must be a non-empty string, got {patch_id!r}")
+        check_name(patch_id, "patch id")
+        return PATCH_PREFIX + patch_id

@@ -46,6 +46,12 @@ class StepRow:
     spec: str | None = None
     """For a wait: what it waits on (kinds, keys, names, conditions), as the code that
     parked it described it; a replay compares its own against it."""
+    due_at: float | None = None
+    """For a waiting step: its own deadline (``inf``: none); for a retrying one, when
+    it may run again. A run parked on several waits times each out on its own."""
+    need: int | None = None
+    """For a wait for several arrivals: how many it needs; ``output`` holds the
+    arrivals so far, ``[{"index", "value"}, ...]``."""
 
 
 @dataclass(slots=True)
@@ -222,6 +228,8 @@ class WaitSpec:
     started_at: float | None = None
     pos: int | None = None
     spec: str | None = None
+    need: int | None = None
+    """Arrivals needed before the wait returns (None: the first)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,6 +378,12 @@ class Store(Protocol):
     async def park(self, lease: Lease, wait: WaitSpec) -> ParkResult:
         """Record a wait step and its waiter and release the lease, unless the wait
         can be satisfied now (see ``ParkResult``)."""
+
+    async def park_all(self, lease: Lease, waits: Sequence[WaitSpec]) -> dict[str, ParkResult]:
+        """Park on the waits of several branches of the run at once, each with its own
+        deadline (the run is due at the earliest), unless some can be answered now:
+        then only those are stored, returned ``resolved``/``conflict``, and the run
+        keeps its lease. A wait already stored waiting keeps its waiters."""
 
     async def send_signal(
         self,

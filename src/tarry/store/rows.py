@@ -49,6 +49,8 @@ def step_row(row: Sequence[Any]) -> StepRow:
         ended_at=row[8],
         pos=row[9] if len(row) > 9 else None,
         spec=row[10] if len(row) > 10 else None,
+        due_at=row[11] if len(row) > 11 else None,
+        need=row[12] if len(row) > 12 else None,
     )
 
 
@@ -65,6 +67,8 @@ def step_params(run_id: str, step: StepRow) -> dict[str, Any]:
         "ended_at": step.ended_at,
         "pos": step.pos,
         "spec": step.spec,
+        "due_at": step.due_at,
+        "need": step.need,
     }
 
 

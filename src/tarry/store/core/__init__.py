@@ -96,6 +96,9 @@ class CoreStore(ABC):
     async def park(self, lease: Lease, wait: WaitSpec) -> ParkResult:
         return await self._transact(partial(waits.park, lease=lease, wait=wait))
 
+    async def park_all(self, lease: Lease, waits_: Sequence[WaitSpec]) -> dict[str, ParkResult]:
+        return await self._transact(partial(waits.park_all, lease=lease, waits=list(waits_)))
+
     async def send_signal(
         self,
         key: str,

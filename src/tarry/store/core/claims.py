@@ -76,7 +76,7 @@ async def claim(
             waiting.append(run_id)
     if waiting:
         await tx.run("expire_waiting_steps", {"ids": tx.array(waiting), "now": now})
-        await tx.run("delete_wait_waiters_of_runs", {"ids": tx.array(waiting)})
+        await tx.run("delete_wait_waiters_of_runs", {"ids": tx.array(waiting), "now": now})
     claimed: list[ClaimedRun] = []
     if live:
         tokens = [new_token() for _ in live]

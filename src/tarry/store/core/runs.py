@@ -188,6 +188,10 @@ async def resolve_wait(
     gets ``output`` (as ``{"index", "value"}`` for the condition ``index`` of a
     wait_for_any), and the run is due now. The caller holds the run's row."""
     if index is not None and status == "completed":
+        stored = await stored_step(tx, run_id, step_key)
+        if stored is not None and stored.need is not None:
+            await _arrive(tx, run_id, stored, index, output or b"null")
+            return
         output = indexed(index, output or b"null")
     await tx.run(
         "resolve_wait",
@@ -201,6 +205,20 @@ async def resolve_wait(
         },
     )
     tx.wake()
+
+
+async def _arrive(tx: Tx, run_id: str, stored: StepRow, index: int, value: bytes) -> None:
+    """One arrival for a wait that needs several (wait_for_all, a quorum): kept as it
+    comes, its condition's waiters gone; the wait resolves (and its other waiters go)
+    with the arrival that completes it."""
+    arrived = orjson.loads(stored.output) if stored.output else []
+    arrived.append({"index": index, "value": orjson.loads(value)})
+    output = orjson.dumps(arrived)
+    if len(arrived) >= (stored.need or 1):
+        await resolve_wait(tx, run_id, stored.key, "completed", output, None)
+        return
+    await tx.run("delete_condition_waiters", {"run_id": run_id, "key": stored.key, "idx": index})
+    await tx.run("update_step_output", {"run_id": run_id, "key": stored.key, "output": output})
 
 
 async def notify_parent(tx: Tx, run_id: str) -> None:

@@ -215,18 +215,105 @@ async def park(tx: Tx, lease: Lease, wait: WaitSpec) -> ParkResult:
                 other = (orjson.loads(done.error or b"{}") or {}).get("other_run")
                 return ParkResult("conflict", done, other)
             return ParkResult("resolved", done)
+    now = await try_now(tx, run_id, wait, filed)
+    if isinstance(now, ParkResult):
+        return now
+    await file_wait(tx, run_id, wait, filed, now)
+    await release_parked(tx, run_id, wait.deadline, wait.waiting_for)
+    return ParkResult("parked")
+
+
+async def park_all(tx: Tx, lease: Lease, waits: list[WaitSpec]) -> dict[str, ParkResult]:
+    """Park the run on every wait of its branches at once, each with its own deadline,
+    unless some can be answered now: then those are stored and returned (the run keeps
+    its lease, and the branches go on). A wait already stored as waiting keeps its
+    waiters and deadline; one that was answered meanwhile is returned answered."""
+    filed = await lock_for_park(tx, tuple(c for w in waits for c in w.conditions))
+    run_id = lease.run_id
+    if await fence(tx, lease):
+        await cancel_now(tx, run_id)
+        return {w.step_key: ParkResult("cancelled") for w in waits}
+    answered: dict[str, ParkResult] = {}
+    fresh: list[tuple[WaitSpec, list[str]]] = []
+    taken: set[str] = set()  # signal keys the fresh waits of this park will hold
+    deadlines: list[float] = []
+    for wait in sorted(waits, key=lambda w: w.step_key):
+        stored = await stored_step(tx, run_id, wait.step_key)
+        if stored is not None and stored.status == "retrying":  # a backoff beside branches
+            if stored.due_at is None or stored.due_at <= tx.now:
+                answered[wait.step_key] = ParkResult("resolved", stored)
+            else:
+                deadlines.append(stored.due_at)
+        elif stored is not None and stored.status != "waiting":
+            answered[wait.step_key] = _as_result(stored)  # answered, or timed out, meanwhile
+        elif stored is not None:
+            due = stored.due_at if stored.due_at is not None else wait.deadline
+            if due is not None and due <= tx.now:
+                answered[wait.step_key] = ParkResult("resolved", await _expire(tx, run_id, stored))
+            elif due is not None:
+                deadlines.append(due)
+        else:
+            now = await try_now(tx, run_id, wait, filed, taken)
+            if isinstance(now, ParkResult):
+                answered[wait.step_key] = now
+            else:
+                fresh.append((wait, now))
+                taken.update(c.key for c in wait.conditions if isinstance(c, SignalWait))
+                if wait.deadline is not None:
+                    deadlines.append(wait.deadline)
+    if answered:
+        return answered
+    for wait, evict in fresh:
+        await file_wait(tx, run_id, wait, filed, evict)
+    due = min(deadlines, default=None)
+    if len(waits) == 1:
+        shown = waits[0].waiting_for
+    else:  # the branches' waits, each as it would be shown alone
+        each = [orjson.loads(w.waiting_for) for w in waits]
+        shown = orjson.dumps({"kind": "branches", "step": each[0]["step"], "key": None,
+                              "expires_at": due, "waits": each})  # fmt: skip
+    await release_parked(tx, run_id, due, shown)
+    return {w.step_key: ParkResult("parked") for w in waits}
+
+
+def _as_result(stored: StepRow) -> ParkResult:
+    if stored.status == "failed":
+        other = (orjson.loads(stored.error or b"{}") or {}).get("other_run")
+        return ParkResult("conflict", stored, other)
+    return ParkResult("resolved", stored)
+
+
+async def _expire(tx: Tx, run_id: str, stored: StepRow) -> StepRow:
+    """A waiting step past its own deadline: timed out (a sleep: done), its waiters gone."""
+    status: StepStatus = "completed" if stored.kind == "sleep" else "timed_out"
+    output = stored.output if stored.need is not None else None
+    await tx.run("delete_step_waiters", {"run_id": run_id, "key": stored.key})
+    done = StepRow(
+        stored.key, stored.kind, status, output, None, stored.attempts, stored.started_at,
+        tx.now, stored.pos, stored.spec, stored.due_at, stored.need,
+    )  # fmt: skip
+    await upsert_step(tx, run_id, done)
+    return done
+
+
+async def try_now(
+    tx: Tx, run_id: str, wait: WaitSpec, filed: Filed, taken: set[str] | None = None
+) -> ParkResult | list[str]:
+    """Answer ``wait`` now if something already satisfies it (or its deadline passed,
+    or a key conflicts), storing the step; else the signal keys it would take over."""
     started = wait.started_at or tx.now
 
     async def settle(status: StepStatus, output: bytes | None, error: bytes | None) -> StepRow:
         ended = None if status == "waiting" else tx.now
         step = StepRow(
             wait.step_key, wait.kind, status, output, error, 1, started, ended, wait.pos,
-            wait.spec,
+            wait.spec, _due(wait), wait.need,
         )  # fmt: skip
         await upsert_step(tx, run_id, step)
         return step
 
     evict: list[str] = []
+    arrived: list[dict[str, object]] = []
     for index, cond in enumerate(wait.conditions):
         if isinstance(cond, SignalWait):
             holder = await tx.one("signal_waiter", {"key": cond.key})
@@ -244,17 +331,42 @@ async def park(tx: Tx, lease: Lease, wait: WaitSpec) -> ParkResult:
                 # resolve it now, and then the holder keeps the key.
                 evict.append(cond.key)
                 continue  # a key somebody waits on has no buffered signal
+            if holder is not None or (taken is not None and cond.key in taken):
+                error = error_json(
+                    "SignalConflict",
+                    f"this run already waits on signal {cond.key!r} in another step; "
+                    "two waits of one run cannot share a key",
+                    other_run=run_id,
+                )
+                return ParkResult("conflict", await settle("failed", None, error), run_id)
         try:
             found = await available(tx, run_id, wait.step_key, cond, filed)
         except Refused as refused:
             step = await settle("failed", None, refused.error)
             return ParkResult("conflict", step, None)
-        if found is not None:
+        if found is None:
+            continue
+        if wait.need is None:
             output = indexed(index, found) if wait.indexed else found
             return ParkResult("resolved", await settle("completed", output, None))
+        arrived.append({"index": index, "value": orjson.loads(found)})
+        if len(arrived) >= wait.need:
+            return ParkResult("resolved", await settle("completed", orjson.dumps(arrived), None))
     if wait.deadline is not None and wait.deadline <= tx.now:
         status: StepStatus = "completed" if wait.kind == "sleep" else "timed_out"
-        return ParkResult("resolved", await settle(status, None, None))
+        partial = orjson.dumps(arrived) if wait.need is not None else None
+        return ParkResult("resolved", await settle(status, partial, None))
+    if arrived:
+        await settle("waiting", orjson.dumps(arrived), None)
+    return evict
+
+
+def _due(wait: WaitSpec) -> float:
+    return float("inf") if wait.deadline is None else wait.deadline
+
+
+async def file_wait(tx: Tx, run_id: str, wait: WaitSpec, filed: Filed, evict: list[str]) -> None:
+    """Store ``wait`` as waiting and file its waiters (taking over ``evict``'s keys)."""
     for key in evict:
         locked = await lock_signal_waiter(tx, key)
         if locked is not None:
@@ -264,9 +376,20 @@ async def park(tx: Tx, lease: Lease, wait: WaitSpec) -> ParkResult:
                 replaced_by=run_id,
             )
             await resolve_wait(tx, locked[0], locked[1], "timed_out", None, note)
-    await settle("waiting", None, None)
+    stored = await stored_step(tx, run_id, wait.step_key)  # arrivals a quorum already has
+    arrived = {entry["index"] for entry in orjson.loads(stored.output)} if (
+        stored is not None and stored.output
+    ) else set()  # fmt: skip
+    if stored is None:
+        started = wait.started_at or tx.now
+        await upsert_step(tx, run_id, StepRow(
+            wait.step_key, wait.kind, "waiting", None, None, 1, started, None, wait.pos,
+            wait.spec, _due(wait), wait.need,
+        ))  # fmt: skip
     keys: set[str] = set()
     for index, cond in enumerate(wait.conditions):
+        if index in arrived:
+            continue
         if isinstance(cond, SignalWait):
             if cond.key in keys:
                 continue  # one waiter per key: the first condition naming it answers
@@ -275,11 +398,13 @@ async def park(tx: Tx, lease: Lease, wait: WaitSpec) -> ParkResult:
             tx, run_id, wait.step_key, cond, wait.deadline, index if wait.indexed else None,
             filed=filed,
         )  # fmt: skip
+
+
+async def release_parked(tx: Tx, run_id: str, deadline: float | None, waiting_for: bytes) -> None:
     await tx.run(
         "release_run",
-        {"status": "waiting", "due_at": wait.deadline, "waiting_for": wait.waiting_for,
+        {"status": "waiting", "due_at": deadline, "waiting_for": waiting_for,
          "now": tx.now, "run_id": run_id},
     )  # fmt: skip
-    if wait.deadline is not None:
+    if deadline is not None:
         tx.wake()  # an idle worker may need an earlier alarm
-    return ParkResult("parked")

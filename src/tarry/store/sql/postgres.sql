@@ -60,12 +60,14 @@ LIMIT 1
 FOR UPDATE;
 
 -- name: select_steps
-SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at, pos, spec
+SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at, pos, spec,
+       due_at, need
 FROM steps WHERE run_id = :id
 ORDER BY started_at NULLS FIRST, pos NULLS FIRST, key COLLATE "C";
 
 -- name: select_steps_by_run_ids
-SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at, pos, spec
+SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at, pos, spec,
+       due_at, need
 FROM steps WHERE run_id = ANY(:ids)
 ORDER BY run_id, started_at NULLS FIRST, pos NULLS FIRST, key COLLATE "C";
 
@@ -112,11 +114,13 @@ RETURNING r.id, r.cancel_requested;
 -- name: expire_waiting_steps
 UPDATE steps
 SET status = CASE kind WHEN 'sleep' THEN 'completed' ELSE 'timed_out' END,
-    output = NULL, ended_at = :now
-WHERE run_id = ANY(:ids) AND status = 'waiting';
+    output = CASE WHEN need IS NULL THEN NULL ELSE output END, ended_at = :now
+WHERE run_id = ANY(:ids) AND status = 'waiting' AND (due_at IS NULL OR due_at <= :now);
 
 -- name: delete_wait_waiters_of_runs
-DELETE FROM waiters WHERE run_id = ANY(:ids) AND kind != 'cancel';
+-- The waiters of the waits that timed out (those of other waits stay filed).
+DELETE FROM waiters
+WHERE run_id = ANY(:ids) AND kind != 'cancel' AND expires_at IS NOT NULL AND expires_at <= :now;
 
 -- name: resolve_wait
 -- Deliver to one wait in one statement: its waiters go (never the run's cancel
@@ -201,15 +205,16 @@ WITH fence AS (
     FOR NO KEY UPDATE
 ), saved AS (
     INSERT INTO steps (run_id, key, kind, status, output, error, attempts, started_at,
-                       ended_at, pos, spec)
+                       ended_at, pos, spec, due_at, need)
     SELECT :run_id, :key, :kind, :status, :output, :error, :attempts,
-           :started_at, :ended_at, :pos, :spec
+           :started_at, :ended_at, :pos, :spec, :due_at, :need
     FROM fence
     ON CONFLICT (run_id, key) DO UPDATE SET
         kind = excluded.kind, status = excluded.status, output = excluded.output,
         error = excluded.error, attempts = excluded.attempts, started_at = excluded.started_at,
         ended_at = excluded.ended_at, pos = coalesce(excluded.pos, steps.pos),
-    spec = coalesce(excluded.spec, steps.spec)
+    spec = coalesce(excluded.spec, steps.spec),
+    due_at = excluded.due_at, need = coalesce(excluded.need, steps.need)
     RETURNING 1
 )
 SELECT cancel_requested FROM fence;

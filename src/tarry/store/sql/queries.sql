@@ -29,19 +29,21 @@ FROM runs WHERE id = :id;
 SELECT parent_id FROM runs WHERE id = :id;
 
 -- name: select_step
-SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at, pos, spec
+SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at, pos, spec,
+       due_at, need
 FROM steps WHERE run_id = :run_id AND key = :key;
 
 -- name: upsert_step
 INSERT INTO steps (run_id, key, kind, status, output, error, attempts, started_at, ended_at,
-                   pos, spec)
+                   pos, spec, due_at, need)
 VALUES (:run_id, :key, :kind, :status, :output, :error, :attempts, :started_at, :ended_at,
-        :pos, :spec)
+        :pos, :spec, :due_at, :need)
 ON CONFLICT (run_id, key) DO UPDATE SET
     kind = excluded.kind, status = excluded.status, output = excluded.output,
     error = excluded.error, attempts = excluded.attempts, started_at = excluded.started_at,
     ended_at = excluded.ended_at, pos = coalesce(excluded.pos, steps.pos),
-    spec = coalesce(excluded.spec, steps.spec);
+    spec = coalesce(excluded.spec, steps.spec),
+    due_at = excluded.due_at, need = coalesce(excluded.need, steps.need);
 
 -- name: release_run
 UPDATE runs
@@ -252,15 +254,16 @@ FROM runs AS r WHERE r.id = :id;
 -- holds the run and no cancel is pending. No row written: the caller finds out
 -- which (the fence).
 INSERT INTO steps (run_id, key, kind, status, output, error, attempts, started_at, ended_at,
-                   pos, spec)
+                   pos, spec, due_at, need)
 SELECT :run_id, :key, :kind, :status, :output, :error, :attempts, :started_at, :ended_at, :pos,
-       :spec
+       :spec, :due_at, :need
 FROM runs WHERE id = :run_id AND lease_token = :token AND NOT cancel_requested
 ON CONFLICT (run_id, key) DO UPDATE SET
     kind = excluded.kind, status = excluded.status, output = excluded.output,
     error = excluded.error, attempts = excluded.attempts, started_at = excluded.started_at,
     ended_at = excluded.ended_at, pos = coalesce(excluded.pos, steps.pos),
-    spec = coalesce(excluded.spec, steps.spec);
+    spec = coalesce(excluded.spec, steps.spec),
+    due_at = excluded.due_at, need = coalesce(excluded.need, steps.need);
 
 -- name: insert_step_attempt
 -- Operating runs (failed attempts, retries, forks, cascading cancels, retention)
@@ -279,7 +282,8 @@ INSERT INTO run_changes (run_id, at, action, detail) VALUES (:run_id, :now, :act
 SELECT action, at, detail FROM run_changes WHERE run_id = :run_id ORDER BY seq;
 
 -- name: select_all_steps
-SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at, pos, spec
+SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at, pos, spec,
+       due_at, need
 FROM steps WHERE run_id = :run_id;
 
 -- name: delete_unfinished_steps
@@ -334,3 +338,12 @@ LIMIT :limit;
 -- name: note_version
 UPDATE runs SET version = coalesce(version, :version), last_version = :version
 WHERE id = :run_id;
+
+-- name: delete_step_waiters
+DELETE FROM waiters WHERE run_id = :run_id AND step_key = :key;
+
+-- name: delete_condition_waiters
+DELETE FROM waiters WHERE run_id = :run_id AND step_key = :key AND idx = :idx;
+
+-- name: update_step_output
+UPDATE steps SET output = :output WHERE run_id = :run_id AND key = :key;

@@ -8,12 +8,14 @@
 SELECT cancel_requested FROM runs WHERE id = :run_id AND lease_token = :token;
 
 -- name: select_steps
-SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at, pos, spec
+SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at, pos, spec,
+       due_at, need
 FROM steps WHERE run_id = :id
 ORDER BY started_at, pos, key;
 
 -- name: select_steps_by_run_ids
-SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at, pos, spec
+SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at, pos, spec,
+       due_at, need
 FROM steps WHERE run_id IN (SELECT value FROM json_each(:ids))
 ORDER BY run_id, started_at, pos, key;
 
@@ -58,11 +60,15 @@ RETURNING id, cancel_requested;
 -- name: expire_waiting_steps
 UPDATE steps
 SET status = CASE kind WHEN 'sleep' THEN 'completed' ELSE 'timed_out' END,
-    output = NULL, ended_at = :now
-WHERE run_id IN (SELECT value FROM json_each(:ids)) AND status = 'waiting';
+    output = CASE WHEN need IS NULL THEN NULL ELSE output END, ended_at = :now
+WHERE run_id IN (SELECT value FROM json_each(:ids)) AND status = 'waiting'
+  AND (due_at IS NULL OR due_at <= :now);
 
 -- name: delete_wait_waiters_of_runs
-DELETE FROM waiters WHERE run_id IN (SELECT value FROM json_each(:ids)) AND kind != 'cancel';
+-- The waiters of the waits that timed out (those of other waits stay filed).
+DELETE FROM waiters
+WHERE run_id IN (SELECT value FROM json_each(:ids)) AND kind != 'cancel'
+  AND expires_at IS NOT NULL AND expires_at <= :now;
 
 -- name: resolve_wait
 -- Deliver to one wait: its waiters go (never the run's cancel waiters, filed under
