@@ -109,11 +109,30 @@ async def _call(fn: Callable[[], None]) -> None:
 
 
 def _error_json(exc: BaseException) -> bytes:
-    info: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc) or type(exc).__name__}
-    if isinstance(exc, StepFailed):
-        info["step"] = exc.step_id
+    """The run's error: its type, message, step and traceback. Branches' errors (an
+    ExceptionGroup) are named by their own: the one, or each of several."""
+    shown = exc
+    if isinstance(exc, BaseExceptionGroup):
+        leaves = _leaves(exc)
+        shown = leaves[0] if len(leaves) == 1 else exc
+        message = "; ".join(f"{type(e).__name__}: {e}" for e in leaves)
+    info: dict[str, Any] = {
+        "type": type(shown).__name__,
+        "message": str(shown) or type(shown).__name__,
+    }
+    if shown is exc and isinstance(exc, BaseExceptionGroup):
+        info["message"] = message
+    if isinstance(shown, StepFailed):
+        info["step"] = shown.step_id
     info["traceback"] = format_bounded(exc)
     return orjson.dumps(info)
+
+
+def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        found.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return found
 
 
 async def execute(

@@ -267,3 +267,36 @@ async def test_a_retry_beside_a_parked_sibling_keeps_its_backoff(database_url: s
         await env.advance("1h")
         assert await env.result(run_id) == ["ok", {"s": 1}]
     assert calls["flaky"] == 2
+
+
+async def test_task_group_branches_and_an_error_beside_a_parked_sibling(
+    database_url: str,
+) -> None:
+    app = new_app()
+    calls: Counter[str] = Counter()
+
+    def boom() -> str:
+        calls["boom"] += 1
+        raise tarry.NonRetriableError("the card was declined")
+
+    @app.workflow("group")
+    async def group(ctx, step):
+        async with asyncio.TaskGroup() as tg:
+            ok = tg.create_task(step.run("ok", lambda: "fine"))
+            tg.create_task(step.wait_for_signal("sig", signal=f"g:{ctx.run_id}", timeout="1d"))
+            if ctx.payload.get("fail"):
+                tg.create_task(step.run("boom", boom))
+        return ok.result()
+
+    async with Environment(app, database=database_url) as env:
+        good = await env.start("group", {})
+        bad = await env.start("group", {"fail": True})
+        await env.run_until_idle()
+        assert (await env.get_run(good)).status == "waiting"
+        await env.send_signal(f"g:{good}", {"go": 1})
+        assert await env.result(good) == "fine"
+        # The failing branch fails the run at once: it is not left parked on its sibling.
+        with pytest.raises(tarry.RunFailed, match="card was declined"):
+            await env.result(bad)
+        assert step(await env.get_run(bad), "ok").status == "completed"
+    assert calls["boom"] == 1
