@@ -105,7 +105,31 @@ class Branches:
 
     def _bump(self) -> None:
         self._generation += 1
-        self._changed.set()
+        if self._settling is not None:  # only a settle waits on it
+            self._changed.set()
+
+    def _alone_in_handler(self) -> bool:
+        """The handler's own task (or thread) is the only branch there is: nothing
+        registered, nothing executing, no branch task seen."""
+        if self._pending or self.in_flight or self._tracked or self._failing or self.broken:
+            return False
+        task = asyncio.current_task()
+        return self.main is None or task is self.main
+
+    async def _park_now(self, wait: WaitSpec) -> ParkResult:
+        self.owner.releasing = True
+        try:
+            result = await self.store.park(self.lease, wait)
+        except (LeaseLost, StoreUnavailable) as exc:
+            raise self.owner.stop(exc) from None
+        if result.outcome == "parked":
+            self.owner.over = True
+            raise Suspend("parked")
+        if result.outcome == "cancelled":  # a pending cancel ended the run instead
+            self.owner.ended()
+            raise Suspend("cancelled")
+        self.owner.releasing = False
+        return result
 
     async def park(self, wait: WaitSpec, stored: bool) -> ParkResult:
         """Register ``wait`` (``stored``: already stored as waiting, its waiters filed)
@@ -113,6 +137,8 @@ class Branches:
         parks instead."""
         if wait.step_key in self._pending:
             raise RuntimeError(f"two branches wait at step {wait.step_key!r} at once")
+        if not stored and self._alone_in_handler():
+            return await self._park_now(wait)  # no sibling anywhere: as before branches
         future: asyncio.Future[ParkResult] = asyncio.get_running_loop().create_future()
         self._pending[wait.step_key] = (wait, stored, future, asyncio.current_task())
         self._bump()
