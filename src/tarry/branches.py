@@ -172,6 +172,9 @@ class Branches:
         try:
             while self._pending:
                 await self._quiet()
+                if self.owner.over:  # a branch found the lease gone: nothing more to write
+                    self._fail_all(Suspend("this attempt is over"))
+                    return
                 waits = [(wait, stored) for wait, stored, _, _ in self._pending.values()]
                 self.owner.releasing = True
                 try:
