@@ -47,6 +47,7 @@ from .settings import Settings
 from .store import open_store
 from .store.base import NewRun, Store
 from .urls import mask_url
+from .waiting import on_several
 from .worker import Worker
 
 __all__ = ["App", "Workflow", "mask_url", "open_store"]
@@ -342,6 +343,12 @@ class App(RunOperations):
             status=status, workflow=workflow, limit=limit, cursor=after, version=version
         )
         runs = [to_run(row, []) for row in rows]
+        several = [r.id for r in runs if r.waiting_for and on_several(r.waiting_for)]
+        if several:  # what arrived for a wait on several conditions is kept with its step
+            full = {row.id: to_run(row, steps) for row, steps in await store.get_runs(several)}
+            runs = [
+                replace(r, waiting_for=full[r.id].waiting_for) if r.id in full else r for r in runs
+            ]
         next_cursor = str(rows[-1].seq) if len(rows) == limit else None
         return Page(runs, next_cursor)
 

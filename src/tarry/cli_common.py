@@ -108,10 +108,19 @@ def when(run_time: Any) -> str:
 
 
 def waits(run: Run) -> str:
+    """Short: ``signal KEY until ...``, ``all STEP: 1 of 2 arrived until ...``,
+    ``2 waits: signal, all 1 of 2 arrived; first deadline ...``."""
+    from .waiting import summary, tally
+
     w = run.waiting_for
     if w is None:
         return ""
+    if w.kind == "branches":
+        first = f"; first deadline {when(w.expires_at)}" if w.expires_at else ""
+        return f"{summary(w)}{first}"
     until = f" until {when(w.expires_at)}" if w.expires_at else ""
+    if w.conditions:
+        return f"{w.kind} {w.step}: {tally(w)}{until}"
     return f"{w.kind} {w.key or w.step}{until}"
 
 

@@ -14,7 +14,8 @@ import orjson
 from pydantic_core import to_jsonable_python
 
 from .cli_common import out, run_json, waits, when
-from .models import FailedAttempt, Run, RunChange
+from .models import FailedAttempt, Run, RunChange, WaitingFor
+from .waiting import conditions, tally
 
 INDENT = "  "
 
@@ -39,6 +40,7 @@ def print_run(run: Run) -> None:
         say(f"forked from run {run.forked_from[0]} at step {run.forked_from[1]}")
     if run.waiting_for:
         say(f"waiting for {waits(run)}")
+        print_wait(run.waiting_for, 1)
     say(f"payload {dumps(run.payload)}")
     if run.output is not None:
         say(f"output  {dumps(run.output)}")
@@ -50,6 +52,20 @@ def print_run(run: Run) -> None:
         say("changes:")
         for change in run.changes:
             say(f"{INDENT}{when(change.at)}  {describe_change(change)}")
+
+
+def print_wait(wait: WaitingFor, depth: int) -> None:
+    """Under the run's wait: each branch's wait, and each condition of a wait on
+    several, ``arrived`` (in arrival order) or ``pending``."""
+    for branch in wait.waits:
+        until = f" until {when(branch.expires_at)}" if branch.expires_at else " no deadline"
+        key = f" {branch.key}" if branch.key else ""
+        shown = f": {tally(branch)}" if branch.conditions else ""
+        say(f"{INDENT * depth}{branch.kind}{key} at step {branch.step}{until}{shown}")
+        print_wait(branch, depth + 1)
+    for condition in conditions(wait):
+        state = "arrived" if condition.arrived else "pending"
+        say(f"{INDENT * depth}{state}  {condition.text}")
 
 
 def print_steps(run: Run) -> None:

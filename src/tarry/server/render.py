@@ -10,6 +10,7 @@ import orjson
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.responses import HTMLResponse
 
+from .. import waiting
 from ..models import StepRecord
 
 _env = Environment(
@@ -63,7 +64,15 @@ def pretty(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_INDENT_2, default=str).decode()
 
 
-_env.filters.update(when=when, until=until, took=took, pretty=pretty, segment=segment)
+_env.filters.update(
+    when=when,
+    until=until,
+    took=took,
+    pretty=pretty,
+    segment=segment,
+    wait_summary=waiting.summary,
+    conditions=waiting.conditions,
+)
 
 
 def render(template: str, status_code: int = 200, **context: Any) -> HTMLResponse:

@@ -230,10 +230,25 @@ class MessageOut(BaseModel):
 
 
 class WaitingForOut(BaseModel):
-    kind: str
+    kind: str = Field(
+        description="signal, event, message, sleep, invoke; any or all (several conditions); "
+        "branches (steps started side by side, each with its wait in waits)"
+    )
     step: str
     key: str | None
-    expires_at: datetime | None
+    expires_at: datetime | None = Field(description="for branches, the earliest deadline")
+    waits: list[WaitingForOut] = Field(
+        default_factory=list, description="for branches: each branch's wait"
+    )
+    conditions: list[str] = Field(
+        default_factory=list,
+        description="for a wait on several conditions: each, e.g. 'signal contract:42'",
+    )
+    arrived: list[int] = Field(
+        default_factory=list,
+        description="for wait_for_all and quorums: the indexes in conditions of those "
+        "that have arrived, in arrival order",
+    )
 
 
 class FailedAttemptOut(BaseModel):
@@ -334,7 +349,13 @@ def waiting_out(waiting: WaitingFor | None) -> WaitingForOut | None:
     if waiting is None:
         return None
     return WaitingForOut(
-        kind=waiting.kind, step=waiting.step, key=waiting.key, expires_at=waiting.expires_at
+        kind=waiting.kind,
+        step=waiting.step,
+        key=waiting.key,
+        expires_at=waiting.expires_at,
+        waits=[w for w in map(waiting_out, waiting.waits) if w is not None],
+        conditions=list(waiting.conditions),
+        arrived=list(waiting.arrived),
     )
 
 
