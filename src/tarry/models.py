@@ -98,6 +98,8 @@ class WaitingFor:
     arrived: list[int] = field(default_factory=list)
     """For a wait for several arrivals (wait_for_all, a quorum): the indexes of the
     conditions that have fired, in arrival order."""
+    needs: int | None = None
+    """For such a wait: how many arrivals it needs (all of them, or the quorum)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,9 +44,12 @@ def to_run(row: RunRow, steps: list[StepRow]) -> Run:
 
 def _waiting(shown: dict[str, Any], steps: list[StepRow]) -> WaitingFor:
     arrived: list[int] = []
+    needs = None
     for step in steps:
-        if step.key == shown["step"] and step.need is not None and step.output:
-            arrived = [entry["index"] for entry in serde.loads(step.output)]
+        if step.key == shown["step"] and step.need is not None:
+            needs = step.need
+            if step.output:
+                arrived = [entry["index"] for entry in serde.loads(step.output)]
     return WaitingFor(
         kind=shown["kind"],
         step=shown["step"],
@@ -55,6 +58,7 @@ def _waiting(shown: dict[str, Any], steps: list[StepRow]) -> WaitingFor:
         waits=[_waiting(each, steps) for each in shown.get("waits", ())],
         conditions=list(shown.get("conditions", ())),
         arrived=arrived,
+        needs=needs,
     )
 
 

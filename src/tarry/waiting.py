@@ -46,7 +46,9 @@ def tally(wait: WaitingFor) -> str:
     if not wait.conditions:
         return ""
     arrived = sum(1 for c in conditions(wait) if c.arrived)
-    return f"{arrived} of {len(wait.conditions)} arrived"
+    needs = wait.needs
+    quorum = f" (needs {needs})" if needs is not None and needs < len(wait.conditions) else ""
+    return f"{arrived} of {len(wait.conditions)} arrived{quorum}"
 
 
 def summary(wait: WaitingFor) -> str:

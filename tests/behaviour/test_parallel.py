@@ -114,6 +114,7 @@ async def test_wait_for_all_returns_every_value_in_order(database_url: str) -> N
         [arrival] = step(run, "docs").output  # stored as it came
         assert arrival["index"] == 1 and arrival["value"]["data"] == {"paid": 10}
         assert run.waiting_for is not None and run.waiting_for.arrived == [1]
+        assert run.waiting_for.needs == 2
         assert run.waiting_for.conditions == [f"signal contract:{run_id}", "message payment"]
         await env.send_signal(f"contract:{run_id}", {"signed": True})
         contract, payment = await env.result(run_id)
@@ -157,7 +158,8 @@ async def test_two_of_three_reviewers(database_url: str) -> None:
         await env.run_until_idle()
         await env.send_signal(f"review:{run_id}:cy", {"ok": True})
         await env.run_until_idle()
-        assert (await env.get_run(run_id)).status == "waiting"
+        waiting = (await env.get_run(run_id)).waiting_for
+        assert waiting is not None and (waiting.arrived, waiting.needs) == ([2], 2)
         await env.send_signal(f"review:{run_id}:ann", {"ok": False})
         assert await env.result(run_id) == [[2, {"ok": True}], [0, {"ok": False}]]
         # The third reviewer's wait went with the second vote: no run waits on it,

@@ -249,6 +249,9 @@ class WaitingForOut(BaseModel):
         description="for wait_for_all and quorums: the indexes in conditions of those "
         "that have arrived, in arrival order",
     )
+    needs: int | None = Field(
+        default=None, description="for wait_for_all and quorums: how many arrivals it needs"
+    )
 
 
 class FailedAttemptOut(BaseModel):
@@ -356,6 +359,7 @@ def waiting_out(waiting: WaitingFor | None) -> WaitingForOut | None:
         waits=[w for w in map(waiting_out, waiting.waits) if w is not None],
         conditions=list(waiting.conditions),
         arrived=list(waiting.arrived),
+        needs=waiting.needs,
     )
 
 
