@@ -68,5 +68,5 @@ def test_run_shows_conditions_arrived_and_pending(tarry: Tarry) -> None:
     assert any(row.startswith("  message payment at step payment until ") for row in lines)
 
     table = tarry("runs").stdout
-    assert "all docs: 1 of 2 arrived" in table and "any votes: 1 of 3 arrived" in table
+    assert "all docs: 1 of 2 arrived" in table and "any votes: 1 of 3 arrived (needs 2)" in table
     assert "2 waits: signal, message" in table

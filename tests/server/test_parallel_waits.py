@@ -147,7 +147,7 @@ async def test_quorum_shows_the_votes_in_and_those_pending(client: httpx.AsyncCl
     live = (await client.get(f"/runs/{run_id}", params={"fragment": "live"})).text
     assert conditions_shown(live) == conditions_shown(page)
     table = (await client.get("/", params={"workflow": "review"})).text
-    assert "any 1 of 3 arrived <code>votes</code>" in table
+    assert "any 1 of 3 arrived (needs 2) <code>votes</code>" in table
 
 
 async def test_a_listing_reads_the_arrivals_on_both_stores(database_url: str) -> None:
