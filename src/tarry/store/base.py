@@ -12,7 +12,7 @@ a store owns its own I/O thread or loop and hands results back.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal, Protocol
 
@@ -350,15 +350,21 @@ class Store(Protocol):
         limit: int,
         lease_seconds: float,
         caps: Mapping[str, int] | None = None,
+        skip_steps: Collection[str] = (),
     ) -> ClaimBatch:
         """Lease up to ``limit`` due runs of ``workflows`` with fresh tokens, each
-        with all its step records. A workflow in ``caps`` never has more than that
+        with all its step records (none for the runs in ``skip_steps``, whose steps
+        the worker holds already). A workflow in ``caps`` never has more than that
         many runs leased at once, counting every worker's. A parked run claimed at
         its deadline has its waits resolved as timed out in the same transaction; a
         run whose cancellation was requested is cancelled instead of returned."""
 
     async def renew(self, leases: Sequence[Lease], lease_seconds: float) -> LeaseStatus:
         """Extend the leases still held; report those lost and those asked to cancel."""
+
+    async def step_summary(self, run_id: str) -> tuple[int, int]:
+        """How many step records the run has, and the highest ``pos`` among them (0
+        when none): enough to tell whether anything but its waits changed."""
 
     async def note_version(self, lease: Lease, version: str) -> None:
         """Record the code version of the attempt holding ``lease`` (fenced)."""

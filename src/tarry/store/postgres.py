@@ -36,7 +36,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -202,10 +202,14 @@ class PostgresStore(CoreStore):
         limit: int,
         lease_seconds: float,
         caps: Mapping[str, int] | None = None,
+        skip_steps: Collection[str] = (),
     ) -> ClaimBatch:
         io = self._open_io()
         names = list(dict.fromkeys(workflows))
-        full = partial(claims.claim, workflows=names, lease_seconds=lease_seconds, caps=caps)
+        full = partial(
+            claims.claim, workflows=names, lease_seconds=lease_seconds, caps=caps,
+            skip_steps=skip_steps,
+        )  # fmt: skip
 
         async def give_back(batch: ClaimBatch) -> None:
             # The worker stopped waiting for this claim: hand the runs back now
@@ -221,7 +225,8 @@ class PostgresStore(CoreStore):
             await give_back(result[0])
 
         batch, special = await io.call(
-            partial(_claim_plain, workflows=names, limit=limit, lease_seconds=lease_seconds),
+            partial(_claim_plain, workflows=names, limit=limit, lease_seconds=lease_seconds,
+                    skip_steps=skip_steps),
             idempotent=True, abandoned=give_plain_back, single=True,
         )  # fmt: skip
         if not special or len(batch.runs) >= limit:
@@ -233,7 +238,7 @@ class PostgresStore(CoreStore):
 
 
 async def _claim_plain(
-    tx: Tx, workflows: list[str], limit: int, lease_seconds: float
+    tx: Tx, workflows: list[str], limit: int, lease_seconds: float, skip_steps: Collection[str]
 ) -> tuple[ClaimBatch, bool]:
     """The common claim in one statement (lease the due runs that need nothing but a
     lease, and say when the next is due), then their steps: two round trips instead
@@ -246,7 +251,7 @@ async def _claim_plain(
     )  # fmt: skip
     next_due, special = rows[0][-2], rows[0][-1]
     leased = [row for row in rows if row[1] is not None]
-    steps = await claims.steps_of(tx, [row[1] for row in leased])
+    steps = await claims.steps_of(tx, [row[1] for row in leased if row[1] not in skip_steps])
     claimed = [
         ClaimedRun(run_row(row[:-3]), steps[row[1]], Lease(row[1], row[-3])) for row in leased
     ]

@@ -10,7 +10,7 @@ allows one (PostgreSQL's one-statement claim, step write, start and end).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
@@ -68,11 +68,15 @@ class CoreStore(ABC):
         limit: int,
         lease_seconds: float,
         caps: Mapping[str, int] | None = None,
+        skip_steps: Collection[str] = (),
     ) -> ClaimBatch:
         return await self._transact(
             partial(claims.claim, workflows=workflows, limit=limit,
-                    lease_seconds=lease_seconds, caps=caps)
+                    lease_seconds=lease_seconds, caps=caps, skip_steps=skip_steps)
         )  # fmt: skip
+
+    async def step_summary(self, run_id: str) -> tuple[int, int]:
+        return await self._read(partial(claims.step_summary, run_id=run_id))
 
     async def renew(self, leases: Sequence[Lease], lease_seconds: float) -> LeaseStatus:
         if not leases:

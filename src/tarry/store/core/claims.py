@@ -12,7 +12,8 @@ cancelled instead of returned.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from ..base import ClaimBatch, ClaimedRun, EventRow, Lease, LeaseStatus, MessageRow, RunRow, StepRow
@@ -25,9 +26,9 @@ def new_token() -> str:
     return os.urandom(12).hex()
 
 
-async def steps_of(tx: Tx, run_ids: Sequence[str]) -> dict[str, list[StepRow]]:
-    """Every step record of these runs, in one read."""
-    steps: dict[str, list[StepRow]] = {run_id: [] for run_id in run_ids}
+async def steps_of(tx: Tx, run_ids: Sequence[str]) -> defaultdict[str, list[StepRow]]:
+    """Every step record of these runs, in one read (none for any other)."""
+    steps: defaultdict[str, list[StepRow]] = defaultdict(list)
     if run_ids:
         for row in await tx.all("select_steps_by_run_ids", {"ids": tx.array(run_ids)}):
             steps[row[0]].append(step_row(row))
@@ -40,6 +41,7 @@ async def claim(
     limit: int,
     lease_seconds: float,
     caps: Mapping[str, int] | None,
+    skip_steps: Collection[str] = (),
 ) -> ClaimBatch:
     names = list(dict.fromkeys(workflows))
     capped = sorted(name for name in (caps or {}) if name in names)
@@ -86,7 +88,7 @@ async def claim(
              "lease_until": now + lease_seconds, "now": now},
         )  # fmt: skip
         runs = {row[1]: run_row(row) for row in rows}
-        steps = await steps_of(tx, live)
+        steps = await steps_of(tx, [run_id for run_id in live if run_id not in skip_steps])
         claimed = [
             ClaimedRun(runs[run_id], steps[run_id], Lease(run_id, token))
             for run_id, token in zip(live, tokens, strict=True)
@@ -125,6 +127,11 @@ async def get_run(tx: Tx, run_id: str) -> tuple[RunRow, list[StepRow]] | None:
     if row is None:
         return None
     return run_row(row), [step_row(r) for r in await tx.all("select_steps", {"id": run_id})]
+
+
+async def step_summary(tx: Tx, run_id: str) -> tuple[int, int]:
+    row = await tx.one("step_summary", {"run_id": run_id})
+    return (0, 0) if row is None else (int(row[0]), int(row[1] or 0))
 
 
 async def get_runs(tx: Tx, run_ids: Sequence[str]) -> list[tuple[RunRow, list[StepRow]]]:

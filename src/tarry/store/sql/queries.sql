@@ -347,3 +347,6 @@ DELETE FROM waiters WHERE run_id = :run_id AND step_key = :key AND idx = :idx;
 
 -- name: update_step_output
 UPDATE steps SET output = :output WHERE run_id = :run_id AND key = :key;
+
+-- name: step_summary
+SELECT count(*), max(pos) FROM steps WHERE run_id = :run_id;
