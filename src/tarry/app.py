@@ -56,6 +56,10 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 DEFAULT_DATABASE = "sqlite:///./.tarry/tarry.db"
+DEFAULT_CONCURRENCY = {"sqlite": 128, "postgresql": 256}
+"""Runs a worker executes at once when given no number, per store: where runs/s of
+a 3-step workflow peaked on the 2-core dev machine, with async and with sync steps
+(``bench/concurrency.py``, figures in ``bench/RESULTS.md``)."""
 
 
 def _blocking(
@@ -431,16 +435,23 @@ class App(RunOperations):
         twin.workflows = self.workflows
         return twin
 
-    async def run_worker(self, *, concurrency: int = 32) -> None:
-        """Claim and execute this App's runs until cancelled."""
-        worker = self._worker(concurrency)
+    @property
+    def default_concurrency(self) -> int:
+        """The concurrency of a worker given none: ``DEFAULT_CONCURRENCY`` of the store."""
+        scheme = self.database.split(":", 1)[0].lower()
+        return DEFAULT_CONCURRENCY["sqlite" if scheme == "sqlite" else "postgresql"]
+
+    async def run_worker(self, *, concurrency: int | None = None) -> None:
+        """Claim and execute this App's runs until cancelled; ``concurrency``: runs
+        executed at once (None: ``default_concurrency``)."""
+        worker = self._worker(self.default_concurrency if concurrency is None else concurrency)
         await self._open()
         await worker.run()
 
     @contextlib.asynccontextmanager
-    async def worker(self, *, concurrency: int = 32) -> AsyncIterator[Worker]:
+    async def worker(self, *, concurrency: int | None = None) -> AsyncIterator[Worker]:
         """Run a worker in the background for the body of an ``async with``."""
-        worker = self._worker(concurrency)
+        worker = self._worker(self.default_concurrency if concurrency is None else concurrency)
         await self._open()
         task = asyncio.create_task(worker.run(), name="tarry-worker")
         try:

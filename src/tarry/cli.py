@@ -50,7 +50,13 @@ Token = Annotated[
     ),
 ]
 Concurrency = Annotated[
-    int, typer.Option("--concurrency", min=1, help="Runs a worker executes at once.")
+    int | None,
+    typer.Option(
+        "--concurrency",
+        min=1,
+        help="Runs a worker executes at once [default: 128 on SQLite, 256 on PostgreSQL].",
+        show_default=False,
+    ),
 ]
 MaxBody = Annotated[int, typer.Option("--max-body", min=1, help="Largest request body, in bytes.")]
 
@@ -76,7 +82,7 @@ def _serve(
     host: str,
     port: int,
     token: str | None,
-    concurrency: int,
+    concurrency: int | None,
     max_body: int,
     quiet: bool,
 ) -> None:
@@ -98,6 +104,8 @@ def _serve(
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if family == socket.AF_INET6 else host
     url = f"http://{shown}:{bound}/"
+    if concurrency is None:
+        concurrency = app.default_concurrency
     server_app = create_app(
         app, token=token, worker=True, concurrency=concurrency, max_body=max_body
     )
@@ -125,7 +133,7 @@ def dev(
     port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535)] = 8000,
     database: Database = None,
     token: Token = None,
-    concurrency: Concurrency = 32,
+    concurrency: Concurrency = None,
 ) -> None:
     """API, dashboard and a worker on 127.0.0.1, quiet logs; prints the dashboard URL."""
     app = load_app(target, database)
@@ -147,7 +155,7 @@ def serve(
     port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535)] = 8000,
     database: Database = None,
     token: Token = None,
-    concurrency: Concurrency = 32,
+    concurrency: Concurrency = None,
     max_body: MaxBody = 4 * 1024 * 1024,
 ) -> None:
     """HTTP API, dashboard and a worker in one process."""
@@ -174,7 +182,7 @@ def _serve_refused(host: str) -> NoReturn:
 
 
 @cli.command()
-def worker(target: Target, database: Database = None, concurrency: Concurrency = 32) -> None:
+def worker(target: Target, database: Database = None, concurrency: Concurrency = None) -> None:
     """Run a worker for the App's workflows until SIGINT or SIGTERM."""
     app = load_app(target, database)
 
