@@ -417,6 +417,7 @@ class App(RunOperations):
         self,
         concurrency: int,
         doubles: Mapping[str, Mapping[str, Callable[..., Any]]] | None = None,
+        sticky: bool = True,
     ) -> Worker:
         return Worker(
             settings=self.settings,
@@ -426,6 +427,7 @@ class App(RunOperations):
             local=self._local,
             concurrency=concurrency,
             doubles=doubles,
+            sticky=1000 if sticky else 0,
         )
 
     def _twin(self, database: str, clock: Clock) -> App:

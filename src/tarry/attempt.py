@@ -12,6 +12,7 @@ process), and at once by ``Local`` (a cancel asked in this process).
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import logging
 from collections.abc import Callable, Mapping
@@ -66,6 +67,8 @@ class Attempt:
         self.retries = retries
         self.memo: dict[str, StepRow] = {row.key: row for row in claimed.steps}
         self.history_bytes = sum(_size(row) for row in claimed.steps)
+        self.top = max((row.pos or 0 for row in claimed.steps), default=0)
+        """The highest place among the step records this attempt knows of."""
         """What the run's step records hold, outputs and errors: capped by
         ``max_history_bytes``."""
         self.cancel_requested = False
@@ -76,11 +79,29 @@ class Attempt:
         found gone after that is this attempt's own doing, not a takeover."""
         self.over = False
         """The lease is given up (parked, retrying, ended): nothing more may be written."""
+        self.sleep: Callable[[], asyncio.Future[None] | None] = _no_sleep
+        """Set by a worker that may keep this attempt asleep after it parks (sticky)."""
         self.branches = Branches(store, claimed.lease, self)
         """Where the branches of the handler park the run together."""
         self.trigger = trigger_of(self.run.workflow, self.run.payload, self.run.trigger)
         event = event_from_json(self.trigger) if self.run.trigger is not None else None
         self.ctx = Context(self.run.id, self.run.workflow, serde.loads(self.run.payload), event)
+
+    def known_steps(self) -> tuple[int, int]:
+        """How many step records this attempt knows of (those it waits on included)
+        and the highest place among them: what the store must hold to resume it."""
+        pending = self.branches.pending_steps()
+        count = len(self.memo) + sum(1 for key in pending if key not in self.memo)
+        return count, max([self.top, *(place or 0 for place in pending.values())])
+
+    def resume(self, claimed: ClaimedRun) -> None:
+        """Wake after a park: the run was claimed again here, under ``claimed.lease``."""
+        self.run = claimed.run
+        self.lease = claimed.lease
+        self.branches.lease = claimed.lease
+        self.cancel_requested = claimed.run.cancel_requested
+        self.over = False
+        self.releasing = False
 
     def request_cancel(self) -> None:
         """A cancel of this run is stored: start no further step. Any thread."""
@@ -143,6 +164,8 @@ class Attempt:
         before = self.memo.get(row.key)
         self.history_bytes += _size(row) - (0 if before is None else _size(before))
         self.memo[row.key] = row
+        if row.pos is not None and row.pos > self.top:
+            self.top = row.pos
 
     def ended(self) -> None:
         """The run ended by this attempt's write (or a pending cancel within it)."""
@@ -161,3 +184,7 @@ class Attempt:
 
 def _size(row: StepRow) -> int:
     return len(row.output or b"") + len(row.error or b"")
+
+
+def _no_sleep() -> asyncio.Future[None] | None:
+    return None

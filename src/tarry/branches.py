@@ -33,6 +33,11 @@ class Owner(Protocol):
 
     def stop(self, exc: Exception) -> Suspend: ...
 
+    def sleep(self) -> asyncio.Future[None] | None:
+        """After a park: a future to await if the worker keeps the handler asleep (it
+        is woken with a new lease, or unwound with ``Suspend``), else None."""
+        ...
+
 
 class Branches:
     """The waits the branches of one attempt have registered, and what runs."""
@@ -90,6 +95,10 @@ class Branches:
         self.broken = broken
         self._bump()
 
+    def pending_steps(self) -> dict[str, int | None]:
+        """The steps waiting now, by key, with their places."""
+        return {key: entry[0].pos for key, entry in self._pending.items()}
+
     def alone(self) -> bool:
         """Only the calling branch is at work and nothing waits: no sibling to mind."""
         return self.in_flight <= 1 and not self._pending
@@ -124,7 +133,15 @@ class Branches:
             raise self.owner.stop(exc) from None
         if result.outcome == "parked":
             self.owner.over = True
-            raise Suspend("parked")
+            wake = self.owner.sleep()
+            if wake is None:
+                raise Suspend("parked")
+            self._pending[wait.step_key] = (wait, True, _settled(), asyncio.current_task())
+            try:
+                await wake  # asleep here until claimed again (or unwound: Suspend)
+            finally:
+                self._pending.pop(wait.step_key, None)
+            return await self.park(wait, stored=True)
         if result.outcome == "cancelled":  # a pending cancel ended the run instead
             self.owner.ended()
             raise Suspend("cancelled")
@@ -193,8 +210,21 @@ class Branches:
                     return
                 if "parked" in outcomes:
                     self.owner.over = True
-                    self._fail_all(Suspend("parked"))
-                    return
+                    wake = self.owner.sleep()
+                    if wake is None:
+                        self._fail_all(Suspend("parked"))
+                        return
+                    try:
+                        await wake  # asleep until claimed again here
+                    except BaseException as exc:
+                        self._fail_all(exc)
+                        return
+                    # Woken with a new lease: every wait is stored now; ask again.
+                    self._pending = {
+                        key: (wait, True, future, task)
+                        for key, (wait, _, future, task) in self._pending.items()
+                    }
+                    continue
                 self.owner.releasing = False
                 for key, result in results.items():
                     entry = self._pending.pop(key, None)
@@ -214,3 +244,10 @@ class Branches:
         for _, _, future, _ in pending.values():
             if not future.done():
                 future.set_exception(exc)
+
+
+def _settled() -> asyncio.Future[ParkResult]:
+    """A placeholder answer for a wait registered only while its run sleeps."""
+    future: asyncio.Future[ParkResult] = asyncio.get_running_loop().create_future()
+    future.cancel()
+    return future

@@ -18,6 +18,7 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -29,6 +30,7 @@ from .execution import execute
 from .local import Local
 from .registry import Registry
 from .settings import Settings
+from .sticky import Sleeper, Sleepers, unchanged
 from .store.base import ClaimBatch, ClaimedRun, Store
 
 log = logging.getLogger("tarry")
@@ -58,6 +60,7 @@ class Worker:
         local: Local,
         concurrency: int = 32,
         doubles: Mapping[str, Mapping[str, Callable[..., Any]]] | None = None,
+        sticky: int = 1000,
     ) -> None:
         if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
             raise ValueError(f"concurrency must be a positive integer, got {concurrency!r}")
@@ -71,6 +74,12 @@ class Worker:
         """Per workflow, step ids whose function is replaced (``tarry.testing``)."""
         self._counting: collections.Counter[str] | None = None
         """Executions started per run while ``settle`` counts them."""
+        self._sleepers = Sleepers(sticky)
+        """Runs asleep here since they parked, resumed without replay if claimed here."""
+        self._forget: dict[str, tuple[asyncio.Task[None], Callable[[], None]]] = {}
+        self._waking: set[asyncio.Task[None]] = set()
+        self._moved = asyncio.Event()
+        """Set when an execution leaves ``_active`` without ending (it fell asleep)."""
         self._next_purge = 0.0
         """Clock time of the next purge of expired signals, events and ended runs."""
         self._claiming = 0
@@ -171,7 +180,9 @@ class Worker:
         """Claim up to ``free`` due runs and start executing them."""
         self._claiming += 1
         try:
-            batch = await self.store.claim(workflows, free, self.settings.lease, caps)
+            batch = await self.store.claim(
+                workflows, free, self.settings.lease, caps, skip_steps=self._sleepers.ids()
+            )
             for claimed in batch.runs:
                 self._start(claimed)
         finally:
@@ -216,13 +227,18 @@ class Worker:
                 raise NeverIdle(_never_idle(counts, max_executions))
             if not (self._active or self._claiming):
                 return
-            tasks = [task for task, _ in self._active.values()]
+            tasks: list[asyncio.Future[Any]] = [task for task, _ in self._active.values()]
             if not tasks:
                 await asyncio.sleep(0)
                 continue
-            done, _ = await asyncio.wait(
-                tasks, timeout=_SLOW_EXECUTION, return_when=asyncio.FIRST_COMPLETED
-            )
+            self._moved.clear()
+            moved = asyncio.ensure_future(self._moved.wait())  # a run fell asleep
+            try:
+                done, _ = await asyncio.wait(
+                    [*tasks, moved], timeout=_SLOW_EXECUTION, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                moved.cancel()
             if not done:
                 names = ", ".join(sorted(self._active))
                 log.warning(
@@ -237,6 +253,13 @@ class Worker:
         )
 
     def _start(self, claimed: ClaimedRun) -> None:
+        sleeper = self._sleepers.take(claimed.run.id)
+        if sleeper is not None:  # asleep here since it parked: wake it, or replay
+            self._run(claimed.run.id, sleeper.task, sleeper.attempt)
+            waking = asyncio.ensure_future(self._resume(claimed, sleeper))
+            self._waking.add(waking)
+            waking.add_done_callback(self._waking.discard)
+            return
         workflow = self.registry[claimed.run.workflow]
         if self._steps is None:
             self._steps = self._pool("step")
@@ -254,21 +277,68 @@ class Worker:
             version_of=self.registry.version_of,
         )
         run_id = claimed.run.id
-        forget = self.local.executing(run_id, attempt.request_cancel)
+        if workflow.is_async and self._sleepers.limit > 0:
+            attempt.sleep = functools.partial(self._sleep, run_id)
         task = asyncio.create_task(execute(attempt, workflow, self._handlers or _NO_THREADS))
-        self._active[run_id] = (task, attempt)
-        if self._counting is not None:
-            self._counting[run_id] += 1
+        self._run(run_id, task, attempt)
 
         def done(_task: asyncio.Task[None]) -> None:
-            forget()
+            if self._forget.get(run_id, (None,))[0] is task:
+                self._forget.pop(run_id)[1]()
             if not task.cancelled() and isinstance(task.exception(), WorkerCrash):
                 log.info("run %s: its execution stopped as if the worker had crashed", run_id)
             if self._active.get(run_id, (None,))[0] is task:
                 del self._active[run_id]
+            self._sleepers.drop(run_id, task)
             self._wake.set()
 
         task.add_done_callback(done)
+
+    def _run(self, run_id: str, task: asyncio.Task[None], attempt: Attempt) -> None:
+        """The run executes here: count it, and let this process's cancels reach it."""
+        self._active[run_id] = (task, attempt)
+        self._forget[run_id] = (task, self.local.executing(run_id, attempt.request_cancel))
+        if self._counting is not None:
+            self._counting[run_id] += 1
+
+    def _sleep(self, run_id: str) -> asyncio.Future[None] | None:
+        """A run that parked here may stay asleep (sticky): its slot is freed."""
+        entry = self._active.get(run_id)
+        if entry is None or self._stopping:
+            return None
+        task, attempt = entry
+        del self._active[run_id]
+        self._moved.set()
+        forget = self._forget.pop(run_id, None)
+        if forget is not None:
+            forget[1]()
+        self._wake.set()
+        return self._sleepers.put(run_id, task, attempt)
+
+    async def _resume(self, claimed: ClaimedRun, sleeper: Sleeper) -> None:
+        """Wake a sleeping run claimed again here, if nothing but its waits changed;
+        else unwind it and replay the run from the store."""
+        run_id = claimed.run.id
+        try:
+            summary = await self.store.step_summary(run_id)
+            same = unchanged(sleeper.attempt, summary)
+        except StoreError:
+            same = False
+        if same:
+            sleeper.attempt.resume(claimed)
+            sleeper.wake.set_result(None)
+            return
+        Sleepers.evict(sleeper, "the run changed elsewhere")
+        with contextlib.suppress(BaseException):
+            await sleeper.task
+        try:
+            found = await self.store.get_runs([run_id])
+        except StoreError:
+            with contextlib.suppress(Exception):
+                await self.store.release(claimed.lease)
+            return
+        steps = found[0][1] if found else []
+        self._start(ClaimedRun(claimed.run, steps, claimed.lease))
 
     async def _heartbeat(self) -> None:
         """Renew the leases of the runs executing here every third of a lease, in
@@ -297,6 +367,7 @@ class Worker:
     async def _shutdown(self) -> None:
         """Stop executions still in flight and hand their runs back at once, rather
         than leaving them for the lease to expire."""
+        await self._sleepers.close()
         entries = list(self._active.values())
         for task, _ in entries:
             task.cancel()

@@ -136,7 +136,7 @@ async def test_a_patch_keeps_answering_true_on_later_replays() -> None:
         seen.append(await step.patched("p"))  # the same patch: the same answer
         return "done"
 
-    async with Environment(app) as env:
+    async with Environment(app, sticky=False) as env:  # every resume a replay
         run_id = await env.start("w")
         await env.advance("1h")
         assert await env.result(run_id) == "done"

@@ -171,7 +171,9 @@ async def test_step_send_signal_happens_once_even_on_replay(app, database_url) -
         second = await step.wait_for_signal("b", signal="inbox", timeout="1d")
         return [first, second]
 
-    async with Environment(app, database=database_url) as env:
+    # sticky=False: every resume replays the handler (a worker that parked the run
+    # would otherwise resume it where it stopped, replaying nothing).
+    async with Environment(app, database=database_url, sticky=False) as env:
         receiver = await env.start("inbox")
         assert await env.waiting(receiver) is not None
         run_id = await env.start("sender")

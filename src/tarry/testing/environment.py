@@ -64,6 +64,8 @@ class Environment:
     ``start``: where the clock starts (an aware datetime or epoch seconds; default
     2030-01-01 UTC). ``database``: the store, in-memory SQLite unless told (a
     PostgreSQL URL runs the same test on that store; it must be one made for tests).
+    ``sticky=False`` makes every resume replay the run from the store (production
+    resumes a run asleep in the worker that parked it without one).
     ``max_executions``: how many executions one driving call may
     start before it reports the runs that never settle. ``max_steps``: overrides
     the App's per-run step limit for this environment.
@@ -78,6 +80,7 @@ class Environment:
         concurrency: int = 32,
         max_executions: int = 10_000,
         max_steps: int | None = None,
+        sticky: bool = True,
     ) -> None:
         if not isinstance(app, App):
             raise TypeError(f"Environment needs a tarry.App, got {type(app).__name__}")
@@ -99,6 +102,9 @@ class Environment:
         if max_steps is not None:
             self.app.settings = replace(self.app.settings, max_steps=max_steps)
         self.concurrency = concurrency
+        self.sticky = sticky
+        """Whether a parked run's handler may stay asleep in the worker, resumed
+        without a replay (as in production); False replays every resume."""
         self.max_executions = max_executions
         self._doubles: dict[str, dict[str, StepDouble]] = {}
         self._worker: Worker | None = None
@@ -149,7 +155,7 @@ class Environment:
             raise RuntimeError("this Environment is already entered; make a new one per test")
         self._loop = asyncio.get_running_loop()
         await self.app._open()
-        self._worker = self.app._worker(self.concurrency, self._doubles)
+        self._worker = self.app._worker(self.concurrency, self._doubles, self.sticky)
         self._task = asyncio.create_task(self._worker.run(), name="tarry-test-worker")
 
     async def _close(self) -> None:

@@ -1,0 +1,118 @@
+"""Sticky execution, on both stores: a run that parks stays asleep in the worker
+that parked it and, claimed there again, goes on without replaying its history;
+when anything but its waits changed in the store meanwhile it is replayed
+instead. Both paths give the same results and run no step twice."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+
+import tarry
+from tarry.errors import Suspend
+from tarry.sticky import Sleepers
+from tarry.testing import Environment
+
+from helpers import step
+
+
+def agent_app(calls: Counter[str]) -> tarry.App:
+    app = tarry.App("sqlite:///:memory:")
+
+    def work(turn: int) -> int:
+        calls[f"work-{turn}"] += 1
+        return turn * 10
+
+    @app.workflow("agent")
+    async def agent(ctx, step):
+        calls["handler entered"] += 1
+        total = 0
+        for _ in range(3):
+            message = await step.wait_for_message("next", timeout="1d")
+            total += await step.run("work", work, message.data["turn"])
+        return total
+
+    return app
+
+
+@pytest.mark.parametrize("sticky", [True, False])
+async def test_resumes_give_the_same_results_with_or_without_a_replay(
+    database_url: str, sticky: bool
+) -> None:
+    calls: Counter[str] = Counter()
+    async with Environment(agent_app(calls), database=database_url, sticky=sticky) as env:
+        run_id = await env.start("agent")
+        for turn in range(3):
+            assert (await env.waiting(run_id)).kind == "message"  # type: ignore[union-attr]
+            await env.send_message(run_id, "next", {"turn": turn})
+        assert await env.result(run_id) == 30
+        run = await env.get_run(run_id)
+    assert [s.id for s in run.steps] == ["next", "work", "next:1", "work:1", "next:2", "work:2"]
+    assert {k: v for k, v in calls.items() if k.startswith("work")} == {
+        "work-0": 1, "work-1": 1, "work-2": 1
+    }  # fmt: skip
+    # Asleep in the worker, the handler was entered once; replayed, once per resume.
+    assert calls["handler entered"] == (1 if sticky else 4)
+
+
+async def test_a_run_changed_elsewhere_while_asleep_is_replayed(database_url: str) -> None:
+    calls: Counter[str] = Counter()
+    async with Environment(agent_app(calls), database=database_url) as env:
+        run_id = await env.start("agent")
+        await env.send_message(run_id, "next", {"turn": 0})
+        await env.run_until_idle()  # asleep at its second wait
+        assert len(env._running()._sleepers) == 1
+        # Cancelled and retried meanwhile: its wait's record is gone and filed anew,
+        # so the sleeping handler no longer matches the store; it is replayed.
+        await env.cancel(run_id, "oops")
+        await env.app.retry(run_id)
+        await env.run_until_idle()
+        for turn in (1, 2):
+            await env.send_message(run_id, "next", {"turn": turn})
+        assert await env.result(run_id) == 30
+        run = await env.get_run(run_id)
+    assert calls["work-0"] == 1 and calls["work-1"] == 1 and calls["work-2"] == 1
+    assert calls["handler entered"] >= 2  # the stale sleeper was unwound and replayed
+    assert step(run, "work").output == 0
+
+
+async def test_the_oldest_sleeper_is_unwound_to_make_room() -> None:
+    sleepers = Sleepers(limit=2)
+    loop = asyncio.get_running_loop()
+    task = loop.create_task(asyncio.sleep(0))
+    first = sleepers.put("a", task, None)  # type: ignore[arg-type]
+    second = sleepers.put("b", task, None)  # type: ignore[arg-type]
+    third = sleepers.put("c", task, None)  # type: ignore[arg-type]
+    assert list(sleepers.ids()) == ["b", "c"]
+    with pytest.raises(Suspend, match="evicted"):
+        await first
+    assert not second.done() and not third.done()
+    await sleepers.close()
+    with pytest.raises(Suspend):
+        await second
+    await task
+
+
+async def test_parallel_branches_sleep_and_wake_together(database_url: str) -> None:
+    app = tarry.App("sqlite:///:memory:")
+    entered: Counter[str] = Counter()
+
+    @app.workflow("pair")
+    async def pair(ctx, step):
+        entered["handler"] += 1
+        return await asyncio.gather(
+            step.wait_for_signal("x", signal=f"x:{ctx.run_id}", timeout="1d"),
+            step.wait_for_signal("y", signal=f"y:{ctx.run_id}", timeout="1d"),
+        )
+
+    async with Environment(app, database=database_url) as env:
+        run_id = await env.start("pair")
+        await env.run_until_idle()
+        await env.send_signal(f"x:{run_id}", 1)
+        await env.run_until_idle()
+        assert (await env.get_run(run_id)).status == "waiting"
+        await env.send_signal(f"y:{run_id}", 2)
+        assert await env.result(run_id) == [1, 2]
+    assert entered["handler"] == 1
