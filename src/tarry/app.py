@@ -92,6 +92,7 @@ class App(RunOperations):
         event_retention: Duration = "7d",
         event_dedupe: Duration = "24h",
         retention: Duration | None = None,
+        sticky_for: Duration = "30s",
         version: str | None = None,
         clock: Clock | None = None,
     ) -> None:
@@ -110,6 +111,7 @@ class App(RunOperations):
             event_retention=event_retention,
             event_dedupe=event_dedupe,
             retention=retention,
+            sticky_for=sticky_for,
         )
         self._store = open_store(url, clock=clock)
         self.clock: Clock = self._store.clock
@@ -427,7 +429,7 @@ class App(RunOperations):
             local=self._local,
             concurrency=concurrency,
             doubles=doubles,
-            sticky=1000 if sticky else 0,
+            sticky=1000 if sticky and self.settings.sticky_for > 0 else 0,
         )
 
     def _twin(self, database: str, clock: Clock) -> App:

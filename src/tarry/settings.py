@@ -36,6 +36,9 @@ class Settings:
     """How long an event ``id`` from a sender is remembered, to ignore repeats."""
     retention: float | None = None
     """How long ended runs are kept before workers delete them (None: for ever)."""
+    sticky_for: float = 30.0
+    """How long a parked async run's handler stays asleep in its worker, to resume
+    without a replay if claimed there again (0: never); after that it holds nothing."""
 
     @classmethod
     def parse(
@@ -51,6 +54,7 @@ class Settings:
         event_retention: Duration = "7d",
         event_dedupe: Duration = "24h",
         retention: Duration | None = None,
+        sticky_for: Duration = "30s",
     ) -> Settings:
         """The App's keyword options, checked; a bad one raises ``ConfigError`` (a
         ``ValueError``) naming the option and its value."""
@@ -78,6 +82,7 @@ class Settings:
             event_retention=_duration("event_retention", event_retention),
             event_dedupe=_duration("event_dedupe", event_dedupe),
             retention=None if retention is None else _positive_duration("retention", retention),
+            sticky_for=_duration("sticky_for", sticky_for),
         )
 
 

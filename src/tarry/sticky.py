@@ -28,6 +28,8 @@ class Sleeper:
     task: asyncio.Task[Any]
     attempt: Attempt
     wake: asyncio.Future[None]
+    since: float
+    """Clock time it fell asleep."""
 
 
 class Sleepers:
@@ -43,14 +45,26 @@ class Sleepers:
     def ids(self) -> Collection[str]:
         return self._asleep.keys()
 
-    def put(self, run_id: str, task: asyncio.Task[Any], attempt: Attempt) -> asyncio.Future[None]:
+    def put(
+        self, run_id: str, task: asyncio.Task[Any], attempt: Attempt, now: float
+    ) -> asyncio.Future[None]:
         """Keep the run asleep; the future the handler awaits to be woken."""
         while len(self._asleep) >= self.limit:
             _, oldest = self._asleep.popitem(last=False)
             self.evict(oldest, "room for a run that parked later")
         wake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._asleep[run_id] = Sleeper(task, attempt, wake)
+        self._asleep[run_id] = Sleeper(task, attempt, wake, now)
         return wake
+
+    def expire(self, before: float) -> None:
+        """Unwind the runs asleep since before ``before``: a parked run holds nothing
+        once its window has passed."""
+        while self._asleep:
+            run_id, oldest = next(iter(self._asleep.items()))
+            if oldest.since >= before:
+                return
+            del self._asleep[run_id]
+            self.evict(oldest, "asleep for its whole window")
 
     def take(self, run_id: str) -> Sleeper | None:
         return self._asleep.pop(run_id, None)

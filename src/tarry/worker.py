@@ -313,7 +313,7 @@ class Worker:
         if forget is not None:
             forget[1]()
         self._wake.set()
-        return self._sleepers.put(run_id, task, attempt)
+        return self._sleepers.put(run_id, task, attempt, self.clock.now())
 
     async def _resume(self, claimed: ClaimedRun, sleeper: Sleeper) -> None:
         """Wake a sleeping run claimed again here, if nothing but its waits changed;
@@ -346,6 +346,7 @@ class Worker:
         interval = self.settings.lease / 3
         while True:
             await self.clock.sleep_until(self.clock.now() + interval)
+            self._sleepers.expire(self.clock.now() - self.settings.sticky_for)
             if not self._active:
                 continue
             leases = [attempt.lease for _, attempt in self._active.values()]

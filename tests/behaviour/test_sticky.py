@@ -82,17 +82,38 @@ async def test_the_oldest_sleeper_is_unwound_to_make_room() -> None:
     sleepers = Sleepers(limit=2)
     loop = asyncio.get_running_loop()
     task = loop.create_task(asyncio.sleep(0))
-    first = sleepers.put("a", task, None)  # type: ignore[arg-type]
-    second = sleepers.put("b", task, None)  # type: ignore[arg-type]
-    third = sleepers.put("c", task, None)  # type: ignore[arg-type]
+    first = sleepers.put("a", task, None, 1.0)  # type: ignore[arg-type]
+    second = sleepers.put("b", task, None, 2.0)  # type: ignore[arg-type]
+    third = sleepers.put("c", task, None, 3.0)  # type: ignore[arg-type]
     assert list(sleepers.ids()) == ["b", "c"]
     with pytest.raises(Suspend, match="evicted"):
         await first
     assert not second.done() and not third.done()
+    sleepers.expire(before=2.5)  # asleep since 2.0: its window has passed
+    assert list(sleepers.ids()) == ["c"]
+    with pytest.raises(Suspend, match="whole window"):
+        await second
     await sleepers.close()
     with pytest.raises(Suspend):
-        await second
+        await third
     await task
+
+
+async def test_a_run_asleep_past_its_window_holds_nothing_and_is_replayed(
+    database_url: str,
+) -> None:
+    calls: Counter[str] = Counter()
+    app = agent_app(calls)
+    async with Environment(app, database=database_url) as env:
+        run_id = await env.start("agent")
+        await env.run_until_idle()
+        assert len(env._running()._sleepers) == 1
+        await env.advance("31s")  # past the 30 s window (App(sticky_for=...))
+        assert len(env._running()._sleepers) == 0
+        for turn in range(3):
+            await env.send_message(run_id, "next", {"turn": turn})
+        assert await env.result(run_id) == 30
+    assert calls["handler entered"] == 2  # once, then the replay after the window
 
 
 async def test_parallel_branches_sleep_and_wake_together(database_url: str) -> None:

@@ -29,7 +29,9 @@ from tarry.worker import Worker
 
 
 def build_app(args: argparse.Namespace) -> tarry.App:
-    app = tarry.App(args.db, lease=args.lease, retry_base="10ms", retry_cap="50ms")
+    app = tarry.App(
+        args.db, lease=args.lease, retry_base="10ms", retry_cap="50ms", sticky_for=args.sticky_for
+    )
     pid = os.getpid()
 
     def record(line: str) -> None:
@@ -75,6 +77,7 @@ async def write_stats(path: Path, worker: Worker) -> None:
             "tasks": len(asyncio.all_tasks()),
             "threads": threading.active_count(),
             "active": len(worker._active),
+            "asleep": len(worker._sleepers),
         }
         tmp.write_text(json.dumps(stats))
         os.replace(tmp, path)
@@ -104,4 +107,5 @@ if __name__ == "__main__":
     parser.add_argument("--hang", type=float, default=0.0)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--stats", default=None)
+    parser.add_argument("--sticky-for", default="30s")
     asyncio.run(main(parser.parse_args()))
