@@ -180,14 +180,23 @@ class Worker:
         """Claim up to ``free`` due runs and start executing them."""
         self._claiming += 1
         try:
+            asleep = frozenset(self._sleepers.ids())  # claimed without their steps
             batch = await self.store.claim(
-                workflows, free, self.settings.lease, caps, skip_steps=self._sleepers.ids()
+                workflows, free, self.settings.lease, caps, skip_steps=asleep
             )
             for claimed in batch.runs:
+                run_id = claimed.run.id
+                if run_id in asleep and run_id not in self._sleepers.ids():
+                    # Unwound since (its window passed): replay it, with its steps.
+                    claimed = await self._with_steps(claimed)
                 self._start(claimed)
         finally:
             self._claiming -= 1
         return batch
+
+    async def _with_steps(self, claimed: ClaimedRun) -> ClaimedRun:
+        found = await self.store.get_runs([claimed.run.id])
+        return ClaimedRun(claimed.run, found[0][1] if found else [], claimed.lease)
 
     async def settle(self, max_executions: int | None = None) -> float | None:
         """Execute every run due now, and every run those executions make due now, until
