@@ -72,8 +72,9 @@ FROM steps WHERE run_id = ANY(:ids)
 ORDER BY run_id, started_at NULLS FIRST, pos NULLS FIRST, key COLLATE "C";
 
 -- name: due_runs
+-- ``workflow || ''`` keeps the planner on runs_due (claim_plain says why).
 SELECT id, workflow, status, cancel_requested, due_at FROM runs
-WHERE due_at <= :now AND workflow = ANY(:workflows)
+WHERE due_at <= :now AND workflow || '' = ANY(:workflows)
 ORDER BY due_at
 LIMIT :limit
 FOR UPDATE SKIP LOCKED;
@@ -82,7 +83,7 @@ FOR UPDATE SKIP LOCKED;
 -- The runs of a workflow at its concurrency cap that can still be claimed: those
 -- whose lease expired. Taking one over leaves the count of leased runs as it was.
 SELECT id, workflow, status, cancel_requested, due_at FROM runs
-WHERE due_at <= :now AND workflow = ANY(:workflows) AND status = 'running'
+WHERE due_at <= :now AND workflow || '' = ANY(:workflows) AND status = 'running'
 ORDER BY due_at
 LIMIT :limit
 FOR UPDATE SKIP LOCKED;
@@ -92,8 +93,8 @@ FOR UPDATE SKIP LOCKED;
 -- a time, except for the expiry of their leases.
 SELECT min(due_at) FROM runs
 WHERE due_at IS NOT NULL
-  AND (workflow = ANY(:workflows)
-       OR (workflow = ANY(:saturated) AND status = 'running'));
+  AND (workflow || '' = ANY(:workflows)
+       OR (workflow || '' = ANY(:saturated) AND status = 'running'));
 
 -- name: lease_runs
 UPDATE runs AS r
@@ -167,9 +168,12 @@ SELECT (SELECT ok FROM plain), (SELECT count(*) FROM ins), (SELECT count(*) FROM
 -- leased, then the new token, the next due time of what is left, and whether
 -- runs needing the full claim are due; a single row of NULLs and those two when
 -- nothing was leased.
+-- Each lookup of due runs is answered by its partial index (0010), however many runs
+-- are parked and whatever the statistics say: ``workflow || ''`` keeps the planner
+-- off the workflow indexes, which hold every parked run too (sqlite.sql's unary +).
 WITH due AS (
     SELECT id FROM runs
-    WHERE due_at <= :now AND workflow = ANY(:workflows)
+    WHERE due_at <= :now AND workflow || '' = ANY(:workflows)
       AND status <> 'waiting' AND NOT cancel_requested
     ORDER BY due_at
     LIMIT :limit
@@ -188,11 +192,17 @@ SELECT l.seq, l.id, l.workflow, l.status, l.payload, l.output, l.error, l.create
        l.updated_at, l.ended_at, l.due_at, l.waiting_for, l.cancel_requested, l.trigger,
        l.version, l.last_version, l.lease_token,
        (SELECT min(due_at) FROM runs
-        WHERE due_at IS NOT NULL AND workflow = ANY(:workflows)
+        WHERE due_at IS NOT NULL AND workflow || '' = ANY(:workflows)
           AND id NOT IN (SELECT id FROM due)),
-       EXISTS (SELECT 1 FROM runs
-               WHERE due_at <= :now AND workflow = ANY(:workflows)
-                 AND (status = 'waiting' OR cancel_requested))
+       -- Two lookups, not one with OR across statuses, so that each has its index;
+       -- each the first by due_at rather than EXISTS, which a generic plan may
+       -- answer with a sequential scan it expects to stop early.
+       (SELECT due_at FROM runs
+        WHERE due_at <= :now AND status = 'waiting' AND workflow || '' = ANY(:workflows)
+        ORDER BY due_at LIMIT 1) IS NOT NULL
+       OR (SELECT due_at FROM runs
+           WHERE due_at <= :now AND cancel_requested AND workflow || '' = ANY(:workflows)
+           ORDER BY due_at LIMIT 1) IS NOT NULL
 FROM (SELECT 1) AS one LEFT JOIN leased AS l ON true;
 
 -- name: save_step
