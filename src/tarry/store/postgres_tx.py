@@ -22,7 +22,7 @@ _LOCK_NAMES = {
     "cap": "tarry-cap",
     "purge": "purge",
 }
-_NOTIFYING = frozenset({"resolve_wait"})
+_NOTIFYING = frozenset({"resolve_wait", "resolve_waits"})
 """Named queries that send the schema's NOTIFY themselves."""
 
 

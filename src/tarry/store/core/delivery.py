@@ -17,7 +17,7 @@ import orjson
 from ...ids import new_id
 from ...models import ENDED_STATUSES, StepKind
 from ..base import EventOutcome, NewEvent, NewRun, SignalOutcome, StepRow, StepSender
-from ..matching import matches, residue, value_at
+from ..matching import matches, residue, trigger_of, value_at
 from ..rows import error_json, event_json, message_json
 from .port import Tx
 from .runs import (
@@ -27,7 +27,6 @@ from .runs import (
     insert_run,
     request_cancel,
     resolve_wait,
-    run_trigger,
     stored_step,
     upsert_step,
 )
@@ -124,17 +123,77 @@ async def _deliver_event(tx: Tx, event: NewEvent, dedupe_seconds: float) -> Even
             run = NewRun(new_id(now), workflow, event.data, incoming_json)
             if await insert_run(tx, run):
                 started.append(run.id)
+    candidates = sorted((await _candidates(tx, inserted[0], incoming)).items())
+    triggers = await _triggers(
+        tx, sorted({run_id for _, (run_id, _, _, expr, _) in candidates if expr is not None})
+    )
+    matched = [
+        (waiter_id, candidate)
+        for waiter_id, candidate in candidates
+        if candidate[0] not in started
+        and (candidate[3] is None or matches(None, None, candidate[3], triggers.get(candidate[0]),
+                                             incoming))
+    ]  # fmt: skip
+    if any(kind == "cancel" for _, (_, _, kind, _, _) in matched):
+        resumed, cancelled = await _deliver_each(tx, event, matched, incoming_json)
+    else:
+        resumed, cancelled = await _deliver_all(tx, matched, incoming_json), []
+    return EventOutcome(event.id, False, tuple(started), tuple(resumed), tuple(cancelled))
+
+
+Candidate = tuple[str, str, str, str | None, int | None]
+Matched = list[tuple[int, Candidate]]
+
+
+async def _triggers(tx: Tx, run_ids: list[str]) -> dict[str, Any]:
+    """What the CEL conditions of these runs' waits see as their trigger, in one read."""
+    if not run_ids:
+        return {}
+    rows = await tx.all("run_triggers", {"ids": tx.array(run_ids)})
+    return {row[0]: trigger_of(row[1], row[2], row[3]) for row in rows}
+
+
+async def _deliver_all(tx: Tx, matched: Matched, incoming_json: bytes) -> list[str]:
+    """An event that resumes waits only (no ``cancel_on``), in set-based statements:
+    lock the runs, then their waiters (runs before waiters, each in order), keep the
+    first waiter still there of each run, resolve them together. Only a wait for
+    several conditions (its output names the one that fired, or counts arrivals)
+    takes its own statements."""
+    if not matched:
+        return []
+    await tx.all("lock_runs", {"ids": tx.array(sorted({c[0] for _, c in matched}))})
+    ids = tx.array([str(waiter_id) for waiter_id, _ in matched])
+    there = {int(row[0]) for row in await tx.all("lock_waiters", {"ids": ids})}
+    chosen: dict[str, tuple[str, int | None]] = {}
+    for waiter_id, (run_id, step_key, _, _, index) in matched:
+        if waiter_id in there and run_id not in chosen:
+            chosen[run_id] = (step_key, index)
+    plain = [(run_id, key) for run_id, (key, index) in chosen.items() if index is None]
+    if plain:
+        await tx.run(
+            "resolve_waits",
+            {"run_ids": tx.array([run_id for run_id, _ in plain]),
+             "keys": tx.array([key for _, key in plain]),
+             "pairs": tx.array([orjson.dumps(pair).decode() for pair in plain]),
+             "output": incoming_json, "now": tx.now},
+        )  # fmt: skip
+        tx.wake()
+    for run_id, (step_key, index) in chosen.items():
+        if index is not None:
+            await resolve_wait(tx, run_id, step_key, "completed", incoming_json, None, index)
+    return list(chosen)
+
+
+async def _deliver_each(
+    tx: Tx, event: NewEvent, matched: Matched, incoming_json: bytes
+) -> tuple[list[str], list[str]]:
+    """An event that cancels runs too, one waiter at a time in the order they were
+    filed: a cancel reaches the runs its run invoked, whose waiters then go."""
     resumed: list[str] = []
     cancelled: list[str] = []
-    done: set[str] = set(started)
-    for waiter_id, (run_id, step_key, kind, expr, index) in sorted(
-        (await _candidates(tx, inserted[0], incoming)).items()
-    ):
+    done: set[str] = set()
+    for waiter_id, (run_id, step_key, kind, _, index) in matched:
         if run_id in done:
-            continue
-        if expr is not None and not matches(
-            None, None, expr, await run_trigger(tx, run_id), incoming
-        ):
             continue
         # Lock the run, then make sure its waiter is still there: a timeout, a
         # cancel or another event may have taken it since it was read.
@@ -151,10 +210,7 @@ async def _deliver_event(tx: Tx, event: NewEvent, dedupe_seconds: float) -> Even
                 cancelled.append(run_id)
             reason = error_json("Cancelled", f"cancelled by event {event.name!r}")
             cancelled.extend(await cancel_children(tx, run_id, reason))
-    return EventOutcome(event.id, False, tuple(started), tuple(resumed), tuple(cancelled))
-
-
-Candidate = tuple[str, str, str, str | None, int | None]
+    return resumed, cancelled
 
 
 async def _candidates(tx: Tx, seq: int, incoming: dict[str, Any]) -> dict[int, Candidate]:

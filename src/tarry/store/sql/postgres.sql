@@ -262,3 +262,33 @@ DELETE FROM runs WHERE id = ANY(:ids) AND ended_at IS NOT NULL;
 SELECT seq, id, workflow, status, payload, output, error, created_at, updated_at, ended_at,
        due_at, waiting_for, cancel_requested, trigger, version, last_version
 FROM runs WHERE id = ANY(:ids);
+
+-- name: run_triggers
+SELECT id, workflow, payload, trigger FROM runs WHERE id = ANY(:ids);
+
+-- name: lock_runs
+-- Several runs' rows, locked in id order, so that transactions locking overlapping
+-- sets queue instead of deadlocking.
+SELECT id FROM runs WHERE id = ANY(:ids) ORDER BY id FOR UPDATE;
+
+-- name: lock_waiters
+-- Those of these waiters still there, locked in id order (their runs' rows are held).
+SELECT id FROM waiters WHERE id = ANY(:ids::bigint[]) ORDER BY id FOR UPDATE;
+
+-- name: resolve_waits
+-- Deliver one output to many waits in one statement (resolve_wait for a set): their
+-- waiters go, their steps complete with :output, their runs are due now.
+WITH w (run_id, key) AS (
+    SELECT * FROM unnest(:run_ids::text[], :keys::text[])
+), gone AS (
+    DELETE FROM waiters USING w WHERE waiters.run_id = w.run_id AND waiters.step_key = w.key
+), note AS (
+    SELECT pg_notify(:channel, '')
+), resolved AS (
+    UPDATE steps SET status = 'completed', output = :output, error = NULL, ended_at = :now
+    FROM w WHERE steps.run_id = w.run_id AND steps.key = w.key
+), woken AS (
+    UPDATE runs SET status = 'queued', due_at = :now, waiting_for = NULL, updated_at = :now
+    WHERE id IN (SELECT run_id FROM w) AND status = 'waiting'
+)
+SELECT count(*) FROM note;

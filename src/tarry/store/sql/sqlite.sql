@@ -92,3 +92,23 @@ DELETE FROM runs WHERE id IN (SELECT value FROM json_each(:ids)) AND ended_at IS
 SELECT seq, id, workflow, status, payload, output, error, created_at, updated_at, ended_at,
        due_at, waiting_for, cancel_requested, trigger, version, last_version
 FROM runs WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: run_triggers
+SELECT id, workflow, payload, trigger FROM runs WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: lock_runs
+SELECT id FROM runs WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: lock_waiters
+SELECT id FROM waiters WHERE id IN (SELECT CAST(value AS INTEGER) FROM json_each(:ids));
+
+-- name: resolve_waits
+-- resolve_wait for a set of waits, all given the same :output. Each wait is found by
+-- its run (through the index) and then its (run, step) pair, a JSON array in :pairs.
+DELETE FROM waiters WHERE run_id IN (SELECT value FROM json_each(:run_ids))
+  AND json_array(run_id, step_key) IN (SELECT value FROM json_each(:pairs));
+UPDATE steps SET status = 'completed', output = :output, error = NULL, ended_at = :now
+WHERE run_id IN (SELECT value FROM json_each(:run_ids))
+  AND json_array(run_id, key) IN (SELECT value FROM json_each(:pairs));
+UPDATE runs SET status = 'queued', due_at = :now, waiting_for = NULL, updated_at = :now
+WHERE id IN (SELECT value FROM json_each(:run_ids)) AND status = 'waiting';
