@@ -18,8 +18,9 @@ kept apart, and that is all this adapter and its SQL hold:
   same transaction; every store LISTENs there and wakes its workers.
 - The hot writes have one-statement forms, group-committed with their peers
   (``postgres_batch``): a plain start, a claim of runs that need only a lease,
-  a step's result, the end of a run no parent waits for. Whatever they cannot
-  decide alone (a cancel pending, a parent to resume) falls to the core.
+  a step's result, a park on one signal key, the end of a run no parent waits
+  for. Whatever they cannot decide alone (a cancel pending, a parent to resume, a
+  wait answered at once) falls to the core.
 
 Connection errors are retried with backoff for ``retry_seconds``, and so are
 transactions PostgreSQL rolled back (a deadlock it broke, a serialization
@@ -43,7 +44,17 @@ from typing import Any
 from ..clock import Clock, SystemClock
 from ..errors import StoreError
 from ..models import EndStatus
-from .base import ClaimBatch, ClaimedRun, Lease, NewRun, StepRow, WakeListener
+from .base import (
+    ClaimBatch,
+    ClaimedRun,
+    Lease,
+    NewRun,
+    ParkResult,
+    SignalWait,
+    StepRow,
+    WaitSpec,
+    WakeListener,
+)
 from .core import Body, CoreStore, T, claims, runs
 from .postgres_io import IOLoop
 from .postgres_tx import Tx
@@ -186,6 +197,27 @@ class PostgresStore(CoreStore):
         if row is None:
             raise runs.lease_lost(lease)
         return bool(row[0])
+
+    async def park(self, lease: Lease, wait: WaitSpec) -> ParkResult:
+        cond = wait.conditions[0] if len(wait.conditions) == 1 else None
+        if not isinstance(cond, SignalWait) or wait.need is not None or wait.indexed:
+            return await super().park(lease, wait)
+        # The common park (one signal key, nothing there yet) in one statement after the
+        # key's lock, grouped with other runs' writes; anything else takes the full path.
+        io = self._open_io()
+        now = self.clock.now()
+        params = {
+            "run_id": lease.run_id, "token": lease.token, "key": cond.key,
+            "lock": f"{self.schema}:signal:{cond.key}", "step_key": wait.step_key,
+            "kind": wait.kind, "deadline": wait.deadline, "waiting_for": wait.waiting_for,
+            "started_at": wait.started_at or now, "pos": wait.pos, "spec": wait.spec,
+            "due": float("inf") if wait.deadline is None else wait.deadline, "now": now,
+            "channel": io.channel,
+        }  # fmt: skip
+        row = await self._batched("park_signal", params)
+        if row is not None and row[0]:
+            return ParkResult("parked")
+        return await super().park(lease, wait)
 
     async def finish(
         self, lease: Lease, status: EndStatus, output: bytes | None, error: bytes | None

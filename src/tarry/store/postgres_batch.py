@@ -31,9 +31,13 @@ Row = tuple[Any, ...] | None
 Statement = tuple[str, dict[str, Any]]
 Transact = Callable[[Callable[["Tx"], Awaitable[list[Row]]], bool], Awaitable[list[Row]]]
 
-WAKES = {"insert_plain_run"}
+WAKES = {"insert_plain_run", "park_signal"}
 """Statements that make a run due (and send their own NOTIFY) when they return a
 row whose second column is non-zero."""
+PRELUDES = {"park_signal": "key_lock"}
+"""Statements that first take a lock (with the same parameters) held to the commit:
+their own snapshot must see every commit made under it, so they go in a
+transaction of their own even alone."""
 
 
 class StatementBatcher:
@@ -69,7 +73,8 @@ class StatementBatcher:
 
     async def _settle(self, batch: list[tuple[Statement, asyncio.Future[Row]]]) -> None:
         try:
-            rows = await self.transact(_body([s for s, _ in batch]), len(batch) == 1)
+            single = len(batch) == 1 and batch[0][0][0] not in PRELUDES
+            rows = await self.transact(_body([s for s, _ in batch]), single)
         except Exception as exc:
             if len(batch) > 1 and not isinstance(exc.__cause__, psycopg.OperationalError):
                 for item in batch:  # one bad statement must not fail its neighbours
@@ -91,12 +96,16 @@ class StatementBatcher:
 
 def _body(batch: list[Statement]) -> Callable[[Tx], Awaitable[list[Row]]]:
     async def body(tx: Tx) -> list[Row]:
-        if len(batch) == 1:
+        if len(batch) == 1 and batch[0][0] not in PRELUDES:
             query, params = batch[0]
             rows = [await tx.one(query, params)]
         else:
             async with tx.conn.pipeline():
-                cursors = [await tx.conn.execute(Q[query], params) for query, params in batch]
+                cursors = []
+                for query, params in batch:
+                    if query in PRELUDES:
+                        await tx.conn.execute(Q[PRELUDES[query]], params)
+                    cursors.append(await tx.conn.execute(Q[query], params))
                 rows = [await cursor.fetchone() for cursor in cursors]
         for (query, _), row in zip(batch, rows, strict=True):
             if query in WAKES and row is not None and row[1]:

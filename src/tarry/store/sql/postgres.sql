@@ -292,3 +292,34 @@ WITH w (run_id, key) AS (
     WHERE id IN (SELECT run_id FROM w) AND status = 'waiting'
 )
 SELECT count(*) FROM note;
+
+-- name: park_signal
+-- The common park in one statement: a run waiting on one signal key that nobody
+-- else waits on and no buffered signal answers, its step new, its deadline (if
+-- any) ahead, its lease held and no cancel pending. The batch took the key's lock
+-- just before (postgres_batch.PRELUDES), so this statement's snapshot sees every
+-- send made under it: a signal is either buffered and seen here (no row: the full
+-- park consumes it) or delivered to the waiter filed here. No row parked: the full
+-- path decides (a lost lease, a cancel, a conflict, a wait answered now).
+WITH parked AS (
+    UPDATE runs
+    SET status = 'waiting', lease_token = NULL, due_at = CAST(:deadline AS double precision),
+        waiting_for = :waiting_for, updated_at = :now
+    WHERE id = :run_id AND lease_token = :token AND NOT cancel_requested
+      AND (CAST(:deadline AS double precision) IS NULL
+           OR CAST(:deadline AS double precision) > :now)
+      AND NOT EXISTS (SELECT 1 FROM waiters WHERE kind = 'signal' AND key = :key)
+      AND NOT EXISTS (SELECT 1 FROM signals WHERE key = :key AND expires_at > :now)
+      AND NOT EXISTS (SELECT 1 FROM steps WHERE run_id = :run_id AND key = :step_key)
+    RETURNING id
+), step AS (
+    INSERT INTO steps (run_id, key, kind, status, attempts, started_at, pos, spec, due_at)
+    SELECT id, :step_key, :kind, 'waiting', 1, :started_at, :pos, :spec, :due FROM parked
+), waiter AS (
+    INSERT INTO waiters (run_id, step_key, kind, key, expires_at)
+    SELECT id, :step_key, 'signal', :key, CAST(:deadline AS double precision) FROM parked
+), note AS (
+    SELECT pg_notify(:channel, '') FROM parked
+    WHERE CAST(:deadline AS double precision) IS NOT NULL
+)
+SELECT count(*), (SELECT count(*) FROM note) FROM parked;
