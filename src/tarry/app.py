@@ -48,7 +48,7 @@ from .store import open_store
 from .store.base import NewRun, Store
 from .urls import mask_url
 from .waiting import on_several
-from .worker import Worker
+from .worker import STICKY_FROM, Worker
 
 __all__ = ["App", "Workflow", "mask_url", "open_store"]
 
@@ -419,8 +419,10 @@ class App(RunOperations):
         self,
         concurrency: int,
         doubles: Mapping[str, Mapping[str, Callable[..., Any]]] | None = None,
-        sticky: bool = True,
+        sticky: bool | None = None,
     ) -> Worker:
+        """``sticky``: None as in production; True keeps every parked async run asleep
+        (short ones too), False none (``tarry.testing`` tests both paths)."""
         return Worker(
             settings=self.settings,
             registry=self.workflows,
@@ -429,7 +431,8 @@ class App(RunOperations):
             local=self._local,
             concurrency=concurrency,
             doubles=doubles,
-            sticky=1000 if sticky and self.settings.sticky_for > 0 else 0,
+            sticky=1000 if sticky is not False and self.settings.sticky_for > 0 else 0,
+            sticky_from=0 if sticky else STICKY_FROM,
         )
 
     def _twin(self, database: str, clock: Clock) -> App:

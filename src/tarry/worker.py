@@ -37,6 +37,10 @@ log = logging.getLogger("tarry")
 
 _PURGE_EVERY = 300.0
 """Clock seconds between purges of expired signals and events."""
+STICKY_FROM = 24
+"""Step records a run must have for its handler to stay asleep after it parks: below
+that, loading and replaying them costs less than the check and the extra write of a
+resume in place."""
 _PURGE_BATCH = 500
 _PURGE_BATCHES = 4
 """Ended runs deleted per transaction, and transactions per turn of the claim loop."""
@@ -61,6 +65,7 @@ class Worker:
         concurrency: int = 32,
         doubles: Mapping[str, Mapping[str, Callable[..., Any]]] | None = None,
         sticky: int = 1000,
+        sticky_from: int = STICKY_FROM,
     ) -> None:
         if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
             raise ValueError(f"concurrency must be a positive integer, got {concurrency!r}")
@@ -75,6 +80,7 @@ class Worker:
         self._counting: collections.Counter[str] | None = None
         """Executions started per run while ``settle`` counts them."""
         self._sleepers = Sleepers(sticky)
+        self._sticky_from = sticky_from
         """Runs asleep here since they parked, resumed without replay if claimed here."""
         self._forget: dict[str, tuple[asyncio.Task[None], Callable[[], None]]] = {}
         self._waking: set[asyncio.Task[None]] = set()
@@ -316,6 +322,8 @@ class Worker:
         if entry is None or self._stopping:
             return None
         task, attempt = entry
+        if len(attempt.memo) < self._sticky_from:
+            return None  # a short history replays faster than a woken handler resumes
         del self._active[run_id]
         self._moved.set()
         forget = self._forget.pop(run_id, None)
