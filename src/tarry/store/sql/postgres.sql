@@ -66,10 +66,14 @@ FROM steps WHERE run_id = :id
 ORDER BY started_at NULLS FIRST, pos NULLS FIRST, key COLLATE "C";
 
 -- name: select_steps_by_run_ids
-SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at, pos, spec,
-       due_at, need
-FROM steps WHERE run_id = ANY(:ids)
-ORDER BY run_id, started_at NULLS FIRST, pos NULLS FIRST, key COLLATE "C";
+-- Through the primary key, one run at a time (OFFSET 0 keeps the lateral subquery a
+-- lookup by one run_id): with no statistics, or stale ones, ``run_id = ANY(:ids)``
+-- or a join is planned as a scan of every step of every run, ended ones included.
+SELECT s.run_id, s.key, s.kind, s.status, s.output, s.error, s.attempts, s.started_at,
+       s.ended_at, s.pos, s.spec, s.due_at, s.need
+FROM unnest(:ids::text[]) AS i (id),
+     LATERAL (SELECT * FROM steps WHERE steps.run_id = i.id OFFSET 0) AS s
+ORDER BY s.run_id, s.started_at NULLS FIRST, s.pos NULLS FIRST, s.key COLLATE "C";
 
 -- name: due_runs
 -- ``workflow || ''`` keeps the planner on runs_due (claim_plain says why).
