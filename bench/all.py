@@ -208,6 +208,31 @@ def long_replay_rows(t: dict[str, Any], d: dict[str, Any] | None, a: Any) -> lis
     ]  # fmt: skip
 
 
+def pg_wake_rows(t: dict[str, Any], d: dict[str, Any] | None, a: Any) -> list[Row]:
+    out = []
+    for size in t["sizes"]:
+        for stats in ("no_stats", "fresh_stats"):
+            if stats in size:
+                out.append(Row(f"PostgreSQL: wake one of {size['n']:,} parked (signal -> line "
+                               f"after the wait), p50 ms, {stats.replace('_', ' ')}",
+                               size[stats]["p50_ms"], None, "ms", "none"))  # fmt: skip
+    return out
+
+
+def pg_fanout_rows(t: dict[str, Any], d: dict[str, Any] | None, a: Any) -> list[Row]:
+    return [
+        Row(f"PostgreSQL: send_event matching {t['n']:,} waiters, s", t["send_event_s"], None,
+            "s", "none", "{:,.3f}"),
+        Row("  then all of them resumed and ended, s", t["resumed_to_ended_s"], None, "s",
+            "none", "{:,.3f}"),
+    ]  # fmt: skip
+
+
+def pg_park_rows(t: dict[str, Any], d: dict[str, Any] | None, a: Any) -> list[Row]:
+    return [Row(f"PostgreSQL: parking {t['n']:,} runs on a signal, runs/s", t["park_rate"], None,
+                "runs/s", "none", "{:,.0f}")]  # fmt: skip
+
+
 SCENARIOS = [
     Scenario("throughput", "3-step workflow throughput, SQLite, 1 process",
              lambda a: ["throughput.py", "--runs", "1", "--n", q(a, "10000", "1000"),
@@ -260,6 +285,20 @@ SCENARIOS = [
              ["tarry: send_event matched through the index (returns once the run is resumed "
               "in the store); DBOS has no event matching, a message goes to a workflow ID: "
               "send_async, and send -> the parked run continues"]),
+    Scenario("pg_parked_wake", "PostgreSQL: wake one run among 100 / 100,000 parked",
+             lambda a: ["pg_scale.py", "wake", "--url", a.pg, "--n", "100",
+                        q(a, "100000", "2000"), "--samples", q(a, "100", "10"), "--analyze"],
+             "pg_scale_wake", None, pg_wake_rows,
+             ["parked runs copied in SQL from one parked by the worker; measured with the "
+              "statistics autovacuum left (none where it is off), then after an ANALYZE"]),
+    Scenario("pg_fanout", "PostgreSQL: one event matching 10,000 waiters",
+             lambda a: ["pg_scale.py", "fanout", "--url", a.pg, "--n", q(a, "10000", "500")],
+             "pg_scale_fanout", None, pg_fanout_rows,
+             ["one worker process; waits filed under one (path, value)"]),
+    Scenario("pg_park", "PostgreSQL: parking rate",
+             lambda a: ["pg_scale.py", "park", "--url", a.pg, "--n", q(a, "20000", "1000")],
+             "pg_scale_park", None, pg_park_rows,
+             ["one worker process parks what the driver starts in chunks of 1,000"]),
     Scenario("timers", "sleeps due at the same instant; lone timer lateness",
              lambda a: ["timers.py", "--burst", q(a, "10000", "500"), "--lone", q(a, "200", "20")],
              "timers",
