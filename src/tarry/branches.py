@@ -49,7 +49,8 @@ class Branches:
         self.in_flight = 0
         """Steps executing and handler threads running: branches that can progress."""
         self._generation = 0
-        self._changed = asyncio.Event()
+        self._changed: asyncio.Event | None = None
+        """Made by the first settle that waits on it: most attempts never need one."""
         self._pending: dict[
             str, tuple[WaitSpec, bool, asyncio.Future[ParkResult], asyncio.Task[Any] | None]
         ] = {}
@@ -68,9 +69,14 @@ class Branches:
     def track(self) -> None:
         """A step method is called: note which task calls it. A call from the handler's
         own task means it went on past any branch's error."""
-        task = asyncio.current_task()
-        if task is None or self.main is None:
+        main = self.main
+        if main is None:
             return  # a plain def handler: step.parallel reports its branches' errors
+        task = asyncio.current_task()
+        if task is main and not self.broken and not self._failing:
+            return  # the common case: a handler without branches
+        if task is None:
+            return
         if task in self._failing:
             self._failing.discard(task)  # it went on past its failed wait
             self._bump()
@@ -114,8 +120,9 @@ class Branches:
 
     def _bump(self) -> None:
         self._generation += 1
-        if self._settling is not None:  # only a settle waits on it
-            self._changed.set()
+        changed = self._changed
+        if changed is not None and self._settling is not None:  # only a settle waits on it
+            changed.set()
 
     def _alone_in_handler(self) -> bool:
         """The handler's own task (or thread) is the only branch there is: nothing
@@ -182,6 +189,8 @@ class Branches:
             if self.in_flight == 0 and not held and seen == self._generation:
                 return
             if self.in_flight or held:
+                if self._changed is None:
+                    self._changed = asyncio.Event()
                 self._changed.clear()
                 await self._changed.wait()
 

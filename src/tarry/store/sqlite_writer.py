@@ -45,6 +45,8 @@ _SETTLE_STEP = 0.0005
 _SETTLE_FOR = 0.05
 """How long after a reported write its commit is looked for (a commit's fsync, a
 checkpoint's writes that change nothing): past it, the poller waits for the next."""
+_OWN_COMMIT = 0.005
+"""Seconds after a commit of this process during which a change is taken for its own."""
 
 
 class _Op:
@@ -105,6 +107,10 @@ class GroupCommitWriter:
         self.poll_interval = poll_interval
         self.batch_limit = batch_limit
         self.wake_pending = False
+        self.committed_at = 0.0
+        """When this process last committed (monotonic): its own commits wake its
+        workers directly, so the watch need not wake them for those too."""
+        self._watch_woke = 0.0
         self.lost: str | None = None
         """Why this store can no longer be used (its file went), once it cannot."""
         self._opened: tuple[int, int] | None = None
@@ -311,6 +317,7 @@ class GroupCommitWriter:
             conn.execute("ROLLBACK")
         else:
             conn.execute("COMMIT")
+            self.committed_at = time.monotonic()
         return results
 
     def _failure(self, exc: Exception) -> Exception:
@@ -362,10 +369,13 @@ class GroupCommitWriter:
         self.watching = watch is not None
         ready.set()
         expect_until = 0.0  # monotonic time until which a reported write may still show
+        deferred = 0.0  # a wake held back (see below) is due then
         try:
             while True:
                 settling = expect_until > time.monotonic()
                 timeout = _SETTLE_STEP if settling else self.poll_interval
+                if deferred:
+                    timeout = max(0.0, min(timeout, deferred - time.monotonic()))
                 if watch is None:
                     if self._closed.wait(timeout):
                         break
@@ -382,6 +392,21 @@ class GroupCommitWriter:
                 if version != last:
                     last = version
                     expect_until = 0.0
+                    now = time.monotonic()
+                    # Right after a commit of this process the change is likely its
+                    # own, which woke its workers already: then wake them at most
+                    # once per poll interval, not after every commit of a busy worker.
+                    own = now - self.committed_at < _OWN_COMMIT
+                    if not own or now - self._watch_woke >= _SETTLE_FOR:
+                        deferred = 0.0
+                        self._watch_woke = now
+                        if self._listeners:
+                            self.wake()
+                    elif not deferred:  # held back, not dropped: it may be another's
+                        deferred = self._watch_woke + _SETTLE_FOR
+                if deferred and time.monotonic() >= deferred:
+                    deferred = 0.0
+                    self._watch_woke = time.monotonic()
                     if self._listeners:
                         self.wake()
         finally:
