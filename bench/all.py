@@ -228,6 +228,18 @@ def pg_fanout_rows(t: dict[str, Any], d: dict[str, Any] | None, a: Any) -> list[
     ]  # fmt: skip
 
 
+def agent_loop_rows(t: dict[str, Any], d: dict[str, Any] | None, a: Any) -> list[Row]:
+    figures = t["figures"]
+    marks = [
+        k for k in ("turn_10_ms", "turn_100_ms", "turn_500_ms", "turn_1000_ms") if k in figures
+    ]
+    rows = [Row(f"agent loop: send_message -> the turn's step, at {k[5:-3]}, ms", figures[k],
+                None, "ms", "none", "{:,.2f}") for k in marks]  # fmt: skip
+    rows.append(Row("agent loop: sum of every resume, s", figures["resumes_total_s"], None, "s",
+                    "none", "{:,.2f}"))  # fmt: skip
+    return rows
+
+
 def pg_park_rows(t: dict[str, Any], d: dict[str, Any] | None, a: Any) -> list[Row]:
     return [Row(f"PostgreSQL: parking {t['n']:,} runs on a signal, runs/s", t["park_rate"], None,
                 "runs/s", "none", "{:,.0f}")]  # fmt: skip
@@ -308,6 +320,10 @@ SCENARIOS = [
              timers_rows,
              ["DBOS: DBOS.sleep_async (durable: wake-up time recorded, then an in-memory "
               "asyncio sleep); tarry: step.sleep_until (a parked run; the timer is a row)"]),
+    Scenario("agent_loop", "an agent loop: a message and a step per turn, 1,000 turns",
+             lambda a: ["agent_loop.py", "--turns", q(a, 1000, 100)],
+             "agent_loop_sqlite", None, agent_loop_rows,
+             ["each turn a resume; flat when the run stays asleep in its worker"]),
     Scenario("long_replay", "resume a run with 1,000 completed steps",
              lambda a: ["long_replay.py", "--repeat", "5"],
              "long_replay",
