@@ -381,7 +381,13 @@ class GroupCommitWriter:
                         break
                 else:
                     if watch.wait(timeout):
-                        expect_until = time.monotonic() + _SETTLE_FOR
+                        now = time.monotonic()
+                        # A write just after this process's own commit is most likely
+                        # that commit: read the counter once, do not settle on it (a
+                        # busy worker would poll all the time); another process's
+                        # commit meanwhile is found by the next poll.
+                        if now - self.committed_at >= _OWN_COMMIT:
+                            expect_until = now + _SETTLE_FOR
                     if self._closed.is_set():
                         break
                 self._check_file()
