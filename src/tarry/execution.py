@@ -163,7 +163,7 @@ async def execute(
             return  # a branch parked or stopped the run: its state is stored
         bailed = group.subgroup(Bail)
         if bailed is not None:
-            reason = getattr(_first(bailed), "reason", "bailed")
+            reason = getattr(_leaves(bailed)[0], "reason", "bailed")
             await x.end("cancelled", error=orjson.dumps({"type": "Bailed", "message": reason}))
             return
         if not isinstance(group, Exception):
@@ -199,8 +199,3 @@ async def _handler(
         return await loop.run_in_executor(handlers, workflow.fn, x.ctx, SyncStep(step, loop))
     finally:
         x.branches.leave()
-
-
-def _first(group: BaseExceptionGroup[Any]) -> BaseException:
-    first = group.exceptions[0]
-    return _first(first) if isinstance(first, BaseExceptionGroup) else first

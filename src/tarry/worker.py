@@ -349,13 +349,12 @@ class Worker:
         with contextlib.suppress(BaseException):
             await sleeper.task
         try:
-            found = await self.store.get_runs([run_id])
+            replay = await self._with_steps(claimed)
         except StoreError:
             with contextlib.suppress(Exception):
                 await self.store.release(claimed.lease)
             return
-        steps = found[0][1] if found else []
-        self._start(ClaimedRun(claimed.run, steps, claimed.lease))
+        self._start(replay)
 
     async def _heartbeat(self) -> None:
         """Renew the leases of the runs executing here every third of a lease, in

@@ -211,10 +211,7 @@ async def park(tx: Tx, lease: Lease, wait: WaitSpec) -> ParkResult:
         # must not consume another buffered signal or message.
         done = await stored_step(tx, run_id, wait.step_key)
         if done is not None and done.status != "waiting":
-            if done.status == "failed":
-                other = (orjson.loads(done.error or b"{}") or {}).get("other_run")
-                return ParkResult("conflict", done, other)
-            return ParkResult("resolved", done)
+            return _as_result(done)
     now = await try_now(tx, run_id, wait, filed)
     if isinstance(now, ParkResult):
         return now
