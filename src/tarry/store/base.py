@@ -17,6 +17,7 @@ from typing import Literal, Protocol
 
 from ..clock import Clock
 from ..models import EndStatus
+from .dashboard_records import EventLinks, RunSearch, RunWaits, SearchResult
 from .records import (
     AttemptRow,
     ChangeRow,
@@ -273,3 +274,25 @@ class Store(Protocol):
         those (of ``workflow``, or any) that ended before ``before``, or the runs in
         ``only``. Never a run that has not ended. The ids chosen (``dry_run``: they
         are only listed)."""
+
+    # -- the dashboard's reads (store/core/dashboard_reads.py) ---------------------------
+
+    async def dashboard_key(self, name: str, offer: str) -> str:
+        """The key stored under ``name``; ``offer`` is stored first when there is none."""
+
+    async def search_runs(
+        self, search: RunSearch, *, limit: int, cursor: int | None, counts: bool = True
+    ) -> SearchResult:
+        """Runs matching ``search`` newest first (``seq < cursor`` when given) and, with
+        ``counts``, how many match in each status."""
+
+    async def get_event(self, event_id: str) -> EventRow | None:
+        """The stored event with this id, or None."""
+
+    async def event_links(self, since: float, until: float) -> EventLinks:
+        """What events received from ``since`` to ``until`` may have started (runs with a
+        trigger created then) and resumed (wait steps ended since then)."""
+
+    async def run_waits(self, run_id: str) -> RunWaits | None:
+        """The run's trigger, its waiting steps' specs and pending conditions (None: no
+        such run)."""

@@ -35,7 +35,8 @@ from ..base import (
     WaitSpec,
     WorkflowConfig,
 )
-from . import claims, delivery, operate, runs, waits
+from ..dashboard_records import EventLinks, RunSearch, RunWaits, SearchResult
+from . import claims, dashboard_reads, delivery, operate, runs, waits
 from .delivery import MessageStatus
 from .port import Tx
 
@@ -219,3 +220,25 @@ class CoreStore(ABC):
             partial(operate.purge_runs, cutoffs=cutoffs, before=before, workflow=workflow,
                     only=only, limit=limit, dry_run=dry_run)
         )  # fmt: skip
+
+    # -- the dashboard's reads ---------------------------------------------------------
+
+    async def dashboard_key(self, name: str, offer: str) -> str:
+        return await self._transact(partial(dashboard_reads.dashboard_key, name=name, offer=offer))
+
+    async def search_runs(
+        self, search: RunSearch, *, limit: int, cursor: int | None, counts: bool = True
+    ) -> SearchResult:
+        return await self._read(
+            partial(dashboard_reads.search_runs, search=search, limit=limit, cursor=cursor,
+                    counts=counts)
+        )  # fmt: skip
+
+    async def get_event(self, event_id: str) -> EventRow | None:
+        return await self._read(partial(dashboard_reads.get_event, event_id=event_id))
+
+    async def event_links(self, since: float, until: float) -> EventLinks:
+        return await self._read(partial(dashboard_reads.event_links, since=since, until=until))
+
+    async def run_waits(self, run_id: str) -> RunWaits | None:
+        return await self._read(partial(dashboard_reads.run_waits, run_id=run_id))

@@ -350,3 +350,73 @@ UPDATE steps SET output = :output WHERE run_id = :run_id AND key = :key;
 
 -- name: step_summary
 SELECT count(*), max(pos) FROM steps WHERE run_id = :run_id;
+
+-- Dashboard reads (store/core/dashboard_reads.py): the keys that sign its sessions
+-- and forms, the runs search with its counts per status, the runs an event started
+-- or resumed, a run's trigger event, and what a parked run waits on in full.
+
+-- name: insert_dashboard_key
+INSERT INTO dashboard_keys (name, value, created_at) VALUES (:name, :value, :now)
+ON CONFLICT (name) DO NOTHING;
+
+-- name: select_dashboard_key
+SELECT value FROM dashboard_keys WHERE name = :name;
+
+-- name: search_runs
+-- Runs newest first by status, id prefix, workflow prefix, code version and creation
+-- time (since inclusive, until exclusive), those with seq < :cursor when given.
+SELECT seq, id, workflow, status, payload, output, error, created_at, updated_at, ended_at,
+       due_at, waiting_for, cancel_requested, trigger, version, last_version
+FROM runs
+WHERE (CAST(:status AS text) IS NULL OR status = CAST(:status AS text))
+  AND (CAST(:id_prefix AS text) IS NULL
+       OR substr(id, 1, CAST(:id_len AS integer)) = CAST(:id_prefix AS text))
+  AND (CAST(:workflow_prefix AS text) IS NULL
+       OR substr(workflow, 1, CAST(:workflow_len AS integer)) = CAST(:workflow_prefix AS text))
+  AND (CAST(:version AS text) IS NULL OR version = CAST(:version AS text))
+  AND (CAST(:since AS double precision) IS NULL OR created_at >= CAST(:since AS double precision))
+  AND (CAST(:until AS double precision) IS NULL OR created_at < CAST(:until AS double precision))
+  AND (CAST(:cursor AS bigint) IS NULL OR seq < CAST(:cursor AS bigint))
+ORDER BY seq DESC
+LIMIT :limit;
+
+-- name: count_runs_by_status
+-- The same search without its status and cursor: how many runs in each status.
+SELECT status, count(*) FROM runs
+WHERE (CAST(:id_prefix AS text) IS NULL
+       OR substr(id, 1, CAST(:id_len AS integer)) = CAST(:id_prefix AS text))
+  AND (CAST(:workflow_prefix AS text) IS NULL
+       OR substr(workflow, 1, CAST(:workflow_len AS integer)) = CAST(:workflow_prefix AS text))
+  AND (CAST(:version AS text) IS NULL OR version = CAST(:version AS text))
+  AND (CAST(:since AS double precision) IS NULL OR created_at >= CAST(:since AS double precision))
+  AND (CAST(:until AS double precision) IS NULL OR created_at < CAST(:until AS double precision))
+GROUP BY status;
+
+-- name: select_event
+SELECT seq, id, name, data, ts FROM events WHERE id = :id;
+
+-- name: runs_triggered_between
+-- Runs started by an event, created from :since to :until (an event starts its runs
+-- in its own transaction, so at its own time).
+SELECT id, trigger FROM runs
+WHERE trigger IS NOT NULL AND created_at >= :since AND created_at <= :until
+ORDER BY created_at
+LIMIT :limit;
+
+-- name: event_steps_ended_since
+-- Wait steps that took an event (or may have: any, all), ended from :since on.
+SELECT run_id, key, output FROM steps
+WHERE kind IN ('event', 'any', 'all') AND ended_at >= :since AND output IS NOT NULL
+ORDER BY ended_at
+LIMIT :limit;
+
+-- name: select_run_trigger
+SELECT trigger FROM runs WHERE id = :id;
+
+-- name: waiting_step_specs
+SELECT key, spec FROM steps WHERE run_id = :run_id AND status = 'waiting';
+
+-- name: run_wait_conditions
+SELECT step_key, idx, kind, key, path, value, expr FROM waiters
+WHERE run_id = :run_id AND kind <> 'cancel'
+ORDER BY id;
