@@ -38,8 +38,10 @@ async def test_runs_page_lists_and_filters(client: httpx.AsyncClient) -> None:
     assert run_id not in (await client.get("/", params={"workflow": "quick"})).text
     fragment = await client.get("/", params={"fragment": "table"})
     assert fragment.text.lstrip().startswith('<section id="runs"') and run_id in fragment.text
-    # nonsense filters are ignored, never an error
-    assert (await client.get("/", params={"status": "zzz", "cursor": "x"})).status_code == 200
+    # a nonsense cursor is ignored; a status that does not exist is a clear error
+    assert (await client.get("/", params={"cursor": "x"})).status_code == 200
+    bogus = await client.get("/", params={"status": "zzz"})
+    assert bogus.status_code == 400 and "there is no run status &#39;zzz&#39;" in bogus.text
 
 
 async def test_static_htmx_is_vendored(client: httpx.AsyncClient) -> None:

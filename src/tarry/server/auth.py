@@ -3,16 +3,22 @@
 The API compares the ``Authorization: Bearer`` token in constant time. The
 dashboard asks for the same token once and keeps a signed, HttpOnly,
 SameSite=Lax cookie; the cookie also carries the CSRF token that every form
-posts back. The signing key is derived from the token, so sessions survive a
-restart and die when the token changes; without a token the key is random per
-process (CSRF protection still applies: a page elsewhere must not drive a
-dashboard on localhost).
+posts back.
+
+The signing key outlives the process, so that a restarted server (``tarry dev``
+reloading, a deploy) still accepts the cookies and forms of the tabs left open:
+it is ``$TARRY_DASHBOARD_KEY`` when set (servers sharing no database), else a
+random key the first server stores in the database and every later one reads.
+With a token the key is mixed with it, so sessions end when the token changes.
+CSRF protection applies with or without a token: a page elsewhere must not drive
+a dashboard on localhost.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,8 +28,13 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.responses import Response
 
+from ..app import App
+
 COOKIE = "tarry_session"
 SESSION_MAX_AGE = 12 * 3600
+KEY_ENV = "TARRY_DASHBOARD_KEY"
+KEY_NAME = "dashboard-session"
+"""The name the signing key is stored under in the database."""
 
 bearer = HTTPBearer(auto_error=False, description="the server's API token (TARRY_API_TOKEN)")
 
@@ -45,12 +56,24 @@ class Guard:
 
     def __init__(self, token: str | None) -> None:
         self.token = token or None
-        key = (
-            hashlib.sha256(b"tarry-session\0" + self.token.encode()).hexdigest()
-            if self.token
-            else secrets.token_hex(32)
-        )
-        self._signer = URLSafeTimedSerializer(key, salt="tarry-dashboard")
+        self._signer: URLSafeTimedSerializer | None = None
+
+    async def ready(self, app: App) -> None:
+        """Load the signing key once: from the environment, else from the store."""
+        if self._signer is not None:
+            return
+        base = os.environ.get(KEY_ENV) or None
+        if base is None:
+            store = await app._open()
+            base = await store.dashboard_key(KEY_NAME, secrets.token_hex(32))
+        mixed = b"tarry-session\0" + base.encode() + b"\0" + (self.token or "").encode()
+        self._signer = URLSafeTimedSerializer(hashlib.sha256(mixed).hexdigest(), "tarry-dashboard")
+
+    @property
+    def signer(self) -> URLSafeTimedSerializer:
+        if self._signer is None:
+            raise RuntimeError("Guard.ready() must be awaited before the dashboard signs")
+        return self._signer
 
     # -- API ---------------------------------------------------------------------------
 
@@ -69,8 +92,8 @@ class Guard:
         raw = request.cookies.get(COOKIE)
         if raw:
             try:
-                data: Any = self._signer.loads(raw, max_age=SESSION_MAX_AGE)
-            except BadSignature:
+                data: Any = self.signer.loads(raw, max_age=SESSION_MAX_AGE)
+            except BadSignature:  # expired, or signed with another key
                 data = None
             if isinstance(data, dict) and isinstance(data.get("csrf"), str):
                 return Session(data["csrf"], bool(data.get("auth")))
@@ -92,15 +115,15 @@ class Guard:
         session.csrf = secrets.token_urlsafe(24)
         session.changed = True
 
-    def check_csrf(self, session: Session, given: object) -> None:
-        if session.new or not isinstance(given, str) or not tokens_equal(given, session.csrf):
-            raise HTTPException(403, "missing or invalid CSRF token; reload the page and retry")
+    def csrf_ok(self, session: Session, given: object) -> bool:
+        """Whether a form's CSRF token is this session's (never for a new session)."""
+        return not session.new and isinstance(given, str) and tokens_equal(given, session.csrf)
 
     def store(self, session: Session, request: Request, response: Response) -> None:
         """Set the cookie on ``response`` if the session is new or changed."""
         if not (session.new or session.changed):
             return
-        value = self._signer.dumps({"csrf": session.csrf, "auth": session.authenticated})
+        value = self.signer.dumps({"csrf": session.csrf, "auth": session.authenticated})
         response.set_cookie(
             COOKIE,
             value,

@@ -16,12 +16,13 @@ from ..errors import RunNotFound, TarryError
 from .pages import (
     deps,
     form_text,
+    missing_run,
     read_post,
     redirect_to,
     render_page,
-    run_page_response,
     status_of,
 )
+from .run_page import run_page_response
 
 router = APIRouter(include_in_schema=False)
 
@@ -55,8 +56,8 @@ async def retry(request: Request, run_id: str) -> Response:
     app = deps(request)[0]
     try:
         await app.retry(run_id, by=form_text(form, "by") or BY)
-    except RunNotFound as exc:
-        return render_page(request, session, "missing.html", 404, message=str(exc))
+    except RunNotFound:
+        return missing_run(request, session, run_id)
     except (TarryError, ValueError) as exc:
         return await run_page_response(
             request, session, run_id, error=str(exc), status=status_of(exc)
@@ -73,8 +74,8 @@ async def fork(request: Request, run_id: str) -> Response:
     app = deps(request)[0]
     try:
         new = await app.fork(run_id, form_text(form, "from_step"), by=form_text(form, "by") or BY)
-    except RunNotFound as exc:
-        return render_page(request, session, "missing.html", 404, message=str(exc))
+    except RunNotFound:
+        return missing_run(request, session, run_id)
     except (TarryError, ValueError) as exc:
         return await run_page_response(
             request, session, run_id, error=str(exc), status=status_of(exc)

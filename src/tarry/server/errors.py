@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Match, Route
 
@@ -26,6 +26,7 @@ from ..errors import (
     TarryError,
     WorkflowNotFound,
 )
+from .render import render
 
 _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (RunNotFound, 404),
@@ -116,6 +117,26 @@ def _describe_validation(errors: Any) -> tuple[int, str, str]:
     return 422, "ValidationError", "; ".join(parts) or "invalid request"
 
 
+_PAGES = {
+    404: ("Not found", "There is no page at {path}: the runs list is at /."),
+    405: ("Not allowed", "{path} does not take a {method} request: follow a link or a button."),
+}
+
+
+def _dashboard_error(request: Request, status: int, headers: dict[str, str] | None) -> Response:
+    """An error outside the API as a dashboard page that says what to do; it names the
+    path asked for, never the server's internals (its database URL)."""
+    title, message = _PAGES.get(status, (str(status), "This request was refused ({status})."))
+    text = message.format(path=request.url.path, method=request.method, status=status)
+    page = render(
+        "missing.html", status, title=title, message=text, path=request.url.path, csrf="",
+        auth_on=False,
+    )  # fmt: skip
+    if headers:
+        page.headers.update(headers)
+    return page
+
+
 def install(api: FastAPI) -> None:
     """Register the handlers that give every error the one JSON shape."""
 
@@ -147,8 +168,7 @@ def install(api: FastAPI) -> None:
             if allow:
                 headers = {**(headers or {}), "Allow": allow}
         if not request.url.path.startswith("/api/"):
-            page = f"<!doctype html><title>{exc.status_code}</title><h1>{exc.status_code}</h1>"
-            return HTMLResponse(page, status_code=exc.status_code, headers=headers)
+            return _dashboard_error(request, exc.status_code, headers)
         type_ = _HTTP_TYPES.get(exc.status_code, "HTTPError")
         return error_response(exc.status_code, type_, str(exc.detail), headers)
 

@@ -16,7 +16,7 @@ from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
 from ..app import App
-from ..errors import RunNotFound
+from ..store.base import Store
 from .auth import Guard, Session
 from .errors import status_for
 from .render import render
@@ -41,6 +41,11 @@ def deps(request: Request) -> tuple[App, Guard]:
     return request.app.state.tarry, request.app.state.guard
 
 
+async def store_of(request: Request) -> Store:
+    """The App's store, opened: for the reads only the dashboard makes."""
+    return await deps(request)[0]._open()
+
+
 def render_page(
     request: Request, session: Session, template: str, status: int = 200, **ctx: Any
 ) -> Response:
@@ -63,27 +68,61 @@ def redirect_to(request: Request, session: Session, url: str) -> Response:
     return response
 
 
-def enter(request: Request) -> tuple[Session, Response | None]:
+async def enter(request: Request) -> tuple[Session, Response | None]:
     """The session, and a redirect to the login page if it may not see the dashboard."""
-    guard = deps(request)[1]
+    app, guard = deps(request)
+    await guard.ready(app)
     session = guard.session(request)
     if guard.allowed(session):
         return session, None
-    # The path as sent (still percent-encoded), so a run id with "/" or ".." comes back whole.
+    return session, redirect_to(request, session, f"/login?next={quote(raw_target(request))}")
+
+
+def raw_target(request: Request) -> str:
+    """The path and query as sent (still percent-encoded), so a run id with "/" or
+    ".." comes back whole."""
     raw = request.scope.get("raw_path")
     path = raw.decode("latin-1") if isinstance(raw, bytes) else request.url.path
-    here = path + (f"?{request.url.query}" if request.url.query else "")
-    return session, redirect_to(request, session, f"/login?next={quote(here)}")
+    return path + (f"?{request.url.query}" if request.url.query else "")
 
 
 async def read_post(request: Request) -> tuple[Session, FormData, Response | None]:
-    guard = deps(request)[1]
+    """The session and the form of a POST, and the page to answer instead when its
+    CSRF token is stale (the resubmit page, which keeps what was sent) or the
+    session may not use the dashboard. A resubmit page with a token field logs in."""
+    app, guard = deps(request)
+    await guard.ready(app)
     session = guard.session(request)
     form = await request.form()
-    guard.check_csrf(session, form.get("csrf"))
-    if not guard.allowed(session):
+    if not guard.csrf_ok(session, form.get("csrf")):
+        return session, form, resubmit_page(request, session, form)
+    if not guard.allowed(session) and not guard.login(session, form_text(form, "token")):
         return session, form, redirect_to(request, session, "/login")
     return session, form, None
+
+
+KEPT_OUT = frozenset({"csrf", "token"})
+"""Fields a resubmit page never carries: the stale CSRF token and a secret."""
+
+
+def resubmit_page(request: Request, session: Session, form: FormData) -> Response:
+    """A form whose CSRF token this session does not know (the session expired, the
+    cookie was cleared or signed with another key): the same form again, with what
+    it held and a fresh token, for the person to send again, or not."""
+    kept = [(k, v) for k, v in form.multi_items() if k not in KEPT_OUT and isinstance(v, str)]
+    guard = deps(request)[1]
+    action = raw_target(request)
+    back = action.split("?", 1)[0].rsplit("/", 1)[0]  # /runs/ID/decide: the run's page
+    return render_page(
+        request,
+        session,
+        "resubmit.html",
+        403,
+        action=action,
+        back=back if back not in ("", "/runs") else "/",
+        kept=kept,
+        needs_token=not guard.allowed(session),
+    )
 
 
 def status_of(exc: Exception) -> int:
@@ -106,35 +145,7 @@ def form_json(form: FormData, name: str, default: Any) -> Any:
         raise BadInput(f"{name} is not valid JSON: {exc}") from None
 
 
-async def run_page_response(
-    request: Request,
-    session: Session,
-    run_id: str,
-    *,
-    fragment: str = "",
-    notice: str = "",
-    error: str | None = None,
-    status: int = 200,
-    shown: str = "",
-) -> Response:
-    app = deps(request)[0]
-    try:
-        # The version is read first: should the run move before it is read, the page
-        # shows more than its version says, and the next refresh fetches it again.
-        version = await app.run_version(run_id)
-        if fragment == "live" and shown and shown == version:
-            return Response(status_code=204)  # the page is current: nothing to swap
-        run = await app.get_run(run_id)
-    except RunNotFound as exc:
-        return render_page(request, session, "missing.html", 404, message=str(exc))
-    template = "run_live.html" if fragment == "live" else "run.html"
-    return render_page(
-        request,
-        session,
-        template,
-        status,
-        run=run,
-        version=version,
-        notice=NOTICES.get(notice),
-        error=error,
-    )
+def missing_run(request: Request, session: Session, run_id: str) -> Response:
+    """The 404 page for a run id: it names the id, never the database."""
+    message = f"There is no run {run_id!r}: the id may be mistyped, or the run was purged."
+    return render_page(request, session, "missing.html", 404, message=message)

@@ -1,0 +1,85 @@
+"""A run's page and its live part: the waterfall, the waits in full, the controls
+the run's state allows, and what a failed form held (so an error keeps it).
+
+The live part refreshes itself every 2 s by asking with the version it shows: an
+unchanged run answers 204, a moved one the part again, controls and all, so an
+ended run loses its Approve, Reject and Cancel without a reload.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from fastapi import Request
+from starlette.datastructures import FormData
+from starlette.responses import Response
+
+from ..errors import RunNotFound
+from ..models import Run
+from ..store.dashboard_records import RunWaits
+from .auth import Session
+from .pages import NOTICES, deps, missing_run, render_page, store_of
+from .run_view import waterfall
+from .wait_view import event_id_of, wait_views
+
+KEPT = ("by", "data", "name", "reason")
+"""The fields of the run page's forms that an error gives back as typed."""
+
+
+def kept_of(form: FormData | None) -> dict[str, str]:
+    if form is None:
+        return {}
+    return {k: v for k in KEPT if isinstance(v := form.get(k), str)}
+
+
+async def run_page_response(
+    request: Request,
+    session: Session,
+    run_id: str,
+    *,
+    fragment: str = "",
+    notice: str = "",
+    error: str | None = None,
+    status: int = 200,
+    shown: str = "",
+    form: FormData | None = None,
+) -> Response:
+    app = deps(request)[0]
+    try:
+        # The version is read first: should the run move before it is read, the page
+        # shows more than its version says, and the next refresh fetches it again.
+        version = await app.run_version(run_id)
+        if fragment == "live" and shown and shown == version:
+            return Response(status_code=204)  # the page is current: nothing to swap
+        run = await app.get_run(run_id)
+    except RunNotFound:
+        return missing_run(request, session, run_id)
+    waits = await (await store_of(request)).run_waits(run_id)
+    template = "run_live.html" if fragment == "live" else "run.html"
+    return render_page(
+        request,
+        session,
+        template,
+        status,
+        **run_context(run, waits),
+        version=version,
+        notice=NOTICES.get(notice),
+        error=error,
+        kept=kept_of(form),
+    )
+
+
+def run_context(run: Run, waits: RunWaits | None) -> dict[str, Any]:
+    trigger = None
+    if waits is not None and waits.trigger is not None:
+        event = orjson.loads(waits.trigger)
+        if event_id_of(event) is not None:
+            trigger = event
+    return {
+        "run": run,
+        "fall": waterfall(run, datetime.now(UTC)),
+        "waits": wait_views(run, waits),
+        "trigger": trigger,
+    }
