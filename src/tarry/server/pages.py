@@ -96,8 +96,13 @@ async def read_post(request: Request) -> tuple[Session, FormData, Response | Non
     form = await request.form()
     if not guard.csrf_ok(session, form.get("csrf")):
         return session, form, resubmit_page(request, session, form)
-    if not guard.allowed(session) and not guard.login(session, form_text(form, "token")):
-        return session, form, redirect_to(request, session, "/login")
+    if not guard.allowed(session):
+        given = form_text(form, "token")
+        if not given:
+            return session, form, redirect_to(request, session, "/login")
+        if not guard.login(session, given):
+            error = "That token is not valid: nothing was sent."
+            return session, form, resubmit_page(request, session, form, error=error)
     return session, form, None
 
 
@@ -105,7 +110,9 @@ KEPT_OUT = frozenset({"csrf", "token"})
 """Fields a resubmit page never carries: the stale CSRF token and a secret."""
 
 
-def resubmit_page(request: Request, session: Session, form: FormData) -> Response:
+def resubmit_page(
+    request: Request, session: Session, form: FormData, error: str | None = None
+) -> Response:
     """A form whose CSRF token this session does not know (the session expired, the
     cookie was cleared or signed with another key): the same form again, with what
     it held and a fresh token, for the person to send again, or not."""
@@ -122,6 +129,7 @@ def resubmit_page(request: Request, session: Session, form: FormData) -> Respons
         back=back if back not in ("", "/runs") else "/",
         kept=kept,
         needs_token=not guard.allowed(session),
+        error=error,
     )
 
 
