@@ -261,6 +261,16 @@ async def test_events_link_to_the_runs_they_started_and_resumed_and_back(
     assert 'Event <a href="/events/ev-done">' in resumed_page
     assert "a start (API, CLI, dashboard or code)" in resumed_page
 
+    # a wait_for_any keeps the event it took as the value of the condition that fired
+    first = await start(client, "first-of", {"user": "u-3"})
+    await wait_run(client, first, "waiting")
+    ping = await tarry_app.send_event("app/ping", {"user": "u-3"}, id="ev-ping")
+    assert ping.resumed == [first]
+    await wait_run(client, first, "completed")
+    detail = (await client.get("/events/ev-ping")).text
+    assert f'id="event-resumed"><a href="/runs/{first}">' in detail
+    assert 'Event <a href="/events/ev-ping">' in (await client.get(f"/runs/{first}")).text
+
 
 # -- error pages ---------------------------------------------------------------------------
 

@@ -60,7 +60,7 @@ async def retry(request: Request, run_id: str) -> Response:
         return missing_run(request, session, run_id)
     except (TarryError, ValueError) as exc:
         return await run_page_response(
-            request, session, run_id, error=str(exc), status=status_of(exc)
+            request, session, run_id, error=str(exc), status=status_of(exc), form=form
         )
     return redirect_to(request, session, f"/runs/{quote(run_id, safe='')}?notice=retried")
 
@@ -78,6 +78,6 @@ async def fork(request: Request, run_id: str) -> Response:
         return missing_run(request, session, run_id)
     except (TarryError, ValueError) as exc:
         return await run_page_response(
-            request, session, run_id, error=str(exc), status=status_of(exc)
+            request, session, run_id, error=str(exc), status=status_of(exc), form=form
         )
     return redirect_to(request, session, f"/runs/{quote(new, safe='')}?notice=forked")
