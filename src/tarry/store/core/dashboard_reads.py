@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..base import EventRow
 from ..dashboard_records import EventLinks, RunSearch, RunWaits, SearchResult, WaitCondition
-from ..rows import run_row
+from ..rows import RUN_COLUMNS, run_row
 from .port import Tx
 
 LINK_CANDIDATES = 5000
@@ -27,14 +27,38 @@ async def dashboard_key(tx: Tx, name: str, offer: str) -> str:
 async def search_runs(
     tx: Tx, search: RunSearch, limit: int, cursor: int | None, counts: bool
 ) -> SearchResult:
-    params = search.params()
-    rows = await tx.all("search_runs", {**params, "cursor": cursor, "limit": limit})
+    # Built here rather than with NULL-able parameters, so each filter keeps its index
+    # (the status index for a status, the primary key for the newest first).
+    params = {**search.params(), "cursor": cursor, "limit": limit}
+    where = _where(search, with_status=True, cursor=cursor)
+    sql = f"SELECT {RUN_COLUMNS} FROM runs {where} ORDER BY seq DESC LIMIT :limit"
+    rows = [run_row(row) for row in await tx.select(sql, params)]
     by_status: dict[str, int] = {}
     if counts:
-        del params["status"]
-        for status, count in await tx.all("count_runs_by_status", params):
+        where = _where(search, with_status=False, cursor=None)
+        for status, count in await tx.select(
+            f"SELECT status, count(*) FROM runs {where} GROUP BY status", params
+        ):
             by_status[str(status)] = int(count)
-    return SearchResult([run_row(row) for row in rows], by_status)
+    return SearchResult(rows, by_status)
+
+
+def _where(search: RunSearch, *, with_status: bool, cursor: int | None) -> str:
+    """The search's conditions: only those it has, each with its own parameter."""
+    clauses = [
+        test
+        for present, test in (
+            (with_status and search.status is not None, "status = :status"),
+            (bool(search.id_prefix), "substr(id, 1, :id_len) = :id_prefix"),
+            (bool(search.workflow_prefix), "substr(workflow, 1, :workflow_len) = :workflow_prefix"),
+            (search.version is not None, "version = :version"),
+            (search.since is not None, "created_at >= :since"),
+            (search.until is not None, "created_at < :until"),
+            (cursor is not None, "seq < :cursor"),
+        )
+        if present
+    ]
+    return f"WHERE {' AND '.join(clauses)}" if clauses else ""
 
 
 async def event_links(tx: Tx, since: float, until: float) -> EventLinks:

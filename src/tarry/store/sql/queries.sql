@@ -362,36 +362,6 @@ ON CONFLICT (name) DO NOTHING;
 -- name: select_dashboard_key
 SELECT value FROM dashboard_keys WHERE name = :name;
 
--- name: search_runs
--- Runs newest first by status, id prefix, workflow prefix, code version and creation
--- time (since inclusive, until exclusive), those with seq < :cursor when given.
-SELECT seq, id, workflow, status, payload, output, error, created_at, updated_at, ended_at,
-       due_at, waiting_for, cancel_requested, trigger, version, last_version
-FROM runs
-WHERE (CAST(:status AS text) IS NULL OR status = CAST(:status AS text))
-  AND (CAST(:id_prefix AS text) IS NULL
-       OR substr(id, 1, CAST(:id_len AS integer)) = CAST(:id_prefix AS text))
-  AND (CAST(:workflow_prefix AS text) IS NULL
-       OR substr(workflow, 1, CAST(:workflow_len AS integer)) = CAST(:workflow_prefix AS text))
-  AND (CAST(:version AS text) IS NULL OR version = CAST(:version AS text))
-  AND (CAST(:since AS double precision) IS NULL OR created_at >= CAST(:since AS double precision))
-  AND (CAST(:until AS double precision) IS NULL OR created_at < CAST(:until AS double precision))
-  AND (CAST(:cursor AS bigint) IS NULL OR seq < CAST(:cursor AS bigint))
-ORDER BY seq DESC
-LIMIT :limit;
-
--- name: count_runs_by_status
--- The same search without its status and cursor: how many runs in each status.
-SELECT status, count(*) FROM runs
-WHERE (CAST(:id_prefix AS text) IS NULL
-       OR substr(id, 1, CAST(:id_len AS integer)) = CAST(:id_prefix AS text))
-  AND (CAST(:workflow_prefix AS text) IS NULL
-       OR substr(workflow, 1, CAST(:workflow_len AS integer)) = CAST(:workflow_prefix AS text))
-  AND (CAST(:version AS text) IS NULL OR version = CAST(:version AS text))
-  AND (CAST(:since AS double precision) IS NULL OR created_at >= CAST(:since AS double precision))
-  AND (CAST(:until AS double precision) IS NULL OR created_at < CAST(:until AS double precision))
-GROUP BY status;
-
 -- name: select_event
 SELECT seq, id, name, data, ts FROM events WHERE id = :id;
 
