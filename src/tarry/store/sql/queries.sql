@@ -351,8 +351,8 @@ UPDATE steps SET output = :output WHERE run_id = :run_id AND key = :key;
 -- name: step_summary
 SELECT count(*), max(pos) FROM steps WHERE run_id = :run_id;
 
--- Dashboard reads (store/core/dashboard_reads.py): the keys that sign its sessions
--- and forms, the runs search with its counts per status, the runs an event started
+-- Dashboard reads (store/core/dashboard_reads.py, whose runs search builds its own
+-- statement): the keys that sign its sessions and forms, the runs an event started
 -- or resumed, a run's trigger event, and what a parked run waits on in full.
 
 -- name: insert_dashboard_key
