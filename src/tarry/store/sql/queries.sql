@@ -370,14 +370,15 @@ SELECT seq, id, name, data, ts FROM events WHERE id = :id;
 -- in its own transaction, so at its own time).
 SELECT id, trigger FROM runs
 WHERE trigger IS NOT NULL AND created_at >= :since AND created_at <= :until
-ORDER BY created_at
+ORDER BY created_at DESC
 LIMIT :limit;
 
 -- name: event_steps_ended_since
--- Wait steps that took an event (or may have: any, all), ended from :since on.
+-- Wait steps that took an event (or may have: any, all), ended from :since on,
+-- the latest first (past the limit, the newest events keep their links).
 SELECT run_id, key, output FROM steps
 WHERE kind IN ('event', 'any', 'all') AND ended_at >= :since AND output IS NOT NULL
-ORDER BY ended_at
+ORDER BY ended_at DESC
 LIMIT :limit;
 
 -- name: select_run_trigger
