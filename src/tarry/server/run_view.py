@@ -9,6 +9,7 @@ now, while it has not ended), so the page needs no script to draw it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -76,7 +77,7 @@ def waterfall(run: Run, now: datetime) -> Waterfall:
                 continue
             t0, t1 = a.started_at.timestamp(), a.ended_at.timestamp()
             if previous_end is not None and t0 > previous_end:
-                bars.append(bar("backoff", previous_end, t0, f"backoff {span(t0 - previous_end)}"))
+                bars.append(_gap(bar, previous_end, t0))
             message = a.error.get("message", "") if isinstance(a.error, dict) else ""
             kind = a.error.get("type", "error") if isinstance(a.error, dict) else "error"
             label = f"attempt {a.attempt} failed after {span(t1 - t0)}: {kind} {message}"
@@ -88,7 +89,7 @@ def waterfall(run: Run, now: datetime) -> Waterfall:
         if own is not None:
             kind, t0, t1 = own
             if previous_end is not None and t0 > previous_end + SAME:
-                bars.append(bar("backoff", previous_end, t0, f"backoff {span(t0 - previous_end)}"))
+                bars.append(_gap(bar, previous_end, t0))
             if kind == "parked":
                 parked += t1 - t0
                 label = f"parked {span(t1 - t0)} ({step.status})"
@@ -104,6 +105,12 @@ def waterfall(run: Run, now: datetime) -> Waterfall:
     return Waterfall(rows, ticks, span(whole), span(ran), span(parked), retries)
 
 
+def _gap(bar: Callable[[str, float, float, str], Bar], t0: float, t1: float) -> Bar:
+    """The time between two attempts: the backoff (or, after a run's retry, the time it
+    stood failed until someone retried it)."""
+    return bar("backoff", t0, t1, f"{span(t1 - t0)} until the next attempt")
+
+
 def _own_bar(
     step: StepRecord, previous_end: float | None, now: float, ended: bool
 ) -> tuple[str, float, float] | None:
@@ -116,8 +123,6 @@ def _own_bar(
         if ended or previous_end is None:
             return None
         return ("backoff", previous_end, max(now, previous_end))
-    if previous_end is not None and step.status == "failed" and abs(t0 - previous_end) < SAME:
-        return None
     if step.failed_attempts and step.status == "failed":
         last = step.failed_attempts[-1].started_at
         if last is not None and abs(last.timestamp() - t0) < SAME:
