@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# The demo's own venv: tarry with its server extra and nothing else (no test tools).
+DEMO_VENV := .venv-demo
+DEMO_BIN := $(DEMO_VENV)/bin
 
 .PHONY: demo test lint bench clean
 
@@ -11,11 +14,17 @@ $(BIN)/tarry-ready: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
+$(DEMO_BIN)/tarry-ready: pyproject.toml
+	$(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_BIN)/pip install --quiet --upgrade pip
+	$(DEMO_BIN)/pip install --quiet -e '.[server]'
+	touch $@
+
 ## demo: the order-approval story on the embedded SQLite default, then the
 ## dashboard (Ctrl-C to stop) with one more order parked for you to approve
-demo: $(BIN)/tarry-ready
-	$(BIN)/python examples/order_approval.py
-	$(BIN)/tarry dev examples/order_approval.py
+demo: $(DEMO_BIN)/tarry-ready
+	$(DEMO_BIN)/python examples/order_approval.py
+	$(DEMO_BIN)/tarry dev examples/order_approval.py
 
 ## lint: ruff and mypy (strict on the package)
 lint: $(BIN)/tarry-ready
@@ -32,4 +41,4 @@ bench: $(BIN)/tarry-ready
 	$(BIN)/python bench/signal_latency.py
 
 clean:
-	rm -rf $(VENV) .tarry .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_VENV) .tarry .pytest_cache .mypy_cache .ruff_cache

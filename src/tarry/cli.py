@@ -1,15 +1,18 @@
 """The ``tarry`` command: serve, work, and drive runs from a shell.
 
-Exit codes: 0 success, 1 an error tarry reported (no such run, strict signal
-with no waiter, ...), 2 bad usage (unknown option, bad JSON, bad target).
-The commands live here and in ``cli_operate`` (retry, cancel, fork, purge), on the
-one typer app of ``cli_common``; these modules are the only readers of argv and
-the environment.
+Exit codes: 0 success, 1 an error tarry reported (no such run or database, strict
+signal with no waiter, a missing extra, a busy port, ...), 2 bad usage (unknown
+option, bad JSON, a TARGET that does not import). Only ``worker``, ``serve``,
+``dev`` and ``init`` create a store; the other commands refuse one that does not
+exist (``cli_store``). The commands live here and in ``cli_operate`` (retry,
+cancel, fork, purge) and ``cli_check``, on the one typer app of ``cli_common``;
+these modules are the only readers of argv and the environment.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import signal as signals
 import socket
@@ -26,19 +29,21 @@ from .cli_common import (
     Database,
     call,
     cli,
-    fail,
     json_arg,
     load_app,
     out,
     print_json,
-    run_json,
-    usage,
     waits,
     when,
 )
+from .cli_errors import fail, report, run_command, usage
 from .cli_history import print_run, run_detail_json
+from .cli_json import run_json
+from .cli_store import database_url
 from .errors import TarryError
 from .models import RUN_STATUSES
+from .server import ServerExtraMissing, require_server
+from .urls import mask_url
 
 Target = Annotated[str, typer.Argument(help="module:app, or a path/to/file.py that defines `app`.")]
 Token = Annotated[
@@ -100,7 +105,7 @@ def _serve(
         sock.listen(2048)  # connections queue from now on, so the printed URL works at once
     except OSError as exc:
         sock.close()
-        fail(exc)
+        _listen_failed(exc, host, port)
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if family == socket.AF_INET6 else host
     url = f"http://{shown}:{bound}/"
@@ -136,6 +141,7 @@ def dev(
     concurrency: Concurrency = None,
 ) -> None:
     """API, dashboard and a worker on 127.0.0.1, quiet logs; prints the dashboard URL."""
+    _needs_server()
     app = load_app(target, database)
     _serve(
         app,
@@ -159,6 +165,7 @@ def serve(
     max_body: MaxBody = 4 * 1024 * 1024,
 ) -> None:
     """HTTP API, dashboard and a worker in one process."""
+    _needs_server()
     if not token and not _is_loopback(host):
         _serve_refused(host)
     app = load_app(target, database)
@@ -170,6 +177,31 @@ def serve(
         concurrency=concurrency,
         max_body=max_body,
         quiet=False,
+    )
+
+
+def _needs_server() -> None:
+    """Refuse at once, naming the extra, when the API and dashboard cannot run here."""
+    try:
+        require_server()
+    except ServerExtraMissing as exc:
+        fail(exc)
+
+
+def _listen_failed(exc: OSError, host: str, port: int) -> NoReturn:
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.EADDRINUSE:
+        report(
+            "OSError",
+            f"port {port} on {host} is already in use ({reason})",
+            "stop what listens there, or pass --port with another port (--port 0 picks a free one)",
+            1,
+        )
+    report(
+        "OSError",
+        f"cannot listen on {host} port {port}: {reason}",
+        "choose another --port" + (" or --host" if host != "127.0.0.1" else ""),
+        1,
     )
 
 
@@ -205,6 +237,38 @@ def worker(target: Target, database: Database = None, concurrency: Concurrency =
         fail(exc)
 
 
+@cli.command()
+def init(
+    target: Annotated[
+        str | None,
+        typer.Argument(help="Also record the workflows of this App (module:app or path.py)."),
+    ] = None,
+    database: Database = None,
+    as_json: AsJson = False,
+) -> None:
+    """Create the store (the SQLite file, or tarry's schema in PostgreSQL) if missing.
+
+    With TARGET, also record its workflows, so `tarry start` knows them before a worker
+    has run. Opening an existing store only brings its schema up to date.
+    """
+    app = load_app(target, database) if target else App(database_url(database))
+
+    async def go() -> None:
+        async with app:
+            pass
+
+    try:
+        asyncio.run(go())
+    except TarryError as exc:
+        fail(exc)
+    shown = mask_url(app.database)
+    if as_json:
+        print_json({"database": shown, "workflows": sorted(app.workflows)})
+        return
+    recorded = f"; workflows {', '.join(sorted(app.workflows))}" if app.workflows else ""
+    out.print(f"tarry: store ready at {shown}{recorded}", highlight=False)
+
+
 # -- client commands -------------------------------------------------------------------------
 
 
@@ -216,9 +280,14 @@ def start(
     database: Database = None,
     as_json: AsJson = False,
 ) -> None:
-    """Start a run of WORKFLOW; prints its run id."""
+    """Start a run of WORKFLOW; prints its run id.
+
+    WORKFLOW must have been registered in the store: by a worker for it, or `tarry init`.
+    """
     data = json_arg(payload, "--payload")
-    created = call(database, lambda app: app.start(workflow, data, run_id=run_id))
+    created = call(
+        database, lambda app: app.start(workflow, data, run_id=run_id), workflow=workflow
+    )
     if as_json:
         print_json({"run_id": created})
     else:
@@ -345,7 +414,7 @@ def show_run(
 
 
 def main() -> None:
-    cli()
+    run_command(cli)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,9 @@ from typing import Annotated
 import typer
 
 from .check import CheckReport
-from .cli_common import AsJson, Database, cli, fail, load_app, out, print_json
+from .cli_common import AsJson, Database, cli, load_app, out, print_json
+from .cli_errors import fail
+from .cli_store import require_store
 from .errors import TarryError
 
 
@@ -28,6 +30,10 @@ def check(
     """Replay every run that has not ended against TARGET's code, dry: report the runs
     this code would break (exit 1), without running a step or writing anything."""
     app = load_app(target, database)
+    try:
+        require_store(app.database)  # a check reads; it must not create the store
+    except TarryError as exc:
+        fail(exc)
 
     async def go() -> CheckReport:
         try:

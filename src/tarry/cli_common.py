@@ -1,6 +1,7 @@
 """What every ``tarry`` command module shares: the typer app, the consoles, the
-common options, and the helpers that report errors with the CLI's exit codes
-(0 success, 1 an error tarry reported, 2 bad usage).
+common options, calling an App, and loading a TARGET; errors are reported through
+``cli_errors`` with the CLI's exit codes (0 success, 1 an error tarry reported,
+2 bad usage).
 
 The command modules import this one, never each other: ``cli`` imports
 ``cli_operate`` to register its commands, and both build on this module.
@@ -14,16 +15,20 @@ import importlib.util
 import json
 import os
 import sys
+import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from types import ModuleType
+from typing import Annotated, Any, TypeVar
 
 import orjson
 import typer
 from rich.console import Console
-from rich.markup import escape
 
+from . import __version__
 from .app import App
+from .cli_errors import fail, usage
+from .cli_store import database_url, require_store
 from .errors import TarryError
 from .models import Run
 
@@ -39,7 +44,25 @@ cli = typer.Typer(
 # Piped output keeps whole run ids and keys on one line instead of wrapping at 80.
 # No markup on stdout: run ids, keys and payloads are printed as they are.
 out = Console(soft_wrap=False, markup=False, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"tarry {__version__}", highlight=False)
+        raise typer.Exit(0)
+
+
+@cli.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print tarry's version."
+        ),
+    ] = False,
+) -> None:
+    """Durable workflows built around the pause: serve, work, start, signal, inspect, operate."""
+
 
 Database = Annotated[
     str | None,
@@ -67,27 +90,24 @@ def json_arg(value: str | None, option: str) -> Any:
         raise typer.BadParameter(f"not valid JSON: {exc}", param_hint=option) from None
 
 
-def fail(exc: BaseException) -> NoReturn:
-    err.print(f"[bold red]error:[/] {type(exc).__name__}: {escape(str(exc))}", highlight=False)
-    raise typer.Exit(1)
+def call(
+    database: str | None, action: Callable[[App], Awaitable[T]], *, workflow: str | None = None
+) -> T:
+    """Run one client call on a fresh App and close it; report tarry's errors (exit 1).
 
-
-def usage(message: str) -> NoReturn:
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    raise typer.Exit(2)
-
-
-def call(database: str | None, action: Callable[[App], Awaitable[T]]) -> T:
-    """Run one client call on a fresh App and close it; report tarry's errors (exit 1)."""
+    The store must exist already (a client command never creates one), and with
+    ``workflow`` that workflow must have been registered in it."""
+    url = database_url(database)
 
     async def go() -> T:
-        app = App(database)
+        app = App(url)
         try:
             return await action(app)
         finally:
             await app.close()
 
     try:
+        require_store(url, workflow=workflow)
         return asyncio.run(go())
     except (TarryError, ValueError, LookupError) as exc:
         fail(exc)
@@ -95,12 +115,6 @@ def call(database: str | None, action: Callable[[App], Awaitable[T]]) -> T:
 
 def print_json(value: Any) -> None:
     sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
-
-
-def run_json(run: Run, *, with_steps: bool) -> Any:
-    from .server.schemas import run_out
-
-    return run_out(run, with_steps=with_steps).model_dump(mode="json")
 
 
 def when(run_time: Any) -> str:
@@ -125,36 +139,91 @@ def waits(run: Run) -> str:
 
 
 def load_app(target: str, database: str | None) -> App:
-    """Import ``module:attr`` or ``path.py[:attr]`` and return the App it defines."""
+    """Import ``module:attr`` or ``path.py[:attr]`` and return the App it defines.
+
+    A TARGET that cannot be imported is bad usage (exit 2), reported as where it
+    failed and why in one line; tarry's own error raised while importing it (a
+    ``ConfigError`` from its ``App(...)``, say) is reported as such (exit 1)."""
     if database:
         os.environ["TARRY_DATABASE_URL"] = database  # for an App() built at import
     spec, _, attr = target.partition(":")
     attr = attr or "app"
-    try:
-        if spec.endswith(".py") or os.sep in spec:
-            path = Path(spec).resolve()
-            if not path.is_file():
-                usage(f"no such file: {spec}")
-            sys.path.insert(0, str(path.parent))
-            module_spec = importlib.util.spec_from_file_location(path.stem, path)
-            if module_spec is None or module_spec.loader is None:
-                usage(f"cannot import {spec}")
-            module = importlib.util.module_from_spec(module_spec)
-            sys.modules[path.stem] = module
-            module_spec.loader.exec_module(module)
-        else:
-            sys.path.insert(0, os.getcwd())
-            module = importlib.import_module(spec)
-    except (ImportError, SyntaxError) as exc:
-        usage(f"cannot import {spec!r}: {exc}")
+    module = _import_target(spec)
     found: Any = module
     for part in attr.split("."):
         found = getattr(found, part, None)
     if not isinstance(found, App):
-        usage(f"{target!r} has no tarry.App named {attr!r} (got {type(found).__name__})")
+        usage(
+            f"{target!r} has no tarry.App named {attr!r} (got {type(found).__name__})",
+            hint="TARGET is module:attr or path/to/file.py[:attr], attr defaulting to `app`",
+        )
     if database and found.database != database:
         usage(
             f"the App in {target!r} names its own database; --database / TARRY_DATABASE_URL "
-            "only applies to an App() built without one"
+            "only applies to an App() built without one",
+            hint="build the App with tarry.App() to choose its database from the command line",
         )
     return found
+
+
+def _import_target(spec: str) -> ModuleType:
+    if spec.endswith(".py") or os.sep in spec:
+        path = Path(spec).resolve()
+        if not path.is_file():
+            usage(f"no such file: {spec} (looked at {path})", hint=_TARGET_HINT)
+        sys.path.insert(0, str(path.parent))
+        module_spec = importlib.util.spec_from_file_location(path.stem, path)
+        if module_spec is None or module_spec.loader is None:
+            usage(f"cannot import {spec}: not a Python module", hint=_TARGET_HINT)
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[path.stem] = module
+        loader = module_spec.loader
+
+        def execute() -> ModuleType:
+            loader.exec_module(module)
+            return module
+
+        return _imported(spec, execute)
+    sys.path.insert(0, os.getcwd())
+    return _imported(spec, lambda: importlib.import_module(spec))
+
+
+def _imported(spec: str, load: Callable[[], ModuleType]) -> ModuleType:
+    """``load()``, its failure reported in one line: where it happened and why."""
+    try:
+        return load()
+    except Exception as exc:
+        where = _where(exc)
+        if isinstance(exc, TarryError):
+            fail(exc, hint=f"raised while importing {spec!r}{where}")
+        if isinstance(exc, ModuleNotFoundError) and exc.name == spec and not where:
+            usage(f"no module named {spec!r} (from {os.getcwd()})", hint=_TARGET_HINT)
+        usage(
+            f"cannot import {spec!r}: {type(exc).__name__}: {_first_line(exc)}{where}",
+            hint="fix that line, or run the file with python to see the whole traceback",
+        )
+
+
+_TARGET_HINT = "TARGET is module:app (importable from the current directory) or path/to/file.py"
+
+
+def _where(exc: BaseException) -> str:
+    """`` (at FILE, line N)`` for the deepest frame of the error outside importlib."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f" (at {exc.filename}, line {exc.lineno})"
+    machinery = (__file__, importlib.__file__)
+    frames = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if not f.filename.startswith("<frozen") and f.filename not in machinery
+    ]
+    if not frames:
+        return ""
+    return f" (at {frames[-1].filename}, line {frames[-1].lineno})"
+
+
+def _first_line(exc: BaseException) -> str:
+    if isinstance(exc, SyntaxError):
+        return exc.msg
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "(no message)"

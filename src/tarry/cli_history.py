@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from pydantic_core import to_jsonable_python
 
-from .cli_common import out, run_json, waits, when
+from .cli_common import out, waits, when
+from .cli_json import run_json
 from .models import FailedAttempt, Run, RunChange, WaitingFor
 from .waiting import conditions, tally
 
@@ -21,17 +21,10 @@ INDENT = "  "
 
 
 def run_detail_json(run: Run) -> Any:
-    """The run as ``tarry run --json`` prints it: the API's run with its steps, plus
-    each step's ``failed_attempts``, and the run's ``failed_attempts``, ``changes``
-    and ``forked_from`` (``{run_id, step}`` or null)."""
-    shown = run_json(run, with_steps=True)
-    for step_json, step in zip(shown.get("steps") or [], run.steps, strict=False):
-        step_json.setdefault("failed_attempts", to_jsonable_python(step.failed_attempts))
-    shown.setdefault("failed_attempts", to_jsonable_python(run.failed_attempts))
-    shown.setdefault("changes", to_jsonable_python(run.changes))
-    forked = run.forked_from
-    shown.setdefault("forked_from", forked and {"run_id": forked[0], "step": forked[1]})
-    return shown
+    """The run as ``tarry run --json`` prints it: the API's run with its steps, each
+    step's ``failed_attempts``, and the run's ``failed_attempts``, ``changes`` and
+    ``forked_from`` (``{run_id, step}`` or null)."""
+    return run_json(run, with_steps=True)
 
 
 def print_run(run: Run) -> None:

@@ -17,7 +17,9 @@ from typing import Annotated, Any
 
 import typer
 
-from .cli_common import AsJson, Database, call, cli, json_arg, out, print_json, run_json, usage
+from .cli_common import AsJson, Database, call, cli, json_arg, out, print_json
+from .cli_errors import usage
+from .cli_json import run_json
 from .durations import parse_duration
 from .models import ENDED_STATUSES, RUN_STATUSES
 from .operations import BulkResult

@@ -55,7 +55,7 @@ class Tarry:
 
     def json(self, *args: str) -> Any:
         done = self(*args, "--json")
-        assert done.returncode == 0, done.stderr
+        assert done.returncode == 0, (done.stdout, done.stderr)  # --json errors are on stdout
         return json.loads(done.stdout)
 
     def spawn(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:

@@ -65,6 +65,7 @@ def test_message_event_and_cancel(tarry: Tarry, worker: subprocess.Popen[str]) -
 
 
 def test_reported_errors_exit_1(tarry: Tarry) -> None:
+    assert tarry("init", TARGET).returncode == 0
     for args in (
         ("run", "missing"),
         ("cancel", "missing"),
@@ -109,6 +110,7 @@ def test_serve_refuses_a_public_address_without_a_token(tarry: Tarry) -> None:
 
 
 def test_json_output_parses_everywhere(tarry: Tarry) -> None:
+    assert tarry("init", TARGET).returncode == 0
     run_id = tarry.json("start", "quick", "--payload", '{"n": 1}')["run_id"]
     assert tarry.json("run", run_id)["status"] == "queued"
     assert tarry.json("runs")["items"][0]["id"] == run_id

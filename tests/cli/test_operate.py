@@ -17,6 +17,14 @@ TARGET = str(Path(__file__).with_name("operate_target.py"))
 
 
 @pytest.fixture
+def op_store(tarry: Tarry) -> Tarry:
+    """The store made and the target's workflows recorded, with no worker running."""
+    made = tarry("init", TARGET)
+    assert made.returncode == 0, made.stderr
+    return tarry
+
+
+@pytest.fixture
 def op_worker(tarry: Tarry) -> subprocess.Popen[str]:
     proc = tarry.spawn("worker", TARGET)
     read_line(proc, "tarry: worker")
@@ -90,7 +98,8 @@ def test_run_shows_failed_attempts_and_retry_resumes_it(
     refused(tarry("retry", run_id, "--workflow", "charge"), 2, "not both")
 
 
-def test_retry_notes_the_os_user_by_default(tarry: Tarry) -> None:
+def test_retry_notes_the_os_user_by_default(op_store: Tarry) -> None:
+    tarry = op_store
     run_id = tarry.json("start", "hold", "--payload", '{"n": 1}')["run_id"]
     ok(tarry("cancel", run_id))
     retried = tarry("retry", run_id, "--json", env={"USER": "ops-bot"})
@@ -130,7 +139,8 @@ def test_bulk_retry(tarry: Tarry, op_worker: subprocess.Popen[str]) -> None:
     assert tarry.json("run", other)["status"] == "waiting"
 
 
-def test_cancel_one_and_in_bulk(tarry: Tarry) -> None:
+def test_cancel_one_and_in_bulk(op_store: Tarry) -> None:
+    tarry = op_store
     holds = [
         tarry.json("start", "hold", "--payload", json.dumps({"n": n}))["run_id"] for n in (1, 2)
     ]
@@ -230,7 +240,8 @@ def test_bulk_fork(tarry: Tarry, op_worker: subprocess.Popen[str]) -> None:
         assert forked["forked_from"]["run_id"] in ids
 
 
-def test_purge(tarry: Tarry) -> None:
+def test_purge(op_store: Tarry) -> None:
+    tarry = op_store
     ended = [
         tarry.json("start", "hold", "--payload", json.dumps({"n": n}))["run_id"] for n in (1, 2)
     ]

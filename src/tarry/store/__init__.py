@@ -8,6 +8,14 @@ from ..errors import ConfigError
 from ..urls import mask_url
 from .base import Store
 
+POSTGRES_EXTRA = "pip install 'tarry[postgres]'"
+
+
+class PostgresExtraMissing(ConfigError):
+    """A postgresql:// URL in an install without ``tarry[postgres]`` (psycopg)."""
+
+    hint = f"install the postgres extra: {POSTGRES_EXTRA}"
+
 
 def open_store(url: str, *, clock: Clock | None = None) -> Store:
     """The store for ``url`` (``sqlite:///...`` or ``postgresql://...``), not yet open."""
@@ -20,9 +28,9 @@ def open_store(url: str, *, clock: Clock | None = None) -> Store:
         try:
             from .postgres import PostgresStore
         except ImportError as exc:
-            raise ConfigError(
-                f"cannot use {mask_url(url)!r}: the PostgreSQL store is not available "
-                f"({exc}); install tarry[postgres]"
+            raise PostgresExtraMissing(
+                f"cannot use {mask_url(url)!r}: the PostgreSQL store needs psycopg, "
+                f"which this install of tarry lacks ({exc}); {POSTGRES_EXTRA} brings it"
             ) from None
         return PostgresStore(url, clock=clock)
     raise ConfigError(
