@@ -5,9 +5,10 @@ statements that never raise for a business reason (``save_step``: the lease
 check and the upsert in one statement; ``finish_orphan``; ``insert_plain_run``):
 a lost lease or a case for the full path just returns no row. They queue here, on
 the loop that transacts, and go out together: one transaction, the statements
-pipelined, one commit. A lone write goes out as its own single statement. While a
-batch is in flight the next one gathers, so the batch grows with the load and a
-lone write is never held back waiting for company. Should a batch fail for
+pipelined, one commit; several of a kind with a set-based form (a start, a park)
+go as one statement over arrays (``postgres_merge``). A lone write goes out as its
+own single statement. While a batch is in flight the next one gathers, so the
+batch grows with the load and a lone write is never held back waiting for company. Should a batch fail for
 anything but the connection, each statement is tried again alone, so one bad
 statement cannot fail its neighbours.
 """
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from . import postgres_merge as merging
 from .sql import load_queries
 
 if TYPE_CHECKING:
@@ -100,16 +102,40 @@ def _body(batch: list[Statement]) -> Callable[[Tx], Awaitable[list[Row]]]:
             query, params = batch[0]
             rows = [await tx.one(query, params)]
         else:
-            async with tx.conn.pipeline():
-                cursors = []
-                for query, params in batch:
-                    if query in PRELUDES:
-                        await tx.conn.execute(Q[PRELUDES[query]], params)
-                    cursors.append(await tx.conn.execute(Q[query], params))
-                rows = [await cursor.fetchone() for cursor in cursors]
+            rows = await _pipelined(tx, batch)
         for (query, _), row in zip(batch, rows, strict=True):
             if query in WAKES and row is not None and row[1]:
                 tx.wake_pending = tx.notified = True
         return rows
 
     return body
+
+
+async def _pipelined(tx: Tx, batch: list[Statement]) -> list[Row]:
+    """The batch's statements in one pipeline: those with a set-based form as one
+    statement per kind (``postgres_merge``), the rest one by one."""
+    sets, alone = merging.plan([q for q, _ in batch], [p for _, p in batch])
+    rows: list[Row] = [None] * len(batch)
+    async with tx.conn.pipeline():
+        merged = []
+        for query, members in sets.items():
+            merge = merging.MERGES[query]
+            given = [batch[i][1] for i in members]
+            if merge.lock is not None:
+                await tx.conn.execute(Q["key_locks"], {"locks": merging.locks(merge, given)})
+            cursor = await tx.conn.execute(Q[merge.query], merging.set_params(merge, given))
+            merged.append((members, cursor))
+        cursors = []
+        for i in alone:
+            query, params = batch[i]
+            if query in PRELUDES:
+                await tx.conn.execute(Q[PRELUDES[query]], params)
+            cursors.append(await tx.conn.execute(Q[query], params))
+        for members, cursor in merged:
+            by_id = {row[0]: row[1:] for row in await cursor.fetchall()}
+            by = merging.MERGES[batch[members[0]][0]].by
+            for i in members:
+                rows[i] = by_id[batch[i][1][by]]
+        for i, cursor in zip(alone, cursors, strict=True):
+            rows[i] = await cursor.fetchone()
+    return rows

@@ -327,3 +327,79 @@ WITH parked AS (
     WHERE CAST(:deadline AS double precision) IS NOT NULL
 )
 SELECT count(*), (SELECT count(*) FROM note) FROM parked;
+
+-- name: key_locks
+-- The locks of a set of statements (postgres_merge), in the sorted order given.
+SELECT count(pg_advisory_xact_lock(hashtextextended(l, 0)))
+FROM unnest(:locks::text[]) AS l;
+
+-- name: park_signals
+-- park_signal for a set of runs, each on its own signal key, in one statement (the
+-- batch took every key's lock just before). One row per run: whether it parked and
+-- whether that made it due (a deadline). The checks are lookups per run (OFFSET 0
+-- keeps each NOT EXISTS a lookup rather than a join reading a whole table).
+WITH p AS (
+    SELECT * FROM unnest(:run_ids::text[], :tokens::text[], :keys::text[],
+                         :step_keys::text[], :kinds::text[], :deadlines::float8[],
+                         :waiting_fors::bytea[], :started_ats::float8[], :poss::integer[],
+                         :specs::text[], :dues::float8[], :nows::float8[])
+        AS p (run_id, token, key, step_key, kind, deadline, waiting_for, started_at, pos,
+              spec, due, now)
+), parked AS (
+    UPDATE runs AS r
+    SET status = 'waiting', lease_token = NULL, due_at = p.deadline,
+        waiting_for = p.waiting_for, updated_at = p.now
+    FROM p
+    WHERE r.id = p.run_id AND r.lease_token = p.token AND NOT r.cancel_requested
+      AND (p.deadline IS NULL OR p.deadline > p.now)
+      AND NOT EXISTS (SELECT 1 FROM waiters AS w
+                      WHERE w.kind = 'signal' AND w.key = p.key OFFSET 0)
+      AND NOT EXISTS (SELECT 1 FROM signals AS s
+                      WHERE s.key = p.key AND s.expires_at > p.now OFFSET 0)
+      AND NOT EXISTS (SELECT 1 FROM steps AS s
+                      WHERE s.run_id = p.run_id AND s.key = p.step_key OFFSET 0)
+    RETURNING r.id
+), filed AS (
+    SELECT p.* FROM p JOIN parked ON parked.id = p.run_id
+), step AS (
+    INSERT INTO steps (run_id, key, kind, status, attempts, started_at, pos, spec, due_at)
+    SELECT run_id, step_key, kind, 'waiting', 1, started_at, pos, spec, due FROM filed
+), waiter AS (
+    INSERT INTO waiters (run_id, step_key, kind, key, expires_at)
+    SELECT run_id, step_key, 'signal', key, deadline FROM filed
+), note AS (
+    SELECT pg_notify(:channel, '')
+    WHERE EXISTS (SELECT 1 FROM filed WHERE deadline IS NOT NULL)
+)
+SELECT p.run_id, (f.run_id IS NOT NULL)::int,
+       (f.deadline IS NOT NULL AND (SELECT count(*) FROM note) > 0)::int
+FROM p LEFT JOIN filed AS f ON f.run_id = p.run_id;
+
+-- name: insert_plain_runs
+-- insert_plain_run for a set of new runs in one statement. One row per run: its id,
+-- whether its workflow has no cancel_on conditions, whether it was inserted, and
+-- whether the NOTIFY went out.
+WITH p AS (
+    SELECT * FROM unnest(:ids::text[], :workflows::text[], :payloads::bytea[],
+                         :triggers::bytea[], :parents::text[], :versions::text[],
+                         :nows::float8[])
+        AS p (id, workflow, payload, trigger, parent, version, now)
+), plain AS (
+    SELECT p.*, NOT EXISTS (
+        SELECT 1 FROM workflows AS w
+        WHERE w.id = p.workflow AND w.cancel_on <> '[]'::bytea OFFSET 0
+    ) AS ok
+    FROM p
+), ins AS (
+    INSERT INTO runs (id, workflow, status, payload, trigger, parent_id, created_at,
+                      updated_at, due_at, version, last_version)
+    SELECT id, workflow, 'queued', payload, trigger, parent, now, now, now, version, version
+    FROM plain WHERE ok
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+), note AS (
+    SELECT pg_notify(:channel, '') WHERE EXISTS (SELECT 1 FROM ins)
+)
+SELECT plain.id, plain.ok, (ins.id IS NOT NULL)::int,
+       (ins.id IS NOT NULL AND (SELECT count(*) FROM note) > 0)::int
+FROM plain LEFT JOIN ins ON ins.id = plain.id;

@@ -1,0 +1,97 @@
+"""Set-based forms of the group-committed writes.
+
+A batch of hot writes (``postgres_batch``) is one transaction, but each of its
+statements is still a statement: parameters dumped, a message sent, a plan run,
+a result parsed, on the worker's own CPU, which parking many runs at once is bound
+by. Where a batch holds several statements of a kind that has a set-based form,
+they go as one statement over arrays (a row per run back, matched by id), after
+one statement taking their locks in sorted order (``PRELUDES``: each statement's
+lock is taken before its snapshot).
+
+Only the first statement of each run and each lock key joins the set: a second
+park on one signal key in the same statement would not see the first one's
+waiter (one snapshot), so it runs after the set, alone, as it would have.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+Params = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Merge:
+    query: str
+    """The set-based statement: every per-row parameter ``p`` as the array ``:ps``."""
+    rows: tuple[str, ...]
+    """The per-row parameters."""
+    shared: tuple[str, ...]
+    """Parameters the same for every statement of the batch's store (the channel)."""
+    unique: tuple[str, ...]
+    """Parameters no two rows of the set may share (the run, the lock key)."""
+    by: str = "run_id"
+    """The per-row parameter the set statement's rows begin with, naming their run."""
+    lock: str | None = None
+    """The parameter naming each row's lock, taken for all rows first, sorted."""
+
+
+MERGES = {
+    "park_signal": Merge(
+        query="park_signals",
+        rows=("run_id", "token", "key", "step_key", "kind", "deadline", "waiting_for",
+              "started_at", "pos", "spec", "due", "now"),
+        shared=("channel",),
+        unique=("run_id", "lock"),
+        lock="lock",
+    ),
+    "insert_plain_run": Merge(
+        query="insert_plain_runs",
+        rows=("id", "workflow", "payload", "trigger", "parent", "version", "now"),
+        shared=("channel",),
+        unique=("id",),
+        by="id",
+    ),
+}  # fmt: skip
+MIN_SET = 2
+"""A lone statement of a kind goes as itself: the set-based form pays off from two."""
+
+
+def plan(queries: list[str], params: list[Params]) -> tuple[dict[str, list[int]], list[int]]:
+    """The batch's statements by index: those that go as a set, per kind, and the rest
+    (in their order)."""
+    sets: dict[str, list[int]] = {}
+    seen: dict[str, set[tuple[str, Any]]] = {}
+    alone: list[int] = []
+    for i, (query, p) in enumerate(zip(queries, params, strict=True)):
+        merge = MERGES.get(query)
+        if merge is None:
+            alone.append(i)
+            continue
+        taken = seen.setdefault(query, set())
+        marks = {(name, p[name]) for name in merge.unique}
+        if marks & taken:
+            alone.append(i)
+            continue
+        taken |= marks
+        sets.setdefault(query, []).append(i)
+    for query, members in list(sets.items()):
+        if len(members) < MIN_SET:
+            alone.extend(members)
+            del sets[query]
+    alone.sort()
+    return sets, alone
+
+
+def set_params(merge: Merge, members: list[Params]) -> Params:
+    """The set statement's parameters: one array per per-row parameter."""
+    out: Params = {f"{name}s": [p[name] for p in members] for name in merge.rows}
+    for name in merge.shared:
+        out[name] = members[0][name]
+    return out
+
+
+def locks(merge: Merge, members: list[Params]) -> list[str]:
+    assert merge.lock is not None
+    return sorted(p[merge.lock] for p in members)

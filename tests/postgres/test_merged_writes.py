@@ -1,0 +1,108 @@
+"""Starts and parks issued at once go out as set-based statements (postgres_merge):
+each caller still gets its own answer, whatever else is in the set."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tarry.store import postgres_merge
+from tarry.store.base import NewRun, SignalWait, WaitSpec
+from tarry.store.postgres import PostgresStore
+
+
+@pytest.fixture
+def merged(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The kinds of statement that went as a set."""
+    kinds: list[str] = []
+    plan = postgres_merge.plan
+
+    def spy(queries: list[str], params: list[dict[str, Any]]) -> Any:
+        sets, alone = plan(queries, params)
+        kinds.extend(sets)
+        return sets, alone
+
+    monkeypatch.setattr(postgres_merge, "plan", spy)
+    return kinds
+
+
+@pytest.fixture
+async def store(pg_url: str) -> AsyncIterator[PostgresStore]:
+    s = PostgresStore(pg_url)
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+def wait_on(key: str, deadline: float | None = None) -> WaitSpec:
+    return WaitSpec("w", "signal", deadline, b"{}", (SignalWait(key, on_conflict="fail"),))
+
+
+async def test_starts_at_once_each_get_their_answer(
+    store: PostgresStore, merged: list[str]
+) -> None:
+    ids = [f"r{n}" for n in range(50)]
+    runs = [NewRun(i, "wf", b'{"n": 1}', trigger=b"{}" if n % 2 else None,
+                   version="v1" if n % 3 else None) for n, i in enumerate(ids)]  # fmt: skip
+    runs += [NewRun("r0", "wf", b"{}"), NewRun("r1", "wf", b"{}")]  # the same ids again
+    answers = await asyncio.gather(*(store.create_run(run) for run in runs))
+    assert answers[:50] == [(i, True) for i in ids]
+    assert answers[50:] == [("r0", False), ("r1", False)]
+    found = await store.get_runs(ids)
+    assert sorted(r.id for r, _ in found) == sorted(ids)
+    by_id = {r.id: r for r, _ in found}
+    assert by_id["r1"].trigger == b"{}" and by_id["r0"].trigger is None
+    assert by_id["r1"].version == "v1" and by_id["r0"].version is None
+    assert all(r.status == "queued" for r in by_id.values())
+    assert "insert_plain_run" in merged
+
+
+async def test_parks_at_once_each_get_their_answer(store: PostgresStore, merged: list[str]) -> None:
+    for n in range(40):
+        await store.create_run(NewRun(f"r{n}", "wf", b"{}"))
+    batch = await store.claim(["wf"], 40, 60)
+    leases = {c.run.id: c.lease for c in sorted(batch.runs, key=lambda c: c.run.id)}
+    assert len(leases) == 40
+    await store.send_signal("key-r5", b'"early"', strict=False, retention_seconds=60)
+    await store.release(leases["r7"])  # a lease lost: the park must not happen
+    soon = time.time() + 30
+
+    def spec(run_id: str) -> WaitSpec:
+        if run_id in {"r10", "r11"}:
+            return wait_on("shared")  # two runs on one key: one parks, one conflicts
+        return wait_on(f"key-{run_id}", soon if run_id.endswith("3") else None)
+
+    outcomes = await asyncio.gather(
+        *(store.park(lease, spec(run_id)) for run_id, lease in leases.items()),
+        return_exceptions=True,
+    )
+    assert "park_signal" in merged
+    by_run = dict(zip(leases, outcomes, strict=True))
+    assert by_run["r5"].outcome == "resolved"  # type: ignore[union-attr]
+    assert isinstance(by_run["r7"], Exception)
+    shared = sorted(by_run[r].outcome for r in ("r10", "r11"))  # type: ignore[union-attr]
+    assert shared == ["conflict", "parked"]
+    for run_id, result in by_run.items():
+        if run_id not in {"r5", "r7", "r10", "r11"}:
+            assert not isinstance(result, BaseException), (run_id, result)
+            assert result.outcome == "parked", run_id
+    found = {r.id: (r, steps) for r, steps in await store.get_runs(list(leases))}
+    for run_id in leases.keys() - {"r7"}:
+        run, steps = found[run_id]
+        if by_run[run_id].outcome == "parked":  # type: ignore[union-attr]
+            assert run.status == "waiting", run_id
+            assert [(s.key, s.status) for s in steps] == [("w", "waiting")]
+            if run_id.endswith("3"):
+                assert run.due_at == soon
+            else:
+                assert run.due_at is None
+    r7, _ = found["r7"]
+    assert r7.status == "queued", "a park went through without its lease"
+    sent = await store.send_signal("key-r23", b'"x"', strict=True, retention_seconds=60)
+    assert sent.status == "delivered" and sent.run_id == "r23"
