@@ -75,6 +75,8 @@ async def test_search_by_prefixes_status_and_creation_time(
     assert [r.id for r in first.runs] == [ids[3], ids[2]] and first.counts == {}
     rest = await store.search_runs(search(id_prefix=tag), limit=10, cursor=first.runs[-1].seq)
     assert [r.id for r in rest.runs] == [ids[1], ids[0]]
+    counted = await store.search_runs(search(id_prefix=tag), limit=0, cursor=None)
+    assert counted.runs == [] and counted.counts == {"queued": 3, "cancelled": 1}
     none = await store.search_runs(search(id_prefix="no-such-" + tag), limit=10, cursor=None)
     assert none.runs == [] and none.counts == {}
 

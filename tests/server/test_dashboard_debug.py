@@ -195,6 +195,13 @@ async def test_search_by_id_and_workflow_prefix_status_and_time_with_counts(
     assert waiting in wf and "srch-0" not in wf
     counts = re.findall(r'data-status="(\w+)"', (await client.get("/")).text)
     assert "completed" in counts and "waiting" in counts
+    # the counts refresh on their own, less often than the table, which leaves them out
+    counted = await client.get("/", params={"q": "srch-", "fragment": "counts"})
+    assert counted.text.startswith('<nav class="counts" id="counts"')
+    assert 'hx-trigger="every 10s"' in counted.text and "completed 3" in counted.text
+    assert "<table" not in counted.text
+    table = await client.get("/", params={"q": "srch-", "fragment": "table"})
+    assert 'id="counts"' not in table.text and "srch-2" in table.text
     only = (await client.get("/", params={"status": "waiting"})).text
     assert waiting in only and "srch-0" not in only
     assert "completed 3" in only  # the counts are of the search without its status

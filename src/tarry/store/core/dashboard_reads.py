@@ -32,7 +32,7 @@ async def search_runs(
     params = {**search.params(), "cursor": cursor, "limit": limit}
     where = _where(search, with_status=True, cursor=cursor)
     sql = f"SELECT {RUN_COLUMNS} FROM runs {where} ORDER BY seq DESC LIMIT :limit"
-    rows = [run_row(row) for row in await tx.select(sql, params)]
+    rows = [run_row(row) for row in await tx.select(sql, params)] if limit > 0 else []
     by_status: dict[str, int] = {}
     if counts:
         where = _where(search, with_status=False, cursor=None)
