@@ -110,6 +110,8 @@ def test_waterfall_search_live_controls_kept_input_and_cancel(tarry: Tarry, brow
         "shown => document.querySelector('#live').getAttribute('hx-get') !== shown", arg=shown
     )
     assert page.locator("#decide-by").input_value() == "typed-while-refreshing"
+    assert page.locator("#custom-details").get_attribute("open") is not None
+    assert page.locator("#decide-data").input_value() == '{"approved": true, oops'
     sent = httpx.post(
         f"{base}/api/v1/signals", json={"signal": "checkout:1042", "data": {"approved": True}}
     )
