@@ -106,3 +106,42 @@ async def test_parks_at_once_each_get_their_answer(store: PostgresStore, merged:
     assert r7.status == "queued", "a park went through without its lease"
     sent = await store.send_signal("key-r23", b'"x"', strict=True, retention_seconds=60)
     assert sent.status == "delivered" and sent.run_id == "r23"
+
+
+async def test_step_results_and_ends_at_once_each_get_their_answer(
+    store: PostgresStore, merged: list[str]
+) -> None:
+    from tarry.errors import LeaseLost
+    from tarry.store.base import StepRow
+
+    for n in range(30):
+        await store.create_run(NewRun(f"r{n}", "wf", b"{}", parent="p" if n == 4 else None))
+    batch = await store.claim(["wf"], 30, 60)
+    leases = {c.run.id: c.lease for c in batch.runs}
+    await store.release(leases["r7"])  # a lease lost
+    await store.cancel("r9", b'{"message": "stop"}')  # a cancel pending: the step still saves
+
+    def step(run_id: str) -> StepRow:
+        return StepRow("a", "run", "completed", output=run_id.encode(), attempts=1,
+                       started_at=1.0, ended_at=2.0, pos=1)  # fmt: skip
+
+    saved = await asyncio.gather(
+        *(store.save_step(lease, step(run_id)) for run_id, lease in leases.items()),
+        return_exceptions=True,
+    )
+    by_run = dict(zip(leases, saved, strict=True))
+    assert isinstance(by_run.pop("r7"), LeaseLost)
+    assert by_run.pop("r9") is True  # cancel requested
+    assert set(by_run.values()) == {False}
+    assert "save_step" in merged
+    del leases["r7"]
+    ends = await asyncio.gather(
+        *(store.finish(lease, "completed", b"1", None) for lease in leases.values())
+    )
+    assert "finish_orphan" in merged
+    assert dict(zip(leases, ends, strict=True)) == {
+        run_id: "cancelled" if run_id == "r9" else "completed" for run_id in leases
+    }
+    for run, steps in await store.get_runs(list(leases)):
+        assert run.status == ("cancelled" if run.id == "r9" else "completed"), run.id
+        assert [(s.key, s.output) for s in steps] == [("a", run.id.encode())]

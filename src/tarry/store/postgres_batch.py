@@ -135,7 +135,7 @@ async def _pipelined(tx: Tx, batch: list[Statement]) -> list[Row]:
             by_id = {row[0]: row[1:] for row in await cursor.fetchall()}
             by = merging.MERGES[batch[members[0]][0]].by
             for i in members:
-                rows[i] = by_id[batch[i][1][by]]
+                rows[i] = by_id.get(batch[i][1][by])  # none back: as the statement alone
         for i, cursor in zip(alone, cursors, strict=True):
             rows[i] = await cursor.fetchone()
     return rows

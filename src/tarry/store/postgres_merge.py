@@ -24,7 +24,7 @@ Params = dict[str, Any]
 @dataclass(frozen=True)
 class Merge:
     query: str
-    """The set-based statement: every per-row parameter ``p`` as the array ``:ps``."""
+    """The set-based statement: every per-row parameter ``p`` as the array ``:each_p``."""
     rows: tuple[str, ...]
     """The per-row parameters."""
     shared: tuple[str, ...]
@@ -52,6 +52,19 @@ MERGES = {
         shared=("channel",),
         unique=("id",),
         by="id",
+    ),
+    "save_step": Merge(
+        query="save_steps",
+        rows=("run_id", "token", "key", "kind", "status", "output", "error", "attempts",
+              "started_at", "ended_at", "pos", "spec", "due_at", "need"),
+        shared=(),
+        unique=("run_id",),
+    ),
+    "finish_orphan": Merge(
+        query="finish_orphans",
+        rows=("run_id", "token", "status", "output", "error", "now"),
+        shared=(),
+        unique=("run_id",),
     ),
 }  # fmt: skip
 MIN_SET = 2
@@ -86,7 +99,7 @@ def plan(queries: list[str], params: list[Params]) -> tuple[dict[str, list[int]]
 
 def set_params(merge: Merge, members: list[Params]) -> Params:
     """The set statement's parameters: one array per per-row parameter."""
-    out: Params = {f"{name}s": [p[name] for p in members] for name in merge.rows}
+    out: Params = {f"each_{name}": [p[name] for p in members] for name in merge.rows}
     for name in merge.shared:
         out[name] = members[0][name]
     return out

@@ -339,10 +339,11 @@ FROM unnest(:locks::text[]) AS l;
 -- whether that made it due (a deadline). The checks are lookups per run (OFFSET 0
 -- keeps each NOT EXISTS a lookup rather than a join reading a whole table).
 WITH p AS (
-    SELECT * FROM unnest(:run_ids::text[], :tokens::text[], :keys::text[],
-                         :step_keys::text[], :kinds::text[], :deadlines::float8[],
-                         :waiting_fors::bytea[], :started_ats::float8[], :poss::integer[],
-                         :specs::text[], :dues::float8[], :nows::float8[])
+    SELECT * FROM unnest(
+        :each_run_id::text[], :each_token::text[], :each_key::text[], :each_step_key::text[],
+        :each_kind::text[], :each_deadline::float8[], :each_waiting_for::bytea[],
+        :each_started_at::float8[], :each_pos::integer[], :each_spec::text[],
+        :each_due::float8[], :each_now::float8[])
         AS p (run_id, token, key, step_key, kind, deadline, waiting_for, started_at, pos,
               spec, due, now)
 ), parked AS (
@@ -380,9 +381,10 @@ FROM p LEFT JOIN filed AS f ON f.run_id = p.run_id;
 -- whether its workflow has no cancel_on conditions, whether it was inserted, and
 -- whether the NOTIFY went out.
 WITH p AS (
-    SELECT * FROM unnest(:ids::text[], :workflows::text[], :payloads::bytea[],
-                         :triggers::bytea[], :parents::text[], :versions::text[],
-                         :nows::float8[])
+    SELECT * FROM unnest(
+        :each_id::text[], :each_workflow::text[], :each_payload::bytea[],
+        :each_trigger::bytea[], :each_parent::text[], :each_version::text[],
+        :each_now::float8[])
         AS p (id, workflow, payload, trigger, parent, version, now)
 ), plain AS (
     SELECT p.*, NOT EXISTS (
@@ -403,3 +405,57 @@ WITH p AS (
 SELECT plain.id, plain.ok, (ins.id IS NOT NULL)::int,
        (ins.id IS NOT NULL AND (SELECT count(*) FROM note) > 0)::int
 FROM plain LEFT JOIN ins ON ins.id = plain.id;
+
+-- name: save_steps
+-- save_step for a set of runs (one step each) in one statement: each run's row
+-- locked only if its lease holds, its step stored only then. One row per run whose
+-- lease held: its id and whether a cancel is pending.
+WITH p AS (
+    SELECT * FROM unnest(
+        :each_run_id::text[], :each_token::text[], :each_key::text[], :each_kind::text[],
+        :each_status::text[], :each_output::bytea[], :each_error::bytea[],
+        :each_attempts::integer[], :each_started_at::float8[], :each_ended_at::float8[],
+        :each_pos::integer[], :each_spec::text[], :each_due_at::float8[],
+        :each_need::integer[])
+        AS p (run_id, token, key, kind, status, output, error, attempts, started_at,
+              ended_at, pos, spec, due_at, need)
+), fence AS (
+    SELECT r.id, r.cancel_requested
+    FROM p JOIN runs AS r ON r.id = p.run_id AND r.lease_token = p.token
+    FOR NO KEY UPDATE OF r
+), saved AS (
+    INSERT INTO steps (run_id, key, kind, status, output, error, attempts, started_at,
+                       ended_at, pos, spec, due_at, need)
+    SELECT p.run_id, p.key, p.kind, p.status, p.output, p.error, p.attempts, p.started_at,
+           p.ended_at, p.pos, p.spec, p.due_at, p.need
+    FROM p JOIN fence ON fence.id = p.run_id
+    ON CONFLICT (run_id, key) DO UPDATE SET
+        kind = excluded.kind, status = excluded.status, output = excluded.output,
+        error = excluded.error, attempts = excluded.attempts, started_at = excluded.started_at,
+        ended_at = excluded.ended_at, pos = coalesce(excluded.pos, steps.pos),
+    spec = coalesce(excluded.spec, steps.spec),
+    due_at = excluded.due_at, need = coalesce(excluded.need, steps.need)
+    RETURNING 1
+)
+SELECT id, cancel_requested FROM fence;
+
+-- name: finish_orphans
+-- finish_orphan for a set of runs in one statement (keep the two alike). One row
+-- per run ended.
+WITH p AS (
+    SELECT * FROM unnest(
+        :each_run_id::text[], :each_token::text[], :each_status::text[],
+        :each_output::bytea[], :each_error::bytea[], :each_now::float8[])
+        AS p (run_id, token, status, output, error, now)
+), ended AS (
+    UPDATE runs
+    SET status = p.status, output = p.output, error = p.error, ended_at = p.now,
+        updated_at = p.now, due_at = NULL, lease_token = NULL, waiting_for = NULL
+    FROM p
+    WHERE runs.id = p.run_id AND runs.lease_token = p.token AND runs.parent_id IS NULL
+      AND NOT runs.cancel_requested
+    RETURNING runs.id
+), gone AS (
+    DELETE FROM waiters WHERE run_id = ANY(ARRAY(SELECT id FROM ended))
+)
+SELECT id, id FROM ended;
