@@ -5,7 +5,7 @@ signal with no waiter, a missing extra, a busy port, ...), 2 bad usage (unknown
 option, bad JSON, a TARGET that does not import). Only ``worker``, ``serve``,
 ``dev`` and ``init`` create a store; the other commands refuse one that does not
 exist (``cli_store``). The commands live here and in ``cli_operate`` (retry,
-cancel, fork, purge) and ``cli_check``, on the one typer app of ``cli_common``;
+cancel, fork, purge) and ``cli_check``, on the one command line of ``cli_common``;
 these modules are the only readers of argv and the environment.
 """
 
@@ -19,11 +19,9 @@ import socket
 import sys
 from typing import Annotated, NoReturn
 
-import typer
-from rich.table import Table
-
 from . import cli_check, cli_operate  # noqa: F401  (register check; retry, cancel, fork, purge)
 from .app import App
+from .cli_args import Argument, Option
 from .cli_common import (
     AsJson,
     Database,
@@ -31,8 +29,9 @@ from .cli_common import (
     cli,
     json_arg,
     load_app,
-    out,
     print_json,
+    print_table,
+    say,
     waits,
     when,
 )
@@ -45,10 +44,10 @@ from .models import RUN_STATUSES
 from .server import ServerExtraMissing, require_server
 from .urls import mask_url
 
-Target = Annotated[str, typer.Argument(help="module:app, or a path/to/file.py that defines `app`.")]
+Target = Annotated[str, Argument(help="module:app, or a path/to/file.py that defines `app`.")]
 Token = Annotated[
     str | None,
-    typer.Option(
+    Option(
         "--token",
         envvar="TARRY_API_TOKEN",
         help="Require this bearer token on the API and a login on the dashboard.",
@@ -56,14 +55,13 @@ Token = Annotated[
 ]
 Concurrency = Annotated[
     int | None,
-    typer.Option(
+    Option(
         "--concurrency",
         min=1,
         help="Runs a worker executes at once [default: 128 on SQLite, 256 on PostgreSQL].",
-        show_default=False,
     ),
 ]
-MaxBody = Annotated[int, typer.Option("--max-body", min=1, help="Largest request body, in bytes.")]
+MaxBody = Annotated[int, Option("--max-body", min=1, help="Largest request body, in bytes.")]
 
 
 # -- loading an App ------------------------------------------------------------------------
@@ -118,12 +116,11 @@ def _serve(
         server_app, log_level="warning" if quiet else "info", lifespan="on", access_log=not quiet
     )
     server = uvicorn.Server(config)
-    out.print(
+    say(
         f"tarry: dashboard at {url}  (API {url}api/v1, docs {url}api/v1/docs)"
-        f"{'  token required' if token else ''}",
-        highlight=False,
+        f"{'  token required' if token else ''}"
     )
-    out.print(f"tarry: store {app!r}; worker running in this process", highlight=False)
+    say(f"tarry: store {app!r}; worker running in this process")
     sys.stdout.flush()
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal
     # through the handler it found; with these no-ops a graceful stop exits 0.
@@ -135,7 +132,7 @@ def _serve(
 @cli.command()
 def dev(
     target: Target,
-    port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535)] = 8000,
+    port: Annotated[int, Option("--port", "-p", min=0, max=65535)] = 8000,
     database: Database = None,
     token: Token = None,
     concurrency: Concurrency = None,
@@ -157,8 +154,8 @@ def dev(
 @cli.command()
 def serve(
     target: Target,
-    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535)] = 8000,
+    host: Annotated[str, Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, Option("--port", "-p", min=0, max=65535)] = 8000,
     database: Database = None,
     token: Token = None,
     concurrency: Concurrency = None,
@@ -225,7 +222,7 @@ def worker(target: Target, database: Database = None, concurrency: Concurrency =
             loop.add_signal_handler(sig, stop.set)
         try:
             async with app.worker(concurrency=concurrency):
-                out.print(f"tarry: worker for {sorted(app.workflows)} on {app!r}", highlight=False)
+                say(f"tarry: worker for {sorted(app.workflows)} on {app!r}")
                 sys.stdout.flush()
                 await stop.wait()
         finally:
@@ -241,7 +238,7 @@ def worker(target: Target, database: Database = None, concurrency: Concurrency =
 def init(
     target: Annotated[
         str | None,
-        typer.Argument(help="Also record the workflows of this App (module:app or path.py)."),
+        Argument(help="Also record the workflows of this App (module:app or path.py)."),
     ] = None,
     database: Database = None,
     as_json: AsJson = False,
@@ -266,7 +263,7 @@ def init(
         print_json({"database": shown, "workflows": sorted(app.workflows)})
         return
     recorded = f"; workflows {', '.join(sorted(app.workflows))}" if app.workflows else ""
-    out.print(f"tarry: store ready at {shown}{recorded}", highlight=False)
+    say(f"tarry: store ready at {shown}{recorded}")
 
 
 # -- client commands -------------------------------------------------------------------------
@@ -274,9 +271,9 @@ def init(
 
 @cli.command()
 def start(
-    workflow: Annotated[str, typer.Argument(help="The workflow id.")],
-    payload: Annotated[str | None, typer.Option("--payload", help="JSON payload.")] = None,
-    run_id: Annotated[str | None, typer.Option("--run-id", help="Idempotency key.")] = None,
+    workflow: Annotated[str, Argument(help="The workflow id.")],
+    payload: Annotated[str | None, Option("--payload", help="JSON payload.")] = None,
+    run_id: Annotated[str | None, Option("--run-id", help="Idempotency key.")] = None,
     database: Database = None,
     as_json: AsJson = False,
 ) -> None:
@@ -291,14 +288,14 @@ def start(
     if as_json:
         print_json({"run_id": created})
     else:
-        out.print(created, highlight=False)
+        say(created)
 
 
 @cli.command("send-event")
 def send_event(
-    name: Annotated[str, typer.Argument(help="Event name, e.g. app/account.created.")],
-    data: Annotated[str | None, typer.Option("--data", help="JSON data.")] = None,
-    event_id: Annotated[str | None, typer.Option("--id", help="Dedupe id (24 h).")] = None,
+    name: Annotated[str, Argument(help="Event name, e.g. app/account.created.")],
+    data: Annotated[str | None, Option("--data", help="JSON data.")] = None,
+    event_id: Annotated[str | None, Option("--id", help="Dedupe id (24 h).")] = None,
     database: Database = None,
     as_json: AsJson = False,
 ) -> None:
@@ -310,19 +307,18 @@ def send_event(
             {"event_ids": result.event_ids, "started": result.started, "resumed": result.resumed}
         )
         return
-    out.print(
+    say(
         f"event {', '.join(result.event_ids)}: started {len(result.started)} run(s) "
-        f"{' '.join(result.started)}; resumed {len(result.resumed)} {' '.join(result.resumed)}",
-        highlight=False,
+        f"{' '.join(result.started)}; resumed {len(result.resumed)} {' '.join(result.resumed)}"
     )
 
 
 @cli.command("signal")
 def send_signal(
-    key: Annotated[str, typer.Argument(help="Signal key, e.g. approval:order-42.")],
-    data: Annotated[str | None, typer.Option("--data", help="JSON data (default {}).")] = None,
+    key: Annotated[str, Argument(help="Signal key, e.g. approval:order-42.")],
+    data: Annotated[str | None, Option("--data", help="JSON data (default {}).")] = None,
     strict: Annotated[
-        bool, typer.Option("--strict", help="Fail (exit 1) if no run waits on KEY.")
+        bool, Option("--strict", help="Fail (exit 1) if no run waits on KEY.")
     ] = False,
     database: Database = None,
     as_json: AsJson = False,
@@ -333,16 +329,16 @@ def send_signal(
     if as_json:
         print_json({"status": result.status, "run_id": result.run_id})
     elif result.run_id:
-        out.print(f"{result.status}: run {result.run_id}", highlight=False)
+        say(f"{result.status}: run {result.run_id}")
     else:
-        out.print(f"{result.status}: no run waits on {key!r} yet", highlight=False)
+        say(f"{result.status}: no run waits on {key!r} yet")
 
 
 @cli.command()
 def message(
-    run_id: Annotated[str, typer.Argument(help="The run whose mailbox receives it.")],
-    name: Annotated[str, typer.Argument(help="Message name.")],
-    data: Annotated[str | None, typer.Option("--data", help="JSON data (default {}).")] = None,
+    run_id: Annotated[str, Argument(help="The run whose mailbox receives it.")],
+    name: Annotated[str, Argument(help="Message name.")],
+    data: Annotated[str | None, Option("--data", help="JSON data (default {}).")] = None,
     database: Database = None,
     as_json: AsJson = False,
 ) -> None:
@@ -352,28 +348,26 @@ def message(
     if as_json:
         print_json({"run_id": run_id, "name": name})
     else:
-        out.print(f"sent {name!r} to run {run_id}", highlight=False)
+        say(f"sent {name!r} to run {run_id}")
 
 
 @cli.command()
 def runs(
     status: Annotated[
-        str | None, typer.Option("--status", help=f"One of {', '.join(RUN_STATUSES)}.")
+        str | None, Option("--status", help=f"One of {', '.join(RUN_STATUSES)}.")
     ] = None,
-    workflow: Annotated[str | None, typer.Option("--workflow", help="Workflow id.")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 50,
-    cursor: Annotated[str | None, typer.Option("--cursor", help="next_cursor of a page.")] = None,
+    workflow: Annotated[str | None, Option("--workflow", help="Workflow id.")] = None,
+    limit: Annotated[int, Option("--limit", min=1, max=1000)] = 50,
+    cursor: Annotated[str | None, Option("--cursor", help="next_cursor of a page.")] = None,
     version: Annotated[
-        str | None, typer.Option("--version", help="Only runs started on this code version.")
+        str | None, Option("--version", help="Only runs started on this code version.")
     ] = None,
     database: Database = None,
     as_json: AsJson = False,
 ) -> None:
     """List runs, newest first."""
     if status is not None and status not in RUN_STATUSES:
-        raise typer.BadParameter(
-            f"{status!r} is not one of {', '.join(RUN_STATUSES)}", param_hint="--status"
-        )
+        usage(f"--status {status!r}: expected one of {', '.join(RUN_STATUSES)}")
     page = call(
         database,
         lambda app: app.list_runs(
@@ -385,20 +379,20 @@ def runs(
         print_json({"items": items, "next_cursor": page.next_cursor})
         return
     if not page.items:
-        out.print("no runs" + (" match" if status or workflow or version else ""), highlight=False)
+        say("no runs" + (" match" if status or workflow or version else ""))
         return
-    table = Table("run", "workflow", "version", "status", "waiting for", "created (UTC)")
-    table.columns[0].no_wrap = True
-    for r in page.items:
-        table.add_row(r.id, r.workflow, r.version or "", r.status, waits(r), when(r.created_at))
-    out.print(table)
+    rows = [
+        [r.id, r.workflow, r.version or "", r.status, waits(r), when(r.created_at)]
+        for r in page.items
+    ]
+    print_table(["run", "workflow", "version", "status", "waiting for", "created (UTC)"], rows)
     if page.next_cursor:
-        out.print(f"more: --cursor {page.next_cursor}", highlight=False)
+        say(f"more: --cursor {page.next_cursor}")
 
 
 @cli.command("run")
 def show_run(
-    run_id: Annotated[str, typer.Argument(help="The run id.")],
+    run_id: Annotated[str, Argument(help="The run id.")],
     database: Database = None,
     as_json: AsJson = False,
 ) -> None:

@@ -10,10 +10,9 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-import typer
-
 from .check import CheckReport
-from .cli_common import AsJson, Database, cli, load_app, out, print_json
+from .cli_args import Argument, Exit, Option
+from .cli_common import AsJson, Database, cli, load_app, print_json, say
 from .cli_errors import fail
 from .cli_store import require_store
 from .errors import TarryError
@@ -21,10 +20,10 @@ from .errors import TarryError
 
 @cli.command()
 def check(
-    target: Annotated[str, typer.Argument(help="The code to check: module:app or path.py[:app].")],
+    target: Annotated[str, Argument(help="The code to check: module:app or path.py[:app].")],
     database: Database = None,
-    workflow: Annotated[str | None, typer.Option("--workflow", help="Only this workflow.")] = None,
-    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 on warnings too.")] = False,
+    workflow: Annotated[str | None, Option("--workflow", help="Only this workflow.")] = None,
+    strict: Annotated[bool, Option("--strict", help="Exit 1 on warnings too.")] = False,
     as_json: AsJson = False,
 ) -> None:
     """Replay every run that has not ended against TARGET's code, dry: report the runs
@@ -50,28 +49,27 @@ def check(
     else:
         _print(report)
     if not report.passed(strict=strict):
-        raise typer.Exit(1)
+        raise Exit(1)
 
 
 def _print(report: CheckReport) -> None:
     for run in report.runs:
         if run.verdict == "ok":
             continue
-        out.print(f"{run.verdict.upper():8} {run.run_id}  {run.workflow} (version "
-                  f"{run.version or 'unknown'})", highlight=False)  # fmt: skip
+        say(f"{run.verdict.upper():8} {run.run_id}  {run.workflow} (version "
+                  f"{run.version or 'unknown'})")  # fmt: skip
         for problem in run.problems:
-            out.print(f"         {problem}", highlight=False)
+            say(f"         {problem}")
         if run.traceback:
             for line in run.traceback.rstrip().splitlines():
-                out.print(f"           {line}", highlight=False)
+                say(f"           {line}")
     if report.runs:
-        out.print("workflow / version: ok, warning, error, unknown", highlight=False)
+        say("workflow / version: ok, warning, error, unknown")
     for (name, version), counts in sorted(report.summary().items(), key=lambda i: str(i[0])):
         figures = ", ".join(str(counts[v]) for v in ("ok", "warning", "error", "unknown"))
-        out.print(f"  {name} / {version or 'unknown'}: {figures}", highlight=False)
+        say(f"  {name} / {version or 'unknown'}: {figures}")
     errors, warnings = len(report.errors), len(report.warnings)
-    out.print(
+    say(
         f"checked {len(report.runs)} waiting runs: {errors} would break, {warnings} "
-        f"warning{'s' if warnings != 1 else ''}",
-        highlight=False,
+        f"warning{'s' if warnings != 1 else ''}"
     )

@@ -1,4 +1,4 @@
-"""What every ``tarry`` command module shares: the typer app, the consoles, the
+"""What every ``tarry`` command module shares: the command line, printing, the
 common options, calling an App, and loading a TARGET; errors are reported through
 ``cli_errors`` with the CLI's exit codes (0 success, 1 an error tarry reported,
 2 bad usage).
@@ -16,17 +16,16 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Annotated, Any, TypeVar
 
 import orjson
-import typer
-from rich.console import Console
 
 from . import __version__
 from .app import App
+from .cli_args import CommandLine, Option
 from .cli_errors import fail, usage
 from .cli_store import database_url, require_store
 from .errors import TarryError
@@ -34,46 +33,37 @@ from .models import Run
 
 T = TypeVar("T")
 
-cli = typer.Typer(
-    name="tarry",
-    help="Durable workflows built around the pause: serve, work, start, signal, inspect, operate.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+cli = CommandLine(
+    prog="tarry",
+    description="Durable workflows built around the pause: serve, work, start, signal, "
+    "inspect, operate.\nExit codes: 0 success, 1 an error tarry reported, 2 bad usage.",
+    version=__version__,
 )
-# Piped output keeps whole run ids and keys on one line instead of wrapping at 80.
-# No markup on stdout: run ids, keys and payloads are printed as they are.
-out = Console(soft_wrap=False, markup=False, width=None if sys.stdout.isatty() else 200)
 
 
-def _print_version(value: bool) -> None:
-    if value:
-        out.print(f"tarry {__version__}", highlight=False)
-        raise typer.Exit(0)
+def say(text: str = "") -> None:
+    """One line on stdout, as it is: run ids, keys and payloads are never wrapped."""
+    sys.stdout.write(f"{text}\n")
 
 
-@cli.callback()
-def _root(
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version", is_eager=True, callback=_print_version, help="Print tarry's version."
-        ),
-    ] = False,
-) -> None:
-    """Durable workflows built around the pause: serve, work, start, signal, inspect, operate."""
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Columns padded to their widest cell, the last one left as it is."""
+    widths = [max(len(row[i]) for row in (headers, *rows)) for i in range(len(headers) - 1)]
+    for row in (headers, *rows):
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        say("  ".join([*cells, row[-1]]).rstrip())
 
 
 Database = Annotated[
     str | None,
-    typer.Option(
+    Option(
         "--database",
         "-d",
         envvar="TARRY_DATABASE_URL",
         help="Store URL (sqlite:///path.db or postgresql://...); default ./.tarry/tarry.db.",
     ),
 ]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+AsJson = Annotated[bool, Option("--json", help="Print JSON for scripts.")]
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -87,7 +77,7 @@ def json_arg(value: str | None, option: str) -> Any:
     try:
         return loads_strict(value)
     except json.JSONDecodeError as exc:
-        raise typer.BadParameter(f"not valid JSON: {exc}", param_hint=option) from None
+        usage(f"{option}: not valid JSON: {exc}")
 
 
 def call(

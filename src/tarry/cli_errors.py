@@ -6,20 +6,17 @@ saying what to do, on stderr; with ``--json`` it is one JSON object on stdout,
 so a script reads one stream whatever happens. Exit codes: 1 for an error tarry
 reported (no such run, no such database, a missing extra, a busy port), 2 for
 bad usage (an unknown option, bad JSON, a TARGET that does not import or holds no
-App). Click's own usage errors go through :func:`run_command` to get the same form.
+App). The parser's errors go through :func:`run_command` to get the same form.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import orjson
-import typer
-from rich.console import Console
-from rich.markup import escape
 
+from .cli_args import CommandLine, Exit, UsageProblem
 from .errors import (
     RunFinished,
     RunNotFound,
@@ -30,14 +27,6 @@ from .errors import (
     StoreUnavailable,
     WorkflowNotFound,
 )
-
-err = Console(stderr=True)
-
-# Click's error classes, found through typer's public BadParameter: typer vendors
-# click in its recent releases and depends on it in older ones.
-_CLICK = {kind.__name__: kind for kind in typer.BadParameter.__mro__}
-UsageError: type[Exception] = _CLICK["UsageError"]
-ClickException: type[Exception] = _CLICK["ClickException"]
 
 # What to do about each error tarry reports, when the error carries no hint itself.
 _HINTS: tuple[tuple[type[BaseException], str], ...] = (
@@ -84,11 +73,10 @@ def report(kind: str | None, message: str, hint: str | None, code: int) -> NoRet
         body = {"type": kind or ("UsageError" if code == 2 else "Error"), "message": message}
         sys.stdout.write(orjson.dumps({"error": {**body, "hint": hint}}).decode() + "\n")
     else:
+        sys.stdout.flush()
         what = f"{kind}: {message}" if kind else message
-        err.print(f"[bold red]error:[/] {escape(what)}", highlight=False, soft_wrap=True)
-        if hint:
-            err.print(f"[dim]hint:[/] {escape(hint)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
+        sys.stderr.write(f"error: {what}\n" + (f"hint: {hint}\n" if hint else ""))
+    raise Exit(code)
 
 
 def hint_for(exc: BaseException) -> str | None:
@@ -115,25 +103,22 @@ def usage(message: str, hint: str | None = None) -> NoReturn:
     report(None, message, hint or _help_hint(), 2)
 
 
-def run_command(cli: Callable[..., Any]) -> NoReturn:
-    """Run the typer app with click's usage errors reported like tarry's own."""
+def run_command(cli: CommandLine) -> NoReturn:
+    """Run the command line, its parse errors reported like tarry's own."""
     try:
-        code = cli(standalone_mode=False)
-    except UsageError as exc:
-        code = _reported(exc, 2, f"`{command_path()} --help` lists what it takes")
-    except ClickException as exc:
-        code = _reported(exc, getattr(exc, "exit_code", 1), None)
-    except typer.Abort:
-        err.print("aborted", highlight=False)
+        cli.main(sys.argv[1:])
+        code = 0
+    except UsageProblem as exc:
+        code = _reported(str(exc), f"`{exc.command} --help` lists what it takes")
+    except Exit as done:
+        code = done.code
+    except KeyboardInterrupt:
         code = 130
-    sys.exit(code if isinstance(code, int) else 0)
+    sys.exit(code)
 
 
-def _reported(exc: Exception, code: int, hint: str | None) -> int:
-    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-    if not message:
-        return code  # ``tarry`` alone: click printed the help, nothing went wrong to say
+def _reported(message: str, hint: str) -> int:
     try:
-        report(None, message, hint, code)
-    except typer.Exit as done:
-        return int(done.exit_code)
+        report(None, message, hint, 2)
+    except Exit as done:
+        return done.code

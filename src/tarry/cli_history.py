@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from .cli_common import out, waits, when
+from .cli_common import say, waits, when
 from .cli_json import run_json
 from .models import FailedAttempt, Run, RunChange, WaitingFor
 from .waiting import conditions, tally
@@ -125,7 +125,3 @@ def summary(error: Any) -> str:
 
 def dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
-
-
-def say(text: str) -> None:
-    out.print(text, highlight=False, soft_wrap=True)

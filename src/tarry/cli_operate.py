@@ -15,9 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-import typer
-
-from .cli_common import AsJson, Database, call, cli, json_arg, out, print_json
+from .cli_args import Argument, Option
+from .cli_common import AsJson, Database, call, cli, json_arg, print_json, say
 from .cli_errors import usage
 from .cli_json import run_json
 from .durations import parse_duration
@@ -30,12 +29,12 @@ ENDED = tuple(s for s in RUN_STATUSES if s in ENDED_STATUSES)
 
 RunId = Annotated[
     str | None,
-    typer.Argument(metavar="RUN_ID", help="One run; leave out to select runs with the filters."),
+    Argument(metavar="RUN_ID", help="One run; leave out to select runs with the filters."),
 ]
-Workflow = Annotated[str | None, typer.Option("--workflow", help="Only runs of this workflow.")]
+Workflow = Annotated[str | None, Option("--workflow", help="Only runs of this workflow.")]
 Since = Annotated[
     str | None,
-    typer.Option(
+    Option(
         "--since",
         help="Only runs created since then: a duration ago (1d, 12h, 1h30m) or an ISO time "
         "(UTC unless it names a zone).",
@@ -43,22 +42,22 @@ Since = Annotated[
 ]
 Until = Annotated[
     str | None,
-    typer.Option("--until", help="Only runs created before then: a duration ago or an ISO time."),
+    Option("--until", help="Only runs created before then: a duration ago or an ISO time."),
 ]
 DryRun = Annotated[
-    bool, typer.Option("--dry-run", help="Only count the runs it applies to; change nothing.")
+    bool, Option("--dry-run", help="Only count the runs it applies to; change nothing.")
 ]
 Every = Annotated[
-    bool, typer.Option("--all", help="Apply to every run of the status when no filter narrows.")
+    bool, Option("--all", help="Apply to every run of the status when no filter narrows.")
 ]
 By = Annotated[
     str | None,
-    typer.Option("--by", help="Who does it, noted in the run's changes (default: the OS user)."),
+    Option("--by", help="Who does it, noted in the run's changes (default: the OS user)."),
 ]
 
 
 def _status(allowed: tuple[str, ...]) -> Any:
-    return typer.Option("--status", help=f"Only runs in this status: {', '.join(allowed)}.")
+    return Option("--status", help=f"Only runs in this status: {', '.join(allowed)}.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,23 +155,22 @@ def print_bulk(result: BulkResult, verb: str, past: str, as_json: bool, note: st
         )
         return
     if result.dry_run:
-        out.print(f"would {verb} {runs_count(result.matched)}{note}", highlight=False)
+        say(f"would {verb} {runs_count(result.matched)}{note}")
         return
-    out.print(
+    say(
         f"matched {runs_count(result.matched)}: {past} {len(result.done)}{note}, "
-        f"skipped {len(result.skipped)}",
-        highlight=False,
+        f"skipped {len(result.skipped)}"
     )
     for run_id in result.done:
-        out.print(f"  {past} {run_id}", highlight=False)
+        say(f"  {past} {run_id}")
     for run_id, why in result.skipped.items():
-        out.print(f"  skipped {run_id}: {why}", highlight=False)
+        say(f"  skipped {run_id}: {why}")
 
 
 # -- the commands ------------------------------------------------------------------------
 
 
-@cli.command(rich_help_panel=PANEL)
+@cli.command(group=PANEL)
 def retry(
     run_id: RunId = None,
     workflow: Workflow = None,
@@ -200,7 +198,7 @@ def retry(
             print_json(run_json(found, with_steps=False))
         else:
             by_whom = f" by {who}" if who else ""
-            out.print(f"run {found.id}: {found.status} (retried{by_whom})", highlight=False)
+            say(f"run {found.id}: {found.status} (retried{by_whom})")
         return
     result = call(
         database,
@@ -211,13 +209,13 @@ def retry(
     print_bulk(result, "retry", "retried", as_json)
 
 
-@cli.command(rich_help_panel=PANEL)
+@cli.command(group=PANEL)
 def cancel(
     run_id: RunId = None,
-    reason: Annotated[str | None, typer.Option("--reason", help="Why, kept as its error.")] = None,
+    reason: Annotated[str | None, Option("--reason", help="Why, kept as its error.")] = None,
     no_children: Annotated[
         bool,
-        typer.Option("--no-children", help="Leave the runs it invoked running."),
+        Option("--no-children", help="Leave the runs it invoked running."),
     ] = False,
     workflow: Workflow = None,
     status: Annotated[str | None, _status(LIVE_STATUSES)] = None,
@@ -239,7 +237,7 @@ def cancel(
         if as_json:
             print_json(run_json(found, with_steps=False))
         else:
-            out.print(f"run {found.id}: {found.status}", highlight=False)
+            say(f"run {found.id}: {found.status}")
         return
     result = call(
         database,
@@ -250,18 +248,18 @@ def cancel(
     print_bulk(result, "cancel", "cancelled", as_json)
 
 
-@cli.command(rich_help_panel=PANEL)
+@cli.command(group=PANEL)
 def fork(
     from_step: Annotated[
-        str, typer.Option("--from-step", help="The step to run anew; earlier ones are reused.")
+        str, Option("--from-step", help="The step to run anew; earlier ones are reused.")
     ],
     run_id: RunId = None,
     payload: Annotated[
         str | None,
-        typer.Option("--payload", help="JSON payload of the new run (default: the original's)."),
+        Option("--payload", help="JSON payload of the new run (default: the original's)."),
     ] = None,
     new_run_id: Annotated[
-        str | None, typer.Option("--run-id", help="Id of the new run (one run only).")
+        str | None, Option("--run-id", help="Id of the new run (one run only).")
     ] = None,
     workflow: Workflow = None,
     status: Annotated[str | None, _status(ENDED)] = None,
@@ -291,7 +289,7 @@ def fork(
         if as_json:
             print_json({"run_id": created, "forked_from": {"run_id": run_id, "step": from_step}})
         else:
-            out.print(created, highlight=False)
+            say(created)
         return
     if payload is not None or new_run_id is not None:
         usage("--payload and --run-id apply to one RUN_ID; a bulk fork keeps each payload")
@@ -304,19 +302,19 @@ def fork(
     print_bulk(result, "fork", "forked", as_json, note=f" from step {from_step}")
 
 
-@cli.command(rich_help_panel=PANEL)
+@cli.command(group=PANEL)
 def purge(
     older_than: Annotated[
         str,
-        typer.Option("--older-than", help="Delete runs that ended longer ago than this (30d)."),
+        Option("--older-than", help="Delete runs that ended longer ago than this (30d)."),
     ],
     workflow: Workflow = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Only count the runs it would delete.")
+        bool, Option("--dry-run", help="Only count the runs it would delete.")
     ] = False,
     export: Annotated[
         Path | None,
-        typer.Option(
+        Option(
             "--export",
             help="Append each run (steps, attempts, changes) to this file as a JSON line "
             "before deleting it.",
@@ -350,7 +348,7 @@ def purge(
     if as_json:
         print_json({"purged": count, "dry_run": dry_run, "export": written})
     elif dry_run:
-        out.print(f"would purge {runs_count(count)} {age}", highlight=False)
+        say(f"would purge {runs_count(count)} {age}")
     else:
         into = f"; written to {written} first" if written else ""
-        out.print(f"purged {runs_count(count)} {age}{into}", highlight=False)
+        say(f"purged {runs_count(count)} {age}{into}")

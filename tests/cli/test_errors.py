@@ -198,7 +198,7 @@ def test_a_busy_port_names_the_port_and_the_option(tarry: Tarry) -> None:
 
 def test_usage_errors_and_version(tarry: Tarry) -> None:
     said = one_error(tarry("runs", "--bogus"), 2)
-    assert "No such option: --bogus" in said and "tarry runs --help" in said
+    assert "unknown option or argument: --bogus" in said and "tarry runs --help" in said
     error = json_error(tarry("runs", "--status", "nope", "--json"), 2)
     assert error["type"] == "UsageError" and "--status" in error["message"]
 
