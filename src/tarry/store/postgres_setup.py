@@ -39,6 +39,11 @@ def connection_options(conninfo: str, schema: str) -> dict[str, Any]:
                 # process) must not hold its locks for long: the server ends it, and
                 # the transaction is retried elsewhere.
                 f"-c idle_in_transaction_session_timeout={IDLE_IN_TX_MS}",
+                # The store's statements each touch a few rows through an index, but
+                # with no statistics yet (or stale ones) on a large table the planner
+                # may cost them high enough to compile them: 50-80 ms of JIT for a
+                # lookup that takes under 1 ms. The url's own options come after.
+                "-c jit=off",
                 str(given.get("options") or ""),
                 f'-c search_path="{schema}"',
             ],
