@@ -58,6 +58,14 @@ class RunReads:
         history = await store.run_history(run_id)
         return with_history(replace(to_run(*found), messages=messages), history)
 
+    async def _run_record(self, run_id: str) -> Run:
+        """The run without its steps, mailbox or history: what ``result`` needs."""
+        store = await self._open()
+        row = await store.run_row(run_id)
+        if row is None:
+            raise RunNotFound(f"no run {run_id!r} in {mask_url(self.database)!r}")
+        return to_run(row, [])
+
     async def run_version(self, run_id: str) -> str:
         """A token that changes whenever the run, one of its steps or its mailbox does,
         read in one small query: poll this, and fetch the run only when it moved."""
@@ -113,7 +121,7 @@ class RunReads:
             pause = 0.005
             while True:
                 ended.clear()  # before reading: an end after the read still wakes us
-                run = await self.get_run(run_id)
+                run = await self._run_record(run_id)
                 if run.status == "completed":
                     return run.output
                 if run.status == "failed":

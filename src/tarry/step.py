@@ -50,6 +50,7 @@ from .step_core import (
     error_bytes,
     error_message,
 )
+from .step_threads import StepThreads
 from .store.base import InvokeWait, NewRun, StepRow, StepSender, WaitSpec
 
 
@@ -110,7 +111,11 @@ class Step(StepCore):
             else:
                 # In the worker's pool, sized to its concurrency (not asyncio's default).
                 call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
-                result = await asyncio.get_running_loop().run_in_executor(self._x.threads, call)
+                threads = self._x.threads
+                if isinstance(threads, StepThreads):
+                    result = await threads.call(call)
+                else:
+                    result = await asyncio.get_running_loop().run_in_executor(threads, call)
                 if inspect.isawaitable(result):
                     result = await result
         except NonRetriableError as exc:

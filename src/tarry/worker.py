@@ -30,6 +30,7 @@ from .execution import execute
 from .local import Local
 from .registry import Registry
 from .settings import Settings
+from .step_threads import StepThreads
 from .sticky import Sleeper, Sleepers, unchanged
 from .store.base import ClaimBatch, ClaimedRun, Store
 
@@ -98,7 +99,7 @@ class Worker:
         # concurrency: a handler thread blocked on its step must never hold the thread
         # that step needs.
         self._handlers: concurrent.futures.ThreadPoolExecutor | None = None
-        self._steps: concurrent.futures.ThreadPoolExecutor | None = None
+        self._steps: StepThreads | None = None
 
     def _on_wake(self) -> None:
         loop = self._loop
@@ -277,7 +278,7 @@ class Worker:
             return
         workflow = self.registry[claimed.run.workflow]
         if self._steps is None:
-            self._steps = self._pool("step")
+            self._steps = StepThreads(self.concurrency, "tarry-step")
         if not workflow.is_async and self._handlers is None:
             self._handlers = self._pool("handler")
         attempt = Attempt(

@@ -102,14 +102,14 @@ async def test_result_registers_once_and_leaves_nothing_behind(app, monkeypatch)
     assert app._local.watching(never) == 0
 
     polls = 0
-    read = app.get_run
+    read = app._run_record  # what result() polls: the run's own record
 
     async def counting(run_id: str) -> tarry.Run:
         nonlocal polls
         polls += 1
         return await read(run_id)
 
-    monkeypatch.setattr(app, "get_run", counting)
+    monkeypatch.setattr(app, "_run_record", counting)
     run_id = await app.start("quick", {"n": 1})
     waiting = asyncio.create_task(app.result(run_id))
     while polls < 5:  # several polls of a run that has not started

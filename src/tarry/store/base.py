@@ -214,6 +214,9 @@ class Store(Protocol):
     async def get_runs(self, run_ids: Sequence[str]) -> list[tuple[RunRow, list[StepRow]]]:
         """Many runs with their step records, in one read (missing ids left out)."""
 
+    async def run_row(self, run_id: str) -> RunRow | None:
+        """The run's own record without its steps (None: no such run); one read."""
+
     async def run_version(self, run_id: str) -> str | None:
         """A token that changes whenever the run, one of its step records or its
         mailbox changes (None: no such run); one cheap read."""

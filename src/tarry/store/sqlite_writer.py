@@ -47,6 +47,10 @@ _SETTLE_FOR = 0.05
 checkpoint's writes that change nothing): past it, the poller waits for the next."""
 _OWN_COMMIT = 0.005
 """Seconds after a commit of this process during which a change is taken for its own."""
+_OWN_HOLD = 0.02
+"""After a write taken for this process's own, the watch is not read for this long:
+a busy process is woken by its own commits at most 1 / _OWN_HOLD times a second,
+and another process's commit meanwhile reaches it that much later at most."""
 
 
 class _Op:
@@ -370,8 +374,12 @@ class GroupCommitWriter:
         ready.set()
         expect_until = 0.0  # monotonic time until which a reported write may still show
         deferred = 0.0  # a wake held back (see below) is due then
+        held_until = 0.0  # the watch is not read before then (see below)
         try:
             while True:
+                hold = held_until - time.monotonic()
+                if hold > 0 and self._closed.wait(hold):
+                    break
                 settling = expect_until > time.monotonic()
                 timeout = _SETTLE_STEP if settling else self.poll_interval
                 if deferred:
@@ -388,6 +396,11 @@ class GroupCommitWriter:
                         # commit meanwhile is found by the next poll.
                         if now - self.committed_at >= _OWN_COMMIT:
                             expect_until = now + _SETTLE_FOR
+                        else:
+                            # While this process commits, its own writes would wake
+                            # this thread after every commit: let them pile up (the
+                            # kernel folds them into one event) for _OWN_HOLD.
+                            held_until = now + _OWN_HOLD
                     if self._closed.is_set():
                         break
                 self._check_file()

@@ -37,6 +37,7 @@ from ..base import (
 )
 from ..dashboard_records import EventLinks, RunSearch, RunWaits, SearchResult
 from . import claims, dashboard_reads, delivery, operate, runs, waits
+from .configs import WorkflowConfigs
 from .delivery import MessageStatus
 from .port import Tx
 
@@ -47,6 +48,7 @@ Body = Callable[[Tx], Coroutine[Any, Any, T]]
 class CoreStore(ABC):
     def __init__(self, clock: Clock | None) -> None:
         self.clock: Clock = clock or SystemClock()
+        self._configs = WorkflowConfigs()
 
     @abstractmethod
     def _transact(self, body: Body[T], *, idempotent: bool = True) -> Awaitable[T]:
@@ -58,10 +60,14 @@ class CoreStore(ABC):
         return self._transact(body)
 
     async def create_run(self, run: NewRun) -> tuple[str, bool]:
-        return run.id, await self._transact(partial(runs.insert_run, run=run))
+        return run.id, await self._transact(
+            partial(runs.insert_run, run=run, configs=self._configs)
+        )
 
     async def sync_workflows(self, configs: Sequence[WorkflowConfig]) -> None:
+        self._configs.forget()  # before and after: a start in between reads the store
         await self._transact(partial(runs.sync_workflows, configs=list(configs)))
+        self._configs.forget()
 
     async def claim(
         self,
@@ -164,6 +170,9 @@ class CoreStore(ABC):
 
     async def run_version(self, run_id: str) -> str | None:
         return await self._read(partial(claims.run_version, run_id=run_id))
+
+    async def run_row(self, run_id: str) -> RunRow | None:
+        return await self._read(partial(claims.get_run_row, run_id=run_id))
 
     async def list_runs(
         self,

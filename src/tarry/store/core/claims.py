@@ -11,11 +11,11 @@ cancelled instead of returned.
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from ...ids import random_hex
 from ..base import ClaimBatch, ClaimedRun, EventRow, Lease, LeaseStatus, MessageRow, RunRow, StepRow
 from ..rows import RUN_COLUMNS, run_row, step_row
 from .port import Row, Tx
@@ -23,7 +23,7 @@ from .runs import cancel_now
 
 
 def new_token() -> str:
-    return os.urandom(12).hex()
+    return random_hex(12)
 
 
 async def steps_of(tx: Tx, run_ids: Sequence[str]) -> defaultdict[str, list[StepRow]]:
@@ -127,6 +127,11 @@ async def get_run(tx: Tx, run_id: str) -> tuple[RunRow, list[StepRow]] | None:
     if row is None:
         return None
     return run_row(row), [step_row(r) for r in await tx.all("select_steps", {"id": run_id})]
+
+
+async def get_run_row(tx: Tx, run_id: str) -> RunRow | None:
+    row = await tx.one("select_run", {"id": run_id})
+    return None if row is None else run_row(row)
 
 
 async def step_summary(tx: Tx, run_id: str) -> tuple[int, int]:

@@ -31,6 +31,7 @@ from ..base import (
 )
 from ..matching import index_value, resolve_filing, trigger_of
 from ..rows import child_json, error_json, indexed, run_row, step_params, step_row
+from .configs import WorkflowConfigs
 from .port import Tx
 
 
@@ -130,9 +131,10 @@ async def insert_waiter(
     )
 
 
-async def insert_run(tx: Tx, run: NewRun) -> bool:
-    """Insert a queued run due now, with the waiters of its workflow's ``cancel_on``;
-    an existing id is left as it is. Whether it was created."""
+async def insert_run(tx: Tx, run: NewRun, configs: WorkflowConfigs | None = None) -> bool:
+    """Insert a queued run due now, with the waiters of its workflow's ``cancel_on``
+    (as ``configs`` remembers it, when given); an existing id is left as it is.
+    Whether it was created."""
     created = await tx.run(
         "insert_run",
         {
@@ -148,18 +150,27 @@ async def insert_run(tx: Tx, run: NewRun) -> bool:
     if not created:
         return False
     tx.wake()
-    await file_cancel_on(tx, run.id, run.workflow, run.payload, run.trigger)
+    await file_cancel_on(tx, run.id, run.workflow, run.payload, run.trigger, configs)
     return True
 
 
 async def file_cancel_on(
-    tx: Tx, run_id: str, workflow: str, payload: bytes | None, trigger: bytes | None
+    tx: Tx,
+    run_id: str,
+    workflow: str,
+    payload: bytes | None,
+    trigger: bytes | None,
+    configs: WorkflowConfigs | None = None,
 ) -> None:
     """File the waiters of the workflow's ``cancel_on`` for a run starting (or
     starting again: a retry)."""
-    found = await tx.one("workflow_cancel_on", {"id": workflow})
-    cancel_on = None if found is None else found[0]
-    if cancel_on is not None and bytes(cancel_on) != b"[]":
+    known, cancel_on = (False, None) if configs is None else configs.cancel_on(workflow)
+    if not known:
+        found = await tx.one("workflow_cancel_on", {"id": workflow})
+        cancel_on = None if found is None else bytes(found[0])
+        if configs is not None:
+            configs.remember(workflow, cancel_on)
+    if cancel_on is not None and cancel_on != b"[]":
         run_trigger = trigger_of(workflow, payload, trigger)
         for item in orjson.loads(cancel_on):
             filing = resolve_filing(Filing(**item), run_trigger)
