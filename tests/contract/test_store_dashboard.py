@@ -14,7 +14,7 @@ from tarry.store.base import NewRun, Store, WorkflowConfig
 from tarry.store.dashboard_records import RunSearch
 
 from .test_store_contract import create, j, leased, parked_on
-from .test_store_operations import event_wait, filing, parked_with_payload, send
+from .test_store_operations import event_wait, filing, invoke_wait, parked_with_payload, send
 
 
 async def test_the_first_key_offered_is_kept_for_every_later_server(
@@ -93,7 +93,7 @@ async def test_what_an_event_started_and_resumed(store: Store, clock: ManualCloc
             spec=f"event {name!r} match 'data.user'",
         ),
     )
-    waits = await store.run_waits(waiting)
+    waits = await store.run_detail(waiting)
     assert waits is not None and waits.trigger is None
     assert waits.specs == {"wait-signup": f"event {name!r} match 'data.user'"}
     [pending] = waits.pending
@@ -120,15 +120,27 @@ async def test_what_an_event_started_and_resumed(store: Store, clock: ManualCloc
     assert outcome.started[0] not in dict(later.started)
     assert waiting not in {run_id for run_id, _, _ in later.resumed}
 
-    started_waits = await store.run_waits(outcome.started[0])
+    started_waits = await store.run_detail(outcome.started[0])
     assert started_waits is not None and started_waits.trigger is not None
     assert j(started_waits.trigger)["id"] == f"ev-{tag}"
-    assert await store.run_waits("no-such-run") is None
+    assert await store.run_detail("no-such-run") is None
 
 
 async def test_a_run_with_no_waits_has_none_pending(store: Store) -> None:
     run_id = await create(store)
-    waits = await store.run_waits(run_id)
+    waits = await store.run_detail(run_id)
     assert waits is not None and waits.specs == {} and waits.pending == []
     claimed = await leased(store)
-    assert (await store.run_waits(claimed.run.id)).pending == []  # type: ignore[union-attr]
+    assert (await store.run_detail(claimed.run.id)).pending == []  # type: ignore[union-attr]
+
+
+async def test_a_run_knows_the_run_that_invoked_it_and_those_it_invoked(store: Store) -> None:
+    parent = await leased(store)
+    child = NewRun(f"{parent.run.id}.inv", "child-wf", b"{}", None, parent.run.id)
+    assert (await store.park(parent.lease, invoke_wait(child))).outcome == "parked"
+    up = await store.run_detail(parent.run.id)
+    assert up is not None and up.parent is None and up.children == [child.id]
+    [pending] = up.pending
+    assert (pending.kind, pending.key) == ("invoke", child.id)
+    down = await store.run_detail(child.id)
+    assert down is not None and down.parent == parent.run.id and down.children == []

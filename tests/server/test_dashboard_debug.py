@@ -172,6 +172,23 @@ async def test_waits_in_full_an_event_with_its_match_and_each_condition_of_any(
     assert "message poke" in texts[2]
 
 
+async def test_a_run_links_to_the_run_that_invoked_it_and_back(
+    client: httpx.AsyncClient,
+) -> None:
+    parent = await start(client, "parent", {"order": "inv-1"})
+    await wait_run(client, parent, "waiting")
+    page = (await client.get(f"/runs/{parent}")).text
+    found = re.search(r'id="children"><a href="/runs/([^"]+)">', page)
+    assert found, "the parent's page does not list the run it invoked"
+    child = found.group(1)
+    await wait_run(client, child, "waiting")
+    child_page = (await client.get(f"/runs/{child}")).text
+    assert (
+        f'id="trigger">run <a href="/runs/{parent}"><code>{parent}</code></a>, which invoked it'
+        in child_page
+    )
+
+
 # -- runs search ----------------------------------------------------------------------------
 
 

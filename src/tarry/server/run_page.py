@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 from ..errors import RunNotFound
 from ..models import Run
-from ..store.dashboard_records import RunWaits
+from ..store.dashboard_records import RunDetail
 from .auth import Session
 from .pages import NOTICES, deps, missing_run, render_page, store_of
 from .run_view import waterfall
@@ -56,14 +56,14 @@ async def run_page_response(
         run = await app.get_run(run_id)
     except RunNotFound:
         return missing_run(request, session, run_id)
-    waits = await (await store_of(request)).run_waits(run_id)
+    detail = await (await store_of(request)).run_detail(run_id)
     template = "run_live.html" if fragment == "live" else "run.html"
     return render_page(
         request,
         session,
         template,
         status,
-        **run_context(run, waits),
+        **run_context(run, detail),
         version=version,
         notice=NOTICES.get(notice),
         error=error,
@@ -71,15 +71,19 @@ async def run_page_response(
     )
 
 
-def run_context(run: Run, waits: RunWaits | None) -> dict[str, Any]:
+def run_context(run: Run, detail: RunDetail | None) -> dict[str, Any]:
+    """What the run's page shows: the run, its waterfall, its waits in full, and where
+    it came from (the event that started it, the run that invoked it) and led to."""
     trigger = None
-    if waits is not None and waits.trigger is not None:
-        event = orjson.loads(waits.trigger)
-        if event_id_of(event) is not None:
+    if detail is not None and detail.trigger is not None:
+        event = orjson.loads(detail.trigger)
+        if event_id_of(event) is not None:  # a run from ``start`` keeps a stand-in, no id
             trigger = event
     return {
         "run": run,
         "fall": waterfall(run, datetime.now(UTC)),
-        "waits": wait_views(run, waits),
+        "waits": wait_views(run, detail),
         "trigger": trigger,
+        "parent": detail.parent if detail else None,
+        "children": detail.children if detail else [],
     }

@@ -10,7 +10,7 @@ from typing import Any
 
 from .. import waiting
 from ..models import Run, WaitingFor
-from ..store.dashboard_records import RunWaits, WaitCondition
+from ..store.dashboard_records import RunDetail, WaitCondition
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,17 +37,17 @@ class WaitView:
     """A wait on one condition: its match and ``if``, shown inline."""
 
 
-def wait_views(run: Run, waits: RunWaits | None) -> list[WaitView]:
+def wait_views(run: Run, waits: RunDetail | None) -> list[WaitView]:
     """One view per wait of a parked run (one, or each branch's)."""
     if run.waiting_for is None:
         return []
-    found = waits or RunWaits(None)
+    found = waits or RunDetail(None)
     each = run.waiting_for.waits if run.waiting_for.kind == "branches" else [run.waiting_for]
     outputs = {s.id: s.output for s in run.steps}
     return [_view(w, found, outputs.get(w.step)) for w in each]
 
 
-def _view(wait: WaitingFor, waits: RunWaits, output: Any) -> WaitView:
+def _view(wait: WaitingFor, waits: RunDetail, output: Any) -> WaitView:
     pending = [c for c in waits.pending if c.step == wait.step]
     came = {}
     if isinstance(output, list):  # a wait for several arrivals keeps them with its step

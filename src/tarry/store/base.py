@@ -17,7 +17,7 @@ from typing import Literal, Protocol
 
 from ..clock import Clock
 from ..models import EndStatus
-from .dashboard_records import EventLinks, RunSearch, RunWaits, SearchResult
+from .dashboard_records import EventLinks, RunDetail, RunSearch, SearchResult
 from .records import (
     AttemptRow,
     ChangeRow,
@@ -296,6 +296,6 @@ class Store(Protocol):
         """What events received from ``since`` to ``until`` may have started (runs with a
         trigger created then) and resumed (wait steps ended since then)."""
 
-    async def run_waits(self, run_id: str) -> RunWaits | None:
-        """The run's trigger, its waiting steps' specs and pending conditions (None: no
-        such run)."""
+    async def run_detail(self, run_id: str) -> RunDetail | None:
+        """The run's trigger, the run that invoked it and those it invoked, its waiting
+        steps' specs and pending conditions (None: no such run)."""

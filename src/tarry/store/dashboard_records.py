@@ -69,11 +69,14 @@ class WaitCondition:
 
 
 @dataclass(frozen=True, slots=True)
-class RunWaits:
-    """A run's trigger event (JSON, None for a run started by ``start``), what each of
-    its waiting steps waits on as the code said it (``specs``: step key to text) and
-    the conditions still pending."""
+class RunDetail:
+    """What a run's page shows beyond the run: its trigger event (JSON, None for a run
+    started by ``start``), the run that invoked it and the runs it invoked, what each
+    of its waiting steps waits on as the code said it (``specs``: step key to text)
+    and the conditions still pending."""
 
     trigger: bytes | None
+    parent: str | None = None
+    children: list[str] = field(default_factory=list)
     specs: dict[str, str] = field(default_factory=dict)
     pending: list[WaitCondition] = field(default_factory=list)

@@ -35,7 +35,7 @@ from ..base import (
     WaitSpec,
     WorkflowConfig,
 )
-from ..dashboard_records import EventLinks, RunSearch, RunWaits, SearchResult
+from ..dashboard_records import EventLinks, RunDetail, RunSearch, SearchResult
 from . import claims, dashboard_reads, delivery, operate, runs, waits
 from .configs import WorkflowConfigs
 from .delivery import MessageStatus
@@ -249,5 +249,5 @@ class CoreStore(ABC):
     async def event_links(self, since: float, until: float) -> EventLinks:
         return await self._read(partial(dashboard_reads.event_links, since=since, until=until))
 
-    async def run_waits(self, run_id: str) -> RunWaits | None:
-        return await self._read(partial(dashboard_reads.run_waits, run_id=run_id))
+    async def run_detail(self, run_id: str) -> RunDetail | None:
+        return await self._read(partial(dashboard_reads.run_detail, run_id=run_id))

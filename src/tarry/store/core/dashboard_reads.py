@@ -9,7 +9,7 @@ same database) gets that one, so sessions and forms outlive a process.
 from __future__ import annotations
 
 from ..base import EventRow
-from ..dashboard_records import EventLinks, RunSearch, RunWaits, SearchResult, WaitCondition
+from ..dashboard_records import EventLinks, RunDetail, RunSearch, SearchResult, WaitCondition
 from ..rows import RUN_COLUMNS, run_row
 from .port import Tx
 
@@ -70,10 +70,12 @@ async def event_links(tx: Tx, since: float, until: float) -> EventLinks:
     return EventLinks(started, resumed)
 
 
-async def run_waits(tx: Tx, run_id: str) -> RunWaits | None:
-    found = await tx.one("select_run_trigger", {"id": run_id})
+async def run_detail(tx: Tx, run_id: str) -> RunDetail | None:
+    found = await tx.one("select_run_origin", {"id": run_id})
     if found is None:
         return None
+    trigger, parent = found
+    children = [str(row[0]) for row in await tx.all("select_child_runs", {"id": run_id})]
     specs = {
         str(key): str(spec)
         for key, spec in await tx.all("waiting_step_specs", {"run_id": run_id})
@@ -82,7 +84,7 @@ async def run_waits(tx: Tx, run_id: str) -> RunWaits | None:
     pending = [
         WaitCondition(*row) for row in await tx.all("run_wait_conditions", {"run_id": run_id})
     ]
-    return RunWaits(None if found[0] is None else bytes(found[0]), specs, pending)
+    return RunDetail(None if trigger is None else bytes(trigger), parent, children, specs, pending)
 
 
 async def get_event(tx: Tx, event_id: str) -> EventRow | None:

@@ -353,7 +353,7 @@ SELECT count(*), max(pos) FROM steps WHERE run_id = :run_id;
 
 -- Dashboard reads (store/core/dashboard_reads.py, whose runs search builds its own
 -- statement): the keys that sign its sessions and forms, the runs an event started
--- or resumed, a run's trigger event, and what a parked run waits on in full.
+-- or resumed, where a run came from and what it invoked, and its waits in full.
 
 -- name: insert_dashboard_key
 INSERT INTO dashboard_keys (name, value, created_at) VALUES (:name, :value, :now)
@@ -381,8 +381,12 @@ WHERE kind IN ('event', 'any', 'all') AND ended_at >= :since AND output IS NOT N
 ORDER BY ended_at DESC
 LIMIT :limit;
 
--- name: select_run_trigger
-SELECT trigger FROM runs WHERE id = :id;
+-- name: select_run_origin
+SELECT trigger, parent_id FROM runs WHERE id = :id;
+
+-- name: select_child_runs
+-- The runs a run invoked, in the order it invoked them.
+SELECT id FROM runs WHERE parent_id = :id ORDER BY seq LIMIT 1000;
 
 -- name: waiting_step_specs
 SELECT key, spec FROM steps WHERE run_id = :run_id AND status = 'waiting';
