@@ -14,7 +14,8 @@ fanout   N runs park on ``wait_for_event(match="data.group")`` with one group; o
 park     N runs started (gather in chunks of 1,000) while one worker process parks
          them on a signal: first start -> the last one parked. Target >= 4,000/s.
 ended    3-step throughput (2 worker processes) and wake latency, on an empty store
-         and on one holding M ended runs (copied in SQL). Target: within 15 %.
+         and on one holding M ended runs (inserted in SQL, then a CHECKPOINT), the
+         two measured in turn (ABBA, --inner-rounds, medians). Target: within 15 %.
 
 Each scenario prints one JSON line and writes results/pg_scale_<scenario>.json.
 With ``--base COMMIT`` every scenario runs for that commit and for this tree,
@@ -189,14 +190,15 @@ def insert_ended(url: str, m: int) -> None:
             url,
             "INSERT INTO runs (id, workflow, status, payload, output, created_at, updated_at,"
             " ended_at) SELECT 'e' || g, 'three-steps', 'completed', 'null', '3', %(t)s + g *"
-            " 1e-3, %(t)s + g * 1e-3, %(t)s + g * 1e-3 FROM generate_series(%(a)s, %(b)s) g",
+            " 1e-3, %(t)s + g * 1e-3, %(t)s + g * 1e-3"
+            " FROM generate_series(%(a)s::int, %(b)s::int) g",
             {"t": now, "a": start, "b": stop_ - 1},
         )
         sql(
             url,
             "INSERT INTO steps (run_id, key, kind, status, output, attempts, started_at, ended_at)"
             " SELECT 'e' || g, k, 'run', 'completed', '1', 1, %(t)s, %(t)s"
-            " FROM generate_series(%(a)s, %(b)s) g, unnest(ARRAY['a', 'b', 'c']) k",
+            " FROM generate_series(%(a)s::int, %(b)s::int) g, unnest(ARRAY['a', 'b', 'c']) k",
             {"t": now, "a": start, "b": stop_ - 1},
         )
 
@@ -223,12 +225,15 @@ async def wait_for(url: str, status: str, n: int, timeout: float = 600.0, after:
 # -- scenarios ---------------------------------------------------------------------------
 
 
-async def park_signalled(app: tarry.App, url: str, n: int) -> None:
-    """``n`` runs of ``signalled`` parked, keys p1..pn (plus the template, ``tmplkey``)."""
-    await app.start("signalled", {"key": "tmplkey"}, run_id="tmpl")
-    await wait_for(url, "waiting", 1)
+async def park_signalled(app: tarry.App, url: str, n: int, tag: str = "") -> None:
+    """``n`` runs of ``signalled`` parked, keys {tag}p1..{tag}pn (plus the template,
+    ``{tag}tmplkey``)."""
+    await app.start("signalled", {"key": f"{tag}tmplkey"}, run_id=f"{tag}tmpl")
+    await wait_for(url, "waiting", 1, after=await asyncio.to_thread(last_seq, url) - 1)
     if n > 1:
-        await asyncio.to_thread(copy_run, url, "tmpl", n - 1, "p", rekey="tmplkey")
+        await asyncio.to_thread(
+            copy_run, url, f"{tag}tmpl", n - 1, f"{tag}p", rekey=f"{tag}tmplkey"
+        )
 
 
 async def wake_samples(
@@ -313,7 +318,7 @@ async def park(base_url: str, n: int) -> dict[str, Any]:
     return {"n": n, "park_rate": n / seconds, "seconds": seconds}
 
 
-async def throughput_and_wake(url: str, n: int, samples: int) -> dict[str, Any]:
+async def throughput_and_wake(url: str, n: int, samples: int, tag: str) -> dict[str, Any]:
     async with make_app(url) as app:
         workers = [spawn(url) for _ in range(2)]
         try:
@@ -329,23 +334,38 @@ async def throughput_and_wake(url: str, n: int, samples: int) -> dict[str, Any]:
             stop(workers)
         worker = spawn(url)
         try:
-            await park_signalled(app, url, 100)
-            keys = [f"p{i}" for i in random.sample(range(1, 100), min(samples, 99))]
+            await park_signalled(app, url, 100, tag)
+            keys = [f"{tag}p{i}" for i in random.sample(range(1, 100), min(samples, 99))]
             latency = summary(await wake_samples(app, worker, keys))
         finally:
             stop([worker])
     return {"runs_per_s": rate, "wake": latency}
 
 
-async def ended(base_url: str, m: int, n: int, samples: int) -> dict[str, Any]:
-    result: dict[str, Any] = {"ended": m, "n": n}
-    for label, stored in (("empty", 0), ("history", m)):
-        with fresh_schema(base_url) as url:
+async def ended(base_url: str, m: int, n: int, samples: int, rounds: int = 2) -> dict[str, Any]:
+    """Both stores made first, then measured in turn (ABBA over ``rounds``, medians),
+    so that what else the machine runs weighs on both alike."""
+    result: dict[str, Any] = {"ended": m, "n": n, "rounds": rounds}
+    with fresh_schema(base_url) as empty, fresh_schema(base_url) as history:
+        for url in (empty, history):
             async with make_app(url):
                 pass  # the schema, migrated
-            if stored:
-                await asyncio.to_thread(insert_ended, url, stored)
-            result[label] = await throughput_and_wake(url, n, samples)
+        await asyncio.to_thread(insert_ended, history, m)
+        # The history's bulk insert leaves ~1 GB of WAL and dirty pages behind: a
+        # store that gathered its ended runs over weeks has long written them out.
+        await asyncio.to_thread(sql, history, "CHECKPOINT")
+        got: dict[str, list[dict[str, Any]]] = {"empty": [], "history": []}
+        for round_ in range(rounds):
+            order = ["empty", "history"] if round_ % 2 == 0 else ["history", "empty"]
+            for label in order:
+                url = empty if label == "empty" else history
+                got[label].append(await throughput_and_wake(url, n, samples, f"r{round_}"))
+    for label, runs in got.items():
+        result[label] = {
+            "runs_per_s": statistics.median(r["runs_per_s"] for r in runs),
+            "wake": {"p50_ms": statistics.median(r["wake"]["p50_ms"] for r in runs)},
+            "each": runs,
+        }
     result["throughput_ratio"] = result["history"]["runs_per_s"] / result["empty"]["runs_per_s"]
     result["wake_ratio"] = result["history"]["wake"]["p50_ms"] / result["empty"]["wake"]["p50_ms"]
     return result
@@ -368,7 +388,8 @@ async def one(args: argparse.Namespace) -> dict[str, Any]:
         return await fanout(args.url, (args.n or [10_000])[0])
     if args.scenario == "park":
         return await park(args.url, (args.n or [20_000])[0])
-    return await ended(args.url, args.ended, (args.n or [5_000])[0], args.samples)
+    n = (args.n or [5_000])[0]
+    return await ended(args.url, args.ended, n, args.samples, args.inner_rounds)
 
 
 def figures(scenario: str, r: dict[str, Any]) -> dict[str, float]:
@@ -393,7 +414,8 @@ def figures(scenario: str, r: dict[str, Any]) -> dict[str, float]:
 
 def side_args(args: argparse.Namespace, scenario: str) -> list[str]:
     out = [scenario, "--url", args.url, "--samples", str(args.samples)]
-    out += ["--ended", str(args.ended)] + (["--analyze"] if args.analyze else [])
+    out += ["--ended", str(args.ended), "--inner-rounds", str(args.inner_rounds)]
+    out += ["--analyze"] if args.analyze else []
     if args.n:
         out += ["--n", *map(str, args.n)]
     return out
@@ -455,6 +477,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--analyze", action="store_true", help="wake: again after ANALYZE")
     parser.add_argument("--ended", type=int, default=1_000_000)
+    parser.add_argument("--inner-rounds", type=int, default=2,
+                        help="ended: rounds of empty and history in turn")  # fmt: skip
     parser.add_argument("--base", help="a commit to compare this tree with, interleaved")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--new-src", help="with --base: the new side's src (default: this tree's)")
