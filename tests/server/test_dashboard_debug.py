@@ -306,6 +306,8 @@ async def test_not_found_pages_never_name_the_database(
         ("/runs/no-such-run", "There is no run &#39;no-such-run&#39;"),
         ("/events/no-such-event", "There is no event &#39;no-such-event&#39;"),
         ("/no/such/page", "There is no page at /no/such/page"),
+        ("/events/nul%00here", "There is no event &#39;nul\\x00here&#39;"),
+        ("/events/" + "x" * 300, "There is no event &#39;xxx"),
     ]:
         response = await client.get(url)
         assert response.status_code == 404, url

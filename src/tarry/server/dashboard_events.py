@@ -113,7 +113,9 @@ async def event_page(request: Request, event_id: str) -> Response:
     if gate is not None:
         return gate
     store = await store_of(request)
-    row = await store.get_event(event_id)
+    # An id no event can have (events' ids are checked names) is not looked up at all.
+    plausible = 0 < len(event_id) <= 256 and "\x00" not in event_id
+    row = await store.get_event(event_id) if plausible else None
     if row is None:
         message = (
             f"There is no event {event_id!r}: the id may be mistyped, or the event is older "

@@ -76,7 +76,10 @@ def run_context(run: Run, detail: RunDetail | None) -> dict[str, Any]:
     it came from (the event that started it, the run that invoked it) and led to."""
     trigger = None
     if detail is not None and detail.trigger is not None:
-        event = orjson.loads(detail.trigger)
+        try:
+            event = orjson.loads(detail.trigger)
+        except orjson.JSONDecodeError:  # written by tarry, but a page must not fail on it
+            event = None
         if event_id_of(event) is not None:  # a run from ``start`` keeps a stand-in, no id
             trigger = event
     return {
