@@ -5,13 +5,15 @@ tabs left open; a stale form gets a page that keeps it and offers to send it aga
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 
 import httpx
+import itsdangerous.timed
 import pytest
 
 import tarry
-from tarry.server.auth import KEY_ENV
+from tarry.server.auth import KEY_ENV, SESSION_MAX_AGE
 
 from .conftest import TOKEN, asgi_client, wait_run
 from .test_dashboard import csrf_of, parked
@@ -84,6 +86,25 @@ async def test_a_stale_form_keeps_the_decision_and_can_be_sent_again(
     assert again.status_code == 303
     run = await wait_run(client, run_id, "completed")
     assert run["output"] == {"approved_by": "dora"}
+
+
+async def test_an_expired_session_keeps_the_decision_too(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = await parked(client, "r-5")
+    token = csrf_of((await client.get(f"/runs/{run_id}")).text)
+    # the signer's clock alone moves past the session's age (the App's clock does not)
+    later = int(time.time()) + SESSION_MAX_AGE + 60
+    monkeypatch.setattr(itsdangerous.timed.TimestampSigner, "get_timestamp", lambda _: later)
+    expired = await client.post(
+        f"/runs/{run_id}/decide", data={"csrf": token, "decision": "approve", "by": "fay"}
+    )
+    assert expired.status_code == 403 and "Send this again?" in expired.text
+    fields = resubmit_fields(expired.text)
+    assert (fields["decision"], fields["by"]) == ("approve", "fay")
+    again = await client.post(f"/runs/{run_id}/decide", data=fields)
+    assert again.status_code == 303
+    assert (await wait_run(client, run_id, "completed"))["output"] == {"approved_by": "fay"}
 
 
 async def test_a_stale_form_on_a_server_with_a_token_asks_for_it_and_keeps_no_secret(
