@@ -2,7 +2,8 @@
 
 GET pages need a session when the server has a token; every POST carries the
 session's CSRF token, is checked before anything else, and answers with a 303
-redirect (or the page again with the error, status 4xx).
+redirect (or the page again with the error, status 4xx). A POST whose token this
+session does not know gets the resubmit page, which keeps what it held.
 """
 
 from __future__ import annotations
