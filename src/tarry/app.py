@@ -10,7 +10,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from . import serde
+from . import observe, serde
 from .clock import Clock
 from .conditions import CancelOn, Trigger, new_event
 from .durations import Duration
@@ -235,9 +235,14 @@ class App(RunReads, RunOperations):
         )
         store = await self._open()
         version = self.workflows.version_of(workflow)
-        created_id, _ = await store.create_run(
+        created_id, created = await store.create_run(
             NewRun(run_id or new_id(self.clock.now()), workflow, data, version=version)
         )
+        if created and observe.wanted(observe.INFO):
+            name = observe.run_name(created_id, workflow)
+            observe.emit(
+                "started", observe.INFO, f"{name} started", created_id, workflow, by="start"
+            )
         return created_id
 
     async def send_signal(
@@ -269,6 +274,13 @@ class App(RunReads, RunOperations):
         outcome = await store.send_event(event, dedupe_seconds=self.event_dedupe)
         for run_id in outcome.cancelled:  # by their cancel_on, at once
             self._local.ended(run_id)
+        if outcome.started and observe.wanted(observe.INFO):
+            for run_id in outcome.started:
+                row = await store.run_row(run_id)
+                workflow = None if row is None else row.workflow
+                observe.emit("started", observe.INFO,
+                             f"{observe.run_name(run_id, workflow)} started by event {name!r}",
+                             run_id, workflow, by="event", event_id=outcome.event_id)  # fmt: skip
         return SendResult([outcome.event_id], list(outcome.started), list(outcome.resumed))
 
     async def send_message(self, run_id: str, name: str, data: Any = None) -> None:

@@ -16,19 +16,20 @@ import asyncio
 import concurrent.futures
 import logging
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from . import serde
+from . import observe, serde
 from .branches import Branches
 from .clock import Clock
 from .context import Context
-from .errors import LeaseLost, StoreError, StoreUnavailable, Suspend
+from .errors import LeaseLost, StepFailed, StoreError, StoreUnavailable, Suspend
 from .local import Local
 from .models import EndStatus, event_from_json
 from .settings import Settings
-from .store.base import ClaimedRun, StepRow, Store
+from .store.base import ClaimedRun, StepRow, Store, WaitSpec
 from .store.matching import trigger_of
 
 log = logging.getLogger("tarry")
@@ -81,6 +82,12 @@ class Attempt:
         """The lease is given up (parked, retrying, ended): nothing more may be written."""
         self.sleep: Callable[[], asyncio.Future[None] | None] = _no_sleep
         """Set by a worker that may keep this attempt asleep after it parks (sticky)."""
+        self.woken_from: list[WaitSpec] | None = None
+        """The waits this attempt parked on, until one is seen resolved (resumed)."""
+        self.latest_end = max((row.ended_at or 0.0 for row in claimed.steps), default=0.0)
+        """When the newest step record known at the claim ended: a wait resolved then
+        is the one that resumed the run."""
+        self.resume_told = False
         self.branches = Branches(store, claimed.lease, self)
         """Where the branches of the handler park the run together."""
         self.trigger = trigger_of(self.run.workflow, self.run.payload, self.run.trigger)
@@ -117,9 +124,16 @@ class Attempt:
             raise Suspend("cancelled")
 
     async def end(
-        self, status: EndStatus, output: bytes | None = None, error: bytes | None = None
+        self,
+        status: EndStatus,
+        output: bytes | None = None,
+        error: bytes | None = None,
+        *,
+        cause: BaseException | None = None,
     ) -> None:
-        """End the run, unless a cancel is pending: then it ends cancelled."""
+        """End the run, unless a cancel is pending: then it ends cancelled. ``cause``:
+        the exception that failed it, for the log (its traceback when it is not a
+        step's failure, which was logged when the step gave up)."""
         if self.over:
             return
         if self.cancel_requested:
@@ -139,12 +153,30 @@ class Attempt:
                 return
             # The store refused this end (not an outage: it would refuse it again);
             # the run fails with that cause rather than being replayed forever.
-            cause = {"type": type(exc).__name__, "message": str(exc)}
-            await self.end("failed", error=orjson.dumps(cause))
+            refused = {"type": type(exc).__name__, "message": str(exc)}
+            await self.end("failed", error=orjson.dumps(refused), cause=exc)
             return
         if ended == "cancelled" and status != "cancelled":
             log.info("run %s: cancelled before it could end %s", self.run.id, status)
         self.ended()
+        self._told_end(ended, error, cause)
+
+    def _told_end(self, ended: EndStatus, error: bytes | None, cause: BaseException | None) -> None:
+        level = observe.WARNING if ended == "failed" else observe.INFO
+        if not observe.wanted(level):
+            return
+        name = observe.run_name(self.run.id, self.run.workflow)
+        fields: dict[str, Any] = {}
+        text = f"{name} {ended}"
+        if ended == "failed":
+            info = serde.loads(error) if error else None
+            if isinstance(info, dict):
+                fields["error"] = f"{info.get('type', 'Error')}: {info.get('message', '')}"
+                text += f": {fields['error']}"
+            if isinstance(cause, StepFailed):
+                cause = None  # its traceback was logged when the step gave up
+        observe.emit(ended, level, text, self.run.id, self.run.workflow,
+                     exc=cause if ended == "failed" else None, **fields)  # fmt: skip
 
     async def honor_cancel(self) -> None:
         """End the run cancelled, with the reason its cancel was asked with."""
@@ -158,6 +190,39 @@ class Attempt:
             self.over = True
             return
         self.ended()
+        self._told_end("cancelled", None, None)
+
+    def parked(self, waits: list[WaitSpec]) -> None:
+        """The run parked on ``waits``: told to the lifecycle log."""
+        self.woken_from = waits
+        if not observe.wanted(observe.INFO):
+            return
+        shown = [orjson.loads(w.waiting_for) for w in waits]
+        what = "; ".join(_wait_text(w) for w in shown)
+        first = shown[0] if len(shown) == 1 else None
+        until = min((w.deadline for w in waits if w.deadline is not None), default=None)
+        text = f"{observe.run_name(self.run.id, self.run.workflow)} parked on {what}"
+        if until is not None:
+            text += f" until {_iso(until)}"
+        observe.emit("parked", observe.INFO, text, self.run.id, self.run.workflow,
+                     step=waits[0].step_key if first else None, wait=what,
+                     until=None if until is None else _iso(until))  # fmt: skip
+
+    def told_resumed(self, key: str, row: StepRow) -> None:
+        """The run goes on past the wait it parked on (``row``, resolved): told once."""
+        self.woken_from = None
+        self.resume_told = True
+        if not observe.wanted(observe.INFO):
+            return
+        by = "timeout" if row.status == "timed_out" else str(row.kind)
+        fields: dict[str, Any] = {"by": by, "wait": row.spec}
+        if row.kind == "event" and row.status == "completed":
+            found = serde.loads(row.output)
+            if isinstance(found, dict) and isinstance(found.get("id"), str):
+                fields["event_id"] = found["id"]
+        text = f"{observe.run_name(self.run.id, self.run.workflow)} resumed at step {key!r} by {by}"
+        observe.emit("resumed", observe.INFO, text, self.run.id, self.run.workflow, step=key,
+                     **fields)  # fmt: skip
 
     def remember(self, row: StepRow) -> None:
         """A step record this attempt stored (or the store stored for it)."""
@@ -180,6 +245,17 @@ class Attempt:
             log.warning("run %s: stopping this attempt: %s", self.run.id, exc)
         self.over = True
         return Suspend(str(exc))
+
+
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
+
+
+def _wait_text(shown: dict[str, Any]) -> str:
+    """A wait as the log names it: its kind and key (``signal 'order-1'``)."""
+    kind = str(shown.get("kind", "wait"))
+    key = shown.get("key")
+    return kind if key is None else f"{kind} {key!r}"
 
 
 def _size(row: StepRow) -> int:

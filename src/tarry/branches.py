@@ -33,6 +33,10 @@ class Owner(Protocol):
 
     def stop(self, exc: Exception) -> Suspend: ...
 
+    def parked(self, waits: list[WaitSpec]) -> None:
+        """The run parked on ``waits`` (for the lifecycle log)."""
+        ...
+
     def sleep(self) -> asyncio.Future[None] | None:
         """After a park: a future to await if the worker keeps the handler asleep (it
         is woken with a new lease, or unwound with ``Suspend``), else None."""
@@ -140,6 +144,7 @@ class Branches:
             raise self.owner.stop(exc) from None
         if result.outcome == "parked":
             self.owner.over = True
+            self.owner.parked([wait])
             wake = self.owner.sleep()
             if wake is None:
                 raise Suspend("parked")
@@ -219,6 +224,7 @@ class Branches:
                     return
                 if "parked" in outcomes:
                     self.owner.over = True
+                    self.owner.parked([w for w, _ in waits])
                     wake = self.owner.sleep()
                     if wake is None:
                         self._fail_all(Suspend("parked"))

@@ -118,7 +118,12 @@ class _DryAttempt(Attempt):
         raise _Stop()
 
     async def end(
-        self, status: EndStatus, output: bytes | None = None, error: bytes | None = None
+        self,
+        status: EndStatus,
+        output: bytes | None = None,
+        error: bytes | None = None,
+        *,
+        cause: BaseException | None = None,
     ) -> None:
         if status == "failed" and error is not None:
             self.failure = str((serde.loads(error) or {}).get("message", "failed"))

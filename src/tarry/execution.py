@@ -168,12 +168,10 @@ async def execute(
             return
         if not isinstance(group, Exception):
             raise
-        await x.end("failed", error=_error_json(group))
+        await x.end("failed", error=_error_json(group), cause=group)
         return
     except Exception as exc:
-        if not isinstance(exc, StepFailed) and not x.cancel_requested:
-            log.warning("run %s of %r failed", x.run.id, x.run.workflow, exc_info=True)
-        await x.end("failed", error=_error_json(exc))
+        await x.end("failed", error=_error_json(exc), cause=exc)
         return
     if x.cancel_requested:  # the return is the run's last step boundary
         await x.honor_cancel()

@@ -20,7 +20,7 @@ from typing import Any, Literal, NoReturn
 
 import orjson
 
-from . import conditions, serde
+from . import conditions, observe, serde
 from .conditions import AnyCondition, check_conditions, describe, new_event, woken
 from .durations import Duration, Timeout, check_aware, parse_duration
 from .errors import (
@@ -125,6 +125,8 @@ class Step(StepCore):
             if delay is None:
                 return await self._fail(key, attempt, started, exc)
             due = clock.now() + delay
+            if observe.wanted(observe.INFO):
+                observe.step_retrying(self._x.run, key, attempt, exc, delay)
             failed = StepRow(
                 key, "run", "retrying", None, attempt_error(exc), attempt, started,
                 clock.now(), self._pos[key],
@@ -154,6 +156,9 @@ class Step(StepCore):
         done = StepRow(key, "run", "completed", output, None, attempt, started, clock.now())
         done.pos = self._pos[key]
         await self._save(done)
+        if observe.wanted(observe.DEBUG):
+            took = (done.ended_at or started) - started
+            observe.step_completed(self._x.run, key, attempt, took)
         return _Done(serde.loads(output))
 
     async def _backoff(self, key: str, due: float) -> None:
@@ -172,6 +177,8 @@ class Step(StepCore):
         return random.uniform(ceiling / 2, ceiling)
 
     async def _fail(self, key: str, attempt: int, started: float, exc: Exception) -> NoReturn:
+        if observe.wanted(observe.WARNING):
+            observe.step_failed(self._x.run, key, attempt, exc)
         await self._save(
             StepRow(
                 key,

@@ -178,9 +178,12 @@ class StepCore:
         row = await self._memo(key, kind)
         if row is not None and spec is not None and row.spec is not None and row.spec != spec:
             await self._diverged(key, row.spec, spec)
+        x = self._x
         if row is not None and row.status != "waiting":
+            if not x.resume_told and (row.ended_at or 0.0) >= x.latest_end > 0.0:
+                x.told_resumed(key, row)  # the wait this run was parked on
             return self._answer(key, row)
-        await self._x.boundary()
+        await x.boundary()
         conds = build()
         waiting_for: dict[str, Any] = {
             "kind": kind,
@@ -204,6 +207,8 @@ class StepCore:
         )
         parked = await self._x.branches.park(wait, stored=row is not None)
         assert parked.step is not None
+        if x.woken_from is not None:  # asleep here since it parked, now woken
+            x.told_resumed(key, parked.step)
         self._x.remember(parked.step)
         return self._answer(key, parked.step)
 

@@ -23,6 +23,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from . import observe
 from .attempt import Attempt
 from .clock import Clock
 from .errors import NeverIdle, StoreError, WorkerCrash
@@ -272,6 +273,7 @@ class Worker:
         sleeper = self._sleepers.take(claimed.run.id)
         if sleeper is not None:  # asleep here since it parked: wake it, or replay
             self._run(claimed.run.id, sleeper.task, sleeper.attempt)
+            self._told_claimed(claimed, asleep=True)
             waking = asyncio.ensure_future(self._resume(claimed, sleeper))
             self._waking.add(waking)
             waking.add_done_callback(self._waking.discard)
@@ -297,6 +299,7 @@ class Worker:
             attempt.sleep = functools.partial(self._sleep, run_id)
         task = asyncio.create_task(execute(attempt, workflow, self._handlers or _NO_THREADS))
         self._run(run_id, task, attempt)
+        self._told_claimed(claimed, asleep=False)
 
         def done(_task: asyncio.Task[None]) -> None:
             if self._forget.get(run_id, (None,))[0] is task:
@@ -309,6 +312,13 @@ class Worker:
             self._wake.set()
 
         task.add_done_callback(done)
+
+    def _told_claimed(self, claimed: ClaimedRun, *, asleep: bool) -> None:
+        if observe.wanted(observe.DEBUG):
+            run = claimed.run
+            text = f"{observe.run_name(run.id, run.workflow)} claimed"
+            observe.emit("claimed", observe.DEBUG, text, run.id, run.workflow,
+                         steps=len(claimed.steps), asleep=asleep)  # fmt: skip
 
     def _run(self, run_id: str, task: asyncio.Task[None], attempt: Attempt) -> None:
         """The run executes here: count it, and let this process's cancels reach it."""

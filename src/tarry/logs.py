@@ -1,0 +1,72 @@
+"""How ``tarry worker|serve|dev`` write their logs: text or JSON lines, at a level.
+
+The engine logs through the standard ``logging`` module (the logger ``tarry`` and
+its children; lifecycle records on ``tarry.runs``, see ``observe.py``), so an
+application that configures logging itself gets every record with its fields as
+attributes. ``configure`` is what the CLI does with ``--log-level`` and
+``--log-format``: one handler on the ``tarry`` logger, writing to stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+import orjson
+
+LEVELS = ("debug", "info", "warning", "error")
+FORMATS = ("text", "json")
+
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+"""The attributes every LogRecord has: the rest were given as ``extra``."""
+
+_SHOWN = ("event", "run_id", "workflow", "step", "attempt")
+"""Extra fields always present in a JSON line (null where they do not apply)."""
+
+
+def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """What the record was given as ``extra`` (the lifecycle fields among them)."""
+    return {key: value for key, value in vars(record).items() if key not in _STANDARD}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, the extra fields,
+    and the traceback when the record carries one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        fields = extra_fields(record)
+        if record.name == "tarry.runs":
+            for key in _SHOWN:
+                data[key] = fields.pop(key, None)
+        data.update(fields)
+        if record.exc_info:
+            data["traceback"] = self.formatException(record.exc_info)
+        return orjson.dumps(data, default=str).decode()
+
+
+def configure(level: str = "info", fmt: str = "text", stream: TextIO | None = None) -> None:
+    """Send the ``tarry`` logger's records at ``level`` and above to ``stream``
+    (stderr), as ``fmt`` (text or json). Raises ``ValueError`` naming a bad value."""
+    if level.lower() not in LEVELS:
+        raise ValueError(f"unknown log level {level!r}; expected one of {', '.join(LEVELS)}")
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown log format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    handler = logging.StreamHandler(stream or sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    logger = logging.getLogger("tarry")
+    for old in list(logger.handlers):
+        logger.removeHandler(old)
+    logger.addHandler(handler)
+    logger.setLevel(level.upper())
+    logger.propagate = False
