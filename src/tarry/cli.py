@@ -230,7 +230,7 @@ def worker(target: Target, database: Database = None, concurrency: Concurrency =
 
     try:
         asyncio.run(work())
-    except TarryError as exc:
+    except (TarryError, OSError) as exc:
         fail(exc)
 
 
@@ -256,7 +256,7 @@ def init(
 
     try:
         asyncio.run(go())
-    except TarryError as exc:
+    except (TarryError, OSError) as exc:
         fail(exc)
     shown = mask_url(app.database)
     if as_json:

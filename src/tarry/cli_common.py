@@ -99,7 +99,7 @@ def call(
     try:
         require_store(url, workflow=workflow)
         return asyncio.run(go())
-    except (TarryError, ValueError, LookupError) as exc:
+    except (TarryError, ValueError, LookupError, OSError) as exc:
         fail(exc)
 
 

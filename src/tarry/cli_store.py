@@ -78,10 +78,10 @@ def _sqlite(url: str, workflow: str | None) -> None:
         with closing(sqlite3.connect(f"{where.as_uri()}?mode=ro", uri=True)) as conn:
             tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
             if "tarry_meta" not in tables:
+                holds = f"other tables ({', '.join(sorted(tables)[:5])})" if tables else "nothing"
                 raise NoSuchStore(
-                    f"{where} ({url}) holds no tarry store"
-                    + (" (it is empty)" if not tables else ""),
-                    hint=f"check {CHOOSE}; {CREATE}",
+                    f"{where} ({url}) is not a tarry store: it holds {holds} and no tarry schema",
+                    hint=f"check {CHOOSE}; {CREATE} in a file of its own",
                 )
             if workflow is not None:
                 rows = _known(conn.execute, "?", workflow)

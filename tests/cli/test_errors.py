@@ -94,7 +94,7 @@ def test_a_file_that_is_no_tarry_store_is_left_alone(tarry: Tarry, tmp_path: Pat
     (tmp_path / "empty.db").touch()
     for name in ("other.db", "empty.db"):
         done = tarry("signal", "k", "--database", f"sqlite:///{tmp_path}/{name}")
-        assert "holds no tarry store" in one_error(done, 1)
+        assert "is not a tarry store: it holds" in one_error(done, 1)
     with sqlite3.connect(other) as conn:
         tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master")]
     conn.close()

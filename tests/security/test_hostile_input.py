@@ -305,6 +305,7 @@ def test_the_cli_refuses_an_integer_beyond_64_bits(sqlite_url: str, tmp_path: Pa
     from cli.conftest import Tarry
 
     tarry_cli = Tarry(sqlite_url, tmp_path)
+    assert tarry_cli("init").returncode == 0  # the CLI reads only a store that exists
     done = tarry_cli("start", "quick", "--payload", '{"n": 18446744073709551616}')
     assert done.returncode == 2, done.stderr
     assert "18446744073709551616 is beyond the 64-bit range" in done.stderr
