@@ -82,6 +82,9 @@ class Attempt:
         """The lease is given up (parked, retrying, ended): nothing more may be written."""
         self.sleep: Callable[[], asyncio.Future[None] | None] = _no_sleep
         """Set by a worker that may keep this attempt asleep after it parks (sticky)."""
+        self.debug = observe.wanted(observe.DEBUG)
+        """Whether each step's completion is told (read once: a step is too quick to
+        check the log level for)."""
         self.woken_from: list[WaitSpec] | None = None
         """The waits this attempt parked on, until one is seen resolved (resumed)."""
         self.latest_end = max((row.ended_at or 0.0 for row in claimed.steps), default=0.0)

@@ -14,6 +14,7 @@ import contextvars
 import functools
 import inspect
 import random
+import types
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Literal, NoReturn
@@ -63,6 +64,13 @@ class _Done:
         self.value = value
 
 
+def _is_async(fn: Callable[..., Any]) -> bool:
+    """``inspect.iscoroutinefunction``, answered at once for a plain function."""
+    if type(fn) is types.FunctionType:
+        return bool(fn.__code__.co_flags & inspect.CO_COROUTINE)
+    return inspect.iscoroutinefunction(fn)
+
+
 class Step(StepCore):
     """``step`` in ``handler(ctx, step)``. Every method takes a step id first."""
 
@@ -71,7 +79,7 @@ class Step(StepCore):
     async def run(self, step_id: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run ``fn(*args, **kwargs)`` once, memoized and retried per the workflow's ``retries``."""
         key = self._key(step_id)
-        row = await self._memo(key, "run")
+        row = None if self._new(key) else await self._memo(key, "run")
         attempt = 1
         if row is not None:
             if row.status == "completed":
@@ -106,7 +114,7 @@ class Step(StepCore):
         started = clock.now()
         inside = INSIDE_STEP.set(key)  # a step method called from fn is refused
         try:
-            if inspect.iscoroutinefunction(fn):
+            if _is_async(fn):
                 result = await fn(*args, **kwargs)
             else:
                 # In the worker's pool, sized to its concurrency (not asyncio's default).
@@ -155,8 +163,15 @@ class Step(StepCore):
             return await self._fail(key, attempt, started, exc)
         done = StepRow(key, "run", "completed", output, None, attempt, started, clock.now())
         done.pos = self._pos[key]
-        await self._save(done)
-        if observe.wanted(observe.DEBUG):
+        x = self._x
+        try:  # _save, inlined on the hottest path
+            cancel = await x.store.save_step(x.lease, done)
+        except (LeaseLost, StoreUnavailable) as exc:
+            raise x.stop(exc) from None
+        x.remember(done)
+        if cancel:
+            x.request_cancel()
+        if x.debug:
             took = (done.ended_at or started) - started
             observe.step_completed(self._x.run, key, attempt, took)
         return _Done(serde.loads(output))
