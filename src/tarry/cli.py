@@ -248,13 +248,13 @@ def init(
     With TARGET, also record its workflows, so `tarry start` knows them before a worker
     has run. Opening an existing store only brings its schema up to date.
     """
-    app = load_app(target, database) if target else App(database_url(database))
-
-    async def go() -> None:
-        async with app:
-            pass
-
     try:
+        app = load_app(target, database) if target else App(database_url(database))
+
+        async def go() -> None:
+            async with app:
+                pass
+
         asyncio.run(go())
     except (TarryError, OSError) as exc:
         fail(exc)
