@@ -309,9 +309,15 @@ class App(RunReads, RunOperations):
             limit=self.max_output_bytes,
         )
         store = await self._open()
+        asked = self.clock.now()
         row = await store.cancel(run_id, error, children=children)
         if row is None:
             raise RunNotFound(f"no run {run_id!r} in {mask_url(self.database)!r}")
+        ended_now = row.status == "cancelled" and (row.ended_at or 0.0) >= asked
+        if ended_now and observe.wanted(observe.INFO):  # not held by a worker: ended here
+            name = observe.run_name(run_id, row.workflow)
+            observe.emit("cancelled", observe.INFO, f"{name} cancelled", run_id, row.workflow,
+                         reason=reason or "cancelled")  # fmt: skip
         if row.status not in ENDED_STATUSES or row.status == "cancelled":
             # Leased (flagged in the store), or ended under an attempt whose lease had
             # run out: an execution of it here starts no further step either way.

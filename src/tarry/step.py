@@ -421,9 +421,15 @@ class Step(StepCore):
         child = NewRun(
             child_id, workflow, data, parent=self._x.run.id, version=self._x.version_of(workflow)
         )
-        ended = await self._wait(
-            step_id, "invoke", due, lambda: (InvokeWait(child),), spec=f"invoke {workflow!r}"
-        )
+
+        def start() -> tuple[InvokeWait]:
+            if key not in self._x.memo and observe.wanted(observe.INFO):  # its first start
+                observe.emit("started", observe.INFO,
+                             f"{observe.run_name(child_id, workflow)} started by invoke",
+                             child_id, workflow, by="invoke", parent=self._x.run.id)  # fmt: skip
+            return (InvokeWait(child),)
+
+        ended = await self._wait(step_id, "invoke", due, start, spec=f"invoke {workflow!r}")
         if ended is None:
             raise StepFailed(key, f"child run {child_id!r} did not end within {timeout!r}")
         if ended["status"] != "completed":

@@ -177,3 +177,23 @@ def test_a_listener_hears_every_moment_and_its_fault_stops_nothing(
     kinds = [m.kind for m in heard if m.run_id == run_id]
     assert kinds[0] == "started" and kinds[-1] == "completed" and "resumed" in kinds
     assert any("listener bug" in (r.exc_text or "") or r.exc_info for r in caplog.records)
+
+
+async def test_a_child_run_and_a_cancel_are_told(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="tarry.runs")
+    app = approval_app()
+
+    @app.workflow("parent")
+    async def parent(ctx: tarry.Context, step: tarry.Step) -> Any:
+        return await step.invoke("child", "approve-order", {"order": 11})
+
+    async with Environment(app) as env:
+        run_id = await env.start("parent")
+        await env.run_until_idle()
+        await env.cancel(run_id, "changed our mind")
+    started = [r for r in caplog.records if getattr(r, "event", None) == "started"]
+    child = next(r for r in started if r.by == "invoke")  # type: ignore[attr-defined]
+    assert child.parent == run_id and child.workflow == "approve-order"  # type: ignore[attr-defined]
+    cancelled = [r for r in caplog.records if getattr(r, "event", None) == "cancelled"]
+    assert [r.run_id for r in cancelled] == [run_id]  # type: ignore[attr-defined]
+    assert cancelled[0].reason == "changed our mind"  # type: ignore[attr-defined]
