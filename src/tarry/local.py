@@ -55,6 +55,11 @@ class Local:
 
         return remove
 
+    def executing_count(self) -> int:
+        """How many runs execute here now: the worker slots in use (``/metrics``)."""
+        with self._lock:
+            return len(self._executing)
+
     def cancel(self, run_id: str) -> None:
         """A cancel of the leased run ``run_id`` is stored: tell its executions here."""
         with self._lock:

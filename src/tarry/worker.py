@@ -29,6 +29,7 @@ from .clock import Clock
 from .errors import NeverIdle, StoreError, WorkerCrash
 from .execution import execute
 from .local import Local
+from .metrics.claim_latency import claim_latency
 from .registry import Registry
 from .settings import Settings
 from .step_threads import StepThreads
@@ -318,7 +319,8 @@ class Worker:
             run = claimed.run
             text = f"{observe.run_name(run.id, run.workflow)} claimed"
             observe.emit("claimed", observe.DEBUG, text, run.id, run.workflow,
-                         steps=len(claimed.steps), asleep=asleep)  # fmt: skip
+                         steps=len(claimed.steps), asleep=asleep,
+                         claim_latency=claim_latency(claimed, asleep))  # fmt: skip
 
     def _run(self, run_id: str, task: asyncio.Task[None], attempt: Attempt) -> None:
         """The run executes here: count it, and let this process's cancels reach it."""

@@ -85,7 +85,7 @@ def create_app(
     from fastapi.staticfiles import StaticFiles
 
     from .. import __version__
-    from . import api, api_ops, dashboard, dashboard_ops, docs, errors
+    from . import api, api_ops, dashboard, dashboard_ops, docs, errors, metrics_route
     from .auth import Guard
     from .limits import DEFAULT_MAX_BODY, BodyLimit
 
@@ -122,6 +122,7 @@ def create_app(
     server.include_router(api_ops.router)
     server.include_router(dashboard_ops.router)
     server.include_router(dashboard.router)
+    metrics_route.install(server, app)
     static = files("tarry.server").joinpath("static")
     server.mount("/static", StaticFiles(directory=str(static)), name="static")
     server.add_middleware(BodyLimit, max_body=max_body)

@@ -167,7 +167,7 @@ def install(api: FastAPI) -> None:
             allow = allowed_methods(request)
             if allow:
                 headers = {**(headers or {}), "Allow": allow}
-        if not request.url.path.startswith("/api/"):
+        if not request.url.path.startswith(("/api/", "/metrics")):  # machines read JSON
             return _dashboard_error(request, exc.status_code, headers)
         type_ = _HTTP_TYPES.get(exc.status_code, "HTTPError")
         return error_response(exc.status_code, type_, str(exc.detail), headers)

@@ -18,6 +18,7 @@ from typing import Literal, Protocol
 from ..clock import Clock
 from ..models import EndStatus
 from .dashboard_records import EventLinks, RunDetail, RunSearch, SearchResult
+from .metrics_records import RunCounts
 from .records import (
     AttemptRow,
     ChangeRow,
@@ -299,3 +300,9 @@ class Store(Protocol):
     async def run_detail(self, run_id: str) -> RunDetail | None:
         """The run's trigger, the run that invoked it and those it invoked, its waiting
         steps' specs and pending conditions (None: no such run)."""
+
+    # -- metrics (store/core/metrics_reads.py) ---------------------------------------------
+
+    async def run_counts(self) -> RunCounts:
+        """Queued and running runs by workflow, parked runs by workflow and wait kind
+        with the oldest of each; from indexes that hold no ended run, in one read."""

@@ -36,7 +36,8 @@ from ..base import (
     WorkflowConfig,
 )
 from ..dashboard_records import EventLinks, RunDetail, RunSearch, SearchResult
-from . import claims, dashboard_reads, delivery, operate, runs, waits
+from ..metrics_records import RunCounts
+from . import claims, dashboard_reads, delivery, metrics_reads, operate, runs, waits
 from .configs import WorkflowConfigs
 from .delivery import MessageStatus
 from .port import Tx
@@ -251,3 +252,6 @@ class CoreStore(ABC):
 
     async def run_detail(self, run_id: str) -> RunDetail | None:
         return await self._read(partial(dashboard_reads.run_detail, run_id=run_id))
+
+    async def run_counts(self) -> RunCounts:
+        return await self._read(metrics_reads.run_counts)

@@ -459,3 +459,13 @@ WITH p AS (
     DELETE FROM waiters WHERE run_id = ANY(ARRAY(SELECT id FROM ended))
 )
 SELECT id, id FROM ended;
+
+-- name: metrics_parked_runs
+-- The parked runs by wait kind and workflow, and when the oldest of each parked (a
+-- parked run keeps the time it parked as updated_at: nothing writes it until it is
+-- claimed again). From runs_status, so only parked runs are read.
+SELECT convert_from(waiting_for, 'UTF8')::jsonb ->> 'kind' AS kind, workflow, count(*),
+       min(updated_at)
+FROM runs
+WHERE status = 'waiting'
+GROUP BY 1, workflow;

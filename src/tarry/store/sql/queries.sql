@@ -395,3 +395,26 @@ SELECT key, spec FROM steps WHERE run_id = :run_id AND status = 'waiting';
 SELECT step_key, idx, kind, key, path, value, expr FROM waiters
 WHERE run_id = :run_id AND kind <> 'cancel'
 ORDER BY id;
+
+-- Metrics (store/core/metrics_reads.py), read at each scrape of /metrics: the runs
+-- not ended by workflow and status here, and the parked runs by workflow and wait
+-- kind with the time the oldest of each parked in sqlite.sql and postgres.sql (the
+-- kind is read from waiting_for, as each dialect reads JSON). Neither reads an
+-- ended run.
+
+-- name: metrics_open_runs
+-- Queued and running runs of each workflow. The workflows are found by a skip scan
+-- (the next name after the last, one index probe each) and every (workflow, status)
+-- is counted on its own range of runs_workflow_status, so however many ended runs
+-- the index holds, none is read.
+WITH RECURSIVE names (workflow) AS (
+    SELECT min(workflow) FROM runs
+    UNION ALL
+    SELECT (SELECT min(workflow) FROM runs WHERE workflow > names.workflow)
+    FROM names WHERE names.workflow IS NOT NULL
+)
+SELECT workflow,
+       (SELECT count(*) FROM runs WHERE runs.workflow = names.workflow AND status = 'queued'),
+       (SELECT count(*) FROM runs WHERE runs.workflow = names.workflow AND status = 'running')
+FROM names
+WHERE workflow IS NOT NULL;

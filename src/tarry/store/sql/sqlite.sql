@@ -112,3 +112,13 @@ WHERE run_id IN (SELECT value FROM json_each(:run_ids))
   AND json_array(run_id, key) IN (SELECT value FROM json_each(:pairs));
 UPDATE runs SET status = 'queued', due_at = :now, waiting_for = NULL, updated_at = :now
 WHERE id IN (SELECT value FROM json_each(:run_ids)) AND status = 'waiting';
+
+-- name: metrics_parked_runs
+-- The parked runs by wait kind and workflow, and when the oldest of each parked (a
+-- parked run keeps the time it parked as updated_at: nothing writes it until it is
+-- claimed again). From runs_status, so only parked runs are read.
+SELECT json_extract(CAST(waiting_for AS TEXT), '$.kind') AS kind, workflow, count(*),
+       min(updated_at)
+FROM runs
+WHERE status = 'waiting'
+GROUP BY 1, workflow;
