@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import errno
 import ipaddress
+import logging
 import signal as signals
 import socket
 import sys
 from typing import Annotated, NoReturn
 
-from . import cli_check, cli_operate  # noqa: F401  (register check; retry, cancel, fork, purge)
+from . import cli_check, cli_operate, logs  # noqa: F401  (register check; retry, cancel, fork, purge)
 from .app import App
 from .cli_args import Argument, Option
 from .cli_common import (
@@ -62,6 +63,28 @@ Concurrency = Annotated[
     ),
 ]
 MaxBody = Annotated[int, Option("--max-body", min=1, help="Largest request body, in bytes.")]
+LogLevel = Annotated[
+    str | None,
+    Option(
+        "--log-level",
+        envvar="TARRY_LOG_LEVEL",
+        help="debug, info, warning or error [default: info; dev: warning].",
+    ),
+]
+LogFormat = Annotated[
+    str,
+    Option("--log-format", envvar="TARRY_LOG_FORMAT", help="text, or json (one object per line)."),
+]
+
+
+def _logs(level: str | None, fmt: str, default: str) -> str:
+    """Send tarry's records to stderr at ``level`` as ``fmt``; the level used."""
+    chosen = (level or default).lower()
+    try:
+        logs.configure(chosen, fmt)
+    except ValueError as exc:
+        usage(str(exc))
+    return chosen
 
 
 # -- loading an App ------------------------------------------------------------------------
@@ -88,6 +111,7 @@ def _serve(
     concurrency: int | None,
     max_body: int,
     quiet: bool,
+    log_level: str = "info",
 ) -> None:
     import uvicorn
 
@@ -112,9 +136,8 @@ def _serve(
     server_app = create_app(
         app, token=token, worker=True, concurrency=concurrency, max_body=max_body
     )
-    config = uvicorn.Config(
-        server_app, log_level="warning" if quiet else "info", lifespan="on", access_log=not quiet
-    )
+    config = uvicorn.Config(server_app, log_level=log_level, lifespan="on", access_log=not quiet)
+    logging.getLogger("uvicorn.access").addFilter(logs.QuietPolling())
     server = uvicorn.Server(config)
     say(
         f"tarry: dashboard at {url}  (API {url}api/v1, docs {url}api/v1/docs)"
@@ -136,9 +159,12 @@ def dev(
     database: Database = None,
     token: Token = None,
     concurrency: Concurrency = None,
+    log_level: LogLevel = None,
+    log_format: LogFormat = "text",
 ) -> None:
     """API, dashboard and a worker on 127.0.0.1, quiet logs; prints the dashboard URL."""
     _needs_server()
+    level = _logs(log_level, log_format, "warning")
     app = load_app(target, database)
     _serve(
         app,
@@ -148,6 +174,7 @@ def dev(
         concurrency=concurrency,
         max_body=4 * 1024 * 1024,
         quiet=True,
+        log_level=level,
     )
 
 
@@ -160,11 +187,14 @@ def serve(
     token: Token = None,
     concurrency: Concurrency = None,
     max_body: MaxBody = 4 * 1024 * 1024,
+    log_level: LogLevel = None,
+    log_format: LogFormat = "text",
 ) -> None:
     """HTTP API, dashboard and a worker in one process."""
     _needs_server()
     if not token and not _is_loopback(host):
         _serve_refused(host)
+    level = _logs(log_level, log_format, "info")
     app = load_app(target, database)
     _serve(
         app,
@@ -174,6 +204,7 @@ def serve(
         concurrency=concurrency,
         max_body=max_body,
         quiet=False,
+        log_level=level,
     )
 
 
@@ -211,8 +242,15 @@ def _serve_refused(host: str) -> NoReturn:
 
 
 @cli.command()
-def worker(target: Target, database: Database = None, concurrency: Concurrency = None) -> None:
+def worker(
+    target: Target,
+    database: Database = None,
+    concurrency: Concurrency = None,
+    log_level: LogLevel = None,
+    log_format: LogFormat = "text",
+) -> None:
     """Run a worker for the App's workflows until SIGINT or SIGTERM."""
+    _logs(log_level, log_format, "info")
     app = load_app(target, database)
 
     async def work() -> None:

@@ -52,6 +52,17 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(data, default=str).decode()
 
 
+class QuietPolling(logging.Filter):
+    """Drops the access-log lines of the dashboard's own refreshes (its fragments:
+    a run page's live part every 2 s, a runs list's table and counts), so a
+    dashboard left open does not fill the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        path = args[2] if isinstance(args, tuple) and len(args) >= 3 else ""
+        return not (isinstance(path, str) and "fragment=" in path)
+
+
 def configure(level: str = "info", fmt: str = "text", stream: TextIO | None = None) -> None:
     """Send the ``tarry`` logger's records at ``level`` and above to ``stream``
     (stderr), as ``fmt`` (text or json). Raises ``ValueError`` naming a bad value."""
