@@ -24,6 +24,19 @@ RESULTS_DIR = os.environ.get("TARRY_BENCH_RESULTS_DIR") or os.path.join(
 )
 
 
+def _log_to_file_if_asked() -> None:
+    """``TARRY_BENCH_LOG=<path>``: tarry's records at info, as JSON lines, to that file
+    (bench/observe_overhead.py measures what logging costs)."""
+    path = os.environ.get("TARRY_BENCH_LOG")
+    if path:
+        from tarry import logs
+
+        logs.configure("info", "json", stream=open(path, "a"))  # noqa: SIM115 (the process's life)
+
+
+_log_to_file_if_asked()
+
+
 @contextmanager
 def temp_sqlite_url() -> Iterator[tuple[str, str]]:
     """A fresh SQLite file in a temp dir: ``(url, path)``; the dir is removed after."""
