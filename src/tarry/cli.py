@@ -20,7 +20,7 @@ import socket
 import sys
 from typing import Annotated, NoReturn
 
-from . import cli_check, cli_operate, logs  # noqa: F401  (register check; retry, cancel, fork, purge)
+from . import cli_check, cli_init, cli_operate, logs  # noqa: F401  (register check, init; retry, cancel, fork, purge)
 from .app import App
 from .cli_args import Argument, Option
 from .cli_common import (
@@ -39,11 +39,9 @@ from .cli_common import (
 from .cli_errors import fail, report, run_command, usage
 from .cli_history import print_run, run_detail_json
 from .cli_json import run_json
-from .cli_store import database_url
 from .errors import TarryError
 from .models import RUN_STATUSES
 from .server import ServerExtraMissing, require_server
-from .urls import mask_url
 
 Target = Annotated[str, Argument(help="module:app, or a path/to/file.py that defines `app`.")]
 Token = Annotated[
@@ -270,38 +268,6 @@ def worker(
         asyncio.run(work())
     except (TarryError, OSError) as exc:
         fail(exc)
-
-
-@cli.command()
-def init(
-    target: Annotated[
-        str | None,
-        Argument(help="Also record the workflows of this App (module:app or path.py)."),
-    ] = None,
-    database: Database = None,
-    as_json: AsJson = False,
-) -> None:
-    """Create the store (the SQLite file, or tarry's schema in PostgreSQL) if missing.
-
-    With TARGET, also record its workflows, so `tarry start` knows them before a worker
-    has run. Opening an existing store only brings its schema up to date.
-    """
-    try:
-        app = load_app(target, database) if target else App(database_url(database))
-
-        async def go() -> None:
-            async with app:
-                pass
-
-        asyncio.run(go())
-    except (TarryError, OSError) as exc:
-        fail(exc)
-    shown = mask_url(app.database)
-    if as_json:
-        print_json({"database": shown, "workflows": sorted(app.workflows)})
-        return
-    recorded = f"; workflows {', '.join(sorted(app.workflows))}" if app.workflows else ""
-    say(f"tarry: store ready at {shown}{recorded}")
 
 
 # -- client commands -------------------------------------------------------------------------
