@@ -111,6 +111,9 @@ class GroupCommitWriter:
         self.poll_interval = poll_interval
         self.batch_limit = batch_limit
         self.wake_pending = False
+        self.in_transaction = False
+        """The writer is between BEGIN and the end of its COMMIT: a write to the files
+        now is this process's own (it reaches the poller before committed_at moves)."""
         self.committed_at = 0.0
         """When this process last committed (monotonic): its own commits wake its
         workers directly, so the watch need not wake them for those too."""
@@ -267,6 +270,7 @@ class GroupCommitWriter:
         batch = [op for op in batch if not op.future.cancelled()]
         if not batch:
             return
+        self.in_transaction = True
         try:
             # Optimistic first: one transaction, no savepoints. Should an operation
             # fail (a lost lease, say), the batch is rolled back and run again with a
@@ -281,6 +285,8 @@ class GroupCommitWriter:
             failure = self._failure(exc)
             results = [(op, None, failure) for op in batch]
             self.wake_pending = False
+        finally:
+            self.in_transaction = False
         if self.wake_pending:
             self.wake_pending = False
             self.wake()
@@ -359,6 +365,10 @@ class GroupCommitWriter:
         for listener in list(self._listeners):
             listener()
 
+    def _own_activity(self, now: float) -> bool:
+        """Whether a change seen ``now`` is most likely this process's own commit."""
+        return self.in_transaction or now - self.committed_at < _OWN_COMMIT
+
     def _poller_main(self, ready: threading.Event) -> None:
         # The first reading is taken before open() returns, and readings go on while
         # nobody listens: a commit by another process is never folded into a baseline.
@@ -394,7 +404,7 @@ class GroupCommitWriter:
                         # that commit: read the counter once, do not settle on it (a
                         # busy worker would poll all the time); another process's
                         # commit meanwhile is found by the next poll.
-                        if now - self.committed_at >= _OWN_COMMIT:
+                        if not self._own_activity(now):
                             expect_until = now + _SETTLE_FOR
                         else:
                             # While this process commits, its own writes would wake
@@ -415,7 +425,7 @@ class GroupCommitWriter:
                     # Right after a commit of this process the change is likely its
                     # own, which woke its workers already: then wake them at most
                     # once per poll interval, not after every commit of a busy worker.
-                    own = now - self.committed_at < _OWN_COMMIT
+                    own = self._own_activity(now)
                     if not own or now - self._watch_woke >= _SETTLE_FOR:
                         deferred = 0.0
                         self._watch_woke = now
