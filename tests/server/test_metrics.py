@@ -148,6 +148,7 @@ async def test_metrics_match_the_store(make_app: Callable[..., tarry.App]) -> No
             # have wound down after their last commit), then none.
             during = await scrape_until(client, "tarry_worker_slots_in_use", 1)
             assert value(during, "tarry_runs", workflow=names["hold"], status="running") == 1
+            await asyncio.sleep(0.05)  # the held step takes at least this long
             gate.set()
             await settle(app, [held], "completed")
             after = await scrape_until(client, "tarry_worker_slots_in_use", 0)

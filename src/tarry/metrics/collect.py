@@ -41,7 +41,9 @@ class TarryCollector(Collector):
     def __init__(self, app: App, *, time_store: bool = True) -> None:
         self.app = app
         self.engine = engine_metrics()
-        self._timed = time_store and store_timing.time_store(app._store, self.engine.store_seconds)
+        self._timed = time_store and store_timing.time_store(
+            app._store, self.engine.store_seconds, self.engine.lock
+        )
 
     def close(self) -> None:
         """Stop timing the store's operations (the process's counters go on)."""

@@ -13,13 +13,14 @@ they are.
 from __future__ import annotations
 
 import inspect
+import threading
 import time
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from prometheus_client import Histogram
-
 from ..store.base import Store
+from .families import Histograms
 
 _NOT_OPERATIONS = frozenset({"open", "close", "bind_loop", "unbind_loop"})
 _MARK = "_tarry_timed_operations"
@@ -34,8 +35,9 @@ OPERATIONS = tuple(
 )
 
 
-def time_store(store: Store, seconds: Histogram) -> bool:
-    """Time every operation of ``store`` into ``seconds`` (labelled by operation);
+def time_store(store: Store, seconds: Histograms, lock: threading.Lock) -> bool:
+    """Time every operation of ``store`` into ``seconds`` (labelled by operation; its
+    rows updated under ``lock``, ``EngineMetrics``'s);
     False when it is timed already (by another collector of the same App)."""
     if getattr(store, _MARK, None) is not None:
         return False
@@ -44,7 +46,7 @@ def time_store(store: Store, seconds: Histogram) -> bool:
         method = getattr(store, name, None)
         if method is None:
             continue
-        setattr(store, name, _timed(method, seconds, name))
+        setattr(store, name, _timed(method, seconds, lock, name))
         replaced.append(name)
     setattr(store, _MARK, replaced)
     return True
@@ -59,20 +61,24 @@ def untime(store: Store) -> None:
 
 
 def _timed(
-    method: Callable[..., Awaitable[Any]], seconds: Histogram, name: str
+    method: Callable[..., Awaitable[Any]], seconds: Histograms, lock: threading.Lock, name: str
 ) -> Callable[..., Awaitable[Any]]:
     clock = time.perf_counter
-    observe: Callable[[float], None] | None = None  # the labelled child, at the first call
+    bounds = seconds.bounds
+    row: list[float] | None = None  # at the first call, so unused operations show no series
 
     async def timed(*args: Any, **kwargs: Any) -> Any:
-        nonlocal observe
+        nonlocal row
         started = clock()
         try:
             return await method(*args, **kwargs)
         finally:
-            if observe is None:
-                observe = seconds.labels(name).observe
-            observe(clock() - started)
+            took = clock() - started
+            with lock:  # inlined ``seconds.add``: ten of these a run
+                if row is None:
+                    row = seconds.row((name,))
+                row[bisect_left(bounds, took)] += 1
+                row[-1] += took
 
     timed.__name__ = name
     return timed
