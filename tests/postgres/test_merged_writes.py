@@ -145,3 +145,23 @@ async def test_step_results_and_ends_at_once_each_get_their_answer(
     for run, steps in await store.get_runs(list(leases)):
         assert run.status == ("cancelled" if run.id == "r9" else "completed"), run.id
         assert [(s.key, s.output) for s in steps] == [("a", run.id.encode())]
+
+
+async def test_starts_at_once_of_a_workflow_with_cancel_on_take_the_full_path(
+    store: PostgresStore, merged: list[str], pg_url: str
+) -> None:
+    from tarry.store.base import Filing, WorkflowConfig
+
+    await store.sync_workflows([WorkflowConfig("guarded", cancel_on=(Filing("app/stop"),))])
+    runs = [NewRun(f"g{n}", "guarded" if n % 2 else "wf", b"{}") for n in range(20)]
+    answers = await asyncio.gather(*(store.create_run(run) for run in runs))
+    assert answers == [(run.id, True) for run in runs]
+    assert "insert_plain_run" in merged
+    import psycopg
+
+    with psycopg.connect(pg_url.split("?")[0]) as conn:
+        rows = conn.execute(
+            f'SELECT run_id FROM "{store.schema}".waiters WHERE kind = %s ORDER BY run_id',
+            ("cancel",),
+        ).fetchall()
+    assert sorted(r[0] for r in rows) == sorted(run.id for run in runs if run.workflow == "guarded")
