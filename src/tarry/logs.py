@@ -19,15 +19,19 @@ import orjson
 LEVELS = ("debug", "info", "warning", "error")
 FORMATS = ("text", "json")
 
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "tarry_fields",
+}
 """The attributes every LogRecord has: the rest were given as ``extra``."""
-
-_SHOWN = ("event", "run_id", "workflow", "step", "attempt")
-"""Extra fields always present in a JSON line (null where they do not apply)."""
 
 
 def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
     """What the record was given as ``extra`` (the lifecycle fields among them)."""
+    fields = getattr(record, "tarry_fields", None)  # a lifecycle record says them at once
+    if isinstance(fields, dict):
+        return fields
     return {key: value for key, value in vars(record).items() if key not in _STANDARD}
 
 
@@ -35,18 +39,24 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, the extra fields,
     and the traceback when the record carries one."""
 
+    _second = -1
+    _stamp = ""
+
+    def _ts(self, created: float) -> str:
+        second = int(created)
+        if second != self._second:  # the date part, made once a second
+            self._second = second
+            self._stamp = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._stamp}.{int((created - second) * 1000):03d}+00:00"
+
     def format(self, record: logging.LogRecord) -> str:
         data: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": self._ts(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
         }
-        fields = extra_fields(record)
-        if record.name == "tarry.runs":
-            for key in _SHOWN:
-                data[key] = fields.pop(key, None)
-        data.update(fields)
+        data.update(extra_fields(record))
         if record.exc_info:
             data["traceback"] = self.formatException(record.exc_info)
         return orjson.dumps(data, default=str).decode()
