@@ -1,0 +1,95 @@
+"""CPU per run, per thread: where a 3-step run's time goes inside one process.
+
+    .venv/bin/python bench/thread_cpu.py [--n 5000] [--sync] [--concurrency 32]
+    PYTHONPATH=/tmp/tarry-ab-<sha>/src .venv/bin/python bench/thread_cpu.py   # another commit
+
+N runs of the 3-step workflow are started (in chunks of 500, concurrently) while one
+worker runs on a fresh SQLite file; from the first start to the last end, each
+thread's CPU time (``/proc/self/task/<tid>/stat``, user + system) is divided by N.
+The event loop's thread runs the engine, ``tarry-sqlite-writer`` the store's
+statements and commits, ``tarry-sqlite-poller`` the watch for other processes'
+commits. CPU is steadier than wall time on a shared machine: compare commits by it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import tarry
+from _common import EndCounter
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu() -> dict[str, float]:
+    found: dict[str, float] = {}
+    for thread in threading.enumerate():
+        try:
+            with open(f"/proc/self/task/{thread.native_id}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        used = (int(fields[11]) + int(fields[12])) / TICK
+        found[thread.name] = found.get(thread.name, 0.0) + used
+    return found
+
+
+async def inc_async(x: int) -> int:
+    return x + 1
+
+
+def inc_sync(x: int) -> int:
+    return x + 1
+
+
+async def main(n: int, sync: bool, concurrency: int) -> None:
+    fn = inc_sync if sync else inc_async
+    with tempfile.TemporaryDirectory(prefix="tarry-cpu-") as tmp:
+        path = os.path.join(tmp, "tarry.db")
+        app = tarry.App(database=f"sqlite:///{path}")
+
+        @app.workflow("three")
+        async def three(ctx: tarry.Context, step: tarry.Step) -> int:
+            a = await step.run("a", fn, 1)
+            b = await step.run("b", fn, a)
+            return int(await step.run("c", fn, b))
+
+        ends = EndCounter(app, path)
+        async with app.worker(concurrency=concurrency):
+            await app.start("three", {})
+            await ends.wait_for(1)
+            before = thread_cpu()
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            started = time.perf_counter()
+            for first in range(0, n, 500):
+                await asyncio.gather(*(app.start("three", {}) for _ in range(min(500, n - first))))
+            await ends.wait_for(1 + n)
+            took = time.perf_counter() - started
+            after = thread_cpu()
+            used = resource.getrusage(resource.RUSAGE_SELF)
+        await app.close()
+    cpu = (used.ru_utime - usage.ru_utime) + (used.ru_stime - usage.ru_stime)
+    named = ("MainThread", "tarry-sqlite-writer", "tarry-sqlite-poller")
+    per = {name: (after.get(name, 0.0) - before.get(name, 0.0)) / n * 1e6 for name in named}
+    steps = sum(v - before.get(k, 0.0) for k, v in after.items() if k.startswith("tarry-step"))
+    shown = "  ".join(f"{name} {per[name]:.0f} us" for name in named)
+    print(f"{n / took:,.0f} runs/s; CPU per run: process {cpu / n * 1e6:.0f} us; {shown}"
+          f"{f'  step threads {steps / n * 1e6:.0f} us' if sync else ''}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=5000)
+    parser.add_argument("--sync", action="store_true", help="sync step functions")
+    parser.add_argument("--concurrency", type=int, default=32)
+    args = parser.parse_args()
+    asyncio.run(main(args.n, args.sync, args.concurrency))
