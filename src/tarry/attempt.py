@@ -66,12 +66,22 @@ class Attempt:
         self.run = claimed.run
         self.lease = claimed.lease
         self.retries = retries
-        self.memo: dict[str, StepRow] = {row.key: row for row in claimed.steps}
-        self.history_bytes = sum(_size(row) for row in claimed.steps)
-        self.top = max((row.pos or 0 for row in claimed.steps), default=0)
-        """The highest place among the step records this attempt knows of."""
+        self.memo: dict[str, StepRow] = {}
+        self.history_bytes = 0
         """What the run's step records hold, outputs and errors: capped by
         ``max_history_bytes``."""
+        self.top = 0
+        """The highest place among the step records this attempt knows of."""
+        self.latest_end = 0.0
+        """When the newest step record known at the claim ended: a wait resolved then
+        is the one that resumed the run."""
+        for row in claimed.steps:  # one pass (a new run has none)
+            self.memo[row.key] = row
+            self.history_bytes += _size(row)
+            if row.pos is not None and row.pos > self.top:
+                self.top = row.pos
+            if row.ended_at is not None and row.ended_at > self.latest_end:
+                self.latest_end = row.ended_at
         self.cancel_requested = False
         self.dry = False
         """A replay that must write nothing (``tarry check``): see ``check.py``."""
@@ -87,15 +97,23 @@ class Attempt:
         check the log level for)."""
         self.woken_from: list[WaitSpec] | None = None
         """The waits this attempt parked on, until one is seen resolved (resumed)."""
-        self.latest_end = max((row.ended_at or 0.0 for row in claimed.steps), default=0.0)
-        """When the newest step record known at the claim ended: a wait resolved then
-        is the one that resumed the run."""
         self.resume_told = False
         self.branches = Branches(store, claimed.lease, self)
         """Where the branches of the handler park the run together."""
-        self.trigger = trigger_of(self.run.workflow, self.run.payload, self.run.trigger)
-        event = event_from_json(self.trigger) if self.run.trigger is not None else None
-        self.ctx = Context(self.run.id, self.run.workflow, serde.loads(self.run.payload), event)
+        self._trigger: dict[str, Any] | None = None
+        payload = serde.loads(self.run.payload)
+        event = None
+        if self.run.trigger is not None:
+            event = event_from_json(self.trigger)
+        self.ctx = Context(self.run.id, self.run.workflow, payload, event)
+
+    @property
+    def trigger(self) -> dict[str, Any]:
+        """The run's trigger event (a stand-in for a plain start), decoded when a
+        condition first reads it: most runs never do."""
+        if self._trigger is None:
+            self._trigger = trigger_of(self.run.workflow, self.run.payload, self.run.trigger)
+        return self._trigger
 
     def known_steps(self) -> tuple[int, int]:
         """How many step records this attempt knows of (those it waits on included)

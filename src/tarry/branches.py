@@ -179,6 +179,10 @@ class Branches:
             self._settling = asyncio.ensure_future(self._settle())
         return await future
 
+    def open(self) -> bool:
+        """Whether a wait is registered or a settle under way: ``close`` has work."""
+        return bool(self._pending) or self._settling is not None
+
     async def close(self) -> None:
         """The handler has returned or raised: no park may follow."""
         task, self._settling = self._settling, None

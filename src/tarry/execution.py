@@ -150,9 +150,14 @@ async def execute(
             return
     try:
         try:
-            output = await _handler(x, workflow, step, handlers)
+            if workflow.is_async:  # awaited here: a coroutine less per run
+                x.branches.main = asyncio.current_task()
+                output = await workflow.fn(x.ctx, step)
+            else:
+                output = await _sync_handler(x, workflow, step, handlers)
         finally:
-            await x.branches.close()  # no branch parks the run once the handler is done
+            if x.branches.open():  # no branch parks the run once the handler is done
+                await x.branches.close()
     except Suspend:
         return
     except Bail as bail:
@@ -185,12 +190,9 @@ async def execute(
     await x.end("completed", output=data)
 
 
-async def _handler(
+async def _sync_handler(
     x: Attempt, workflow: Workflow, step: Step, handlers: concurrent.futures.Executor
 ) -> Any:
-    if workflow.is_async:
-        x.branches.main = asyncio.current_task()
-        return await workflow.fn(x.ctx, step)
     loop = asyncio.get_running_loop()
     x.branches.enter()  # the handler thread runs code the run must wait for
     try:
