@@ -274,12 +274,14 @@ class App(RunReads, RunOperations):
         outcome = await store.send_event(event, dedupe_seconds=self.event_dedupe)
         for run_id in outcome.cancelled:  # by their cancel_on, at once
             self._local.ended(run_id)
-        if outcome.started and observe.wanted(observe.INFO):
-            for run_id in outcome.started:
+        if (outcome.started or outcome.cancelled) and observe.wanted(observe.INFO):
+            told = [("started", r) for r in outcome.started]
+            told += [("cancelled", r) for r in outcome.cancelled]  # by their cancel_on
+            for kind, run_id in told:
                 row = await store.run_row(run_id)
                 workflow = None if row is None else row.workflow
-                observe.emit("started", observe.INFO,
-                             f"{observe.run_name(run_id, workflow)} started by event {name!r}",
+                observe.emit(kind, observe.INFO,
+                             f"{observe.run_name(run_id, workflow)} {kind} by event {name!r}",
                              run_id, workflow, by="event", event_id=outcome.event_id)  # fmt: skip
         return SendResult([outcome.event_id], list(outcome.started), list(outcome.resumed))
 

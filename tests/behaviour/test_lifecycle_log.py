@@ -197,3 +197,29 @@ async def test_a_child_run_and_a_cancel_are_told(caplog: pytest.LogCaptureFixtur
     cancelled = [r for r in caplog.records if getattr(r, "event", None) == "cancelled"]
     assert [r.run_id for r in cancelled] == [run_id]  # type: ignore[attr-defined]
     assert cancelled[0].reason == "changed our mind"  # type: ignore[attr-defined]
+
+
+async def test_runs_started_and_cancelled_by_an_event_are_told(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="tarry.runs")
+    app = approval_app()
+
+    @app.workflow(
+        "onboard", on=["user/created"], cancel_on=[tarry.cancel_on("user/deleted", match="data.id")]
+    )
+    async def onboard(ctx: tarry.Context, step: tarry.Step) -> None:
+        await step.sleep("drip", "7d")
+
+    async with Environment(app) as env:
+        sent = await env.send_event("user/created", {"id": "u1"})
+        await env.run_until_idle()
+        gone = await env.send_event("user/deleted", {"id": "u1"})
+    run_id = sent.started[0]
+    records = moments(caplog, run_id)
+    assert [r.event for r in records] == ["started", "parked", "cancelled"]  # type: ignore[attr-defined]
+    told = [(r.event, r.by, r.event_id) for r in (records[0], records[2])]  # type: ignore[attr-defined]
+    assert told == [
+        ("started", "event", sent.event_ids[0]),
+        ("cancelled", "event", gone.event_ids[0]),
+    ]
