@@ -239,10 +239,8 @@ class App(RunReads, RunOperations):
             NewRun(run_id or new_id(self.clock.now()), workflow, data, version=version)
         )
         if created and observe.wanted(observe.INFO):
-            name = observe.run_name(created_id, workflow)
-            observe.emit(
-                "started", observe.INFO, f"{name} started", created_id, workflow, by="start"
-            )
+            observe.emit("started", observe.INFO, "run %s (%s) started", created_id, workflow,
+                         args=(created_id, workflow), by="start")  # fmt: skip
         return created_id
 
     async def send_signal(
@@ -280,9 +278,9 @@ class App(RunReads, RunOperations):
             for kind, run_id in told:
                 row = await store.run_row(run_id)
                 workflow = None if row is None else row.workflow
-                observe.emit(kind, observe.INFO,
-                             f"{observe.run_name(run_id, workflow)} {kind} by event {name!r}",
-                             run_id, workflow, by="event", event_id=outcome.event_id)  # fmt: skip
+                observe.emit(kind, observe.INFO, "run %s (%s) %s by event %r", run_id, workflow,
+                             args=(run_id, workflow, kind, name), by="event",
+                             event_id=outcome.event_id)  # fmt: skip
         return SendResult([outcome.event_id], list(outcome.started), list(outcome.resumed))
 
     async def send_message(self, run_id: str, name: str, data: Any = None) -> None:
@@ -317,9 +315,8 @@ class App(RunReads, RunOperations):
             raise RunNotFound(f"no run {run_id!r} in {mask_url(self.database)!r}")
         ended_now = row.status == "cancelled" and (row.ended_at or 0.0) >= asked
         if ended_now and observe.wanted(observe.INFO):  # not held by a worker: ended here
-            name = observe.run_name(run_id, row.workflow)
-            observe.emit("cancelled", observe.INFO, f"{name} cancelled", run_id, row.workflow,
-                         reason=reason or "cancelled")  # fmt: skip
+            observe.emit("cancelled", observe.INFO, "run %s (%s) cancelled", run_id, row.workflow,
+                         args=(run_id, row.workflow), reason=reason or "cancelled")  # fmt: skip
         if row.status not in ENDED_STATUSES or row.status == "cancelled":
             # Leased (flagged in the store), or ended under an attempt whose lease had
             # run out: an execution of it here starts no further step either way.

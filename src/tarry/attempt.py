@@ -186,18 +186,21 @@ class Attempt:
         level = observe.WARNING if ended == "failed" else observe.INFO
         if not observe.wanted(level):
             return
-        name = observe.run_name(self.run.id, self.run.workflow)
+        run = self.run
+        if ended != "failed":  # the common end: its text is made only if it is written
+            observe.emit(ended, level, "run %s (%s) %s", run.id, run.workflow,
+                         args=(run.id, run.workflow, ended))  # fmt: skip
+            return
         fields: dict[str, Any] = {}
-        text = f"{name} {ended}"
-        if ended == "failed":
-            info = serde.loads(error) if error else None
-            if isinstance(info, dict):
-                fields["error"] = f"{info.get('type', 'Error')}: {info.get('message', '')}"
-                text += f": {fields['error']}"
-            if isinstance(cause, StepFailed):
-                cause = None  # its traceback was logged when the step gave up
-        observe.emit(ended, level, text, self.run.id, self.run.workflow,
-                     exc=cause if ended == "failed" else None, **fields)  # fmt: skip
+        text = f"{observe.run_name(run.id, run.workflow)} failed"
+        info = serde.loads(error) if error else None
+        if isinstance(info, dict):
+            fields["error"] = f"{info.get('type', 'Error')}: {info.get('message', '')}"
+            text += f": {fields['error']}"
+        if isinstance(cause, StepFailed):
+            cause = None  # its traceback was logged when the step gave up
+        observe.emit(ended, level, "%s", run.id, run.workflow, args=(text,), exc=cause,
+                     **fields)  # fmt: skip
 
     async def honor_cancel(self) -> None:
         """End the run cancelled, with the reason its cancel was asked with."""
@@ -225,7 +228,7 @@ class Attempt:
         text = f"{observe.run_name(self.run.id, self.run.workflow)} parked on {what}"
         if until is not None:
             text += f" until {_iso(until)}"
-        observe.emit("parked", observe.INFO, text, self.run.id, self.run.workflow,
+        observe.emit("parked", observe.INFO, "%s", self.run.id, self.run.workflow, args=(text,),
                      step=waits[0].step_key if first else None, wait=what,
                      until=None if until is None else _iso(until))  # fmt: skip
 
@@ -242,7 +245,8 @@ class Attempt:
             if isinstance(found, dict) and isinstance(found.get("id"), str):
                 fields["event_id"] = found["id"]
         text = f"{observe.run_name(self.run.id, self.run.workflow)} resumed at step {key!r} by {by}"
-        observe.emit("resumed", observe.INFO, text, self.run.id, self.run.workflow, step=key,
+        observe.emit("resumed", observe.INFO, "%s", self.run.id, self.run.workflow, args=(text,),
+                     step=key,
                      **fields)  # fmt: skip
 
     def remember(self, row: StepRow) -> None:

@@ -17,17 +17,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 LOG = logging.getLogger("tarry.runs")
 
 DEBUG, INFO, WARNING = logging.DEBUG, logging.INFO, logging.WARNING
 
 
-@dataclass(frozen=True, slots=True)
-class Moment:
-    """One moment of a run's life, as listeners get it."""
+class Moment(NamedTuple):
+    """One moment of a run's life, as listeners get it (a tuple: made in C, several
+    times a run)."""
 
     kind: str
     """started, claimed, step_completed, step_retrying, step_failed, parked,
@@ -36,7 +35,7 @@ class Moment:
     workflow: str | None
     step: str | None = None
     attempt: int | None = None
-    fields: Mapping[str, Any] = field(default_factory=dict)
+    fields: Mapping[str, Any] = {}  # read only: never mutated
     error: BaseException | None = None
 
 
@@ -68,13 +67,15 @@ def emit(
     run_id: str,
     workflow: str | None,
     *,
+    args: tuple[Any, ...] = (),
     step: str | None = None,
     attempt: int | None = None,
     exc: BaseException | None = None,
     **fields: Any,
 ) -> None:
-    """Tell one moment (see the module); ``message`` is the record's text, ``exc`` an
-    exception whose traceback the record carries."""
+    """Tell one moment (see the module). ``message % args`` is the record's text,
+    made only if a handler writes it (listeners never need it); ``exc`` an exception
+    whose traceback the record carries."""
     if _listeners:
         moment = Moment(kind, run_id, workflow, step, attempt, fields, exc)
         for listener in list(_listeners):
@@ -88,7 +89,7 @@ def emit(
         exc_info = None if exc is None else (type(exc), exc, exc.__traceback__)
         # The record made here rather than by LOG.log: logging would walk the stack to
         # name the caller, a third of a record's cost, for a line every record shares.
-        record = LOG.makeRecord(LOG.name, level, __file__, 0, message, (), exc_info,
+        record = LOG.makeRecord(LOG.name, level, __file__, 0, message, args, exc_info,
                                 kind, extra)  # fmt: skip
         record.tarry_fields = extra
         LOG.handle(record)
@@ -105,22 +106,20 @@ class _Run(Protocol):
 
 
 def step_completed(run: _Run, key: str, attempt: int, took: float) -> None:
-    text = f"{run_name(run.id, run.workflow)}: step {key!r} completed"
-    emit("step_completed", DEBUG, text, run.id, run.workflow, step=key, attempt=attempt,
+    emit("step_completed", DEBUG, "run %s (%s): step %r completed", run.id, run.workflow,
+         args=(run.id, run.workflow, key), step=key, attempt=attempt,
          duration_ms=round(took * 1000, 3))  # fmt: skip
 
 
 def step_retrying(run: _Run, key: str, attempt: int, exc: BaseException, delay: float) -> None:
     error = f"{type(exc).__name__}: {exc}"
-    text = (f"{run_name(run.id, run.workflow)}: step {key!r} attempt {attempt} failed "
-            f"({error}); retrying in {delay:.3g} s")  # fmt: skip
-    emit("step_retrying", INFO, text, run.id, run.workflow, step=key, attempt=attempt,
-         delay=delay, error=error)  # fmt: skip
+    emit("step_retrying", INFO, "run %s (%s): step %r attempt %d failed (%s); retrying in %.3g s",
+         run.id, run.workflow, args=(run.id, run.workflow, key, attempt, error, delay),
+         step=key, attempt=attempt, delay=delay, error=error)  # fmt: skip
 
 
 def step_failed(run: _Run, key: str, attempt: int, exc: BaseException) -> None:
     error = f"{type(exc).__name__}: {exc}"
-    text = (f"{run_name(run.id, run.workflow)}: step {key!r} failed for good at attempt "
-            f"{attempt}: {error}")  # fmt: skip
-    emit("step_failed", WARNING, text, run.id, run.workflow, step=key, attempt=attempt,
-         exc=exc, error=error)  # fmt: skip
+    emit("step_failed", WARNING, "run %s (%s): step %r failed for good at attempt %d: %s",
+         run.id, run.workflow, args=(run.id, run.workflow, key, attempt, error), step=key,
+         attempt=attempt, exc=exc, error=error)  # fmt: skip

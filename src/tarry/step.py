@@ -258,9 +258,9 @@ class Step(RunStep):
 
         def start() -> tuple[InvokeWait]:
             if key not in self._x.memo and observe.wanted(observe.INFO):  # its first start
-                observe.emit("started", observe.INFO,
-                             f"{observe.run_name(child_id, workflow)} started by invoke",
-                             child_id, workflow, by="invoke", parent=self._x.run.id)  # fmt: skip
+                observe.emit("started", observe.INFO, "run %s (%s) started by invoke",
+                             child_id, workflow, args=(child_id, workflow), by="invoke",
+                             parent=self._x.run.id)  # fmt: skip
             return (InvokeWait(child),)
 
         ended = await self._wait(step_id, "invoke", due, start, spec=f"invoke {workflow!r}")

@@ -317,9 +317,8 @@ class Worker:
     def _told_claimed(self, claimed: ClaimedRun, *, asleep: bool) -> None:
         if observe.wanted(observe.DEBUG):
             run = claimed.run
-            text = f"{observe.run_name(run.id, run.workflow)} claimed"
-            observe.emit("claimed", observe.DEBUG, text, run.id, run.workflow,
-                         steps=len(claimed.steps), asleep=asleep,
+            observe.emit("claimed", observe.DEBUG, "run %s (%s) claimed", run.id, run.workflow,
+                         args=(run.id, run.workflow), steps=len(claimed.steps), asleep=asleep,
                          claim_latency=claim_latency(claimed, asleep))  # fmt: skip
 
     def _run(self, run_id: str, task: asyncio.Task[None], attempt: Attempt) -> None:
