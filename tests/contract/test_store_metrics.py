@@ -86,3 +86,29 @@ def test_the_counts_read_no_ended_run(tmp_path: object) -> None:
         open_runs, parked = plan("metrics_open_runs"), plan("metrics_parked_runs")
         assert any("runs_workflow_status (workflow=? AND status=?)" in s for s in open_runs)
         assert any("runs_status (status=?)" in step for step in parked)
+
+
+async def test_sqlite_counts_are_read_beside_a_busy_writer(tmp_path: object) -> None:
+    """On a SQLite file the scrape's reads go on their own connection: a writer thread
+    busy with a long transaction does not hold the scrape back, nor the scrape it."""
+    import asyncio
+    import time
+    from pathlib import Path
+
+    from tarry.store.sqlite import SQLiteStore
+
+    assert isinstance(tmp_path, Path)
+    clock = ManualClock()
+    sqlite_store = SQLiteStore(f"sqlite:///{tmp_path / 'counts.db'}", clock=clock)
+    await sqlite_store.open()
+    try:
+        await create(sqlite_store, "beside")
+        busy = asyncio.ensure_future(sqlite_store._io.call(lambda conn: time.sleep(1.5)))
+        await asyncio.sleep(0.05)  # the writer thread is inside that operation now
+        started = time.monotonic()
+        counts = await sqlite_store.run_counts()
+        assert time.monotonic() - started < 1.0
+        assert counts.open[("beside", "queued")] == 1
+        await busy
+    finally:
+        await sqlite_store.close()

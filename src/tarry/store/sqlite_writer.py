@@ -282,7 +282,7 @@ class GroupCommitWriter:
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            failure = self._failure(exc)
+            failure = self.failure(exc)
             results = [(op, None, failure) for op in batch]
             self.wake_pending = False
         finally:
@@ -318,7 +318,7 @@ class GroupCommitWriter:
                 if len(batch) > 1:
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
-                results.append((op, None, self._failure(exc)))
+                results.append((op, None, self.failure(exc)))
                 continue
             if isolate and len(batch) > 1:
                 conn.execute("RELEASE op")
@@ -330,7 +330,7 @@ class GroupCommitWriter:
             self.committed_at = time.monotonic()
         return results
 
-    def _failure(self, exc: Exception) -> Exception:
+    def failure(self, exc: Exception) -> Exception:
         """What the caller of a failed operation gets: tarry's own errors as they are,
         SQLite's said in tarry's words (busy past its timeout: unavailable)."""
         if not isinstance(exc, sqlite3.Error):
