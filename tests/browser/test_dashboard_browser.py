@@ -28,9 +28,10 @@ TOKEN = "browser-token"
 
 
 def serve(
-    tarry: Tarry, token: str | None, target: str = EXAMPLE
+    tarry: Tarry, token: str | None, target: str = EXAMPLE, *, port: int | None = None
 ) -> tuple[str, subprocess.Popen[str]]:
-    port = free_port()
+    """``tarry serve TARGET`` on ``port`` (a free one by default), once its API answers."""
+    port = free_port() if port is None else port
     env = {"TARRY_API_TOKEN": token} if token else None
     proc = tarry.spawn("serve", target, "--port", str(port), env=env)
     read_line(proc, "dashboard at")
@@ -43,7 +44,18 @@ def serve(
         except httpx.TransportError:
             pass
         assert time.monotonic() < give_up, "the server did not come up"
-        time.sleep(0.1)
+        time.sleep(0.05)
+
+
+def wait_status(base: str, run_id: str, status: str) -> dict[str, Any]:
+    """The run as the API shows it, once it has ``status`` (within 20 s)."""
+    give_up = time.monotonic() + 20
+    while True:
+        run: dict[str, Any] = httpx.get(f"{base}/api/v1/runs/{run_id}").json()
+        if run["status"] == status:
+            return run
+        assert time.monotonic() < give_up, f"run {run_id} still {run['status']}"
+        time.sleep(0.05)
 
 
 def park_order(base: str, order_id: int, token: str | None) -> str:

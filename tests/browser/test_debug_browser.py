@@ -18,26 +18,13 @@ from typing import Any
 import httpx
 import pytest
 
-from cli.conftest import ROOT, Tarry, free_port, read_line
+from cli.conftest import ROOT, Tarry, free_port
+
+from .test_dashboard_browser import serve, wait_status
 
 pytestmark = pytest.mark.slow
 
 TARGET = str(ROOT / "tests" / "server" / "debug_target.py")
-
-
-def serve_on(tarry: Tarry, port: int) -> tuple[str, subprocess.Popen[str]]:
-    proc = tarry.spawn("serve", TARGET, "--port", str(port))
-    read_line(proc, "dashboard at")
-    base = f"http://127.0.0.1:{port}"
-    give_up = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(f"{base}/api/v1/openapi.json").status_code == 200:
-                return base, proc
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < give_up, "the server did not come up"
-        time.sleep(0.05)
 
 
 def stop(proc: subprocess.Popen[str]) -> None:
@@ -53,18 +40,8 @@ def start(base: str, workflow: str, payload: Any, run_id: str | None = None) -> 
     return started
 
 
-def wait_status(base: str, run_id: str, status: str) -> dict[str, Any]:
-    give_up = time.monotonic() + 20
-    while True:
-        run: dict[str, Any] = httpx.get(f"{base}/api/v1/runs/{run_id}").json()
-        if run["status"] == status:
-            return run
-        assert time.monotonic() < give_up, f"run {run_id} still {run['status']}"
-        time.sleep(0.05)
-
-
 def test_waterfall_search_live_controls_kept_input_and_cancel(tarry: Tarry, browser: Any) -> None:
-    base, proc = serve_on(tarry, free_port())
+    base, proc = serve(tarry, None, TARGET)
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
 
     # the waterfall: a charge that failed twice, its backoffs, the pause, the wait
@@ -154,7 +131,7 @@ def test_waterfall_search_live_controls_kept_input_and_cancel(tarry: Tarry, brow
 
 def test_an_open_tab_approves_after_the_server_restarts(tarry: Tarry, browser: Any) -> None:
     port = free_port()
-    base, proc = serve_on(tarry, port)
+    base, proc = serve(tarry, None, TARGET, port=port)
     run_id = start(base, "approval", {"order": "restart-1"})
     wait_status(base, run_id, "waiting")
     page = browser.new_page()
@@ -162,7 +139,7 @@ def test_an_open_tab_approves_after_the_server_restarts(tarry: Tarry, browser: A
     page.fill("#decide-by", "rita")
     stop(proc)  # tarry dev restarting, a deploy: the tab stays open
 
-    base, proc = serve_on(tarry, port)
+    base, proc = serve(tarry, None, TARGET, port=port)
     page.click("button:has-text('Approve')")
     page.wait_for_url(f"**/runs/{run_id}?notice=delivered")
     assert wait_status(base, run_id, "completed")["output"] == {"approved_by": "rita"}

@@ -7,7 +7,6 @@ so creating the file is the fix that a retry then picks up.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,19 +15,9 @@ import pytest
 
 from cli.conftest import TARGET, Tarry
 
-from .test_dashboard_browser import serve
+from .test_dashboard_browser import serve, wait_status
 
 pytestmark = pytest.mark.slow
-
-
-def wait_status(base: str, run_id: str, status: str) -> dict[str, Any]:
-    give_up = time.monotonic() + 20
-    while True:
-        run: dict[str, Any] = httpx.get(f"{base}/api/v1/runs/{run_id}").json()
-        if run["status"] == status:
-            return run
-        assert time.monotonic() < give_up, f"run {run_id} still {run['status']}"
-        time.sleep(0.05)
 
 
 def failed_run(base: str, gate: Path) -> str:
