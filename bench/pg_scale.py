@@ -50,27 +50,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import tarry
 from _common import machine_info, print_table, write_json
+from postgres import make_app as postgres_app
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_URL = os.environ.get("TARRY_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def make_app(url: str) -> tarry.App:
-    app = tarry.App(url)
-
-    async def inc(x: int) -> int:
-        return x + 1
-
-    @app.workflow("three-steps")
-    async def three_steps(ctx: tarry.Context, step: tarry.Step) -> int:
-        x = await step.run("a", inc, 0)
-        x = await step.run("b", inc, x)
-        return int(await step.run("c", inc, x))
-
-    @app.workflow("signalled")
-    async def signalled(ctx: tarry.Context, step: tarry.Step) -> None:
-        await step.wait_for_signal("wait", signal=ctx.payload["key"], timeout=None)
-        print(f"{ctx.payload['key']} {time.time():.6f}", flush=True)
+    """postgres.py's workflows, and one that waits on a shared event (the fan-out)."""
+    app = postgres_app(url)
 
     @app.workflow("fan")
     async def fan(ctx: tarry.Context, step: tarry.Step) -> None:
