@@ -37,6 +37,22 @@ def _log_to_file_if_asked() -> None:
 _log_to_file_if_asked()
 
 
+def three_step_app(url: str, fn: Callable[[int], Any]) -> Any:
+    """An App with the workflow ``three``: three steps of ``fn`` (sync or async), each
+    on the last one's result."""
+    import tarry
+
+    app = tarry.App(database=url)
+
+    @app.workflow("three")
+    async def three(ctx: tarry.Context, step: tarry.Step) -> int:
+        a = await step.run("a", fn, 1)
+        b = await step.run("b", fn, a)
+        return int(await step.run("c", fn, b))
+
+    return app
+
+
 @contextmanager
 def temp_sqlite_url() -> Iterator[tuple[str, str]]:
     """A fresh SQLite file in a temp dir: ``(url, path)``; the dir is removed after."""

@@ -46,10 +46,9 @@ def _traced(*args: object, **kwargs: object) -> sqlite3.Connection:
     return conn
 
 
-sqlite3.connect = _traced  # type: ignore[assignment]
+sqlite3.connect = _traced  # type: ignore[assignment]  (the store connects through it)
 
-import tarry  # noqa: E402  (after the patch: the store's connections are traced)
-from _common import EndCounter  # noqa: E402
+from _common import EndCounter, three_step_app  # noqa: E402
 
 
 async def inc(x: int) -> int:
@@ -59,13 +58,7 @@ async def inc(x: int) -> int:
 async def main(n: int) -> None:
     with tempfile.TemporaryDirectory(prefix="tarry-statements-") as tmp:
         path = os.path.join(tmp, "tarry.db")
-        app = tarry.App(database=f"sqlite:///{path}")
-
-        @app.workflow("three")
-        async def three(ctx: tarry.Context, step: tarry.Step) -> int:
-            a = await step.run("a", inc, 1)
-            b = await step.run("b", inc, a)
-            return int(await step.run("c", inc, b))
+        app = three_step_app(f"sqlite:///{path}", inc)
 
         ends = EndCounter(app, path)
         async with app.worker(concurrency=32):
