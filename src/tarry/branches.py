@@ -62,7 +62,7 @@ class Branches:
         self.main: asyncio.Task[Any] | None = None
         """The task running an async handler (its branches are other tasks)."""
         self._tracked: set[asyncio.Task[Any]] = set()
-        self.failing: set[asyncio.Task[Any] | None] = set()
+        self._failing: set[asyncio.Task[Any] | None] = set()
         """Branches handed a failed wait: until each raises out or calls a step again,
         the run is not parked (its error may be about to fail the run)."""
         self.broken = False
@@ -77,12 +77,12 @@ class Branches:
         if main is None:
             return  # a plain def handler: step.parallel reports its branches' errors
         task = asyncio.current_task()
-        if task is main and not self.broken and not self.failing:
+        if task is main and not self.broken and not self._failing:
             return  # the common case: a handler without branches
         if task is None:
             return
-        if task in self.failing:
-            self.failing.discard(task)  # it went on past its failed wait
+        if task in self._failing:
+            self._failing.discard(task)  # it went on past its failed wait
             self._bump()
         if task is self.main:
             if self.broken:
@@ -95,7 +95,7 @@ class Branches:
 
     def _branch_done(self, task: asyncio.Task[Any]) -> None:
         self._tracked.discard(task)
-        self.failing.discard(task)
+        self._failing.discard(task)
         if not task.cancelled():
             exc = task.exception()
             if exc is not None and not isinstance(exc, Suspend):
@@ -116,15 +116,11 @@ class Branches:
     def enter(self) -> None:
         """A branch starts work the run must wait for (a step, a handler thread)."""
         self.in_flight += 1
-        self._generation += 1  # _bump, inlined: every step passes here twice
-        if self._settling is not None and self._changed is not None:
-            self._changed.set()
+        self._bump()
 
     def leave(self) -> None:
         self.in_flight -= 1
-        self._generation += 1
-        if self._settling is not None and self._changed is not None:
-            self._changed.set()
+        self._bump()
 
     def _bump(self) -> None:
         self._generation += 1
@@ -135,7 +131,7 @@ class Branches:
     def _alone_in_handler(self) -> bool:
         """The handler's own task (or thread) is the only branch there is: nothing
         registered, nothing executing, no branch task seen."""
-        if self._pending or self.in_flight or self._tracked or self.failing or self.broken:
+        if self._pending or self.in_flight or self._tracked or self._failing or self.broken:
             return False
         task = asyncio.current_task()
         return self.main is None or task is self.main
@@ -198,7 +194,7 @@ class Branches:
         while True:
             seen = self._generation
             await asyncio.sleep(0)
-            held = self.broken or bool(self.failing)
+            held = self.broken or bool(self._failing)
             if self.in_flight == 0 and not held and seen == self._generation:
                 return
             if self.in_flight or held:
@@ -256,7 +252,7 @@ class Branches:
                     if result.outcome == "conflict" or (
                         result.step is not None and result.step.status == "failed"
                     ):
-                        self.failing.add(entry[3])
+                        self._failing.add(entry[3])
                     entry[2].set_result(result)
         finally:
             if self._settling is asyncio.current_task():

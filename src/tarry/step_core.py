@@ -9,7 +9,6 @@ methods on it.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -96,34 +95,17 @@ class StepCore:
     # -- bookkeeping ---------------------------------------------------------------
 
     def _key(self, step_id: str) -> str:
-        # Every step passes here: the checks are inlined for their common answer.
-        if INSIDE_STEP.get() is not None:
-            refuse_nested(step_id)
-        branches = self._x.branches
-        main = branches.main
-        if main is not None and (
-            branches.broken or branches.failing or asyncio.current_task() is not main
-        ):
-            branches.track()
+        refuse_nested(step_id)
+        self._x.branches.track()
         seen = self._seen.get(step_id) if type(step_id) is str else None
         if seen is None:  # a repeat (a loop) was checked the first time
             check_name(step_id, "step id")
             seen = 0
-        key = step_id if seen == 0 else f"{step_id}:{seen}"  # _spell, inlined
+        key = _spell(step_id, seen)
         self._seen[step_id] = seen + 1
         self._count += 1
         self._pos[key] = self._count
         return key
-
-    def _new(self, key: str) -> bool:
-        """The step has no record and no limit stands in its way: the common case of
-        a step reached for the first time, answered without ``_memo``'s coroutine."""
-        x = self._x
-        return (
-            key not in x.memo
-            and self._count <= x.settings.max_steps
-            and x.history_bytes <= x.settings.max_history_bytes
-        )
 
     async def _memo(self, key: str, kind: StepKind) -> StepRow | None:
         if self._count > self._x.settings.max_steps:

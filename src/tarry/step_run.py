@@ -54,7 +54,7 @@ class RunStep(StepCore):
     async def run(self, step_id: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run ``fn(*args, **kwargs)`` once, memoized and retried per the workflow's ``retries``."""
         key = self._key(step_id)
-        row = None if self._new(key) else await self._memo(key, "run")
+        row = await self._memo(key, "run")
         attempt = 1
         if row is not None:
             if row.status == "completed":
@@ -138,15 +138,8 @@ class RunStep(StepCore):
             return await self._fail(key, attempt, started, exc)
         done = StepRow(key, "run", "completed", output, None, attempt, started, clock.now())
         done.pos = self._pos[key]
-        x = self._x
-        try:  # _save, inlined on the hottest path
-            cancel = await x.store.save_step(x.lease, done)
-        except (LeaseLost, StoreUnavailable) as exc:
-            raise x.stop(exc) from None
-        x.remember(done)
-        if cancel:
-            x.request_cancel()
-        if x.debug:
+        await self._save(done)
+        if self._x.debug:
             took = (done.ended_at or started) - started
             observe.step_completed(self._x.run, key, attempt, took)
         return _Done(serde.loads(output))
