@@ -17,7 +17,6 @@ from .durations import Duration
 from .errors import (
     ConfigError,
     RunFinished,
-    RunNotFound,
     SignalNotFound,
     WorkflowNotFound,
 )
@@ -294,7 +293,7 @@ class App(RunReads, RunOperations):
         store = await self._open()
         outcome = await store.send_message(run_id, name, payload)
         if outcome == "not_found":
-            raise RunNotFound(f"no run {run_id!r} in {mask_url(self.database)!r}")
+            raise self._missing(run_id)
         if outcome == "finished":
             raise RunFinished(f"run {run_id!r} has ended; message {name!r} was not stored")
 
@@ -312,7 +311,7 @@ class App(RunReads, RunOperations):
         asked = self.clock.now()
         row = await store.cancel(run_id, error, children=children)
         if row is None:
-            raise RunNotFound(f"no run {run_id!r} in {mask_url(self.database)!r}")
+            raise self._missing(run_id)
         ended_now = row.status == "cancelled" and (row.ended_at or 0.0) >= asked
         if ended_now and observe.wanted(observe.INFO):  # not held by a worker: ended here
             observe.emit("cancelled", observe.INFO, "run %s (%s) cancelled", run_id, row.workflow,

@@ -34,6 +34,10 @@ class RunReads:
     async def _open(self) -> Store:
         raise NotImplementedError
 
+    def _missing(self, run_id: str) -> RunNotFound:
+        """The error for a run this store does not hold."""
+        return RunNotFound(f"no run {run_id!r} in {mask_url(self.database)!r}")
+
     async def list_events(
         self, *, name: str | None = None, limit: int = 50, cursor: str | None = None
     ) -> Page[Event]:
@@ -50,7 +54,7 @@ class RunReads:
         store = await self._open()
         found = await store.get_run(run_id)
         if found is None:
-            raise RunNotFound(f"no run {run_id!r} in {mask_url(self.database)!r}")
+            raise self._missing(run_id)
         messages = [
             Message(m.name, serde.loads(m.data), to_datetime(m.sent_at), m.consumed_by)  # type: ignore[arg-type]
             for m in await store.list_messages(run_id)
@@ -63,7 +67,7 @@ class RunReads:
         store = await self._open()
         row = await store.run_row(run_id)
         if row is None:
-            raise RunNotFound(f"no run {run_id!r} in {mask_url(self.database)!r}")
+            raise self._missing(run_id)
         return to_run(row, [])
 
     async def run_version(self, run_id: str) -> str:
@@ -72,7 +76,7 @@ class RunReads:
         store = await self._open()
         version = await store.run_version(run_id)
         if version is None:
-            raise RunNotFound(f"no run {run_id!r} in {mask_url(self.database)!r}")
+            raise self._missing(run_id)
         return version
 
     async def list_runs(

@@ -188,7 +188,7 @@ class SQLiteStore(CoreStore):
         try:
             conn.execute("BEGIN")  # deferred: one snapshot, no write lock
             try:
-                return drive(body(SQLiteTx(conn, self._io, self.clock.now())))
+                return _run_on(body, self._io, self.clock.now, conn)
             finally:
                 conn.execute("ROLLBACK")
         except sqlite3.Error as exc:
