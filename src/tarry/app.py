@@ -274,9 +274,10 @@ class App(RunReads, RunOperations):
         if (outcome.started or outcome.cancelled) and observe.wanted(observe.INFO):
             told = [("started", r) for r in outcome.started]
             told += [("cancelled", r) for r in outcome.cancelled]  # by their cancel_on
+            found = await store.get_runs([run_id for _, run_id in told])  # one read for all
+            workflows = {row.id: row.workflow for row, _ in found}
             for kind, run_id in told:
-                row = await store.run_row(run_id)
-                workflow = None if row is None else row.workflow
+                workflow = workflows.get(run_id)
                 observe.emit(kind, observe.INFO, "run %s (%s) %s by event %r", run_id, workflow,
                              args=(run_id, workflow, kind, name), by="event",
                              event_id=outcome.event_id)  # fmt: skip
