@@ -1,5 +1,7 @@
 """tarry: durable Python workflows built around the pause."""
 
+from typing import TYPE_CHECKING
+
 from . import testing
 from .app import App
 from .clock import Clock, ManualClock, SystemClock
@@ -12,6 +14,7 @@ from .errors import (
     NestedStepError,
     NonDeterminismError,
     NonRetriableError,
+    PayloadInvalid,
     RetryAfter,
     RunCancelled,
     RunFailed,
@@ -24,6 +27,7 @@ from .errors import (
     StoreError,
     StoreUnavailable,
     TarryError,
+    Violation,
     WorkflowNotFound,
 )
 from .models import (
@@ -39,8 +43,12 @@ from .models import (
 )
 from .step import Step
 
+if TYPE_CHECKING:  # at run time, imported on first use by __getattr__ below
+    from .approval import Approval
+
 __all__ = [
     "App",
+    "Approval",
     "CancelOn",
     "Clock",
     "ConfigError",
@@ -54,6 +62,7 @@ __all__ = [
     "NonDeterminismError",
     "NonRetriableError",
     "Page",
+    "PayloadInvalid",
     "RetryAfter",
     "Run",
     "RunCancelled",
@@ -73,6 +82,7 @@ __all__ = [
     "SystemClock",
     "TarryError",
     "Trigger",
+    "Violation",
     "WaitingFor",
     "Woken",
     "WorkflowNotFound",
@@ -85,3 +95,13 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # tarry.Approval is a pydantic model, and pydantic comes with the server extra:
+    # import it only when it is used, so that the library alone still imports.
+    if name == "Approval":
+        from .approval import Approval
+
+        return Approval
+    raise AttributeError(f"module 'tarry' has no attribute {name!r}")

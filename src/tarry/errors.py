@@ -9,7 +9,8 @@ swallow the engine's own control flow.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 
 class TarryError(Exception):
@@ -155,3 +156,22 @@ class NestedStepError(NonRetriableError):
     """A step method was called from inside a ``step.run`` function: steps do not nest
     (the inner step would be stored as a sibling of the outer one). Fails the outer
     step at once rather than retrying it."""
+
+
+class Violation(NamedTuple):
+    """One way data breaks a wait's schema: where (a JSON path such as
+    ``$.items[0].name``, ``$`` for the whole value) and what is wrong there."""
+
+    path: str
+    message: str
+
+
+class PayloadInvalid(TarryError, ValueError):
+    """The data does not fit the schema of the wait it was sent to; nothing was stored
+    and the run still waits. ``errors`` lists each ``Violation(path, message)``."""
+
+    def __init__(self, errors: Sequence[Violation], what: str = "the data") -> None:
+        self.errors = list(errors)
+        shown = "; ".join(f"{e.path}: {e.message}" for e in self.errors[:3])
+        more = f"; and {len(self.errors) - 3} more" if len(self.errors) > 3 else ""
+        super().__init__(f"{what} does not fit the wait's schema: {shown}{more}")
