@@ -10,7 +10,8 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from . import observe, serde
+from . import observe, serde, tracing
+from .app_tokens import TokenClient
 from .clock import Clock
 from .conditions import CancelOn, Trigger, new_event
 from .durations import Duration
@@ -37,6 +38,9 @@ from .settings import Settings
 from .store import open_store
 from .store.base import NewRun, Store
 from .urls import mask_url
+from .wait_schema import refused_signal
+from .verify import Verifier
+from .webhooks import DEFAULT_MAX_BODY, Webhook, Webhooks
 from .worker import STICKY_FROM, Worker
 
 __all__ = ["App", "Workflow", "mask_url", "open_store"]
@@ -64,7 +68,7 @@ def _blocking(
     return twin
 
 
-class App(RunReads, RunOperations):
+class App(RunReads, RunOperations, TokenClient):
     """The registry of workflows plus a store, and the client of both."""
 
     def __init__(
@@ -84,6 +88,7 @@ class App(RunReads, RunOperations):
         sticky_for: Duration = "30s",
         version: str | None = None,
         clock: Clock | None = None,
+        public_url: str | None = None,
     ) -> None:
         url = database or os.environ.get("TARRY_DATABASE_URL") or DEFAULT_DATABASE
         if not isinstance(url, str):
@@ -101,6 +106,7 @@ class App(RunReads, RunOperations):
             event_dedupe=event_dedupe,
             retention=retention,
             sticky_for=sticky_for,
+            public_url=public_url or os.environ.get("TARRY_PUBLIC_URL") or None,
         )
         self._store = open_store(url, clock=clock)
         self.clock: Clock = self._store.clock
@@ -119,6 +125,8 @@ class App(RunReads, RunOperations):
         """The registry's generation the store last recorded."""
         self._opened = False
         self._portal = Portal()
+        self.webhooks = Webhooks()
+        """The webhook sources ``tarry serve`` receives (``app.webhook``)."""
 
     def __repr__(self) -> str:
         return f"App(database={mask_url(self.database)!r}, workflows={list(self.workflows)})"
@@ -181,6 +189,15 @@ class App(RunReads, RunOperations):
             retain=retain,
         )  # fmt: skip
 
+    def webhook(
+        self, name: str, *, verify: Verifier, event: str,
+        data: Callable[[Any], Any] | None = None, max_body: int = DEFAULT_MAX_BODY,
+    ) -> Webhook:  # fmt: skip
+        """Receive deliveries signed as ``verify`` checks at ``POST /api/v1/webhooks/{name}``
+        (``tarry serve``, no bearer token), each sent as the event ``event`` names
+        (``"stripe/{{type}}"``); see ``tarry.webhooks``."""
+        return self.webhooks.add(name, verify=verify, event=event, data=data, max_body=max_body)
+
     # -- plumbing --------------------------------------------------------------------
 
     async def _open(self) -> Store:
@@ -234,9 +251,11 @@ class App(RunReads, RunOperations):
         )
         store = await self._open()
         version = self.workflows.version_of(workflow)
-        created_id, created = await store.create_run(
-            NewRun(run_id or new_id(self.clock.now()), workflow, data, version=version)
-        )
+        with tracing.sending("start", workflow=workflow, run_id=run_id) as trace:
+            created_id, created = await store.create_run(
+                NewRun(run_id or new_id(self.clock.now()), workflow, data, version=version,
+                       trace=trace)
+            )  # fmt: skip
         if created and observe.wanted(observe.INFO):
             observe.emit("started", observe.INFO, "run %s (%s) started", created_id, workflow,
                          args=(created_id, workflow), by="start")  # fmt: skip
@@ -254,21 +273,28 @@ class App(RunReads, RunOperations):
             )
         payload = serde.dumps(data, what=f"data of signal {signal!r}", limit=self.max_output_bytes)
         store = await self._open()
-        outcome = await store.send_signal(
-            signal, payload, strict=strict, retention_seconds=self.signal_retention
-        )
+        with tracing.sending("send_signal", signal=signal) as trace:
+            outcome = await store.send_signal(
+                signal, payload, strict=strict, retention_seconds=self.signal_retention,
+                trace=trace,
+            )  # fmt: skip
         if outcome.status == "not_found":
             raise SignalNotFound(
                 f"no run waits on signal {signal!r} (strict=True, so nothing was stored)"
             )
+        if outcome.status == "invalid":  # the store raises a client's refusal itself
+            raise refused_signal(signal, str(outcome.run_id), list(outcome.errors))
         return SignalResult(outcome.status, outcome.run_id)
 
     async def send_event(self, name: str, data: Any = None, *, id: str | None = None) -> SendResult:
         """Store an event, start the workflows it triggers and resume the runs whose
         wait matches it. An ``id`` already seen within 24 hours is ignored."""
-        event = new_event(name, data, id, limit=self.max_output_bytes, now=self.clock.now())
         store = await self._open()
-        outcome = await store.send_event(event, dedupe_seconds=self.event_dedupe)
+        with tracing.sending("send_event", event=name, event_id=id) as trace:
+            event = new_event(
+                name, data, id, limit=self.max_output_bytes, now=self.clock.now(), trace=trace
+            )
+            outcome = await store.send_event(event, dedupe_seconds=self.event_dedupe)
         for run_id in outcome.cancelled:  # by their cancel_on, at once
             self._local.ended(run_id)
         if (outcome.started or outcome.cancelled) and observe.wanted(observe.INFO):
@@ -292,7 +318,8 @@ class App(RunReads, RunOperations):
             limit=self.max_output_bytes,
         )
         store = await self._open()
-        outcome = await store.send_message(run_id, name, payload)
+        with tracing.sending("send_message", run_id=run_id, message=name) as trace:
+            outcome = await store.send_message(run_id, name, payload, trace=trace)
         if outcome == "not_found":
             raise self._missing(run_id)
         if outcome == "finished":
@@ -352,6 +379,7 @@ class App(RunReads, RunOperations):
         twin = App(database, clock=clock)
         twin.settings = self.settings
         twin.workflows = self.workflows
+        twin.webhooks = self.webhooks
         return twin
 
     @property
@@ -399,3 +427,6 @@ class App(RunReads, RunOperations):
     purge_sync = _blocking(RunOperations.purge)
     check_sync = _blocking(RunOperations.check)
     run_worker_sync = _blocking(run_worker)
+    complete_token_sync = _blocking(TokenClient.complete_token)
+    get_token_sync = _blocking(TokenClient.get_token)
+    rotate_token_secret_sync = _blocking(TokenClient.rotate_token_secret)

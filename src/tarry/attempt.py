@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from . import observe, serde
+from . import observe, serde, tracing
 from .branches import Branches
 from .clock import Clock
 from .context import Context
@@ -88,8 +88,12 @@ class Attempt:
         self.releasing = False
         """Set just before a write that gives the lease up (park, retry, end): a lease
         found gone after that is this attempt's own doing, not a takeover."""
-        self.over = False
-        """The lease is given up (parked, retrying, ended): nothing more may be written."""
+        self.span: Any = None
+        """This attempt's OpenTelemetry span, when tracing is on (``begin_span``)."""
+        self.outcome = "stopped"
+        """How this attempt gave its lease up, for its span."""
+        self._error: str | None = None
+        self._over = False
         self.sleep: Callable[[], asyncio.Future[None] | None] = _no_sleep
         """Set by a worker that may keep this attempt asleep after it parks (sticky)."""
         self.debug = observe.wanted(observe.DEBUG)
@@ -106,6 +110,23 @@ class Attempt:
         if self.run.trigger is not None:
             event = event_from_json(self.trigger)
         self.ctx = Context(self.run.id, self.run.workflow, payload, event)
+
+    @property
+    def over(self) -> bool:
+        """The lease is given up (parked, retrying, ended): nothing more may be written."""
+        return self._over
+
+    @over.setter
+    def over(self, value: bool) -> None:
+        self._over = value
+        if value and self.span is not None:  # the attempt's span ends with it
+            span, self.span = self.span, None
+            tracing.end_attempt(span, self.outcome, self._error)
+
+    def begin_span(self, *, resumed: bool) -> None:
+        """Start this attempt's span (a no-op unless tracing is on)."""
+        self.outcome, self._error = "stopped", None
+        self.span = tracing.attempt_span(self.run, resumed=resumed)
 
     @property
     def trigger(self) -> dict[str, Any]:
@@ -130,6 +151,7 @@ class Attempt:
         self.cancel_requested = claimed.run.cancel_requested
         self.over = False
         self.releasing = False
+        self.begin_span(resumed=True)
 
     def request_cancel(self) -> None:
         """A cancel of this run is stored: start no further step. Any thread."""
@@ -179,6 +201,9 @@ class Attempt:
             return
         if ended == "cancelled" and status != "cancelled":
             log.info("run %s: cancelled before it could end %s", self.run.id, status)
+        self.outcome = ended
+        if ended == "failed" and self.span is not None:
+            self._error = _error_text(error)
         self.ended()
         self._told_end(ended, error, cause)
 
@@ -213,12 +238,14 @@ class Attempt:
             log.info("run %s: could not cancel here (%s)", self.run.id, exc)
             self.over = True
             return
+        self.outcome = "cancelled"
         self.ended()
         self._told_end("cancelled", None, None)
 
     def parked(self, waits: list[WaitSpec]) -> None:
         """The run parked on ``waits``: told to the lifecycle log."""
         self.woken_from = waits
+        self.outcome = "parked"
         if not observe.wanted(observe.INFO):
             return
         shown = [orjson.loads(w.waiting_for) for w in waits]
@@ -236,6 +263,8 @@ class Attempt:
         """The run goes on past the wait it parked on (``row``, resolved): told once."""
         self.woken_from = None
         self.resume_told = True
+        if self.span is not None:
+            tracing.wait_passed(self.span, self.run, row)
         if not observe.wanted(observe.INFO):
             return
         by = "timeout" if row.status == "timed_out" else str(row.kind)
@@ -281,6 +310,13 @@ def _wait_text(shown: dict[str, Any]) -> str:
     kind = str(shown.get("kind", "wait"))
     key = shown.get("key")
     return kind if key is None else f"{kind} {key!r}"
+
+
+def _error_text(error: bytes | None) -> str:
+    info = serde.loads(error) if error else None
+    if isinstance(info, dict):
+        return f"{info.get('type', 'Error')}: {info.get('message', '')}"
+    return "failed"
 
 
 def _size(row: StepRow) -> int:

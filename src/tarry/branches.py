@@ -143,8 +143,8 @@ class Branches:
         except (LeaseLost, StoreUnavailable) as exc:
             raise self.owner.stop(exc) from None
         if result.outcome == "parked":
-            self.owner.over = True
             self.owner.parked([wait])
+            self.owner.over = True
             wake = self.owner.sleep()
             if wake is None:
                 raise Suspend("parked")
@@ -227,8 +227,8 @@ class Branches:
                     self._fail_all(Suspend("cancelled"))
                     return
                 if "parked" in outcomes:
-                    self.owner.over = True
                     self.owner.parked([w for w, _ in waits])
+                    self.owner.over = True
                     wake = self.owner.sleep()
                     if wake is None:
                         self._fail_all(Suspend("parked"))

@@ -7,7 +7,7 @@ decoration time for ``on=`` and ``cancel_on=``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from . import serde
@@ -21,7 +21,7 @@ from .expressions import (
     match_to_equality,
 )
 from .ids import new_id
-from .models import Woken, event_from_json, message_from_json
+from .models import Message, Token, Woken, event_from_json, message_from_json
 from .names import check_name
 from .store.base import (
     EventWait,
@@ -33,6 +33,8 @@ from .store.base import (
     WaitCondition,
 )
 from .store.matching import canonical, resolve_filing
+from .store.token_records import TokenWait
+from .wait_schema import WaitSchema, wait_schema
 
 
 def _event_name(name: object, what: str) -> str:
@@ -154,13 +156,16 @@ def compile_cancel_on(cancel: object, workflow: str) -> list[EventCondition]:
     return compiled
 
 
-def new_event(name: str, data: Any, event_id: str | None, *, limit: int, now: float) -> NewEvent:
-    """Validate and encode an event to send; ``event_id`` from the sender dedupes."""
+def new_event(
+    name: str, data: Any, event_id: str | None, *, limit: int, now: float, trace: str | None = None
+) -> NewEvent:
+    """Validate and encode an event to send; ``event_id`` from the sender dedupes;
+    ``trace``: the sender's trace context."""
     check_name(name, "event name")
     if event_id is not None:
         check_name(event_id, "event id")
     payload = serde.dumps({} if data is None else data, what=f"data of event {name!r}", limit=limit)
-    return NewEvent(event_id or new_id(now), name, payload, dedupe=event_id is not None)
+    return NewEvent(event_id or new_id(now), name, payload, event_id is not None, trace)
 
 
 # -- the conditions of a wait_for_any ---------------------------------------------------
@@ -168,10 +173,11 @@ def new_event(name: str, data: Any, event_id: str | None, *, limit: int, now: fl
 
 @dataclass(frozen=True, slots=True)
 class SignalCondition:
-    """``tarry.signal(key)``: a signal on ``key``."""
+    """``tarry.signal(key)``: a signal on ``key`` (whose data fits ``schema``, if any)."""
 
     key: str
     on_conflict: str = "fail"
+    schema: WaitSchema | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,19 +190,36 @@ class EventWaitCondition:
 
 @dataclass(frozen=True, slots=True)
 class MessageCondition:
-    """``tarry.message(name=None)``: a message in the run's mailbox (any name if None)."""
+    """``tarry.message(name=None)``: a message in the run's mailbox (any name if None)
+    whose data fits ``schema``, if any."""
 
     name: str | None = None
+    schema: WaitSchema | None = None
 
 
-AnyCondition = SignalCondition | EventWaitCondition | MessageCondition
+@dataclass(frozen=True, slots=True)
+class TokenCondition:
+    """``tarry.token(token)``: the completion of a callback token of this run."""
+
+    token: Token
+
+    @property
+    def schema(self) -> WaitSchema | None:
+        """The token's ``schema=``: what its completions were checked against."""
+        schema: WaitSchema | None = self.token.schema
+        return schema
 
 
-def signal(key: str, *, on_conflict: str = "fail") -> SignalCondition:
+AnyCondition = SignalCondition | EventWaitCondition | MessageCondition | TokenCondition
+
+
+def signal(key: str, *, on_conflict: str = "fail", schema: object = None) -> SignalCondition:
+    """A signal on ``key``; with ``schema`` (a pydantic model or a JSON Schema dict),
+    only data that fits it, returned as the model's instance for a model."""
     check_name(key, "signal key")
     if on_conflict not in ("fail", "replace"):
         raise ValueError(f'on_conflict must be "fail" or "replace", got {on_conflict!r}')
-    return SignalCondition(key, on_conflict)
+    return SignalCondition(key, on_conflict, wait_schema(schema, what=f"signal {key!r} schema="))
 
 
 def event(
@@ -205,10 +228,23 @@ def event(
     return EventWaitCondition(EventCondition.build(name, match, if_, "tarry.event"), lookback)
 
 
-def message(name: str | None = None) -> MessageCondition:
+def message(name: str | None = None, *, schema: object = None) -> MessageCondition:
+    """A message in the run's mailbox (of ``name``, if given); with ``schema``, only
+    one whose data fits it (its ``data`` the model's instance for a model)."""
     if name is not None:
         check_name(name, "message name")
-    return MessageCondition(name)
+    what = "message schema=" if name is None else f"message {name!r} schema="
+    return MessageCondition(name, wait_schema(schema, what=what))
+
+
+def token(token: Token) -> TokenCondition:
+    """The completion of ``token`` (from ``step.create_token`` in this run); its value
+    is the data, as the token's schema model when it was created with one."""
+    if not isinstance(token, Token):
+        raise TypeError(
+            f"tarry.token takes the Token that step.create_token returned, got {token!r}"
+        )
+    return TokenCondition(token)
 
 
 # -- a wait's conditions as the store keeps them ------------------------------------------
@@ -227,7 +263,7 @@ def to_wait(
         on_conflict: Literal["fail", "replace"] = (
             "replace" if spec.on_conflict == "replace" else "fail"
         )
-        return SignalWait(spec.key, on_conflict)
+        return SignalWait(spec.key, on_conflict, _encoded(spec.schema))
     if isinstance(spec, EventWaitCondition):
         filing = resolve_filing(spec.condition.filing(), trigger)
         if spec.lookback is None:
@@ -238,11 +274,28 @@ def to_wait(
             since = now - parse_duration(spec.lookback)
         return EventWait(filing, since, _seen_events(trigger, memo))
     if isinstance(spec, MessageCondition):
-        return MessageWait(spec.name)
+        return MessageWait(spec.name, _encoded(spec.schema))
+    if isinstance(spec, TokenCondition):
+        return TokenWait(spec.token.id, spec.token.name, _encoded(spec.schema))
     raise TypeError(
         "wait conditions are built with tarry.signal(...), tarry.event(...) or "
         f"tarry.message(...), got {spec!r}"
     )
+
+
+def _encoded(schema: WaitSchema | None) -> bytes | None:
+    return None if schema is None else schema.encoded
+
+
+def typed_value(spec: AnyCondition, value: Any) -> Any:
+    """A fired condition's value as the code reads it: a typed signal's data as its
+    model (or as it is, for a dict schema), a typed message with such ``data``."""
+    schema = getattr(spec, "schema", None)
+    if schema is None or value is None:
+        return value
+    if isinstance(value, Message):
+        return replace(value, data=schema.parse(value.data))
+    return schema.parse(value)
 
 
 def _seen_events(trigger: dict[str, Any], memo: Mapping[str, StepRow]) -> tuple[str, ...]:
@@ -269,6 +322,8 @@ def shown(cond: WaitCondition) -> str:
         return f"event {cond.filing.event}"
     if isinstance(cond, MessageWait):
         return "message" if cond.name is None else f"message {cond.name}"
+    if isinstance(cond, TokenWait):
+        return f"token {cond.name}"
     return f"run {cond.child.id}"
 
 
@@ -281,7 +336,7 @@ def waiting_key(conds: tuple[WaitCondition, ...]) -> str | None:
         return cond.key
     if isinstance(cond, EventWait):
         return cond.filing.event
-    if isinstance(cond, MessageWait):
+    if isinstance(cond, MessageWait | TokenWait):
         return cond.name
     return cond.child.id
 
@@ -298,6 +353,8 @@ def describe(spec: AnyCondition) -> str:
         if cond.if_ is not None:
             return f"event {cond.name!r} if {cond.if_!r}"
         return f"event {cond.name!r}"
+    if isinstance(spec, TokenCondition):
+        return f"token {spec.token.name!r}"
     return "message" if spec.name is None else f"message {spec.name!r}"
 
 
@@ -305,10 +362,10 @@ def check_conditions(conditions: Sequence[AnyCondition], what: str) -> None:
     if not conditions:
         raise ValueError(f"{what} needs at least one condition")
     for cond in conditions:
-        if not isinstance(cond, SignalCondition | EventWaitCondition | MessageCondition):
+        if not isinstance(cond, AnyCondition):
             raise TypeError(
-                f"{what} takes tarry.signal(...), tarry.event(...) or tarry.message(...) "
-                f"conditions, got {cond!r}"
+                f"{what} takes tarry.signal(...), tarry.event(...), tarry.message(...) or "
+                f"tarry.token(...) conditions, got {cond!r}"
             )
 
 
@@ -321,4 +378,4 @@ def woken(conditions: Sequence[AnyCondition], found: dict[str, Any]) -> Woken:
         value = event_from_json(value)
     elif isinstance(chosen, MessageCondition):
         value = message_from_json(value)
-    return Woken(index, value)
+    return Woken(index, typed_value(chosen, value))

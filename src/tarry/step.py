@@ -15,7 +15,7 @@ from typing import Any, Literal, NoReturn
 
 import orjson
 
-from . import conditions, observe, serde
+from . import conditions, observe, serde, tracing
 from .conditions import AnyCondition, check_conditions, describe, new_event, woken
 from .durations import Duration, Timeout, check_aware, parse_duration
 from .errors import (
@@ -37,10 +37,12 @@ from .models import (
 from .names import check_name, child_run_id
 from .step_core import error_bytes
 from .step_run import RunStep
+from .step_tokens import TokenSteps
 from .store.base import InvokeWait, NewRun, StepRow, StepSender
+from .wait_schema import invalid_error, invalid_from, refused_signal
 
 
-class Step(RunStep):
+class Step(TokenSteps, RunStep):
     """``step`` in ``handler(ctx, step)``. Every method takes a step id first."""
 
     # -- timers ----------------------------------------------------------------------
@@ -64,13 +66,19 @@ class Step(RunStep):
         signal: str,
         timeout: Timeout,
         on_conflict: Literal["fail", "replace"] = "fail",
+        schema: object = None,
     ) -> Any:
-        """Park until a signal arrives on key ``signal``; its data, or None on timeout."""
-        spec = conditions.signal(signal, on_conflict=on_conflict)
+        """Park until a signal arrives on key ``signal``; its data, or None on timeout.
+
+        With ``schema`` (a pydantic model class or a JSON Schema dict), a signal whose
+        data does not fit is refused to its sender, and the wait returns the model's
+        instance (for a dict schema, the data)."""
+        spec = conditions.signal(signal, on_conflict=on_conflict, schema=schema)
         due = self._deadline(timeout)
-        return await self._wait(
+        found = await self._wait(
             step_id, "signal", due, lambda: (self._condition(spec),), spec=describe(spec)
         )
+        return conditions.typed_value(spec, found)
 
     async def send_signal(self, step_id: str, signal: str, data: Any = None) -> SignalResult:
         """Send a signal exactly once per run, even when the handler replays."""
@@ -78,6 +86,8 @@ class Step(RunStep):
         row = await self._memo(key, "send_signal")
         if row is not None and row.status == "completed":
             return SignalResult(**serde.loads(row.output))
+        if row is not None and row.status == "failed":
+            raise invalid_from(row.error)  # refused by a typed wait: the same error again
         check_name(signal, "signal key")
         payload = serde.dumps(
             {} if data is None else data,
@@ -95,6 +105,7 @@ class Step(RunStep):
                     strict=False,
                     retention_seconds=self._x.settings.signal_retention,
                     sender=sender,
+                    trace=tracing.sent_from(self._x.span),
                 )
             finally:
                 self._x.branches.leave()
@@ -102,6 +113,12 @@ class Step(RunStep):
             raise self._x.stop(exc) from None
         if outcome.cancel_requested:
             self._x.request_cancel()
+        if outcome.status == "invalid":  # the store kept the step as failed with this
+            assert outcome.run_id is not None
+            invalid = refused_signal(signal, outcome.run_id, list(outcome.errors))
+            self._x.remember(StepRow(key, "send_signal", "failed", None,
+                                     invalid_error(invalid), pos=self._pos[key]))  # fmt: skip
+            raise invalid
         result = SignalResult(
             "delivered" if outcome.status == "delivered" else "buffered", outcome.run_id
         )
@@ -155,16 +172,21 @@ class Step(RunStep):
     # -- mailbox, any, invoke ----------------------------------------------------------
 
     async def wait_for_message(
-        self, step_id: str, *, timeout: Timeout, name: str | None = None
+        self, step_id: str, *, timeout: Timeout, name: str | None = None, schema: object = None
     ) -> Message | None:
         """The oldest unconsumed message in this run's mailbox (of ``name``, if given,
-        leaving others queued), waiting for one; None on timeout."""
-        spec = conditions.message(name)
+        leaving others queued), waiting for one; None on timeout.
+
+        With ``schema`` (a pydantic model class or a JSON Schema dict), only a message
+        whose data fits: one sent to this wait that does not is refused to its sender,
+        one already queued stays queued. The Message's ``data`` is then the model's
+        instance (for a dict schema, the data)."""
+        spec = conditions.message(name, schema=schema)
         due = self._deadline(timeout)
         found = await self._wait(
             step_id, "message", due, lambda: (self._condition(spec),), spec=describe(spec)
         )
-        return None if found is None else message_from_json(found)
+        return None if found is None else conditions.typed_value(spec, message_from_json(found))
 
     async def wait_for_any(
         self,
@@ -253,8 +275,9 @@ class Step(RunStep):
             limit=self._x.settings.max_output_bytes,
         )
         child = NewRun(
-            child_id, workflow, data, parent=self._x.run.id, version=self._x.version_of(workflow)
-        )
+            child_id, workflow, data, parent=self._x.run.id, version=self._x.version_of(workflow),
+            trace=tracing.sent_from(self._x.span),
+        )  # fmt: skip
 
         def start() -> tuple[InvokeWait]:
             if key not in self._x.memo and observe.wanted(observe.INFO):  # its first start
@@ -281,8 +304,9 @@ class Step(RunStep):
             ids: list[str] = serde.loads(row.output)
             return ids
         new = new_event(
-            name, data, None, limit=self._x.settings.max_output_bytes, now=self._x.clock.now()
-        )
+            name, data, None, limit=self._x.settings.max_output_bytes, now=self._x.clock.now(),
+            trace=tracing.sent_from(self._x.span),
+        )  # fmt: skip
         await self._x.boundary()
         sender = StepSender(self._x.lease, key, self._x.clock.now(), self._pos[key])
         try:

@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 
 import orjson
 
-from . import observe, serde
+from . import observe, serde, tracing
 from .durations import parse_duration
 from .errors import LeaseLost, NonRetriableError, RetryAfter, StepFailed, StoreUnavailable, Suspend
 from .step_core import INSIDE_STEP, StepCore, attempt_error, error_message
@@ -89,18 +89,19 @@ class RunStep(StepCore):
         started = clock.now()
         inside = INSIDE_STEP.set(key)  # a step method called from fn is refused
         try:
-            if _is_async(fn):
-                result = await fn(*args, **kwargs)
-            else:
-                # In the worker's pool, sized to its concurrency (not asyncio's default).
-                call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
-                threads = self._x.threads
-                if isinstance(threads, StepThreads):
-                    result = await threads.call(call)
+            with tracing.step_span(self._x.span, key, attempt):
+                if _is_async(fn):
+                    result = await fn(*args, **kwargs)
                 else:
-                    result = await asyncio.get_running_loop().run_in_executor(threads, call)
-                if inspect.isawaitable(result):
-                    result = await result
+                    # In the worker's pool, sized to its concurrency (not asyncio's default).
+                    call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+                    threads = self._x.threads
+                    if isinstance(threads, StepThreads):
+                        result = await threads.call(call)
+                    else:
+                        result = await asyncio.get_running_loop().run_in_executor(threads, call)
+                    if inspect.isawaitable(result):
+                        result = await result
         except NonRetriableError as exc:
             return await self._fail(key, attempt, started, exc)
         except Exception as exc:
@@ -125,7 +126,10 @@ class RunStep(StepCore):
             with contextlib.suppress(LeaseLost, StoreUnavailable):  # the lease decides what is next
                 cancelled = await self._x.store.retry_step(self._x.lease, failed, due)
             if cancelled:  # a pending cancel ended the run instead
+                self._x.outcome = "cancelled"
                 self._x.ended()
+            else:
+                self._x.outcome = "retrying"
             self._x.over = True
             raise Suspend("cancelled" if cancelled else "retrying") from None
         finally:

@@ -296,6 +296,7 @@ class Worker:
             version_of=self.registry.version_of,
         )
         run_id = claimed.run.id
+        attempt.begin_span(resumed=bool(claimed.steps))
         if workflow.is_async and self._sleepers.limit > 0:
             attempt.sleep = functools.partial(self._sleep, run_id)
         task = asyncio.create_task(execute(attempt, workflow, self._handlers or _NO_THREADS))

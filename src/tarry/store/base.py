@@ -19,6 +19,7 @@ from ..clock import Clock
 from ..models import EndStatus
 from .dashboard_records import EventLinks, RunDetail, RunSearch, SearchResult
 from .metrics_records import RunCounts
+from .token_records import NewToken, TokenOutcome, TokenRow, TokenSecret
 from .records import (
     AttemptRow,
     ChangeRow,
@@ -166,9 +167,13 @@ class Store(Protocol):
         strict: bool,
         retention_seconds: float,
         sender: StepSender | None = None,
+        trace: str | None = None,
     ) -> SignalOutcome:
-        """Deliver to the run waiting on ``key`` (its step completed with ``data``, the
-        run due now), else buffer for ``retention_seconds`` unless ``strict``."""
+        """Deliver to the run waiting on ``key`` (its step completed with ``data`` and
+        the sender's ``trace``, the run due now), else buffer for ``retention_seconds``
+        unless ``strict``. Data that does not fit the waiter's JSON Schema is neither
+        delivered nor buffered: ``PayloadInvalid`` for a client; for a ``sender``, its
+        step is stored as failed with the error and the outcome is ``invalid``."""
 
     async def sync_workflows(self, configs: Sequence[WorkflowConfig]) -> None:
         """Record what starts and cancels each of these workflows, replacing what was
@@ -181,11 +186,13 @@ class Store(Protocol):
         whose wait matches it; cancel every run whose ``cancel_on`` matches it."""
 
     async def send_message(
-        self, run_id: str, name: str, data: bytes
+        self, run_id: str, name: str, data: bytes, *, trace: str | None = None
     ) -> Literal["delivered", "queued", "not_found", "finished"]:
         """Append to the run's mailbox; hand it at once to the run's waiting
         ``message`` condition if one matches (oldest first stays the rule: a waiter
-        exists only when no queued message matched it)."""
+        exists only when no queued message matched it). When waiters take the name
+        but the data fits none of their JSON Schemas: ``PayloadInvalid``, nothing
+        stored."""
 
     async def list_messages(self, run_id: str) -> list[MessageRow]:
         """The run's mailbox, oldest first, consumed or not."""
@@ -306,3 +313,25 @@ class Store(Protocol):
     async def run_counts(self) -> RunCounts:
         """Queued and running runs by workflow, parked runs by workflow and wait kind
         with the oldest of each; from indexes that hold no ended run, in one read."""
+
+    # -- callback tokens (store/core/tokens.py) -------------------------------------------
+
+    async def token_secrets(self, offer: str) -> list[TokenSecret]:
+        """The secrets that verify token links now, the one that signs new links first;
+        ``offer`` is stored as that one when the store has none yet."""
+
+    async def rotate_token_secret(self, new: str, grace_seconds: float) -> None:
+        """Sign new links with ``new``; the secret it replaces verifies for
+        ``grace_seconds`` more, and secrets past their grace are deleted."""
+
+    async def create_token(self, lease: Lease, token: NewToken, step: StepRow) -> bool:
+        """Store the token with the step that created it (fenced; an id already stored
+        is left as it is). Returns whether cancellation was requested."""
+
+    async def get_token(self, token_id: str) -> TokenRow | None:
+        """The token with its run's workflow and status, or None."""
+
+    async def complete_token(self, token_id: str, data: bytes) -> TokenOutcome:
+        """Complete the token with ``data`` and deliver it to the run's wait on it, if
+        parked; or change nothing and say why (used, expired, run ended, not found).
+        Data that does not fit the token's schema raises ``PayloadInvalid``."""

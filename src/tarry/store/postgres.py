@@ -179,6 +179,7 @@ class PostgresStore(CoreStore):
             "parent": run.parent,
             "version": run.version,
             "now": self.clock.now(),
+            "trace": run.trace,
             "channel": io.channel,
         }
         row = await self._batched("insert_plain_run", params)
@@ -200,7 +201,12 @@ class PostgresStore(CoreStore):
 
     async def park(self, lease: Lease, wait: WaitSpec) -> ParkResult:
         cond = wait.conditions[0] if len(wait.conditions) == 1 else None
-        if not isinstance(cond, SignalWait) or wait.need is not None or wait.indexed:
+        if (
+            not isinstance(cond, SignalWait)
+            or cond.schema is not None  # a typed wait: its waiter keeps the schema
+            or wait.need is not None
+            or wait.indexed
+        ):
             return await super().park(lease, wait)
         # The common park (one signal key, nothing there yet) in one statement after the
         # key's lock, grouped with other runs' writes; anything else takes the full path.

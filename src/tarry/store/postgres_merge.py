@@ -48,7 +48,7 @@ MERGES = {
     ),
     "insert_plain_run": Merge(
         query="insert_plain_runs",
-        rows=("id", "workflow", "payload", "trigger", "parent", "version", "now"),
+        rows=("id", "workflow", "payload", "trigger", "parent", "version", "now", "trace"),
         shared=("channel",),
         unique=("id",),
         by="id",

@@ -7,7 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
+from ..errors import Violation
 from ..models import RunStatus, StepKind, StepStatus, WaiterKind, WaitKind
+from .token_records import TokenWait
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,9 @@ class StepRow:
     need: int | None = None
     """For a wait for several arrivals: how many it needs; ``output`` holds the
     arrivals so far, ``[{"index", "value"}, ...]``."""
+    trace: str | None = None
+    """For a resolved wait: the trace context (W3C ``traceparent``) of the code whose
+    signal, event, message or token completed it."""
 
 
 @dataclass(slots=True)
@@ -63,6 +68,9 @@ class RunRow:
     """The code version the run started on."""
     last_version: str | None = None
     """The code version of its latest attempt (or of its start)."""
+    trace: str | None = None
+    """The trace context (W3C ``traceparent``) of the code that started the run, as
+    the claim reads it (other reads leave it None)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +84,8 @@ class NewRun:
     version: str | None = None
     """The code version of the workflow in the process creating the run (None: not
     registered there; the first attempt records its own)."""
+    trace: str | None = None
+    """The trace context (W3C ``traceparent``) of the code that started the run."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +128,9 @@ class NewEvent:
     data: bytes
     dedupe: bool
     """True when ``id`` came from the sender: a repeat within the dedupe window is ignored."""
+    trace: str | None = None
+    """The trace context (W3C ``traceparent``) of the sender, for the runs the event
+    starts or resumes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +174,9 @@ class SignalWait:
 
     key: str
     on_conflict: Literal["fail", "replace"] = "fail"
+    schema: bytes | None = None
+    """The JSON Schema the data must fit (None: any data); a buffered signal that
+    does not fit stays buffered."""
     kind: ClassVar[WaiterKind] = "signal"
 
 
@@ -181,6 +197,9 @@ class MessageWait:
     the oldest unconsumed one is taken at once."""
 
     name: str | None = None
+    schema: bytes | None = None
+    """The JSON Schema the data must fit (None: any data); a queued message that
+    does not fit stays queued for another wait."""
     kind: ClassVar[WaiterKind] = "message"
 
 
@@ -193,7 +212,7 @@ class InvokeWait:
     kind: ClassVar[WaiterKind] = "invoke"
 
 
-WaitCondition = SignalWait | EventWait | MessageWait | InvokeWait
+WaitCondition = SignalWait | EventWait | MessageWait | InvokeWait | TokenWait
 """One thing a wait can be woken by."""
 
 
@@ -236,10 +255,13 @@ class ParkResult:
 
 @dataclass(frozen=True, slots=True)
 class SignalOutcome:
-    status: Literal["delivered", "buffered", "not_found"]
+    status: Literal["delivered", "buffered", "not_found", "invalid"]
     run_id: str | None = None
     cancel_requested: bool = False
     """For a step's send: the sending run's cancellation was requested."""
+    errors: tuple[Violation, ...] = ()
+    """``invalid``: how the data breaks the schema of the wait of ``run_id`` on the
+    key; nothing was delivered or buffered (a step's send is stored as failed)."""
 
 
 @dataclass(frozen=True, slots=True)

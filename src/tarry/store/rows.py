@@ -33,6 +33,7 @@ def run_row(row: Sequence[Any]) -> RunRow:
         trigger=row[13],
         version=row[14] if len(row) > 14 else None,
         last_version=row[15] if len(row) > 15 else None,
+        trace=row[16] if len(row) > 16 else None,
     )
 
 
@@ -51,6 +52,7 @@ def step_row(row: Sequence[Any]) -> StepRow:
         spec=row[10] if len(row) > 10 else None,
         due_at=row[11] if len(row) > 11 else None,
         need=row[12] if len(row) > 12 else None,
+        trace=row[13] if len(row) > 13 else None,
     )
 
 

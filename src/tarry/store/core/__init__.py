@@ -41,12 +41,13 @@ from . import claims, dashboard_reads, delivery, metrics_reads, operate, runs, w
 from .configs import WorkflowConfigs
 from .delivery import MessageStatus
 from .port import Tx
+from .tokens import TokenStore
 
 T = TypeVar("T")
 Body = Callable[[Tx], Coroutine[Any, Any, T]]
 
 
-class CoreStore(ABC):
+class CoreStore(TokenStore, ABC):
     def __init__(self, clock: Clock | None) -> None:
         self.clock: Clock = clock or SystemClock()
         self._configs = WorkflowConfigs()
@@ -119,10 +120,11 @@ class CoreStore(ABC):
         strict: bool,
         retention_seconds: float,
         sender: StepSender | None = None,
+        trace: str | None = None,
     ) -> SignalOutcome:
         body = partial(
             delivery.send_signal, key=key, data=data, strict=strict,
-            retention_seconds=retention_seconds, sender=sender,
+            retention_seconds=retention_seconds, sender=sender, trace=trace,
         )  # fmt: skip
         # A step's send is fenced and memoized in the same transaction, so repeating
         # it after an unknown commit finds the step; a client's send could buffer twice.
@@ -138,8 +140,10 @@ class CoreStore(ABC):
         # and a step's event as its stored step; any other could be stored twice.
         return await self._transact(body, idempotent=event.dedupe or sender is not None)
 
-    async def send_message(self, run_id: str, name: str, data: bytes) -> MessageStatus:
-        body = partial(delivery.send_message, run_id=run_id, name=name, data=data)
+    async def send_message(
+        self, run_id: str, name: str, data: bytes, *, trace: str | None = None
+    ) -> MessageStatus:
+        body = partial(delivery.send_message, run_id=run_id, name=name, data=data, trace=trace)
         # Repeating a send whose commit went unanswered could queue it twice.
         return await self._transact(body, idempotent=False)
 

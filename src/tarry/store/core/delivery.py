@@ -14,8 +14,10 @@ from typing import Any, Literal
 
 import orjson
 
+from ...errors import PayloadInvalid, Violation
 from ...ids import new_id
 from ...models import ENDED_STATUSES, StepKind
+from ...wait_schema import invalid_error, refused_signal
 from ..base import EventOutcome, NewEvent, NewRun, SignalOutcome, StepRow, StepSender
 from ..matching import matches, residue, trigger_of, value_at
 from ..rows import error_json, event_json, message_json
@@ -30,6 +32,7 @@ from .runs import (
     stored_step,
     upsert_step,
 )
+from .typed_waits import violations
 from .waits import lock_signal_waiter
 
 MessageStatus = Literal["delivered", "queued", "not_found", "finished"]
@@ -64,6 +67,7 @@ async def send_signal(
     strict: bool,
     retention_seconds: float,
     sender: StepSender | None,
+    trace: str | None = None,
 ) -> SignalOutcome:
     await tx.lock("signal", key)
     done, cancel_requested = await _sent_before(tx, sender)
@@ -72,8 +76,12 @@ async def send_signal(
         return SignalOutcome(sent["status"], sent["run_id"], cancel_requested)
     waiter = await lock_signal_waiter(tx, key)
     if waiter is not None:
-        run_id, step_key, index = waiter
-        await resolve_wait(tx, run_id, step_key, "completed", data, None, index)
+        run_id, step_key, index, schema = waiter
+        errors = violations(schema, data)
+        if errors:
+            invalid = refused_signal(key, run_id, errors)
+            return await _refused(tx, sender, invalid, run_id, cancel_requested)
+        await resolve_wait(tx, run_id, step_key, "completed", data, None, index, trace)
         outcome = SignalOutcome("delivered", run_id, cancel_requested)
     elif strict:
         return SignalOutcome("not_found")
@@ -87,6 +95,26 @@ async def send_signal(
         output = orjson.dumps({"status": outcome.status, "run_id": outcome.run_id})
         await _store_send(tx, sender, "send_signal", output)
     return outcome
+
+
+async def _refused(
+    tx: Tx,
+    sender: StepSender | None,
+    invalid: PayloadInvalid,
+    run_id: str,
+    cancel_requested: bool,
+) -> SignalOutcome:
+    """Data that does not fit the wait's schema: nothing delivered or buffered. A
+    client is told by the error; a step's send is stored as failed with it, so a
+    replay raises the same error rather than send again."""
+    if sender is None:
+        raise invalid
+    step = StepRow(
+        sender.step_key, "send_signal", "failed", None, invalid_error(invalid), 1,
+        sender.started_at, tx.now, sender.pos,
+    )  # fmt: skip
+    await upsert_step(tx, sender.lease.run_id, step)
+    return SignalOutcome("invalid", run_id, cancel_requested, tuple(invalid.errors))
 
 
 async def send_event(
@@ -120,7 +148,7 @@ async def _deliver_event(tx: Tx, event: NewEvent, dedupe_seconds: float) -> Even
     started: list[str] = []
     for workflow, expr in await tx.all("triggers_for_event", {"event": event.name}):
         if expr is None or matches(None, None, expr, incoming, incoming):
-            run = NewRun(new_id(now), workflow, event.data, incoming_json)
+            run = NewRun(new_id(now), workflow, event.data, incoming_json, trace=event.trace)
             if await insert_run(tx, run):
                 started.append(run.id)
     candidates = sorted((await _candidates(tx, inserted[0], incoming)).items())
@@ -137,7 +165,7 @@ async def _deliver_event(tx: Tx, event: NewEvent, dedupe_seconds: float) -> Even
     if any(kind == "cancel" for _, (_, _, kind, _, _) in matched):
         resumed, cancelled = await _deliver_each(tx, event, matched, incoming_json)
     else:
-        resumed, cancelled = await _deliver_all(tx, matched, incoming_json), []
+        resumed, cancelled = await _deliver_all(tx, matched, incoming_json, event.trace), []
     return EventOutcome(event.id, False, tuple(started), tuple(resumed), tuple(cancelled))
 
 
@@ -153,7 +181,9 @@ async def _triggers(tx: Tx, run_ids: list[str]) -> dict[str, Any]:
     return {row[0]: trigger_of(row[1], row[2], row[3]) for row in rows}
 
 
-async def _deliver_all(tx: Tx, matched: Matched, incoming_json: bytes) -> list[str]:
+async def _deliver_all(
+    tx: Tx, matched: Matched, incoming_json: bytes, trace: str | None
+) -> list[str]:
     """An event that resumes waits only (no ``cancel_on``), in set-based statements:
     lock the runs, then their waiters (runs before waiters, each in order), keep the
     first waiter still there of each run, resolve them together. Only a wait for
@@ -175,12 +205,12 @@ async def _deliver_all(tx: Tx, matched: Matched, incoming_json: bytes) -> list[s
             {"run_ids": tx.array([run_id for run_id, _ in plain]),
              "keys": tx.array([key for _, key in plain]),
              "pairs": tx.array([orjson.dumps(pair).decode() for pair in plain]),
-             "output": incoming_json, "now": tx.now},
+             "output": incoming_json, "now": tx.now, "trace": trace},
         )  # fmt: skip
         tx.wake()
     for run_id, (step_key, index) in chosen.items():
         if index is not None:
-            await resolve_wait(tx, run_id, step_key, "completed", incoming_json, None, index)
+            await resolve_wait(tx, run_id, step_key, "completed", incoming_json, None, index, trace)
     return list(chosen)
 
 
@@ -202,7 +232,9 @@ async def _deliver_each(
             continue
         done.add(run_id)
         if kind == "event":
-            await resolve_wait(tx, run_id, step_key, "completed", incoming_json, None, index)
+            await resolve_wait(
+                tx, run_id, step_key, "completed", incoming_json, None, index, event.trace
+            )
             resumed.append(run_id)
         else:
             _, ended = await request_cancel(tx, run_id)
@@ -243,7 +275,9 @@ async def _candidates(tx: Tx, seq: int, incoming: dict[str, Any]) -> dict[int, C
     return found
 
 
-async def send_message(tx: Tx, run_id: str, name: str, data: bytes) -> MessageStatus:
+async def send_message(
+    tx: Tx, run_id: str, name: str, data: bytes, trace: str | None = None
+) -> MessageStatus:
     # The run's row lock orders this send with the run's own park, which looks for
     # a queued message while it holds the same lock.
     row = await tx.one("lock_run", {"id": run_id})
@@ -251,14 +285,33 @@ async def send_message(tx: Tx, run_id: str, name: str, data: bytes) -> MessageSt
         return "not_found"
     if row[3] in ENDED_STATUSES:
         return "finished"
+    waiter = await _message_waiter(tx, run_id, name, data)
     params = {"run_id": run_id, "name": name, "data": data, "now": tx.now}
     inserted = await tx.one("insert_message", params)
     assert inserted is not None
-    waiter = await tx.one("message_waiter", {"run_id": run_id, "name": name})
     if waiter is None:
         return "queued"
     step_key, index = waiter
     await tx.run("consume_message", {"seq": inserted[0], "step_key": step_key, "now": tx.now})
     message = message_json(name, data, tx.now)
-    await resolve_wait(tx, run_id, step_key, "completed", message, None, index)
+    await resolve_wait(tx, run_id, step_key, "completed", message, None, index, trace)
     return "delivered"
+
+
+async def _message_waiter(
+    tx: Tx, run_id: str, name: str, data: bytes
+) -> tuple[str, int | None] | None:
+    """The waiter of the run that takes a message named ``name`` with ``data``: the
+    first filed whose schema, if any, the data fits. ``PayloadInvalid`` when some
+    wait would take the name but none the data (nothing is stored then)."""
+    rows = await tx.all("message_waiters", {"run_id": run_id, "name": name})
+    first_errors: list[Violation] = []
+    for step_key, index, schema in rows:
+        errors = violations(None if schema is None else bytes(schema), data)
+        if not errors:
+            return step_key, index
+        first_errors = first_errors or errors
+    if rows:
+        what = f"the data of message {name!r} (to run {run_id!r}, step {rows[0][0]!r})"
+        raise PayloadInvalid(first_errors, what)
+    return None

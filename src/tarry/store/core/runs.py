@@ -31,6 +31,7 @@ from ..base import (
 )
 from ..matching import index_value, resolve_filing, trigger_of
 from ..rows import child_json, error_json, indexed, run_row, step_params, step_row
+from ..token_records import TokenWait
 from .configs import WorkflowConfigs
 from .port import Tx
 
@@ -80,7 +81,7 @@ async def file_event_path(tx: Tx, name: str, path: str) -> None:
 
 def waiter_key(cond: WaitCondition) -> str | None:
     """What a waiter is found by: the signal key, the event name, the message name
-    (None: any), the child run's id."""
+    (None: any), the child run's id, the token's id."""
     match cond:
         case SignalWait(key=key):
             return key
@@ -90,6 +91,8 @@ def waiter_key(cond: WaitCondition) -> str | None:
             return name
         case InvokeWait(child=child):
             return child.id
+        case TokenWait(token_id=token_id):
+            return token_id
 
 
 async def insert_waiter(
@@ -127,6 +130,8 @@ async def insert_waiter(
             "value": index_value(filing.value) if filing and filing.value is not None else None,
             "expr": filing.expr if filing is not None else None,
             "idx": index,
+            # A typed wait's JSON Schema, checked at delivery (typed_waits).
+            "json_schema": getattr(cond, "schema", None),
         },
     )
 
@@ -145,6 +150,7 @@ async def insert_run(tx: Tx, run: NewRun, configs: WorkflowConfigs | None = None
             "parent": run.parent,
             "version": run.version,
             "now": tx.now,
+            "trace": run.trace,
         },
     )
     if not created:
@@ -194,14 +200,16 @@ async def resolve_wait(
     output: bytes | None,
     error: bytes | None,
     index: int | None = None,
+    trace: str | None = None,
 ) -> None:
     """Deliver to one wait: its waiters go (not the run's ``cancel`` ones), its step
     gets ``output`` (as ``{"index", "value"}`` for the condition ``index`` of a
-    wait_for_any), and the run is due now. The caller holds the run's row."""
+    wait_for_any) and the sender's ``trace``, and the run is due now. The caller
+    holds the run's row."""
     if index is not None and status == "completed":
         stored = await stored_step(tx, run_id, step_key)
         if stored is not None and stored.need is not None:
-            await _arrive(tx, run_id, stored, index, output or b"null")
+            await _arrive(tx, run_id, stored, index, output or b"null", trace)
             return
         output = indexed(index, output or b"null")
     await tx.run(
@@ -213,12 +221,15 @@ async def resolve_wait(
             "now": tx.now,
             "run_id": run_id,
             "key": step_key,
+            "trace": trace,
         },
     )
     tx.wake()
 
 
-async def _arrive(tx: Tx, run_id: str, stored: StepRow, index: int, value: bytes) -> None:
+async def _arrive(
+    tx: Tx, run_id: str, stored: StepRow, index: int, value: bytes, trace: str | None
+) -> None:
     """One arrival for a wait that needs several (wait_for_all, a quorum): kept as it
     comes, its condition's waiters gone; the wait resolves (and its other waiters go)
     with the arrival that completes it."""
@@ -226,7 +237,7 @@ async def _arrive(tx: Tx, run_id: str, stored: StepRow, index: int, value: bytes
     arrived.append({"index": index, "value": orjson.loads(value)})
     output = orjson.dumps(arrived)
     if len(arrived) >= (stored.need or 1):
-        await resolve_wait(tx, run_id, stored.key, "completed", output, None)
+        await resolve_wait(tx, run_id, stored.key, "completed", output, None, trace=trace)
         return
     await tx.run("delete_condition_waiters", {"run_id": run_id, "key": stored.key, "idx": index})
     await tx.run("update_step_output", {"run_id": run_id, "key": stored.key, "output": output})

@@ -45,7 +45,7 @@ WHERE id = (SELECT run_id FROM waiters WHERE kind = 'signal' AND key = :key)
 FOR UPDATE;
 
 -- name: lock_signal_waiter
-SELECT run_id, step_key, idx FROM waiters
+SELECT run_id, step_key, idx, json_schema FROM waiters
 WHERE kind = 'signal' AND key = :key AND run_id = :run_id
 FOR UPDATE;
 
@@ -59,9 +59,15 @@ ORDER BY id
 LIMIT 1
 FOR UPDATE;
 
+-- name: buffered_signals
+SELECT id, data FROM signals
+WHERE key = :key AND expires_at > :now
+ORDER BY id
+FOR UPDATE;
+
 -- name: select_steps
 SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at, pos, spec,
-       due_at, need
+       due_at, need, trace
 FROM steps WHERE run_id = :id
 ORDER BY started_at NULLS FIRST, pos NULLS FIRST, key COLLATE "C";
 
@@ -70,7 +76,7 @@ ORDER BY started_at NULLS FIRST, pos NULLS FIRST, key COLLATE "C";
 -- lookup by one run_id): with no statistics, or stale ones, ``run_id = ANY(:ids)``
 -- or a join is planned as a scan of every step of every run, ended ones included.
 SELECT s.run_id, s.key, s.kind, s.status, s.output, s.error, s.attempts, s.started_at,
-       s.ended_at, s.pos, s.spec, s.due_at, s.need
+       s.ended_at, s.pos, s.spec, s.due_at, s.need, s.trace
 FROM unnest(:ids::text[]) AS i (id),
      LATERAL (SELECT * FROM steps WHERE steps.run_id = i.id OFFSET 0) AS s
 ORDER BY s.run_id, s.started_at NULLS FIRST, s.pos NULLS FIRST, s.key COLLATE "C";
@@ -108,7 +114,7 @@ FROM unnest(:ids::text[], :tokens::text[]) AS v (id, token)
 WHERE r.id = v.id
 RETURNING r.seq, r.id, r.workflow, r.status, r.payload, r.output, r.error, r.created_at,
           r.updated_at, r.ended_at, r.due_at, r.waiting_for, r.cancel_requested, r.trigger,
-          r.version, r.last_version;
+          r.version, r.last_version, r.trace;
 
 -- name: renew_leases
 UPDATE runs AS r SET due_at = :lease_until
@@ -136,7 +142,7 @@ WITH gone AS (
     SELECT pg_notify(:channel, '')
 ), resolved AS (
     UPDATE steps SET status = :status, output = :output, error = :error,
-        ended_at = :now
+        ended_at = :now, trace = :trace
     WHERE run_id = :run_id AND key = :key
 ), woken AS (
     UPDATE runs SET status = 'queued', due_at = :now, waiting_for = NULL,
@@ -155,9 +161,9 @@ WITH plain AS (
     ) AS ok
 ), ins AS (
     INSERT INTO runs (id, workflow, status, payload, trigger, parent_id, created_at,
-                      updated_at, due_at, version, last_version)
+                      updated_at, due_at, version, last_version, trace)
     SELECT :id, :workflow, 'queued', :payload, :trigger, :parent, :now,
-           :now, :now, :version, :version
+           :now, :now, :version, :version, :trace
     FROM plain WHERE plain.ok
     ON CONFLICT (id) DO NOTHING
     RETURNING id
@@ -190,11 +196,11 @@ WITH due AS (
     WHERE r.id = due.id
     RETURNING r.seq, r.id, r.workflow, r.status, r.payload, r.output, r.error, r.created_at,
               r.updated_at, r.ended_at, r.due_at, r.waiting_for, r.cancel_requested,
-              r.trigger, r.version, r.last_version, r.lease_token
+              r.trigger, r.version, r.last_version, r.trace, r.lease_token
 )
 SELECT l.seq, l.id, l.workflow, l.status, l.payload, l.output, l.error, l.created_at,
        l.updated_at, l.ended_at, l.due_at, l.waiting_for, l.cancel_requested, l.trigger,
-       l.version, l.last_version, l.lease_token,
+       l.version, l.last_version, l.trace, l.lease_token,
        (SELECT min(due_at) FROM runs
         WHERE due_at IS NOT NULL AND workflow || '' = ANY(:workflows)
           AND id NOT IN (SELECT id FROM due)),
@@ -289,7 +295,8 @@ WITH w (run_id, key) AS (
 ), note AS (
     SELECT pg_notify(:channel, '')
 ), resolved AS (
-    UPDATE steps SET status = 'completed', output = :output, error = NULL, ended_at = :now
+    UPDATE steps SET status = 'completed', output = :output, error = NULL, ended_at = :now,
+        trace = :trace
     FROM w WHERE steps.run_id = w.run_id AND steps.key = w.key
 ), woken AS (
     UPDATE runs SET status = 'queued', due_at = :now, waiting_for = NULL, updated_at = :now
@@ -384,8 +391,8 @@ WITH p AS (
     SELECT * FROM unnest(
         :each_id::text[], :each_workflow::text[], :each_payload::bytea[],
         :each_trigger::bytea[], :each_parent::text[], :each_version::text[],
-        :each_now::float8[])
-        AS p (id, workflow, payload, trigger, parent, version, now)
+        :each_now::float8[], :each_trace::text[])
+        AS p (id, workflow, payload, trigger, parent, version, now, trace)
 ), plain AS (
     SELECT p.*, NOT EXISTS (
         SELECT 1 FROM workflows AS w
@@ -394,8 +401,9 @@ WITH p AS (
     FROM p
 ), ins AS (
     INSERT INTO runs (id, workflow, status, payload, trigger, parent_id, created_at,
-                      updated_at, due_at, version, last_version)
-    SELECT id, workflow, 'queued', payload, trigger, parent, now, now, now, version, version
+                      updated_at, due_at, version, last_version, trace)
+    SELECT id, workflow, 'queued', payload, trigger, parent, now, now, now, version, version,
+           trace
     FROM plain WHERE ok
     ON CONFLICT (id) DO NOTHING
     RETURNING id

@@ -5,9 +5,9 @@
 
 -- name: insert_run
 INSERT INTO runs (id, workflow, status, payload, trigger, parent_id, created_at, updated_at,
-                  due_at, version, last_version)
+                  due_at, version, last_version, trace)
 VALUES (:id, :workflow, 'queued', :payload, :trigger, :parent, :now, :now, :now, :version,
-        :version)
+        :version, :trace)
 ON CONFLICT (id) DO NOTHING;
 
 -- name: workflow_cancel_on
@@ -30,7 +30,7 @@ SELECT parent_id FROM runs WHERE id = :id;
 
 -- name: select_step
 SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at, pos, spec,
-       due_at, need
+       due_at, need, trace
 FROM steps WHERE run_id = :run_id AND key = :key;
 
 -- name: upsert_step
@@ -93,6 +93,12 @@ WHERE key = :key AND expires_at > :now
 ORDER BY id
 LIMIT 1;
 
+-- name: buffered_signals
+-- For a typed wait, which takes the oldest whose data fits its schema.
+SELECT id, data FROM signals
+WHERE key = :key AND expires_at > :now
+ORDER BY id;
+
 -- name: delete_signal
 DELETE FROM signals WHERE id = :id;
 
@@ -112,15 +118,17 @@ SELECT id FROM runs
 WHERE id = (SELECT run_id FROM waiters WHERE kind = 'signal' AND key = :key);
 
 -- name: lock_signal_waiter
-SELECT run_id, step_key, idx FROM waiters
+SELECT run_id, step_key, idx, json_schema FROM waiters
 WHERE kind = 'signal' AND key = :key AND run_id = :run_id;
 
 -- name: lock_waiter
 SELECT id FROM waiters WHERE id = :id;
 
 -- name: insert_waiter
-INSERT INTO waiters (run_id, step_key, kind, key, expires_at, path, value, expr, idx)
-VALUES (:run_id, :step_key, :kind, :key, :expires_at, :path, :value, :expr, :idx);
+INSERT INTO waiters (run_id, step_key, kind, key, expires_at, path, value, expr, idx,
+                     json_schema)
+VALUES (:run_id, :step_key, :kind, :key, :expires_at, :path, :value, :expr, :idx,
+        :json_schema);
 
 -- name: waiters_by_value
 SELECT id, run_id, step_key, kind, expr, idx FROM waiters
@@ -210,6 +218,13 @@ WHERE run_id = :run_id AND consumed_by IS NULL
 ORDER BY seq
 LIMIT 1;
 
+-- name: queued_messages
+-- For a typed wait, which takes the oldest whose data fits its schema.
+SELECT seq, name, data, sent_at FROM messages
+WHERE run_id = :run_id AND consumed_by IS NULL
+  AND (CAST(:name AS TEXT) IS NULL OR name = CAST(:name AS TEXT))
+ORDER BY seq;
+
 -- name: consume_message
 UPDATE messages SET consumed_by = :step_key, consumed_at = :now WHERE seq = :seq;
 
@@ -217,11 +232,12 @@ UPDATE messages SET consumed_by = :step_key, consumed_at = :now WHERE seq = :seq
 INSERT INTO messages (run_id, name, data, sent_at) VALUES (:run_id, :name, :data, :now)
 RETURNING seq;
 
--- name: message_waiter
-SELECT step_key, idx FROM waiters
+-- name: message_waiters
+-- The run's message waiters this name would wake, first filed first: the first
+-- whose schema (if any) the data fits takes it.
+SELECT step_key, idx, json_schema FROM waiters
 WHERE run_id = :run_id AND kind = 'message' AND (key IS NULL OR key = :name)
-ORDER BY id
-LIMIT 1;
+ORDER BY id;
 
 -- name: list_messages
 SELECT name, data, sent_at, consumed_by FROM messages WHERE run_id = :run_id ORDER BY seq;
@@ -418,3 +434,40 @@ SELECT workflow,
        (SELECT count(*) FROM runs WHERE runs.workflow = names.workflow AND status = 'running')
 FROM names
 WHERE workflow IS NOT NULL;
+
+-- Callback tokens (store/core/tokens.py).
+
+-- name: insert_token
+INSERT INTO tokens (id, run_id, step_key, name, json_schema, created_at, expires_at)
+VALUES (:id, :run_id, :step_key, :name, :schema, :now, :expires_at)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: select_token
+SELECT t.id, t.run_id, t.step_key, t.name, t.json_schema, t.created_at, t.expires_at,
+       t.completed_at, t.data, r.workflow, r.status, r.cancel_requested
+FROM tokens t JOIN runs r ON r.id = t.run_id
+WHERE t.id = :id;
+
+-- name: complete_token
+UPDATE tokens SET completed_at = :now, data = :data WHERE id = :id AND completed_at IS NULL;
+
+-- name: token_data
+SELECT data FROM tokens WHERE id = :id AND completed_at IS NOT NULL;
+
+-- name: token_waiters
+SELECT id, run_id, step_key, idx FROM waiters
+WHERE kind = 'token' AND key = :key AND run_id = :run_id
+ORDER BY id;
+
+-- name: token_secrets
+SELECT value, created_at, valid_until FROM token_secrets
+WHERE valid_until IS NULL OR valid_until > :now;
+
+-- name: insert_token_secret
+INSERT INTO token_secrets (value, created_at) VALUES (:value, :now);
+
+-- name: retire_token_secret
+UPDATE token_secrets SET valid_until = :until WHERE valid_until IS NULL;
+
+-- name: forget_token_secrets
+DELETE FROM token_secrets WHERE valid_until IS NOT NULL AND valid_until <= :now;

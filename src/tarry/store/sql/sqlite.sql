@@ -9,13 +9,13 @@ SELECT cancel_requested FROM runs WHERE id = :run_id AND lease_token = :token;
 
 -- name: select_steps
 SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at, pos, spec,
-       due_at, need
+       due_at, need, trace
 FROM steps WHERE run_id = :id
 ORDER BY started_at, pos, key;
 
 -- name: select_steps_by_run_ids
 SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at, pos, spec,
-       due_at, need
+       due_at, need, trace
 FROM steps WHERE run_id IN (SELECT value FROM json_each(:ids))
 ORDER BY run_id, started_at, pos, key;
 
@@ -48,7 +48,8 @@ FROM (SELECT i.value AS id, t.value AS token
       FROM json_each(:ids) AS i JOIN json_each(:tokens) AS t ON i.key = t.key) AS v
 WHERE runs.id = v.id
 RETURNING seq, id, workflow, status, payload, output, error, created_at, updated_at,
-          ended_at, due_at, waiting_for, cancel_requested, trigger, version, last_version;
+          ended_at, due_at, waiting_for, cancel_requested, trigger, version, last_version,
+          trace;
 
 -- name: renew_leases
 UPDATE runs SET due_at = :lease_until
@@ -74,7 +75,8 @@ WHERE run_id IN (SELECT value FROM json_each(:ids)) AND kind != 'cancel'
 -- Deliver to one wait: its waiters go (never the run's cancel waiters, filed under
 -- no step), its step gets the result, the run is due now.
 DELETE FROM waiters WHERE run_id = :run_id AND step_key = :key;
-UPDATE steps SET status = :status, output = :output, error = :error, ended_at = :now
+UPDATE steps SET status = :status, output = :output, error = :error, ended_at = :now,
+    trace = :trace
 WHERE run_id = :run_id AND key = :key;
 UPDATE runs SET status = 'queued', due_at = :now, waiting_for = NULL, updated_at = :now
 WHERE id = :run_id AND status = 'waiting';
@@ -107,7 +109,8 @@ SELECT id FROM waiters WHERE id IN (SELECT CAST(value AS INTEGER) FROM json_each
 -- its run (through the index) and then its (run, step) pair, a JSON array in :pairs.
 DELETE FROM waiters WHERE run_id IN (SELECT value FROM json_each(:run_ids))
   AND json_array(run_id, step_key) IN (SELECT value FROM json_each(:pairs));
-UPDATE steps SET status = 'completed', output = :output, error = NULL, ended_at = :now
+UPDATE steps SET status = 'completed', output = :output, error = NULL, ended_at = :now,
+    trace = :trace
 WHERE run_id IN (SELECT value FROM json_each(:run_ids))
   AND json_array(run_id, key) IN (SELECT value FROM json_each(:pairs));
 UPDATE runs SET status = 'queued', due_at = :now, waiting_for = NULL, updated_at = :now

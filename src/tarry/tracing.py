@@ -1,0 +1,201 @@
+"""OpenTelemetry traces across the pause.
+
+tarry uses only ``opentelemetry-api`` (the ``tarry[otel]`` extra); the
+application configures the SDK and its exporter. Until it has (no tracer
+provider set, or the API not installed at all) every function here returns at
+once, and without the API installed OpenTelemetry is never imported.
+
+What is traced:
+
+- ``App.start``, ``send_signal``, ``send_event``, ``send_message`` (and the
+  step methods that send) make a PRODUCER span, and its context travels with
+  what they send, stored in the same transaction as W3C ``traceparent`` text:
+  on the run a start creates, on the wait step a delivery completes.
+- Each attempt at a run (claim to park, retry or end) is a span: a child of the
+  context the run was started under, so a run stays in its caller's trace,
+  however many days and workers it spans.
+- Each execution of a step function is a span under its attempt, current while
+  the function runs, so the application's own spans nest under it.
+- Each wait, from park to wake, is a span made when the run resumes past it
+  (its start is when it parked), LINKED to the span of the code that woke it:
+  the trace of "a person clicked Approve" leads to the steps that ran because
+  of it, days later, in another process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span, SpanContext, Tracer
+
+    from .store.base import RunRow, StepRow
+
+_NOT_LOADED: Any = object()
+_api: Any = _NOT_LOADED
+"""The ``opentelemetry.trace`` module once looked for; None when not installed."""
+_tracer: Tracer | None = None
+_tracer_of: object = None
+"""The provider ``_tracer`` came from: a provider set later gets a new tracer."""
+
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+_NULL = contextlib.nullcontext(None)
+
+
+def _trace_api() -> Any:
+    global _api
+    if _api is _NOT_LOADED:
+        try:
+            from opentelemetry import trace
+        except ImportError:
+            _api = None
+        else:
+            _api = trace
+    return _api
+
+
+def tracer() -> Tracer | None:
+    """tarry's tracer when the application has configured a tracer provider, else
+    None (no span is worth making: the API's own provider makes no-op spans)."""
+    global _tracer, _tracer_of
+    api = _trace_api()
+    if api is None:
+        return None
+    provider = api.get_tracer_provider()
+    if isinstance(provider, (api.ProxyTracerProvider, api.NoOpTracerProvider)):
+        return None
+    if provider is not _tracer_of:
+        from . import __version__
+
+        _tracer = provider.get_tracer("tarry", __version__)
+        _tracer_of = provider
+    return _tracer
+
+
+def traceparent(context: SpanContext) -> str | None:
+    """``context`` as W3C ``traceparent`` text, None when it is not valid."""
+    if not context.is_valid:
+        return None
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
+
+
+def parse(text: str | None) -> SpanContext | None:
+    """A stored ``traceparent`` as a remote span context; None for none or junk."""
+    api = _trace_api()
+    if not text or api is None:
+        return None
+    found = _TRACEPARENT.fullmatch(text)
+    if found is None:
+        return None
+    trace_id, span_id, flags = (int(part, 16) for part in found.groups())
+    if trace_id == 0 or span_id == 0:
+        return None
+    found_context: SpanContext = api.SpanContext(
+        trace_id, span_id, is_remote=True, trace_flags=api.TraceFlags(flags)
+    )
+    return found_context
+
+
+def current() -> str | None:
+    """The caller's current span context as ``traceparent``, None without one."""
+    if tracer() is None:
+        return None
+    return traceparent(_api.get_current_span().get_span_context())
+
+
+@contextlib.contextmanager
+def sending(operation: str, **attributes: Any) -> Iterator[str | None]:
+    """A PRODUCER span around a send by application code (``start``,
+    ``send_signal``, ...); yields its context to store with what is sent, or None
+    when tracing is off."""
+    found = tracer()
+    if found is None:
+        yield None
+        return
+    shown = {f"tarry.{name}": value for name, value in attributes.items() if value is not None}
+    kind = _api.SpanKind.PRODUCER
+    with found.start_as_current_span(f"tarry {operation}", kind=kind, attributes=shown) as span:
+        yield traceparent(span.get_span_context())
+
+
+def attempt_span(run: RunRow, *, resumed: bool) -> Span | None:
+    """The span of an attempt at ``run``, started now: a child of the context the run
+    was started under (when there was one), else the root of a trace of its own."""
+    found = tracer()
+    if found is None:
+        return None
+    parent = parse(run.trace)
+    context = None
+    if parent is not None:
+        context = _api.set_span_in_context(_api.NonRecordingSpan(parent))
+    attributes: dict[str, Any] = {"tarry.run_id": run.id, "tarry.workflow": run.workflow,
+                  "tarry.resumed": resumed}  # fmt: skip
+    return found.start_span(
+        f"run {run.workflow}", context=context, kind=_api.SpanKind.CONSUMER, attributes=attributes
+    )
+
+
+def sent_from(parent: Span | None) -> str | None:
+    """What a step's send stores: the attempt's span as ``traceparent``."""
+    if parent is None:
+        return None
+    return traceparent(parent.get_span_context())
+
+
+def step_span(
+    parent: Span | None, key: str, attempt: int
+) -> contextlib.AbstractContextManager[Any]:
+    """A span around one execution of a step's function, current while it runs, under
+    the attempt's span ``parent``; a no-op when that is None. An exception raised
+    through it is recorded on it."""
+    if parent is None or _tracer is None:
+        return _NULL
+    context = _api.set_span_in_context(parent)
+    attributes: dict[str, Any] = {"tarry.step": key, "tarry.step.attempt": attempt}
+    return _tracer.start_as_current_span(f"step {key}", context=context, attributes=attributes)
+
+
+def wait_passed(parent: Span | None, run: RunRow, row: StepRow) -> None:
+    """The run went on past the wait ``row`` (resolved): its span, from when it
+    parked to when it was woken, linked (as is the attempt's) to the code that woke
+    it."""
+    if parent is None or _tracer is None:
+        return
+    woke = parse(row.trace)
+    links = [] if woke is None else [_api.Link(woke)]
+    by = "timeout" if row.status == "timed_out" else str(row.kind)
+    attributes: dict[str, Any] = {"tarry.run_id": run.id, "tarry.workflow": run.workflow,
+                                  "tarry.step": row.key, "tarry.wait.kind": str(row.kind),
+                                  "tarry.wait.woken_by": by}  # fmt: skip
+    if row.spec:
+        attributes["tarry.wait.condition"] = row.spec
+    start = _nanos(row.started_at)
+    span = _tracer.start_span(
+        f"wait {row.kind}",
+        context=_api.set_span_in_context(parent),
+        attributes=attributes,
+        links=links,
+        start_time=start,
+    )
+    span.end(end_time=_nanos(row.ended_at) if row.ended_at is not None else None)
+    if woke is not None:
+        parent.add_link(woke, {"tarry.step": row.key, "tarry.wait.woken_by": by})
+    parent.set_attribute("tarry.resumed_by", by)
+
+
+def end_attempt(span: Span | None, outcome: str, error: str | None = None) -> None:
+    """End an attempt's span: ``outcome`` is parked, retrying, completed, failed,
+    cancelled or stopped (its lease lost)."""
+    if span is None:
+        return
+    span.set_attribute("tarry.outcome", outcome)
+    if error is not None:
+        span.set_status(_api.Status(_api.StatusCode.ERROR, error))
+    span.end()
+
+
+def _nanos(at: float | None) -> int | None:
+    return None if at is None else int(at * 1e9)
