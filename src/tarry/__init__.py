@@ -2,7 +2,7 @@
 
 from typing import TYPE_CHECKING
 
-from . import testing
+from . import testing, verify
 from .app import App
 from .clock import Clock, ManualClock, SystemClock
 from .conditions import CancelOn, Trigger, cancel_on, event, message, signal, trigger
@@ -92,6 +92,7 @@ __all__ = [
     "signal",
     "testing",
     "trigger",
+    "verify",
 ]
 
 __version__ = "0.1.0"

@@ -85,7 +85,16 @@ def create_app(
     from fastapi.staticfiles import StaticFiles
 
     from .. import __version__
-    from . import api, api_ops, dashboard, dashboard_ops, docs, errors, metrics_route
+    from . import (
+        api,
+        api_ops,
+        dashboard,
+        dashboard_ops,
+        docs,
+        errors,
+        metrics_route,
+        webhooks_route,
+    )
     from .auth import Guard
     from .limits import DEFAULT_MAX_BODY, BodyLimit
 
@@ -126,4 +135,5 @@ def create_app(
     static = files("tarry.server").joinpath("static")
     server.mount("/static", StaticFiles(directory=str(static)), name="static")
     server.add_middleware(BodyLimit, max_body=max_body)
+    webhooks_route.install(server, app)  # after BodyLimit: a webhook's own limit goes first
     return server
