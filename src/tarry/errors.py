@@ -170,8 +170,40 @@ class PayloadInvalid(TarryError, ValueError):
     """The data does not fit the schema of the wait it was sent to; nothing was stored
     and the run still waits. ``errors`` lists each ``Violation(path, message)``."""
 
-    def __init__(self, errors: Sequence[Violation], what: str = "the data") -> None:
+    def __init__(
+        self, errors: Sequence[Violation], what: str = "the data", message: str | None = None
+    ) -> None:
         self.errors = list(errors)
         shown = "; ".join(f"{e.path}: {e.message}" for e in self.errors[:3])
         more = f"; and {len(self.errors) - 3} more" if len(self.errors) > 3 else ""
-        super().__init__(f"{what} does not fit the wait's schema: {shown}{more}")
+        super().__init__(message or f"{what} does not fit the wait's schema: {shown}{more}")
+
+
+class TokenNotFound(TarryError, LookupError):
+    """No callback token has that id: check the id (or the link) it came from; the
+    run it belonged to may have been purged."""
+
+
+class TokenAlreadyUsed(TarryError):
+    """The callback token was completed already; a token completes once and the first
+    completion stands. Nothing was stored."""
+
+
+class TokenGone(TarryError):
+    """The callback token can no longer be completed. Nothing was stored."""
+
+
+class TokenExpired(TokenGone):
+    """The callback token's time ran out (its ``timeout``), and its wait with it.
+    Nothing was stored; the workflow decides what a timed-out wait means."""
+
+
+class TokenRunEnded(TokenGone):
+    """The run the callback token belongs to has ended, or is being cancelled, so
+    nothing waits for it any more. Nothing was stored."""
+
+
+class TokenSignatureInvalid(TarryError):
+    """The token link's signature is not valid: the link was changed or cut, or signed
+    with a secret rotated out past its grace period. Use the link exactly as it was
+    sent, or ask for a new one."""

@@ -28,10 +28,12 @@ StepKind = Literal[
     "send_event",
     "patch",
     "all",
+    "create_token",
+    "token",
 ]
-WaitKind = Literal["sleep", "signal", "event", "message", "any", "all", "invoke"]
+WaitKind = Literal["sleep", "signal", "event", "message", "any", "all", "invoke", "token"]
 """What a parked run waits on, as its ``waiting_for.kind`` says."""
-WaiterKind = Literal["signal", "event", "message", "invoke", "cancel"]
+WaiterKind = Literal["signal", "event", "message", "invoke", "cancel", "token"]
 """A waiter row: one condition of a wait, or a ``cancel_on`` condition of a run."""
 
 
@@ -84,6 +86,44 @@ class Page(Generic[T]):
 
 
 @dataclass(frozen=True, slots=True)
+class Token:
+    """A callback token (``step.create_token``): ``id`` completes it from code
+    (``app.complete_token``), ``url`` from anywhere (its signature is the credential);
+    it expires at ``expires_at`` (None: when its run ends)."""
+
+    id: str
+    url: str
+    expires_at: datetime | None
+    name: str
+    """The step id it was created under."""
+    run_id: str
+    schema: Any = field(default=None, compare=False, repr=False)
+    """The token's ``schema=`` as the wait reads it (a ``WaitSchema``), or None."""
+
+
+TokenState = Literal["pending", "completed", "expired", "ended"]
+"""``ended``: the token's run ended (or is being cancelled) before it was completed."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """What a callback token is for and where it stands (``app.get_token``)."""
+
+    id: str
+    name: str
+    run_id: str
+    workflow: str
+    state: TokenState
+    created_at: datetime
+    expires_at: datetime | None
+    completed_at: datetime | None
+    data: Any
+    """What completed it (None while pending)."""
+    schema: dict[str, Any] | None
+    """The JSON Schema completions must fit, or None."""
+
+
+@dataclass(frozen=True, slots=True)
 class WaitingFor:
     """What a parked run waits for: ``kind`` is signal, event, message, sleep, any or invoke."""
 
@@ -100,6 +140,12 @@ class WaitingFor:
     conditions that have fired, in arrival order."""
     needs: int | None = None
     """For such a wait: how many arrivals it needs (all of them, or the quorum)."""
+    schema: dict[str, Any] | None = None
+    """For a typed wait on one condition (``schema=``): the JSON Schema its data must
+    fit (``tarry.wait_schema.is_approval`` tells the approval shape)."""
+    schemas: list[dict[str, Any] | None] = field(default_factory=list)
+    """For a wait on several conditions of which some are typed: each one's JSON
+    Schema (None for an untyped one), in the order of ``conditions``."""
 
 
 @dataclass(frozen=True, slots=True)

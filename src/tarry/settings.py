@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from .durations import Duration, parse_duration
 from .errors import ConfigError
+from .tokens import check_public_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,9 @@ class Settings:
     sticky_for: float = 30.0
     """How long a parked async run's handler stays asleep in its worker, to resume
     without a replay if claimed there again (0: never); after that it holds nothing."""
+    public_url: str | None = None
+    """Where people and systems reach the server, the base of callback token links
+    (None: not said; ``tarry serve`` sets what it listens on)."""
 
     @classmethod
     def parse(
@@ -55,6 +59,7 @@ class Settings:
         event_dedupe: Duration = "24h",
         retention: Duration | None = None,
         sticky_for: Duration = "30s",
+        public_url: str | None = None,
     ) -> Settings:
         """The App's keyword options, checked; a bad one raises ``ConfigError`` (a
         ``ValueError``) naming the option and its value."""
@@ -83,6 +88,7 @@ class Settings:
             event_dedupe=_duration("event_dedupe", event_dedupe),
             retention=None if retention is None else _positive_duration("retention", retention),
             sticky_for=_duration("sticky_for", sticky_for),
+            public_url=None if public_url is None else _public_url(public_url),
         )
 
 
@@ -101,6 +107,13 @@ def _positive_duration(option: str, value: Duration) -> float:
     if seconds <= 0:
         raise ConfigError(f"{option} must be positive, got {value!r}")
     return seconds
+
+
+def _public_url(value: str) -> str:
+    try:
+        return check_public_url(value)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _positive(option: str, value: object) -> int:

@@ -21,6 +21,7 @@ _LOCK_NAMES = {
     "invoke": "invoke",
     "cap": "tarry-cap",
     "purge": "purge",
+    "token": "token",
 }
 _NOTIFYING = frozenset({"resolve_wait", "resolve_waits"})
 """Named queries that send the schema's NOTIFY themselves."""
