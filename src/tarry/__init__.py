@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 from . import testing, verify
 from .app import App
 from .clock import Clock, ManualClock, SystemClock
-from .conditions import CancelOn, Trigger, cancel_on, event, message, signal, trigger
+from .conditions import CancelOn, Trigger, cancel_on, event, message, signal, token, trigger
 from .context import Context
 from .errors import (
     ConfigError,
@@ -27,6 +27,12 @@ from .errors import (
     StoreError,
     StoreUnavailable,
     TarryError,
+    TokenAlreadyUsed,
+    TokenExpired,
+    TokenGone,
+    TokenNotFound,
+    TokenRunEnded,
+    TokenSignatureInvalid,
     Violation,
     WorkflowNotFound,
 )
@@ -38,6 +44,8 @@ from .models import (
     SendResult,
     SignalResult,
     StepRecord,
+    Token,
+    TokenInfo,
     WaitingFor,
     Woken,
 )
@@ -81,6 +89,14 @@ __all__ = [
     "StoreUnavailable",
     "SystemClock",
     "TarryError",
+    "Token",
+    "TokenAlreadyUsed",
+    "TokenExpired",
+    "TokenGone",
+    "TokenInfo",
+    "TokenNotFound",
+    "TokenRunEnded",
+    "TokenSignatureInvalid",
     "Trigger",
     "Violation",
     "WaitingFor",
@@ -91,6 +107,7 @@ __all__ = [
     "message",
     "signal",
     "testing",
+    "token",
     "trigger",
     "verify",
 ]

@@ -19,7 +19,6 @@ from ..clock import Clock
 from ..models import EndStatus
 from .dashboard_records import EventLinks, RunDetail, RunSearch, SearchResult
 from .metrics_records import RunCounts
-from .token_records import NewToken, TokenOutcome, TokenRow, TokenSecret
 from .records import (
     AttemptRow,
     ChangeRow,
@@ -48,6 +47,7 @@ from .records import (
     WaitSpec,
     WorkflowConfig,
 )
+from .token_records import NewToken, TokenOutcome, TokenRow, TokenSecret
 
 WakeListener = Callable[[], None]
 
