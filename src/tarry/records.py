@@ -59,6 +59,8 @@ def _waiting(shown: dict[str, Any], steps: list[StepRow]) -> WaitingFor:
         conditions=list(shown.get("conditions", ())),
         arrived=arrived,
         needs=needs,
+        schema=shown.get("schema"),
+        schemas=list(shown.get("schemas", ())),
     )
 
 

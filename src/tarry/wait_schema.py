@@ -22,7 +22,7 @@ import math
 import operator
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -63,9 +63,9 @@ class WaitSchema:
     """A wait's ``schema=``: the JSON Schema kept with the wait (``encoded``) and the
     pydantic model the wait returns, when a model was given."""
 
-    json: dict[str, Any]
+    json: dict[str, Any] = field(compare=False)
     encoded: bytes
-    model: type[Any] | None = None
+    model: type[Any] | None = field(default=None, compare=False)
 
     def parse(self, data: Any) -> Any:
         """What the wait returns for ``data`` the store already checked: the model
@@ -520,3 +520,24 @@ def is_approval(schema_json: bytes | str | Mapping[str, Any] | None) -> bool:
 
 def _is_typed(schema: Any, name: str) -> bool:
     return isinstance(schema, Mapping) and schema.get("type") == name
+
+
+# -- a refusal as a step keeps it ------------------------------------------------------
+
+
+def refused_signal(key: str, run_id: str, errors: list[Violation]) -> PayloadInvalid:
+    """What a send of a signal whose data the wait of ``run_id`` refused raises."""
+    return PayloadInvalid(errors, f"the data of signal {key!r} (to run {run_id!r})")
+
+
+def invalid_error(invalid: PayloadInvalid) -> bytes:
+    """A refusal as a failed step keeps it: its type, message and violations."""
+    errors = [{"path": e.path, "message": e.message} for e in invalid.errors]
+    return orjson.dumps({"type": "PayloadInvalid", "message": str(invalid), "errors": errors})
+
+
+def invalid_from(error: bytes | None) -> PayloadInvalid:
+    """The refusal a failed step keeps, raised again when the run replays it."""
+    info = orjson.loads(error) if error else {}
+    errors = [Violation(str(e["path"]), str(e["message"])) for e in info.get("errors", ())]
+    return PayloadInvalid(errors, message=str(info.get("message", "the data was refused")))

@@ -17,6 +17,7 @@ from .schemas import (
     ErrorOut,
     EventBody,
     EventOut,
+    InvalidOut,
     MessageBody,
     MessageOut,
     RunOut,
@@ -87,6 +88,17 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
 def responses_with(*pairs: tuple[int, str]) -> dict[int | str, dict[str, object]]:
     return {**ERROR_RESPONSES, **{s: {"model": ErrorOut, "description": d} for s, d in pairs}}
 
+
+# A signal or message sent to a typed wait (schema=) whose data does not fit: 422 with
+# each violation, the run still parked and nothing stored.
+INVALID_RESPONSE: dict[int | str, dict[str, object]] = {
+    422: {
+        "model": InvalidOut,
+        "description": "a field is missing or has the wrong type; or the data does not fit "
+        "the JSON Schema of the wait it was sent to (type PayloadInvalid, with errors: "
+        "[{path, message}]), and nothing was stored",
+    }
+}
 
 router = APIRouter(
     prefix="/api/v1",
@@ -159,7 +171,10 @@ async def cancel_run(
     "/runs/{run_id:path}/messages",
     status_code=202,
     response_model=MessageOut,
-    responses=responses_with((404, "no such run"), (409, "the run has ended")),
+    responses={
+        **responses_with((404, "no such run"), (409, "the run has ended")),
+        **INVALID_RESPONSE,
+    },
     summary="Append a message to a run's mailbox",
 )
 async def send_message(run_id: str, body: MessageBody, app: TarryApp) -> MessageOut:
@@ -170,7 +185,7 @@ async def send_message(run_id: str, body: MessageBody, app: TarryApp) -> Message
 @router.post(
     "/signals",
     response_model=SignalOut,
-    responses=responses_with((404, "strict and no run waits on the key")),
+    responses={**responses_with((404, "strict and no run waits on the key")), **INVALID_RESPONSE},
     summary="Send a signal to the run waiting on a key (buffered if none, unless strict)",
 )
 async def send_signal(body: SignalBody, app: TarryApp) -> SignalOut:

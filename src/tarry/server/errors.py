@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Match, Route
 
 from ..errors import (
+    PayloadInvalid,
     RunFinished,
     RunNotFound,
     RunStateError,
@@ -36,6 +37,7 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (SignalConflict, 409),
     (RunStateError, 409),  # a retry of a run that has not failed, a fork of a live run
     (StoreError, 503),
+    (PayloadInvalid, 422),  # data that does not fit a typed wait, with its errors
     (ValueError, 400),  # ConfigError, ExpressionError, serde's SerializationError, ...
     (TarryError, 400),
 )
@@ -144,6 +146,10 @@ def install(api: FastAPI) -> None:
         status = status_for(exc)
         if status == 500:
             raise exc
+        if isinstance(exc, PayloadInvalid):
+            errors = [{"path": e.path, "message": e.message} for e in exc.errors]
+            body = {"error": {"type": "PayloadInvalid", "message": str(exc), "errors": errors}}
+            return JSONResponse(body, status_code=422)
         return error_response(status, type(exc).__name__, str(exc))
 
     async def on_validation(request: Request, exc: Exception) -> Response:

@@ -252,6 +252,17 @@ class WaitingForOut(BaseModel):
     needs: int | None = Field(
         default=None, description="for wait_for_all and quorums: how many arrivals it needs"
     )
+    schema_: dict[str, Any] | None = Field(
+        default=None,
+        alias="schema",
+        description="for a typed wait on one condition: the JSON Schema the data sent to "
+        "it must fit (else 422)",
+    )
+    schemas: list[dict[str, Any] | None] = Field(
+        default_factory=list,
+        description="for a wait on several conditions of which some are typed: each "
+        "one's JSON Schema (null: untyped), in the order of conditions",
+    )
 
 
 class FailedAttemptOut(BaseModel):
@@ -348,6 +359,22 @@ class ErrorOut(BaseModel):
     error: ErrorDetail
 
 
+class ViolationOut(BaseModel):
+    path: str = Field(description="a JSON path into the data sent: $, $.by, $.items[0]")
+    message: str
+
+
+class InvalidDetail(ErrorDetail):
+    errors: list[ViolationOut] = Field(
+        default_factory=list,
+        description="PayloadInvalid: each way the data breaks the wait's JSON Schema",
+    )
+
+
+class InvalidOut(BaseModel):
+    error: InvalidDetail
+
+
 def waiting_out(waiting: WaitingFor | None) -> WaitingForOut | None:
     if waiting is None:
         return None
@@ -360,6 +387,8 @@ def waiting_out(waiting: WaitingFor | None) -> WaitingForOut | None:
         conditions=list(waiting.conditions),
         arrived=list(waiting.arrived),
         needs=waiting.needs,
+        schema=waiting.schema,
+        schemas=list(waiting.schemas),
     )
 
 

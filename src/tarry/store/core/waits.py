@@ -25,6 +25,7 @@ from ..base import (
 from ..matching import MISSING, index_value, matches, residue, value_at
 from ..rows import child_json, error_json, event_json, indexed, message_json, run_row
 from .port import Row, Tx
+from .typed_waits import first_fitting_message, first_fitting_signal, with_schemas
 from .runs import (
     cancel_now,
     event_value_lock,
@@ -53,15 +54,18 @@ class Refused(Exception):
         self.error = error
 
 
-async def lock_signal_waiter(tx: Tx, key: str) -> tuple[str, str, int | None] | None:
+async def lock_signal_waiter(tx: Tx, key: str) -> tuple[str, str, int | None, bytes | None] | None:
     """The run waiting on ``key`` with its run row and waiter row locked (run first,
-    as everywhere), or None. The caller holds the key's lock, so no new waiter can
-    appear; one found may vanish (timed out, cancelled) until locked."""
+    as everywhere), or None: its run id, step key, condition index and JSON Schema.
+    The caller holds the key's lock, so no new waiter can appear; one found may
+    vanish (timed out, cancelled) until locked."""
     found = await tx.one("lock_signal_waiter_run", {"key": key})
     if found is None:
         return None
     locked = await tx.one("lock_signal_waiter", {"key": key, "run_id": found[0]})
-    return None if locked is None else (locked[0], locked[1], locked[2])
+    if locked is None:
+        return None
+    return locked[0], locked[1], locked[2], None if locked[3] is None else bytes(locked[3])
 
 
 async def look_back(tx: Tx, run_id: str, wait: EventWait, filed: Filed) -> bytes | None:
@@ -125,16 +129,22 @@ async def available(
     locks that keep it from changing: the signal key's, the event name's, the run's
     row (its mailbox), the child's id."""
     match cond:
-        case SignalWait(key=key):
-            buffered = await tx.one("first_buffered_signal", {"key": key, "now": tx.now})
+        case SignalWait(key=key, schema=schema):
+            if schema is None:
+                buffered = await tx.one("first_buffered_signal", {"key": key, "now": tx.now})
+            else:
+                buffered = await first_fitting_signal(tx, key, schema)
             if buffered is None:
                 return None
             await tx.run("delete_signal", {"id": buffered[0]})
             return bytes(buffered[1])
         case EventWait(since=since):
             return None if since is None else await look_back(tx, run_id, cond, filed)
-        case MessageWait(name=name):
-            row = await tx.one("first_message", {"run_id": run_id, "name": name})
+        case MessageWait(name=name, schema=schema):
+            if schema is None:
+                row = await tx.one("first_message", {"run_id": run_id, "name": name})
+            else:
+                row = await first_fitting_message(tx, run_id, name, schema)
             if row is None:
                 return None
             await tx.run("consume_message", {"seq": row[0], "step_key": step_key, "now": tx.now})
@@ -216,7 +226,8 @@ async def park(tx: Tx, lease: Lease, wait: WaitSpec) -> ParkResult:
     if isinstance(now, ParkResult):
         return now
     await file_wait(tx, run_id, wait, filed, now)
-    await release_parked(tx, run_id, wait.deadline, wait.waiting_for)
+    shown = with_schemas(wait.waiting_for, wait.conditions)
+    await release_parked(tx, run_id, wait.deadline, shown)
     return ParkResult("parked")
 
 
@@ -264,9 +275,9 @@ async def park_all(tx: Tx, lease: Lease, waits: list[WaitSpec]) -> dict[str, Par
         await file_wait(tx, run_id, wait, filed, evict)
     due = min(deadlines, default=None)
     if len(waits) == 1:
-        shown = waits[0].waiting_for
+        shown = with_schemas(waits[0].waiting_for, waits[0].conditions)
     else:  # the branches' waits, each as it would be shown alone
-        each = [orjson.loads(w.waiting_for) for w in waits]
+        each = [orjson.loads(with_schemas(w.waiting_for, w.conditions)) for w in waits]
         shown = orjson.dumps({"kind": "branches", "step": each[0]["step"], "key": None,
                               "expires_at": due, "waits": each})  # fmt: skip
     await release_parked(tx, run_id, due, shown)
