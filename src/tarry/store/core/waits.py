@@ -24,8 +24,8 @@ from ..base import (
 )
 from ..matching import MISSING, index_value, matches, residue, value_at
 from ..rows import child_json, error_json, event_json, indexed, message_json, run_row
+from ..token_records import TokenWait
 from .port import Row, Tx
-from .typed_waits import first_fitting_message, first_fitting_signal, with_schemas
 from .runs import (
     cancel_now,
     event_value_lock,
@@ -38,6 +38,8 @@ from .runs import (
     stored_step,
     upsert_step,
 )
+from .tokens import completed_data
+from .typed_waits import first_fitting_message, first_fitting_signal, with_schemas
 
 Filed = dict[tuple[str, str], float]
 """(event name, path) -> since when the index holds that path: what a park has read
@@ -149,6 +151,8 @@ async def available(
                 return None
             await tx.run("consume_message", {"seq": row[0], "step_key": step_key, "now": tx.now})
             return message_json(row[1], bytes(row[2]), row[3])
+        case TokenWait():
+            return await completed_data(tx, cond)
         case InvokeWait(child=child):
             created = await insert_run(tx, child)
             found = await tx.one("select_run", {"id": child.id})
@@ -207,6 +211,8 @@ async def lock_for_park(tx: Tx, conditions: tuple[WaitCondition, ...]) -> Filed:
         await tx.lock("event-value", value)
     for child in sorted({c.child.id for c in conditions if isinstance(c, InvokeWait)}):
         await tx.lock("invoke", child)
+    for token in sorted({c.token_id for c in conditions if isinstance(c, TokenWait)}):
+        await tx.lock("token", token)  # a completion in flight stores first, or finds us
     return filed
 
 
