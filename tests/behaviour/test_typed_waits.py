@@ -5,6 +5,7 @@ Every test runs on SQLite and on PostgreSQL (the ``database_url`` fixture).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ import tarry
 from tarry.testing import Environment, NotEnded
 from tarry.wait_schema import is_approval
 
-from helpers import step
+from helpers import step, wait_for_status
 
 NOTE = {
     "type": "object",
@@ -78,9 +79,7 @@ async def test_an_invalid_signal_is_refused_and_nothing_is_stored(app, database_
         assert "approval:2" in str(caught.value) and run_id in str(caught.value)
         after = await env.get_run(run_id)
         assert after.status == "waiting" and after.waiting_for == before.waiting_for
-        assert [(s.id, s.status, s.output) for s in after.steps] == [
-            ("decide", "waiting", None)
-        ]
+        assert [(s.id, s.status, s.output) for s in after.steps] == [("decide", "waiting", None)]
         # Nothing was buffered either: the valid signal is the one the run gets, and
         # once it ended, an untyped wait on the key finds nothing.
         await env.send_signal("approval:2", {"approved": False, "by": "bo", "comment": "no"})
@@ -150,14 +149,11 @@ async def test_a_replay_returns_the_model_again(make_app) -> None:
 
 
 async def _until(app: tarry.App, run_id: str, status: str, step_count: int = 1) -> None:
-    from helpers import wait_for_status
-
+    """Until the run is ``status`` with at least ``step_count`` steps recorded."""
     for _ in range(500):
         run = await wait_for_status(app, run_id, status)
         if len(run.steps) >= step_count:
             return
-        import asyncio
-
         await asyncio.sleep(0.01)
     raise AssertionError(f"run {run_id} never reached {step_count} steps")
 
@@ -250,9 +246,7 @@ async def test_data_sent_before_the_wait_that_does_not_fit_is_left_where_it_is(
         assert await env.result(box) == [{"text": "ok"}, {"text": 7}]
 
 
-async def test_a_step_send_to_a_typed_wait_is_refused_the_same_on_replay(
-    app, database_url
-) -> None:
+async def test_a_step_send_to_a_typed_wait_is_refused_the_same_on_replay(app, database_url) -> None:
     approval_workflow(app)
     attempts: list[str] = []
 
