@@ -324,6 +324,7 @@ async def test_openapi_lists_exactly_the_spec_routes(client: httpx.AsyncClient) 
         ("POST", "/api/v1/signals"),
         ("POST", "/api/v1/events"),
         ("GET", "/api/v1/workflows"),
+        ("POST", "/api/v1/webhooks/{name}"),
     }
     assert "HTTPBearer" in doc["components"]["securitySchemes"]
     assert doc["paths"]["/api/v1/runs"]["post"]["responses"]["201"]
