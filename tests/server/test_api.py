@@ -325,6 +325,8 @@ async def test_openapi_lists_exactly_the_spec_routes(client: httpx.AsyncClient) 
         ("POST", "/api/v1/events"),
         ("GET", "/api/v1/workflows"),
         ("POST", "/api/v1/webhooks/{name}"),
+        ("GET", "/api/v1/tokens/{token_id}"),
+        ("POST", "/api/v1/tokens/{token_id}"),
     }
     assert "HTTPBearer" in doc["components"]["securitySchemes"]
     assert doc["paths"]["/api/v1/runs"]["post"]["responses"]["201"]

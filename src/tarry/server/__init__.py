@@ -93,6 +93,7 @@ def create_app(
         docs,
         errors,
         metrics_route,
+        tokens_route,
         webhooks_route,
     )
     from .auth import Guard
@@ -129,6 +130,7 @@ def create_app(
     server.include_router(docs.router)
     server.include_router(api.router)
     server.include_router(api_ops.router)
+    server.include_router(tokens_route.router)  # no bearer token: the link's signature
     server.include_router(dashboard_ops.router)
     server.include_router(dashboard.router)
     metrics_route.install(server, app)

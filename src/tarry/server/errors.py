@@ -25,6 +25,10 @@ from ..errors import (
     SignalNotFound,
     StoreError,
     TarryError,
+    TokenAlreadyUsed,
+    TokenGone,
+    TokenNotFound,
+    TokenSignatureInvalid,
     WorkflowNotFound,
 )
 from .render import render
@@ -36,6 +40,10 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (RunFinished, 409),
     (SignalConflict, 409),
     (RunStateError, 409),  # a retry of a run that has not failed, a fork of a live run
+    (TokenNotFound, 404),
+    (TokenAlreadyUsed, 409),  # a callback token completes once
+    (TokenGone, 410),  # expired, or its run ended
+    (TokenSignatureInvalid, 401),
     (StoreError, 503),
     (PayloadInvalid, 422),  # data that does not fit a typed wait, with its errors
     (ValueError, 400),  # ConfigError, ExpressionError, serde's SerializationError, ...
@@ -48,6 +56,7 @@ _HTTP_TYPES = {
     403: "Forbidden",
     404: "NotFound",
     405: "MethodNotAllowed",
+    410: "Gone",
     413: "PayloadTooLarge",
     415: "UnsupportedMediaType",
 }
