@@ -310,3 +310,33 @@ async def test_a_timed_out_typed_wait_returns_none(app) -> None:
             await env.result(run_id)
         await env.advance("1h")
         assert await env.result(run_id) == "timed out"
+
+
+async def test_wait_for_all_returns_each_typed_value(app, database_url) -> None:
+    @app.workflow("both")
+    async def both(ctx, step):
+        refund, note = await step.wait_for_all(
+            "both",
+            [tarry.signal("refund:all", schema=Refund), tarry.message("note", schema=NOTE)],
+            timeout=None,
+        )
+        return [type(refund).__name__, refund.reason, note.data]
+
+    async with Environment(app, database=database_url) as env:
+        run_id = await env.start("both")
+        await env.run_until_idle()
+        await env.send_signal("refund:all", {"amount": 3, "reason": "dent"})
+        with pytest.raises(tarry.PayloadInvalid):
+            await env.send_message(run_id, "note", {"text": ""})
+        await env.send_message(run_id, "note", {"text": "ok"})
+        assert await env.result(run_id) == ["Refund", "dent", {"text": "ok"}]
+
+
+async def test_the_sync_twin_raises_the_same(app) -> None:
+    approval_workflow(app)
+    async with app.worker():
+        run_id = await app.start("approve", {"order": 7})
+        await wait_for_status(app, run_id, "waiting")
+        with pytest.raises(tarry.PayloadInvalid, match=r"\$\.by: is required"):
+            await asyncio.to_thread(app.send_signal_sync, "approval:7", {"approved": True})
+        assert (await app.get_run(run_id)).status == "waiting"
