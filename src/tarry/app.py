@@ -38,8 +38,8 @@ from .settings import Settings
 from .store import open_store
 from .store.base import NewRun, Store
 from .urls import mask_url
-from .wait_schema import refused_signal
 from .verify import Verifier
+from .wait_schema import refused_signal
 from .webhooks import DEFAULT_MAX_BODY, Webhook, Webhooks
 from .worker import STICKY_FROM, Worker
 
