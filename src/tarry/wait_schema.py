@@ -118,6 +118,8 @@ def _is_model_class(value: object) -> bool:
 def _given(value: object) -> str:
     if isinstance(value, type):
         return f"the class {value.__qualname__} (not a pydantic model)"
+    if _is_model_class(type(value)):
+        return f"an instance of {type(value).__name__} (pass the class itself)"
     text = repr(value)
     return f"{type(value).__name__} {text[:80]}{'...' if len(text) > 80 else ''}"
 

@@ -279,7 +279,7 @@ async def test_a_step_send_to_a_typed_wait_is_refused_the_same_on_replay(app, da
     ("schema", "said"),
     [
         ("approval", "takes a pydantic model class or a JSON Schema dict, got str 'approval'"),
-        (tarry.Approval(approved=True, by="x"), "got Approval"),
+        (tarry.Approval(approved=True, by="x"), "got an instance of Approval"),
         ({"type": "object", "if": {}}, "uses 'if', which tarry does not check"),
     ],
 )

@@ -133,10 +133,10 @@ def test_a_ref_cycle_and_deep_data_end_with_a_violation() -> None:
     ("given", "said"),
     [
         ("an-order", "takes a pydantic model class or a JSON Schema dict, got str 'an-order'"),
-        (Line(sku="abc", quantity=1), "got Line"),
+        (Line(sku="abc", quantity=1), "got an instance of Line (pass the class itself)"),
         (dict, "got the class dict (not a pydantic model)"),
         ({"type": "text"}, "#/type names unknown types ['text']"),
-        ({"if": {"type": "string"}}, "#/if' is not"),
+        ({"if": {"type": "string"}}, "# uses 'if', which tarry does not check"),
         ({"properties": {"x": {"$ref": "#/$defs/Missing"}}}, "does not point into this schema"),
         ({"pattern": "("}, "is not a regular expression"),
         ({"minimum": "1"}, "#/minimum must be a number"),
@@ -146,9 +146,7 @@ def test_a_ref_cycle_and_deep_data_end_with_a_violation() -> None:
 def test_what_is_not_a_schema_tarry_checks_is_a_config_error(given: Any, said: str) -> None:
     with pytest.raises(ConfigError) as caught:
         wait_schema(given)
-    assert said.replace("#/if' is not", "uses 'if'") in str(caught.value) or said in str(
-        caught.value
-    )
+    assert said in str(caught.value)
 
 
 def test_annotations_and_extension_keywords_are_accepted() -> None:
