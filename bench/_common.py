@@ -37,6 +37,35 @@ def _log_to_file_if_asked() -> None:
 _log_to_file_if_asked()
 
 
+def _trace_if_asked() -> None:
+    """``TARRY_BENCH_TRACE=<ratio>``: the OpenTelemetry SDK configured as an
+    application would (a batch span processor; traces sampled at that ratio, 1 for
+    all), with an exporter that drops what it is given (bench/observe_overhead.py
+    measures what tracing costs)."""
+    ratio = os.environ.get("TARRY_BENCH_TRACE")
+    if not ratio:
+        return
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    class Dropped(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(float(ratio))))
+    provider.add_span_processor(BatchSpanProcessor(Dropped()))
+    trace.set_tracer_provider(provider)
+
+
+_trace_if_asked()
+
+
 def three_step_app(url: str, fn: Callable[[int], Any]) -> Any:
     """An App with the workflow ``three``: three steps of ``fn`` (sync or async), each
     on the last one's result."""

@@ -20,6 +20,10 @@ What is traced:
   (its start is when it parked), LINKED to the span of the code that woke it:
   the trace of "a person clicked Approve" leads to the steps that ran because
   of it, days later, in another process.
+
+A run whose trace the sampler dropped gets no step or wait spans at all (under
+the SDK's default ``ParentBased`` sampler they would be dropped too), so sampling
+is what makes tracing cheap on a busy worker: see bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ if TYPE_CHECKING:
 _NOT_LOADED: Any = object()
 _api: Any = _NOT_LOADED
 """The ``opentelemetry.trace`` module once looked for; None when not installed."""
+_context: Any = None
+"""``opentelemetry.context``, loaded with ``_api``."""
 _tracer: Tracer | None = None
 _tracer_of: object = None
 """The provider ``_tracer`` came from: a provider set later gets a new tracer."""
@@ -46,14 +52,14 @@ _NULL = contextlib.nullcontext(None)
 
 
 def _trace_api() -> Any:
-    global _api
+    global _api, _context
     if _api is _NOT_LOADED:
         try:
-            from opentelemetry import trace
+            from opentelemetry import context, trace
         except ImportError:
             _api = None
         else:
-            _api = trace
+            _api, _context = trace, context
     return _api
 
 
@@ -116,9 +122,26 @@ def sending(operation: str, **attributes: Any) -> Iterator[str | None]:
         yield None
         return
     shown = {f"tarry.{name}": value for name, value in attributes.items() if value is not None}
-    kind = _api.SpanKind.PRODUCER
-    with found.start_as_current_span(f"tarry {operation}", kind=kind, attributes=shown) as span:
+    span = found.start_span(f"tarry {operation}", kind=_api.SpanKind.PRODUCER, attributes=shown)
+    with _current(span):
         yield traceparent(span.get_span_context())
+
+
+@contextlib.contextmanager
+def _current(span: Span) -> Iterator[None]:
+    """``span`` is the current span inside, ended on the way out, with an exception
+    that passes through recorded on it: ``start_as_current_span`` without its
+    layers of wrappers, at half the cost."""
+    token = _context.attach(_api.set_span_in_context(span))
+    try:
+        yield
+    except BaseException as exc:
+        span.record_exception(exc)
+        span.set_status(_api.Status(_api.StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        raise
+    finally:
+        _context.detach(token)
+        span.end()
 
 
 def attempt_span(run: RunRow, *, resumed: bool) -> Span | None:
@@ -151,18 +174,18 @@ def step_span(
     """A span around one execution of a step's function, current while it runs, under
     the attempt's span ``parent``; a no-op when that is None. An exception raised
     through it is recorded on it."""
-    if parent is None or _tracer is None:
-        return _NULL
+    if parent is None or _tracer is None or not parent.is_recording():
+        return _NULL  # a run's trace not sampled: its steps' spans would not be either
     context = _api.set_span_in_context(parent)
     attributes: dict[str, Any] = {"tarry.step": key, "tarry.step.attempt": attempt}
-    return _tracer.start_as_current_span(f"step {key}", context=context, attributes=attributes)
+    return _current(_tracer.start_span(f"step {key}", context=context, attributes=attributes))
 
 
 def wait_passed(parent: Span | None, run: RunRow, row: StepRow) -> None:
     """The run went on past the wait ``row`` (resolved): its span, from when it
     parked to when it was woken, linked (as is the attempt's) to the code that woke
     it."""
-    if parent is None or _tracer is None:
+    if parent is None or _tracer is None or not parent.is_recording():
         return
     woke = parse(row.trace)
     links = [] if woke is None else [_api.Link(woke)]
