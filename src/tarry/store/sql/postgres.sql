@@ -265,7 +265,8 @@ WITH s AS (DELETE FROM steps WHERE run_id = ANY(:ids)),
      a AS (DELETE FROM step_attempts WHERE run_id = ANY(:ids)),
      c AS (DELETE FROM run_changes WHERE run_id = ANY(:ids)),
      w AS (DELETE FROM waiters WHERE run_id = ANY(:ids)),
-     m AS (DELETE FROM messages WHERE run_id = ANY(:ids))
+     m AS (DELETE FROM messages WHERE run_id = ANY(:ids)),
+     k AS (DELETE FROM tokens WHERE run_id = ANY(:ids))
 DELETE FROM runs WHERE id = ANY(:ids) AND ended_at IS NOT NULL;
 
 -- name: select_runs_by_ids

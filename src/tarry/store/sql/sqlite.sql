@@ -88,6 +88,7 @@ DELETE FROM step_attempts WHERE run_id IN (SELECT value FROM json_each(:ids));
 DELETE FROM run_changes WHERE run_id IN (SELECT value FROM json_each(:ids));
 DELETE FROM waiters WHERE run_id IN (SELECT value FROM json_each(:ids));
 DELETE FROM messages WHERE run_id IN (SELECT value FROM json_each(:ids));
+DELETE FROM tokens WHERE run_id IN (SELECT value FROM json_each(:ids));
 DELETE FROM runs WHERE id IN (SELECT value FROM json_each(:ids)) AND ended_at IS NOT NULL;
 
 -- name: select_runs_by_ids
