@@ -20,7 +20,7 @@ import socket
 import sys
 from typing import Annotated, NoReturn
 
-from . import cli_check, cli_init, cli_operate, logs  # noqa: F401  (register check, init; retry, cancel, fork, purge)
+from . import cli_check, cli_init, cli_operate, cli_tokens, logs  # noqa: F401  (register check, init; retry, cancel, fork, purge; tokens)
 from .app import App
 from .cli_args import Argument, Option
 from .cli_common import (
@@ -129,6 +129,7 @@ def _serve(
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if family == socket.AF_INET6 else host
     url = f"http://{shown}:{bound}/"
+    app.serve_at(url)  # token links point here unless public_url says otherwise
     if concurrency is None:
         concurrency = app.default_concurrency
     server_app = create_app(
