@@ -57,6 +57,8 @@ def waiting_json(waiting: WaitingFor | None) -> dict[str, Any] | None:
         "conditions": list(waiting.conditions),
         "arrived": list(waiting.arrived),
         "needs": waiting.needs,
+        "schema": waiting.schema,
+        "schemas": list(waiting.schemas),
     }
 
 

@@ -230,6 +230,9 @@ class MessageOut(BaseModel):
 
 
 class WaitingForOut(BaseModel):
+    # "schema" shadows a BaseModel attribute: the field is schema_, written as "schema".
+    model_config = ConfigDict(serialize_by_alias=True)
+
     kind: str = Field(
         description="signal, event, message, sleep, invoke; any or all (several conditions); "
         "branches (steps started side by side, each with its wait in waits)"
