@@ -251,3 +251,13 @@ async def test_the_routes_are_in_the_openapi_document(client) -> None:
         assert any(p["name"] == "sig" and p["in"] == "query" for p in operation["parameters"])
     assert {"401", "404", "409", "410", "413", "422"} <= set(routes["post"]["responses"])
     assert "text/html" in routes["get"]["responses"]["200"]["content"]
+
+
+async def test_the_run_page_shows_the_token_wait(env, client) -> None:
+    run_id, _ = await started(env, "contract")
+    form = await client.get("/login")
+    await client.post("/login", data={"csrf": csrf_of(form.text), "token": TOKEN})
+    page = await client.get(f"/runs/{run_id}")
+    assert page.status_code == 200
+    assert re.search(r"token\s*<code>contract-signed</code> at step", page.text)
+    assert "Approve" not in page.text  # the run page sends signals and messages, not tokens
