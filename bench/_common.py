@@ -79,6 +79,10 @@ def three_step_app(url: str, fn: Callable[[int], Any]) -> Any:
         b = await step.run("b", fn, a)
         return int(await step.run("c", fn, b))
 
+    if os.environ.get("TARRY_BENCH_METRICS"):  # as tarry serve has it: metrics_overhead.py
+        import tarry.metrics
+
+        tarry.metrics.collector(app)
     return app
 
 

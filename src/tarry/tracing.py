@@ -152,6 +152,8 @@ def attempt_span(run: RunRow, *, resumed: bool) -> Span | None:
         return None
     parent = parse(run.trace)
     context = None
+    if parent is not None and not parent.trace_flags.sampled:
+        return None  # its trace was not sampled at its start: nothing of it would be kept
     if parent is not None:
         context = _api.set_span_in_context(_api.NonRecordingSpan(parent))
     attributes: dict[str, Any] = {"tarry.run_id": run.id, "tarry.workflow": run.workflow,
