@@ -63,6 +63,15 @@ class TokenOut(BaseModel):
 router = APIRouter(prefix="/api/v1")
 
 
+def _with_pages(responses: dict[int | str, dict[str, Any]]) -> dict[int | str, dict[str, Any]]:
+    """The POST's answers: JSON for a JSON body, the page again for its form."""
+    page = {"content": {"text/html": {"schema": {"type": "string"}}}}
+    shown: dict[int | str, dict[str, Any]] = {200: dict(page)}
+    for status, answer in responses.items():
+        shown[status] = {**answer, **page} if int(status) != 413 else answer
+    return shown
+
+
 def _only_sig(request: Request) -> None:
     unknown = sorted(set(request.query_params) - {"sig"})
     if unknown:
@@ -77,12 +86,15 @@ def _only_sig(request: Request) -> None:
 @router.post(
     "/tokens/{token_id}",
     response_model=TokenOut,
-    responses=responses_with(
-        (401, "the signature is missing or not this token's"),
-        (404, "no such token"),
-        (409, "the token was completed already; the first completion stands"),
-        (410, "the token expired, or its run ended or is being cancelled"),
-        (422, "the data does not fit the token's schema (errors lists each problem)"),
+    responses=_with_pages(
+        responses_with(
+            (401, "the signature is missing or not this token's"),
+            (403, "a form post whose CSRF token is not this session's (a page)"),
+            (404, "no such token"),
+            (409, "the token was completed already; the first completion stands"),
+            (410, "the token expired, or its run ended or is being cancelled"),
+            (422, "the data does not fit the token's schema (errors lists each problem)"),
+        )
     ),
     summary="Complete a callback token with the JSON body (no bearer token: the signature)",
     openapi_extra={
