@@ -17,7 +17,7 @@ from typing import Literal, Protocol
 
 from ..clock import Clock
 from ..models import EndStatus
-from .dashboard_records import EventLinks, RunDetail, RunSearch, SearchResult
+from .dashboard_records import EventLinks, Inbox, RunDetail, RunSearch, SearchResult
 from .metrics_records import RunCounts
 from .records import (
     AttemptRow,
@@ -307,6 +307,16 @@ class Store(Protocol):
     async def run_detail(self, run_id: str) -> RunDetail | None:
         """The run's trigger, the run that invoked it and those it invoked, its waiting
         steps' specs and pending conditions (None: no such run)."""
+
+    async def inbox(self, limit: int = 500) -> Inbox:
+        """The waits on people: every typed condition (a signal, message or token wait
+        with a schema) of a run not ended, soonest deadline first and those without
+        one last, at most ``limit``; and how many waiting steps have one. Read from an
+        index of typed waiters only: ended runs and untyped waits cost nothing."""
+
+    async def inbox_count(self) -> int:
+        """How many waiting steps wait on people (``inbox().total``), in one count of
+        that index."""
 
     # -- metrics (store/core/metrics_reads.py) ---------------------------------------------
 

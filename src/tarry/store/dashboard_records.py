@@ -80,3 +80,32 @@ class RunDetail:
     children: list[str] = field(default_factory=list)
     specs: dict[str, str] = field(default_factory=dict)
     pending: list[WaitCondition] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class PersonWait:
+    """One typed condition a parked run waits on (the approvals inbox): its run and
+    workflow, its step and the step's kind (``any`` when one of several conditions
+    answers it), its index in the step (None: the step's only condition), its kind
+    (signal, message or token), its key (the signal key, the message name or None for
+    any name, the token id), its JSON Schema, its deadline and when the wait began."""
+
+    run_id: str
+    workflow: str
+    step: str
+    step_kind: str | None
+    index: int | None
+    kind: str
+    key: str | None
+    schema: bytes
+    expires_at: float | None
+    since: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Inbox:
+    """The typed waits of runs not ended, soonest deadline first (at most the limit
+    asked for), and how many waiting steps there are in all."""
+
+    waits: list[PersonWait]
+    total: int

@@ -35,7 +35,7 @@ from ..base import (
     WaitSpec,
     WorkflowConfig,
 )
-from ..dashboard_records import EventLinks, RunDetail, RunSearch, SearchResult
+from ..dashboard_records import EventLinks, Inbox, RunDetail, RunSearch, SearchResult
 from ..metrics_records import RunCounts
 from . import claims, dashboard_reads, delivery, metrics_reads, operate, runs, waits
 from .configs import WorkflowConfigs
@@ -256,6 +256,12 @@ class CoreStore(TokenStore, ABC):
 
     async def run_detail(self, run_id: str) -> RunDetail | None:
         return await self._read(partial(dashboard_reads.run_detail, run_id=run_id))
+
+    async def inbox(self, limit: int = 500) -> Inbox:
+        return await self._read(partial(dashboard_reads.inbox, limit=limit))
+
+    async def inbox_count(self) -> int:
+        return await self._read(dashboard_reads.inbox_count)
 
     async def run_counts(self) -> RunCounts:
         return await self._read(metrics_reads.run_counts)

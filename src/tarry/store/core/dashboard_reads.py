@@ -1,5 +1,5 @@
 """The dashboard's store operations: its signing keys, the runs search, what events
-did and what parked runs wait on.
+did, what parked runs wait on, and the approvals inbox (the waits on people).
 
 Reads only, apart from the signing keys: the first server to ask for a key stores
 the one it offers, and every server after it (a restart, another process on the
@@ -9,9 +9,17 @@ same database) gets that one, so sessions and forms outlive a process.
 from __future__ import annotations
 
 from ..base import EventRow
-from ..dashboard_records import EventLinks, RunDetail, RunSearch, SearchResult, WaitCondition
+from ..dashboard_records import (
+    EventLinks,
+    Inbox,
+    PersonWait,
+    RunDetail,
+    RunSearch,
+    SearchResult,
+    WaitCondition,
+)
 from ..rows import RUN_COLUMNS, run_row
-from .port import Tx
+from .port import Row, Tx
 
 LINK_CANDIDATES = 5000
 """At most this many runs and wait steps are read to link events to their runs."""
@@ -90,3 +98,31 @@ async def run_detail(tx: Tx, run_id: str) -> RunDetail | None:
 async def get_event(tx: Tx, event_id: str) -> EventRow | None:
     row = await tx.one("select_event", {"id": event_id})
     return None if row is None else EventRow(int(row[0]), row[1], row[2], bytes(row[3]), row[4])
+
+
+async def inbox(tx: Tx, limit: int) -> Inbox:
+    """The typed waits (a schema on a signal, message or token), from an index that
+    holds nothing else: their number does not grow with ended runs or untyped waits."""
+    rows = await tx.all("inbox_waits", {"limit": limit}) if limit > 0 else []
+    return Inbox([_person_wait(row) for row in rows], await inbox_count(tx))
+
+
+def _person_wait(row: Row) -> PersonWait:
+    run_id, workflow, step, step_kind, idx, kind, key, schema, expires, since = row
+    return PersonWait(
+        str(run_id),
+        str(workflow),
+        str(step),
+        None if step_kind is None else str(step_kind),
+        None if idx is None else int(idx),
+        str(kind),
+        None if key is None else str(key),
+        bytes(schema),
+        None if expires is None else float(expires),
+        None if since is None else float(since),
+    )
+
+
+async def inbox_count(tx: Tx) -> int:
+    found = await tx.one("inbox_count", {})
+    return 0 if found is None else int(found[0])

@@ -471,3 +471,24 @@ UPDATE token_secrets SET valid_until = :until WHERE valid_until IS NULL;
 
 -- name: forget_token_secrets
 DELETE FROM token_secrets WHERE valid_until IS NOT NULL AND valid_until <= :now;
+
+-- The approvals inbox (store/core/dashboard_reads.py): the typed waits of runs not
+-- ended, from the partial index waiters_people, soonest deadline first and those
+-- without one last. The step gives when the wait began and what kind it is.
+
+-- name: inbox_waits
+SELECT w.run_id, r.workflow, w.step_key, s.kind, w.idx, w.kind, w.key, w.json_schema,
+       w.expires_at, s.started_at
+FROM waiters w
+JOIN runs r ON r.id = w.run_id
+LEFT JOIN steps s ON s.run_id = w.run_id AND s.key = w.step_key
+WHERE w.json_schema IS NOT NULL AND r.ended_at IS NULL
+ORDER BY (w.expires_at IS NULL), w.expires_at, w.id
+LIMIT :limit;
+
+-- name: inbox_count
+-- One per waiting step (a wait on several typed conditions is one thing to answer),
+-- read from the partial index alone.
+SELECT count(*) FROM (
+    SELECT DISTINCT run_id, step_key FROM waiters WHERE json_schema IS NOT NULL
+) AS people;
