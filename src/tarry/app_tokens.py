@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from . import serde
+from . import serde, tracing
 from .clock import Clock
 from .durations import Duration, parse_duration
 from .errors import (
@@ -55,7 +55,8 @@ class TokenClient:
             data, what=f"data of token {token_id!r}", limit=self.settings.max_output_bytes
         )
         store = await self._open()
-        outcome = await store.complete_token(token_id, payload)
+        with tracing.sending("complete_token", token=token_id) as trace:
+            outcome = await store.complete_token(token_id, payload, trace=trace)
         if outcome.status == "not_found":
             raise TokenNotFound(f"no callback token {token_id!r}: nothing was stored")
         if outcome.status == "used":

@@ -206,3 +206,29 @@ def test_traceparent_text_round_trips_and_junk_is_ignored(spans: InMemorySpanExp
     for junk in ("", "00-zz", "01-" + "a" * 32 + "-" + "b" * 16 + "-01",
                  "00-" + "0" * 32 + "-" + "b" * 16 + "-01"):  # fmt: skip
         assert tracing.parse(junk) is None
+
+
+async def test_completing_a_callback_token_links_the_resumed_run_to_the_completer(
+    spans: InMemorySpanExporter, database_url: str
+) -> None:
+    app = approval_app()
+    made: list[tarry.Token] = []
+
+    @app.workflow("contract")
+    async def contract(ctx: tarry.Context, step: tarry.Step) -> Any:
+        token = await step.create_token("contract-signed", timeout="14d")
+        await step.run("mail", lambda: made.append(token) or "sent")
+        return await step.wait_for_token(token)
+
+    async with Environment(app, database=database_url) as env:
+        run_id = await env.start("contract")
+        await env.run_until_idle()
+        with trace.get_tracer("the-shop").start_as_current_span("POST /api/v1/tokens/{id}"):
+            await env.app.complete_token(made[0].id, {"signed": True})
+        assert await env.result(run_id) == {"signed": True}
+    found = spans.get_finished_spans()
+    completed = one(found, "tarry complete_token")
+    assert completed.attributes is not None and completed.attributes["tarry.token"] == made[0].id
+    wait = one(found, "wait token")
+    assert linked_to(wait, completed)
+    assert wait.attributes is not None and wait.attributes["tarry.wait.woken_by"] == "token"

@@ -341,7 +341,10 @@ class Store(Protocol):
     async def get_token(self, token_id: str) -> TokenRow | None:
         """The token with its run's workflow and status, or None."""
 
-    async def complete_token(self, token_id: str, data: bytes) -> TokenOutcome:
-        """Complete the token with ``data`` and deliver it to the run's wait on it, if
-        parked; or change nothing and say why (used, expired, run ended, not found).
-        Data that does not fit the token's schema raises ``PayloadInvalid``."""
+    async def complete_token(
+        self, token_id: str, data: bytes, *, trace: str | None = None
+    ) -> TokenOutcome:
+        """Complete the token with ``data`` and deliver it (with the sender's
+        ``trace``) to the run's wait on it, if parked; or change nothing and say why
+        (used, expired, run ended, not found). Data that does not fit the token's
+        schema raises ``PayloadInvalid``."""

@@ -90,7 +90,9 @@ async def get_token(tx: Tx, token_id: str) -> TokenRow | None:
     return None if row is None else _token_row(row)
 
 
-async def complete_token(tx: Tx, token_id: str, data: bytes) -> TokenOutcome:
+async def complete_token(
+    tx: Tx, token_id: str, data: bytes, trace: str | None = None
+) -> TokenOutcome:
     await tx.lock("token", token_id)
     found = await get_token(tx, token_id)
     if found is None:
@@ -113,7 +115,7 @@ async def complete_token(tx: Tx, token_id: str, data: bytes) -> TokenOutcome:
     ):
         if await tx.one("lock_waiter", {"id": waiter_id}) is None:
             continue  # the same step's other waiter for it went with the first
-        await resolve_wait(tx, waiting_run, step_key, "completed", data, None, index)
+        await resolve_wait(tx, waiting_run, step_key, "completed", data, None, index, trace)
     return TokenOutcome("completed", run_id, tx.now)
 
 
@@ -145,9 +147,10 @@ class TokenStore:
     async def get_token(self, token_id: str) -> TokenRow | None:
         return await self._transact(partial(get_token, token_id=token_id))
 
-    async def complete_token(self, token_id: str, data: bytes) -> TokenOutcome:
+    async def complete_token(
+        self, token_id: str, data: bytes, *, trace: str | None = None
+    ) -> TokenOutcome:
         # Repeated after a commit that went unanswered, it would find its own
         # completion and answer "used": the caller could not tell it had won.
-        return await self._transact(
-            partial(complete_token, token_id=token_id, data=data), idempotent=False
-        )
+        body = partial(complete_token, token_id=token_id, data=data, trace=trace)
+        return await self._transact(body, idempotent=False)
