@@ -40,19 +40,22 @@ class Moment(NamedTuple):
 
 
 Listener = Callable[[Moment], None]
-_listeners: list[Listener] = []
+_listeners: tuple[Listener, ...] = ()
+"""Replaced, never changed in place: a moment on another thread iterates the tuple it
+read, with no copy made per moment."""
 
 
 def add_listener(listener: Listener) -> None:
     """Hand every moment of every run in this process to ``listener`` (called on the
     thread that reached the moment; it must be quick and must not raise)."""
+    global _listeners
     if listener not in _listeners:
-        _listeners.append(listener)
+        _listeners = (*_listeners, listener)
 
 
 def remove_listener(listener: Listener) -> None:
-    if listener in _listeners:
-        _listeners.remove(listener)
+    global _listeners
+    _listeners = tuple(each for each in _listeners if each != listener)
 
 
 def wanted(level: int) -> bool:
@@ -76,9 +79,10 @@ def emit(
     """Tell one moment (see the module). ``message % args`` is the record's text,
     made only if a handler writes it (listeners never need it); ``exc`` an exception
     whose traceback the record carries."""
-    if _listeners:
+    listeners = _listeners
+    if listeners:
         moment = Moment(kind, run_id, workflow, step, attempt, fields, exc)
-        for listener in list(_listeners):
+        for listener in listeners:
             try:
                 listener(moment)
             except Exception:  # a listener's fault must not stop a run
