@@ -211,6 +211,9 @@ class Run:
     """Every failed attempt of any of its steps, oldest first (``get_run``)."""
     changes: list[RunChange] = field(default_factory=list)
     """Retries and the fork it came from, oldest first (``get_run``)."""
+    due_at: datetime | None = None
+    """For a queued run: when it may start (now or earlier: as soon as a worker is
+    free; later: a delayed start, a retry's backoff). None for any other status."""
 
     @property
     def forked_from(self) -> tuple[str, str] | None:

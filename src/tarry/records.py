@@ -26,6 +26,7 @@ def to_run(row: RunRow, steps: list[StepRow]) -> Run:
         waiting_for=None if waiting is None else _waiting(waiting, steps),
         version=row.version,
         last_version=row.last_version,
+        due_at=to_datetime(row.due_at) if row.status == "queued" else None,
         steps=[
             StepRecord(
                 id=s.key,
