@@ -75,9 +75,9 @@ async def test_a_wait_on_several_conditions_is_one_step_to_answer(store: Store) 
     )
     run_id = await park(store, wait("choose", conditions, None, "any"))
     found = await store.inbox()
-    assert [(w.run_id, w.index, w.kind, w.key) for w in found.waits] == [
-        (run_id, 0, "signal", "k:any"),
-        (run_id, 1, "token", "0" * 32),
+    assert [(w.run_id, w.index, w.kind, w.key, w.name) for w in found.waits] == [
+        (run_id, 0, "signal", "k:any", "k:any"),
+        (run_id, 1, "token", "0" * 32, "0" * 32),  # no such token stored: its id
     ]
     assert {w.step_kind for w in found.waits} == {"any"}
     assert found.total == 1 and await store.inbox_count() == 1

@@ -8,35 +8,30 @@ A POST whose token is stale gets the resubmit page (``pages.read_post``).
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
-from starlette.datastructures import FormData
 from starlette.responses import Response
 
-from ..app import App
-from ..errors import RunNotFound, TarryError
-from ..models import Run
-from . import dashboard_events, runs_list
+from ..errors import RunNotFound
+from . import answer_routes, dashboard_events, inbox, runs_list
 from .pages import (
-    BadInput,
     deps,
     enter,
-    form_json,
     form_text,
     missing_run,
     read_post,
     redirect_to,
     render_page,
     resubmit_page,
-    status_of,
 )
 from .run_page import run_page_response
 
 router = APIRouter(include_in_schema=False)
 router.include_router(runs_list.router)
 router.include_router(dashboard_events.router)
+router.include_router(inbox.router)
+router.include_router(answer_routes.router)  # answering a wait: run page, inbox, token page
 
 # -- login ------------------------------------------------------------------------------
 
@@ -99,53 +94,6 @@ async def run_page(
     return await run_page_response(
         request, session, run_id, fragment=fragment, notice=notice, shown=shown
     )
-
-
-def _decision(form: FormData) -> Any:
-    choice = form_text(form, "decision")
-    if choice in ("approve", "reject"):
-        return {"approved": choice == "approve", "by": form_text(form, "by") or "dashboard"}
-    if choice == "custom":
-        data = form_json(form, "data", None)
-        if data is None:
-            raise BadInput("the custom payload must be a JSON value other than null")
-        return data
-    raise BadInput(f"unknown decision {choice!r}: choose Approve, Reject or Send")
-
-
-async def _deliver(app: App, run: Run, form: FormData) -> str:
-    """Send what ``run`` waits for; the notice code for the redirect."""
-    waiting = run.waiting_for
-    if run.status != "waiting" or waiting is None:
-        raise BadInput(f"run {run.id} is {run.status} and waits for nothing: nothing was sent")
-    data = _decision(form)
-    if waiting.kind == "signal" and waiting.key:
-        # strict: a stale page must not buffer a decision for some later run.
-        await app.send_signal(waiting.key, data, strict=True)
-        return "delivered"
-    if waiting.kind == "message":
-        name = form_text(form, "name") or waiting.key or "decision"
-        await app.send_message(run.id, name, data)
-        return "message"
-    raise BadInput(f"this run waits on {waiting.kind}; send it from the events page or the API")
-
-
-@router.post("/runs/{run_id:path}/decide")
-async def decide(request: Request, run_id: str) -> Response:
-    session, form, gate = await read_post(request)
-    if gate is not None:
-        return gate
-    app = deps(request)[0]
-    try:
-        run = await app.get_run(run_id)
-        notice = await _deliver(app, run, form)
-    except RunNotFound:
-        return missing_run(request, session, run_id)
-    except (TarryError, ValueError) as exc:
-        return await run_page_response(
-            request, session, run_id, error=str(exc), status=status_of(exc), form=form
-        )
-    return redirect_to(request, session, f"/runs/{quote(run_id, safe='')}?notice={notice}")
 
 
 @router.post("/runs/{run_id:path}/cancel")

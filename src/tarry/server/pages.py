@@ -26,6 +26,7 @@ from .strictjson import loads_strict
 NOTICES = {
     "delivered": "Signal delivered: the run resumes now.",
     "message": "Message sent to the run's mailbox.",
+    "answered": "Answer recorded: the run resumes now.",
     "cancelled": "Run cancelled.",
     "cancel-requested": "Cancel requested: the run stops at its next step.",
     "started": "Run started.",

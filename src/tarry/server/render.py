@@ -12,6 +12,7 @@ from starlette.responses import HTMLResponse
 
 from .. import waiting
 from ..models import StepRecord
+from .schema_form import fields_for
 
 _env = Environment(
     loader=PackageLoader("tarry.server", "templates"),
@@ -72,6 +73,7 @@ _env.filters.update(
     segment=segment,
     wait_summary=waiting.summary,
     conditions=waiting.conditions,
+    schema_fields=fields_for,
 )
 
 

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from ..errors import RunNotFound
 from ..models import Run
 from ..store.dashboard_records import RunDetail
+from .answers import AnswerState, run_answerables
 from .auth import Session
 from .pages import NOTICES, deps, missing_run, render_page, store_of
 from .run_view import waterfall
@@ -45,6 +46,7 @@ async def run_page_response(
     status: int = 200,
     shown: str = "",
     form: FormData | None = None,
+    answer: AnswerState | None = None,
 ) -> Response:
     app = deps(request)[0]
     try:
@@ -68,6 +70,7 @@ async def run_page_response(
         notice=NOTICES.get(notice),
         error=error,
         kept=kept_of(form),
+        answer_state=answer,
     )
 
 
@@ -86,6 +89,7 @@ def run_context(run: Run, detail: RunDetail | None) -> dict[str, Any]:
         "run": run,
         "fall": waterfall(run, datetime.now(UTC)),
         "waits": wait_views(run, detail),
+        "answers": run_answerables(run, detail),
         "trigger": trigger,
         "parent": detail.parent if detail else None,
         "children": detail.children if detail else [],

@@ -97,6 +97,8 @@ class PersonWait:
     index: int | None
     kind: str
     key: str | None
+    name: str
+    """What people read: the signal key, the message name ("" for any), the token's."""
     schema: bytes
     expires_at: float | None
     since: float | None

@@ -108,7 +108,7 @@ async def inbox(tx: Tx, limit: int) -> Inbox:
 
 
 def _person_wait(row: Row) -> PersonWait:
-    run_id, workflow, step, step_kind, idx, kind, key, schema, expires, since = row
+    run_id, workflow, step, step_kind, idx, kind, key, name, schema, expires, since = row
     return PersonWait(
         str(run_id),
         str(workflow),
@@ -117,6 +117,7 @@ def _person_wait(row: Row) -> PersonWait:
         None if idx is None else int(idx),
         str(kind),
         None if key is None else str(key),
+        "" if name is None else str(name),
         bytes(schema),
         None if expires is None else float(expires),
         None if since is None else float(since),

@@ -474,14 +474,16 @@ DELETE FROM token_secrets WHERE valid_until IS NOT NULL AND valid_until <= :now;
 
 -- The approvals inbox (store/core/dashboard_reads.py): the typed waits of runs not
 -- ended, from the partial index waiters_people, soonest deadline first and those
--- without one last. The step gives when the wait began and what kind it is.
+-- without one last. The step gives when the wait began and what kind it is, a
+-- token its name.
 
 -- name: inbox_waits
-SELECT w.run_id, r.workflow, w.step_key, s.kind, w.idx, w.kind, w.key, w.json_schema,
-       w.expires_at, s.started_at
+SELECT w.run_id, r.workflow, w.step_key, s.kind, w.idx, w.kind, w.key,
+       COALESCE(t.name, w.key), w.json_schema, w.expires_at, s.started_at
 FROM waiters w
 JOIN runs r ON r.id = w.run_id
 LEFT JOIN steps s ON s.run_id = w.run_id AND s.key = w.step_key
+LEFT JOIN tokens t ON w.kind = 'token' AND t.id = w.key
 WHERE w.json_schema IS NOT NULL AND r.ended_at IS NULL
 ORDER BY (w.expires_at IS NULL), w.expires_at, w.id
 LIMIT :limit;
