@@ -21,7 +21,8 @@ $(DEMO_BIN)/tarry-ready: pyproject.toml
 	touch $@
 
 ## demo: the order-approval story on the embedded SQLite default, then the
-## dashboard (Ctrl-C to stop) with one more order parked for you to approve
+## dashboard (Ctrl-C to stop) with one more order parked for you to approve:
+## with the e-mailed approve link it prints, or from the dashboard's inbox
 demo: $(DEMO_BIN)/tarry-ready
 	$(DEMO_BIN)/python examples/order_approval.py
 	$(DEMO_BIN)/tarry dev examples/order_approval.py

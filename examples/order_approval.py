@@ -1,6 +1,10 @@
 """Order fulfilment with a human approval: the pause at the centre of tarry.
 
-Orders over 50,000 park on the signal ``approval:order-<id>`` for up to 7 days.
+Orders over 50,000 wait up to 7 days for a decision shaped as ``tarry.Approval``
+(approved, by, comment), which arrives either way: the signal
+``approval:order-<id>`` from another system, or the approve link e-mailed to the
+approvers (a callback token's URL, which needs no API token and opens a page with
+Approve and Reject). The dashboard's inbox lists the order with the same buttons.
 Run it with no arguments for the whole story on the embedded SQLite default
 (./.tarry/tarry.db): an order parks, another process approves it, and the run
 resumes where it left off. The other process is this same file:
@@ -32,6 +36,12 @@ def charge(order: dict[str, Any]) -> str:
     return f"charge-{order['id']}"
 
 
+def email_approvers(order: dict[str, Any], link: str) -> str:
+    # A real service would send this by e-mail (or Slack): the link is all it takes.
+    print(f"  [mail] to approvers: approve order {order['id']} ({order['total']:,}) at {link}")
+    return link
+
+
 def ship(order: dict[str, Any]) -> str:
     print(f"  [step] shipped order {order['id']}")
     return f"parcel-{order['id']}"
@@ -42,13 +52,21 @@ async def fulfill_order(ctx: tarry.Context, step: tarry.Step) -> dict[str, Any]:
     order = await step.run("load-order", load_order, ctx.payload["order_id"])
     await step.run("charge", charge, order)
     if order["total"] > 50_000:
-        decision = await step.wait_for_signal(
-            "wait-approval", signal=f"approval:order-{order['id']}", timeout="7d"
+        link = await step.create_token("approve-link", timeout="7d", schema=tarry.Approval)
+        await step.run("email-approvers", email_approvers, order, link.url)
+        woken = await step.wait_for_any(
+            "wait-approval",
+            [
+                tarry.signal(f"approval:order-{order['id']}", schema=tarry.Approval),
+                tarry.token(link),
+            ],
+            timeout="7d",
         )
-        if decision is None:
+        if woken is None:
             step.bail("approval timed out - order held")
-        if not decision["approved"]:
-            step.bail(f"rejected by {decision['by']}")
+        decision: tarry.Approval = woken.value
+        if not decision.approved:
+            step.bail(f"rejected by {decision.by}")
     parcel = await step.run("ship", ship, order)
     return {"shipped": order["id"], "parcel": parcel}
 
@@ -80,7 +98,7 @@ async def demo() -> None:
         waiting = run.waiting_for
         assert waiting is not None
         print(
-            f"run is {run.status}: parked on {waiting.kind} {waiting.key!r} until "
+            f"run is {run.status}: parked on {' or '.join(waiting.conditions)} until "
             f"{waiting.expires_at:%Y-%m-%d %H:%M} UTC; no worker holds it"
         )
         print("approving from another process ...")
@@ -94,10 +112,13 @@ async def demo() -> None:
         run = await app.get_run(run_id)
         for step in run.steps:
             took = (step.ended_at - step.started_at).total_seconds() if step.ended_at else 0
-            print(f"  {step.id:<14} {step.kind:<7} {step.status:<10} {took * 1000:9.1f} ms")
+            print(f"  {step.id:<16} {step.kind:<13} {step.status:<10} {took * 1000:9.1f} ms")
         # One more order for the dashboard: it stays parked until somebody decides.
-        await parked(await app.start("fulfill-order", {"order_id": order_id + 2}))
-        print(f"order {order_id + 2} is parked for you: approve it in the dashboard")
+        other = await parked(await app.start("fulfill-order", {"order_id": order_id + 2}))
+        link = next(s.output for s in other.steps if s.id == "email-approvers")
+        print(f"order {order_id + 2} is parked for you: approve it with the e-mailed link")
+        print(f"  {link}")
+        print(f"or in the dashboard's inbox: {link.split('/api/', 1)[0]}/inbox")
     await app.close()
 
 

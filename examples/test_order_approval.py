@@ -1,4 +1,4 @@
-"""The order-approval workflow (order_approval.py) tested four ways on virtual time.
+"""The order-approval workflow (order_approval.py) tested five ways on virtual time.
 
 Copy this file next to your own workflows: each test runs the real workflow on
 an in-memory store with a clock that moves only when told, so the 7-day
@@ -26,8 +26,19 @@ def tarry_app() -> tarry.App:
 async def test_approved(tarry_env: Environment) -> None:
     run_id = await tarry_env.start("fulfill-order", ORDER)
     waiting = await tarry_env.waiting(run_id)
-    assert waiting is not None and waiting.key == SIGNAL
+    assert waiting is not None and f"signal {SIGNAL}" in waiting.conditions
     await tarry_env.send_signal(SIGNAL, {"approved": True, "by": "alice"})
+    assert await tarry_env.result(run_id) == {"shipped": 42, "parcel": "parcel-42"}
+
+
+async def test_approved_with_the_emailed_link(tarry_env: Environment) -> None:
+    run_id = await tarry_env.start("fulfill-order", ORDER)
+    await tarry_env.waiting(run_id)
+    steps = {s.id: s for s in (await tarry_env.get_run(run_id)).steps}
+    link = steps["email-approvers"].output  # what the approvers were sent
+    assert "/api/v1/tokens/" in link and "?sig=" in link
+    token_id = steps["approve-link"].output["id"]
+    await tarry_env.app.complete_token(token_id, {"approved": True, "by": "dana"})
     assert await tarry_env.result(run_id) == {"shipped": 42, "parcel": "parcel-42"}
 
 
