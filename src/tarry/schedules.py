@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
+from .durations import Duration, check_aware, parse_duration
 from .errors import ConfigError
 
 CatchUp = Literal["latest", "all", "none"]
@@ -215,3 +216,40 @@ def describe_slot(slot: datetime, spec: Cron | None = None) -> str:
         local = slot.astimezone(spec.zone)
         text += f" ({local.strftime('%Y-%m-%d %H:%M:%S')} {spec.tz})"
     return text
+
+
+def split_schedule(on: object, workflow: str) -> tuple[Cron | None, object]:
+    """``on=`` of a workflow split into its cron schedule (one at most) and the event
+    triggers beside it, which ``compile_triggers`` reads as before."""
+    items = list(on) if isinstance(on, list | tuple) else [on]
+    crons = [item for item in items if isinstance(item, Cron)]
+    if not crons:
+        return None, on
+    if len(crons) > 1:
+        raise ConfigError(
+            f"workflow {workflow!r}: on= takes one tarry.cron(...), got {len(crons)} "
+            f"({', '.join(map(str, crons))}); register the other schedule on a workflow "
+            "of its own"
+        )
+    rest = [item for item in items if not isinstance(item, Cron)]
+    return crons[0], rest or None
+
+
+def start_time(delay: Duration | None, start_at: datetime | None, now: float) -> float | None:
+    """When a run started with ``delay=`` or ``start_at=`` may begin (None: now). A
+    naive ``start_at``, a malformed or negative ``delay``, or both given: ``ValueError``
+    naming the value, before anything is stored."""
+    if delay is not None and start_at is not None:
+        raise ValueError(
+            f"pass delay or start_at, not both (got delay={delay!r}, start_at={start_at!r})"
+        )
+    if delay is not None:
+        try:
+            return now + parse_duration(delay)
+        except ValueError as exc:
+            raise ValueError(f"delay: {exc}") from None
+    if start_at is None:
+        return None
+    if not isinstance(start_at, datetime):
+        raise ValueError(f"start_at must be an aware datetime, got {start_at!r}")
+    return check_aware(start_at, "start_at").timestamp()
