@@ -70,25 +70,24 @@ def test_waterfall_search_live_controls_kept_input_and_cancel(tarry: Tarry, brow
     assert page.url.endswith("#step-charge")
     assert page.locator("#step-charge ol.failed-attempts li").count() == 2
 
-    # kept input: a custom payload that is not JSON comes back as typed, with the error
-    page.click("#custom-details summary")
-    page.fill("#decide-data", '{"approved": true, oops')
-    page.click("button:has-text('Send')")
+    # kept input: a payload that is not JSON comes back as typed, with the error (a wait
+    # without a schema gets the JSON box; Approve/Reject are for the approval shape)
+    data = page.locator("#decide textarea[name=data]")
+    data.fill('{"approved": true, oops')
+    page.click("#decide button:has-text('Send')")
     assert "data is not valid JSON" in page.locator("#form-error").inner_text()
-    assert page.locator("#decide-data").input_value() == '{"approved": true, oops'
+    assert data.input_value() == '{"approved": true, oops'
 
     # controls follow the run: a refresh that brings a change keeps what is being typed,
-    # and once the run is approved elsewhere, Approve, Reject and Cancel go, no reload
-    page.fill("#decide-by", "typed-while-refreshing")
+    # and once the run is approved elsewhere, the form and Cancel go, no reload
+    data.fill('{"typed": "while refreshing"}')
     shown = page.locator("#live").get_attribute("hx-get")
     note = httpx.post(f"{base}/api/v1/runs/{checkout}/messages", json={"name": "note", "data": {}})
     assert note.status_code == 202
     page.wait_for_function(
         "shown => document.querySelector('#live').getAttribute('hx-get') !== shown", arg=shown
     )
-    assert page.locator("#decide-by").input_value() == "typed-while-refreshing"
-    assert page.locator("#custom-details").get_attribute("open") is not None
-    assert page.locator("#decide-data").input_value() == '{"approved": true, oops'
+    assert data.input_value() == '{"typed": "while refreshing"}'
     sent = httpx.post(
         f"{base}/api/v1/signals", json={"signal": "checkout:1042", "data": {"approved": True}}
     )
@@ -136,11 +135,11 @@ def test_an_open_tab_approves_after_the_server_restarts(tarry: Tarry, browser: A
     wait_status(base, run_id, "waiting")
     page = browser.new_page()
     page.goto(f"{base}/runs/{run_id}")
-    page.fill("#decide-by", "rita")
+    page.fill("#decide textarea[name=data]", '{"approved": true, "by": "rita"}')
     stop(proc)  # tarry dev restarting, a deploy: the tab stays open
 
     base, proc = serve(tarry, None, TARGET, port=port)
-    page.click("button:has-text('Approve')")
+    page.click("#decide button:has-text('Send')")
     page.wait_for_url(f"**/runs/{run_id}?notice=delivered")
     assert wait_status(base, run_id, "completed")["output"] == {"approved_by": "rita"}
     page.locator("#run-status:has-text('completed')").wait_for(timeout=10_000)
@@ -149,9 +148,9 @@ def test_an_open_tab_approves_after_the_server_restarts(tarry: Tarry, browser: A
     other = start(base, "approval", {"order": "restart-2"})
     wait_status(base, other, "waiting")
     page.goto(f"{base}/runs/{other}")
-    page.fill("#decide-by", "sam")
+    page.fill("#decide textarea[name=data]", '{"approved": false, "by": "sam"}')
     page.context.clear_cookies()
-    page.click("button:has-text('Reject')")
+    page.click("#decide button:has-text('Send')")
     assert "Send this again?" in page.locator("h1").inner_text()
     assert "sam" in page.locator("#resubmit dl").inner_text()
     assert wait_status(base, other, "waiting")["status"] == "waiting"
