@@ -33,14 +33,17 @@ from .cli_common import (
     print_json,
     print_table,
     say,
+    start_time_args,
     waits,
     when,
+    with_now,
 )
 from .cli_errors import fail, report, run_command, usage
 from .cli_history import print_run, run_detail_json
 from .cli_json import run_json
 from .errors import TarryError
 from .models import RUN_STATUSES
+from .queued_reason import why_queued
 from .server import ServerExtraMissing, require_server
 
 Target = Annotated[str, Argument(help="module:app, or a path/to/file.py that defines `app`.")]
@@ -279,16 +282,28 @@ def start(
     workflow: Annotated[str, Argument(help="The workflow id.")],
     payload: Annotated[str | None, Option("--payload", help="JSON payload.")] = None,
     run_id: Annotated[str | None, Option("--run-id", help="Idempotency key.")] = None,
+    delay: Annotated[
+        str | None, Option("--delay", help="Start no sooner than this from now: 90s, 1h, 7d.")
+    ] = None,
+    start_at: Annotated[
+        str | None,
+        Option("--start-at", help="Start no sooner than this ISO time with its offset."),
+    ] = None,
     database: Database = None,
     as_json: AsJson = False,
 ) -> None:
     """Start a run of WORKFLOW; prints its run id.
 
     WORKFLOW must have been registered in the store: by a worker for it, or `tarry init`.
+    With --delay or --start-at the run stays queued until then (cancel it meanwhile and
+    it never runs).
     """
     data = json_arg(payload, "--payload")
+    later = start_time_args(delay, start_at)
     created = call(
-        database, lambda app: app.start(workflow, data, run_id=run_id), workflow=workflow
+        database,
+        lambda app: app.start(workflow, data, run_id=run_id, delay=delay, start_at=later),
+        workflow=workflow,
     )
     if as_json:
         print_json({"run_id": created})
@@ -373,21 +388,31 @@ def runs(
     """List runs, newest first."""
     if status is not None and status not in RUN_STATUSES:
         usage(f"--status {status!r}: expected one of {', '.join(RUN_STATUSES)}")
-    page = call(
+    page, now = call(
         database,
-        lambda app: app.list_runs(
-            status=status, workflow=workflow, limit=limit, cursor=cursor, version=version
+        lambda app: with_now(
+            app,
+            app.list_runs(
+                status=status, workflow=workflow, limit=limit, cursor=cursor, version=version
+            ),
         ),
     )
     if as_json:
-        items = [run_json(r, with_steps=False) for r in page.items]
+        items = [run_json(r, with_steps=False, now=now) for r in page.items]
         print_json({"items": items, "next_cursor": page.next_cursor})
         return
     if not page.items:
         say("no runs" + (" match" if status or workflow or version else ""))
         return
     rows = [
-        [r.id, r.workflow, r.version or "", r.status, waits(r), when(r.created_at)]
+        [
+            r.id,
+            r.workflow,
+            r.version or "",
+            r.status,
+            waits(r) or why_queued(r, now) or "",
+            when(r.created_at),
+        ]
         for r in page.items
     ]
     print_table(["run", "workflow", "version", "status", "waiting for", "created (UTC)"], rows)
@@ -405,11 +430,11 @@ def show_run(
 
     Failed attempts come with their tracebacks; changes say who retried it, or its origin.
     """
-    found = call(database, lambda app: app.get_run(run_id))
+    found, now = call(database, lambda app: with_now(app, app.get_run(run_id)))
     if as_json:
-        print_json(run_detail_json(found))
+        print_json(run_detail_json(found, now))
         return
-    print_run(found)
+    print_run(found, now)
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ import os
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Annotated, Any, TypeVar
@@ -28,6 +29,7 @@ from .app import App
 from .cli_args import CommandLine, Option
 from .cli_errors import fail, usage
 from .cli_store import database_url, require_store
+from .durations import parse_duration
 from .errors import TarryError
 from .models import Run
 
@@ -105,6 +107,31 @@ def call(
 
 def print_json(value: Any) -> None:
     sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+async def with_now(app: App, pending: Awaitable[T]) -> tuple[T, float]:
+    """What ``pending`` answers, and the App's clock after it (for a queued run's reason)."""
+    return await pending, app.clock.now()
+
+
+def start_time_args(delay: str | None, start_at: str | None) -> datetime | None:
+    """``--delay`` checked and ``--start-at`` read, or bad usage (exit 2) naming them."""
+    if delay is not None and start_at is not None:
+        usage("pass --delay or --start-at, not both")
+    if delay is not None:
+        try:
+            parse_duration(delay)
+        except ValueError as exc:
+            usage(f"--delay: {exc}")
+    if start_at is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(start_at)
+    except ValueError:
+        usage(f"--start-at {start_at!r} is not an ISO 8601 time, e.g. 2030-01-01T09:00:00+01:00")
+    if moment.tzinfo is None:
+        usage(f"--start-at {start_at!r} has no offset: add one, e.g. Z or +01:00")
+    return moment
 
 
 def when(run_time: Any) -> str:

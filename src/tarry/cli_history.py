@@ -15,20 +15,24 @@ import orjson
 from .cli_common import say, waits, when
 from .cli_json import run_json
 from .models import FailedAttempt, Run, RunChange, WaitingFor
+from .queued_reason import why_queued
 from .waiting import conditions, tally
 
 INDENT = "  "
 
 
-def run_detail_json(run: Run) -> Any:
+def run_detail_json(run: Run, now: float | None = None) -> Any:
     """The run as ``tarry run --json`` prints it: the API's run with its steps, each
     step's ``failed_attempts``, and the run's ``failed_attempts``, ``changes`` and
     ``forked_from`` (``{run_id, step}`` or null)."""
-    return run_json(run, with_steps=True)
+    return run_json(run, with_steps=True, now=now)
 
 
-def print_run(run: Run) -> None:
+def print_run(run: Run, now: float | None = None) -> None:
     say(f"run {run.id}  workflow {run.workflow}  {run.status}")
+    reason = None if now is None else why_queued(run, now)
+    if reason is not None:
+        say(f"queued: {reason}")
     if run.forked_from:
         say(f"forked from run {run.forked_from[0]} at step {run.forked_from[1]}")
     if run.waiting_for:

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from .models import FailedAttempt, Run, RunChange, StepRecord, WaitingFor
+from .queued_reason import why_queued
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -19,9 +20,10 @@ def iso(moment: datetime | None) -> str | None:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-def run_json(run: Run, *, with_steps: bool) -> dict[str, Any]:
+def run_json(run: Run, *, with_steps: bool, now: float | None = None) -> dict[str, Any]:
     """The run; with its steps, failed attempts, changes and fork origin only
-    ``with_steps`` (else those are null, as in the API's list of runs)."""
+    ``with_steps`` (else those are null, as in the API's list of runs); ``now`` (the
+    App's clock) gives a queued run's reason."""
     forked = run.forked_from
     return {
         "id": run.id,
@@ -42,6 +44,8 @@ def run_json(run: Run, *, with_steps: bool) -> dict[str, Any]:
         "forked_from": (
             {"run_id": forked[0], "step": forked[1]} if with_steps and forked is not None else None
         ),
+        "due_at": iso(run.due_at),
+        "queued_reason": None if now is None else why_queued(run, now),
     }
 
 

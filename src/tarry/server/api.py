@@ -116,7 +116,9 @@ router = APIRouter(
     summary="Start a run",
 )
 async def start_run(body: StartBody, app: TarryApp) -> StartOut:
-    run_id = await app.start(body.workflow, body.payload, run_id=body.run_id)
+    run_id = await app.start(
+        body.workflow, body.payload, run_id=body.run_id, delay=body.delay, start_at=body.start_at
+    )
     return StartOut(run_id=run_id)
 
 
@@ -139,7 +141,8 @@ async def list_runs(
         status=status, workflow=workflow, limit=limit, cursor=cursor, version=version
     )
     return RunPageOut(
-        items=[run_out(r, with_steps=False) for r in page.items], next_cursor=page.next_cursor
+        items=[run_out(r, with_steps=False, now=app.clock.now()) for r in page.items],
+        next_cursor=page.next_cursor,
     )
 
 
@@ -150,7 +153,7 @@ async def list_runs(
     summary="A run with its steps and what it waits for",
 )
 async def get_run(run_id: str, app: TarryApp) -> RunOut:
-    return run_out(await app.get_run(run_id), with_steps=True)
+    return run_out(await app.get_run(run_id), with_steps=True, now=app.clock.now())
 
 
 @router.post(
@@ -164,7 +167,7 @@ async def cancel_run(
 ) -> RunOut:
     body = body or CancelBody()
     run = await app.cancel(run_id, body.reason, children=body.children)
-    return run_out(run, with_steps=True)
+    return run_out(run, with_steps=True, now=app.clock.now())
 
 
 @router.post(

@@ -115,7 +115,7 @@ async def retry_run(
     run_id: str, app: TarryApp, body: Annotated[RetryBody | None, Body()] = None
 ) -> RunOut:
     run = await app.retry(run_id, by=body.by if body else None)
-    return run_out(run, with_steps=True)
+    return run_out(run, with_steps=True, now=app.clock.now())
 
 
 @router.post(

@@ -18,6 +18,8 @@ from starlette.responses import Response
 
 from ..errors import RunNotFound
 from ..models import Run
+from ..queued_reason import why_queued
+from ..schedules import slot_of
 from ..store.dashboard_records import RunDetail
 from .answers import AnswerState, run_answerables
 from .auth import Session
@@ -71,6 +73,8 @@ async def run_page_response(
         error=error,
         kept=kept_of(form),
         answer_state=answer,
+        queued_reason=why_queued(run, app.clock.now()),
+        cron_slot=slot_of(run.id, run.workflow),
     )
 
 

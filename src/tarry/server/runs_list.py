@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from ..app import App
 from ..models import RUN_STATUSES, Run
+from ..queued_reason import why_queued
 from ..records import to_run
 from ..waiting import on_several
 from .pages import deps, enter, render_page, store_of
@@ -48,7 +49,7 @@ async def runs_page(
     try:
         query = parse_query(typed, cursor, app.clock.now())
     except BadSearch as exc:
-        context.update(runs=[], counts=None, retry_all=0, more=None, refresh=None)
+        context.update(runs=[], queued={}, counts=None, retry_all=0, more=None, refresh=None)
         return render_page(request, session, template, 400, error=str(exc), **context)
     store = await store_of(request)
     found = await store.search_runs(
@@ -61,8 +62,10 @@ async def runs_page(
     more = None
     if len(found.runs) == PAGE:
         more = query.url(cursor=str(found.runs[-1].seq))
+    now = app.clock.now()
     context.update(
         runs=runs,
+        queued={r.id: why_queued(r, now) for r in runs if r.status == "queued"},
         counts=found.counts,
         total=sum(found.counts.values()),
         retry_all=await _retry_all_count(app, typed) if fragment != "counts" else 0,

@@ -10,10 +10,19 @@ import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictBool, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StrictBool,
+    field_validator,
+)
 
 from ..models import FailedAttempt, Run, RunChange, StepRecord, WaitingFor
 from ..names import MAX_NAME
+from ..queued_reason import why_queued
 
 if TYPE_CHECKING:
     from ..registry import Workflow
@@ -47,6 +56,15 @@ class StartBody(_Body):
     workflow: str = _name("a registered workflow id")
     payload: Any = None
     run_id: str | None = _name("the run's id (a second start with it is ignored)", default=None)
+    delay: str | None = Field(
+        default=None,
+        max_length=64,
+        description="start no sooner than this long from now: a duration such as '90s', "
+        "'1h30m' or '7d' (not with start_at)",
+    )
+    start_at: AwareDatetime | None = Field(
+        default=None, description="start no sooner than this time, with its offset (not with delay)"
+    )
 
 
 class SignalBody(_Body):
@@ -328,6 +346,16 @@ class RunOut(BaseModel):
     forked_from: ForkedFromOut | None = Field(
         default=None, description="the run and step it was forked from; only on GET /runs/{id}"
     )
+    due_at: datetime | None = Field(
+        default=None,
+        description="for a queued run, when it may start (later than now: a delayed start or "
+        "a retry's backoff); null otherwise",
+    )
+    queued_reason: str | None = Field(
+        default=None,
+        description="for a queued run, why it is not running yet ('delayed until ...', "
+        "'scheduled (cron slot ...)'); null when it waits only for a worker",
+    )
 
 
 class RunPageOut(BaseModel):
@@ -423,7 +451,8 @@ def step_out(step: StepRecord) -> StepOut:
     )
 
 
-def run_out(run: Run, *, with_steps: bool) -> RunOut:
+def run_out(run: Run, *, with_steps: bool, now: float | None = None) -> RunOut:
+    """The run as the API writes it; ``now`` (the App's clock) gives its queued reason."""
     out = RunOut(
         id=run.id,
         workflow=run.workflow,
@@ -438,6 +467,8 @@ def run_out(run: Run, *, with_steps: bool) -> RunOut:
         version=run.version,
         last_version=run.last_version,
         steps=[step_out(s) for s in run.steps] if with_steps else None,
+        due_at=run.due_at,
+        queued_reason=None if now is None else why_queued(run, now),
     )
     if with_steps:
         forked = run.forked_from

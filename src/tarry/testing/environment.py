@@ -225,8 +225,18 @@ class Environment:
 
     # -- the App's client, bound to this environment ---------------------------------------
 
-    async def start(self, workflow: str, payload: Any = None, *, run_id: str | None = None) -> str:
-        return await self._home(self.app.start(workflow, payload, run_id=run_id))
+    async def start(
+        self,
+        workflow: str,
+        payload: Any = None,
+        *,
+        run_id: str | None = None,
+        delay: Duration | None = None,
+        start_at: datetime | None = None,
+    ) -> str:
+        return await self._home(
+            self.app.start(workflow, payload, run_id=run_id, delay=delay, start_at=start_at)
+        )
 
     async def send_signal(
         self, signal: str, data: Any = None, *, strict: bool = False
