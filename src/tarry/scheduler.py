@@ -22,7 +22,7 @@ import logging
 
 from . import observe, serde
 from .registry import Registry
-from .schedules import Cron, plan, slot_run_id
+from .schedules import MAX_CATCH_UP, Cron, plan, slot_run_id
 from .store.base import NewRun, Store
 
 log = logging.getLogger("tarry")
@@ -78,10 +78,10 @@ class Scheduler:
         todo = plan(spec, covered, now)
         if todo.skipped:
             log.warning(
-                "cron workflow %r: %d slot(s) missed while no worker ran were not started "
+                "cron workflow %r: %s slot(s) missed while no worker ran were not started "
                 "(catch_up=%r%s)",
                 workflow,
-                todo.skipped,
+                f"{todo.skipped:,}{'+' if todo.skipped >= MAX_CATCH_UP else ''}",
                 spec.catch_up,
                 "; at most 1,000 are started" if spec.catch_up == "all" else "",
             )

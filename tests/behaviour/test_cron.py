@@ -5,6 +5,7 @@ at decoration."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -105,7 +106,11 @@ async def test_the_worker_sleeps_until_the_next_slot_and_reads_nothing_between(
     ],
 )  # fmt: skip
 async def test_slots_missed_while_no_worker_ran_start_as_catch_up_says(
-    database_url: str, catch_up: str, after_restart: list[str], ten_minutes_later: list[str] | None
+    database_url: str,
+    catch_up: str,
+    after_restart: list[str],
+    ten_minutes_later: list[str] | None,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     app = new_app()
 
@@ -120,9 +125,16 @@ async def test_slots_missed_while_no_worker_ran_start_as_catch_up_says(
     async with Environment(
         app, database=database_url, start=T0 + timedelta(hours=2, minutes=5)
     ) as env:
-        await env.run_until_idle()
+        with caplog.at_level(logging.WARNING, logger="tarry"):
+            await env.run_until_idle()
         started = stamps(await cron_runs(env, "digest"))[3:]
         assert started == [f"2030-01-01T{hm}:00Z" for hm in after_restart]
+        skipped = 9 - len(after_restart)
+        warned = [r.getMessage() for r in caplog.records if "missed" in r.getMessage()]
+        assert warned == (
+            [f"cron workflow 'digest': {skipped} slot(s) missed while no worker ran were not "
+             f"started (catch_up={catch_up!r})"] if skipped else []
+        )  # fmt: skip
         await env.advance("5m")  # on time again: 02:10 starts, whatever catch_up says
         later = stamps(await cron_runs(env, "digest"))[3:]
         expected = ten_minutes_later if ten_minutes_later is not None else [*after_restart, "02:10"]
