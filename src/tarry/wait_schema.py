@@ -94,8 +94,8 @@ def _given(value: object) -> str:
 
 
 def _checked(schema: dict[str, Any], what: str, model: type[Any] | None) -> WaitSchema:
-    try:
-        encoded = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
+    try:  # keys in the order given: a form shows a model's fields in its order
+        encoded = orjson.dumps(schema)
     except TypeError as exc:
         raise ConfigError(f"{what} is not JSON: {exc}") from None
     problem = next(schema_problems(schema, schema, "#"), None)

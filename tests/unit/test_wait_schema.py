@@ -199,3 +199,14 @@ def test_import_tarry_does_not_import_pydantic() -> None:
         "assert 'pydantic' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_models_fields_keep_their_order_in_the_stored_schema() -> None:
+    class Person(BaseModel):
+        name: str
+        email: str
+        age: int
+
+    shape = wait_schema(Person)
+    assert shape is not None
+    assert list(orjson.loads(shape.encoded)["properties"]) == ["name", "email", "age"]
