@@ -49,6 +49,7 @@ from .models import (
     WaitingFor,
     Woken,
 )
+from .schedules import Cron, cron
 from .step import Step
 
 if TYPE_CHECKING:  # at run time, imported on first use by __getattr__ below
@@ -61,6 +62,7 @@ __all__ = [
     "Clock",
     "ConfigError",
     "Context",
+    "Cron",
     "Event",
     "ExpressionError",
     "LeaseLost",
@@ -103,6 +105,7 @@ __all__ = [
     "Woken",
     "WorkflowNotFound",
     "cancel_on",
+    "cron",
     "event",
     "message",
     "signal",

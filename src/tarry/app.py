@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from . import observe, serde, tracing
@@ -34,6 +35,7 @@ from .operations import RunOperations
 from .portal import Portal
 from .reads import RunReads
 from .registry import Handler, Registry, Workflow
+from .schedules import Cron, start_time
 from .settings import Settings
 from .store import open_store
 from .store.base import NewRun, Store
@@ -171,7 +173,7 @@ class App(RunReads, RunOperations, TokenClient):
         self,
         id: str,
         *,
-        on: str | Trigger | Sequence[str | Trigger] | None = None,
+        on: str | Trigger | Cron | Sequence[str | Trigger | Cron] | None = None,
         retries: int = 4,
         cancel_on: CancelOn | Sequence[CancelOn] | None = None,
         concurrency: int | None = None,
@@ -180,7 +182,8 @@ class App(RunReads, RunOperations, TokenClient):
         """Register ``handler(ctx, step)`` (async, or a plain def run in a thread).
 
         ``on``: event names (or ``tarry.trigger(name, if_=cel)``) that each start a
-        run; ``cancel_on``: ``tarry.cancel_on(...)`` conditions that cancel one;
+        run, and at most one ``tarry.cron(...)`` that starts one per slot;
+        ``cancel_on``: ``tarry.cancel_on(...)`` conditions that cancel one;
         ``concurrency``: at most that many runs executing at once, across all workers
         (parked runs do not count); ``retain``: how long its ended runs are kept
         (default: the App's ``retention``)."""
@@ -235,8 +238,18 @@ class App(RunReads, RunOperations, TokenClient):
 
     # -- client ----------------------------------------------------------------------
 
-    async def start(self, workflow: str, payload: Any = None, *, run_id: str | None = None) -> str:
-        """Start a run; a second start with the same ``run_id`` returns that run's id."""
+    async def start(
+        self,
+        workflow: str,
+        payload: Any = None,
+        *,
+        run_id: str | None = None,
+        delay: Duration | None = None,
+        start_at: datetime | None = None,
+    ) -> str:
+        """Start a run; a second start with the same ``run_id`` returns that run's id.
+        ``delay`` (``"1h"``) or ``start_at`` (an aware datetime): the run stays queued
+        until then, and a ``cancel`` before ends it without running anything."""
         if self.workflows and workflow not in self.workflows:
             raise WorkflowNotFound(
                 f"no workflow {workflow!r} is registered; known: {sorted(self.workflows)}"
@@ -246,6 +259,7 @@ class App(RunReads, RunOperations, TokenClient):
         check_name(workflow, "workflow id")
         if run_id is not None:
             check_name(run_id, "run_id")
+        due_at = start_time(delay, start_at, self.clock.now())
         data = serde.dumps(
             {} if payload is None else payload, what="start payload", limit=self.max_output_bytes
         )
@@ -254,7 +268,7 @@ class App(RunReads, RunOperations, TokenClient):
         with tracing.sending("start", workflow=workflow, run_id=run_id) as trace:
             created_id, created = await store.create_run(
                 NewRun(run_id or new_id(self.clock.now()), workflow, data, version=version,
-                       trace=trace)
+                       trace=trace, due_at=due_at)
             )  # fmt: skip
         if created and observe.wanted(observe.INFO):
             observe.emit("started", observe.INFO, "run %s (%s) started", created_id, workflow,

@@ -12,6 +12,7 @@ from .conditions import CancelOn, EventCondition, Trigger, compile_cancel_on, co
 from .durations import Duration, parse_duration
 from .errors import ConfigError
 from .names import check_name
+from .schedules import Cron, split_schedule
 from .store.base import WorkflowConfig
 
 Handler = Callable[..., Any]
@@ -30,6 +31,8 @@ class Workflow:
     """Seconds ended runs are kept (None: the App's ``retention``)."""
     source_hash: str = ""
     """A short hash of the handler's source: its code version unless the App names one."""
+    schedule: Cron | None = None
+    """The cron schedule in ``on=`` (``tarry.cron``): a worker starts a run per slot."""
 
     def config(self) -> WorkflowConfig:
         """What the store keeps so that an event from any process starts or cancels runs."""
@@ -78,7 +81,7 @@ class Registry(Mapping[str, Workflow]):
         self,
         id: str,
         *,
-        on: str | Trigger | Sequence[str | Trigger] | None = None,
+        on: str | Trigger | Cron | Sequence[str | Trigger | Cron] | None = None,
         retries: int = 4,
         cancel_on: CancelOn | Sequence[CancelOn] | None = None,
         concurrency: int | None = None,
@@ -104,7 +107,8 @@ class Registry(Mapping[str, Workflow]):
                 keep = parse_duration(retain)
             except ValueError as exc:
                 raise ConfigError(f"retain: {exc}") from None
-        triggers = tuple(compile_triggers(on, id))
+        schedule, events = split_schedule(on, id)
+        triggers = tuple(compile_triggers(events, id))
         cancels = tuple(compile_cancel_on(cancel_on, id))
 
         def register(fn: Handler) -> Handler:
@@ -115,8 +119,9 @@ class Registry(Mapping[str, Workflow]):
             is_async = inspect.iscoroutinefunction(fn)
             self.generation += 1
             self._workflows[id] = Workflow(
-                id, fn, is_async, retries, triggers, cancels, concurrency, keep, _source_hash(fn)
-            )
+                id, fn, is_async, retries, triggers, cancels, concurrency, keep, _source_hash(fn),
+                schedule=schedule,
+            )  # fmt: skip
             return fn
 
         return register
@@ -127,6 +132,10 @@ class Registry(Mapping[str, Workflow]):
     def caps(self) -> dict[str, int]:
         """The ``concurrency`` cap of each workflow that has one."""
         return {w.id: w.concurrency for w in self._workflows.values() if w.concurrency}
+
+    def schedules(self) -> dict[str, Cron]:
+        """The cron schedule of each workflow that has one."""
+        return {w.id: w.schedule for w in self._workflows.values() if w.schedule is not None}
 
     def retention(self, default: float | None) -> dict[str, float]:
         """Seconds each workflow's ended runs are kept, for those that are not kept

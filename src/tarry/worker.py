@@ -31,6 +31,7 @@ from .execution import execute
 from .local import Local
 from .metrics.claim_latency import claim_latency
 from .registry import Registry
+from .scheduler import Scheduler
 from .settings import Settings
 from .step_threads import StepThreads
 from .sticky import Sleeper, Sleepers, unchanged
@@ -90,6 +91,8 @@ class Worker:
         self._moved = asyncio.Event()
         """Set when an execution leaves ``_active`` without ending (it fell asleep)."""
         self._next_purge = 0.0
+        self._scheduler = Scheduler(registry, store)
+        """Starts the runs of cron slots; its next slot bounds how long the loop sleeps."""
         """Clock time of the next purge of expired signals, events and ended runs."""
         self._claiming = 0
         """Claims in flight: runs leased by the store and not yet in ``_active``."""
@@ -133,6 +136,7 @@ class Worker:
                 try:
                     now = self.clock.now()
                     await self._purge_if_due(now)
+                    next_slot = await self._scheduler.tick(now)  # cron slots come due
                     if free > 0 and workflows:
                         batch = await self._claim(workflows, free, caps)
                         if len(batch.runs) == free:
@@ -145,6 +149,8 @@ class Worker:
                             until = batch.next_due
                     # Asleep, the worker still wakes for its next purge.
                     until = self._next_purge if until is None else min(until, self._next_purge)
+                    if next_slot is not None:
+                        until = min(until, next_slot)
                     backoff = _BACKOFF_FIRST
                 except StoreError as exc:
                     log.warning("worker: the store failed (%s); retrying in %.1f s", exc, backoff)
@@ -223,6 +229,7 @@ class Worker:
             while True:
                 await self._drain(max_executions)
                 free = self.concurrency - len(self._active)
+                next_slot = await self._scheduler.tick(self.clock.now())
                 batch = await self._claim(workflows, free, caps) if workflows else None
                 if batch is None:
                     return None
@@ -232,6 +239,8 @@ class Worker:
                     await asyncio.sleep(_MIN_PAUSE)  # due but locked by another claim
                     continue
                 await self._purge_if_due(self.clock.now())
+                if next_slot is not None and (batch.next_due is None or next_slot < batch.next_due):
+                    return next_slot
                 return batch.next_due
         finally:
             self._counting = None

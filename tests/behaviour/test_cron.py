@@ -316,3 +316,33 @@ def test_one_cron_per_workflow() -> None:
     with pytest.raises(tarry.ConfigError, match=r"one tarry\.cron"):
         app.workflow("two", on=[tarry.cron("0 9 * * *"), tarry.cron("0 17 * * *")])
     assert "two" not in app.workflows
+
+
+async def test_the_api_and_dashboard_list_a_workflows_schedule(sqlite_url: str) -> None:
+    import httpx
+
+    from tarry.server import create_app
+
+    app = tarry.App(sqlite_url)
+
+    @app.workflow("digest", on=tarry.cron("0 9 * * MON", tz="Europe/Berlin", catch_up="none"))
+    async def digest(ctx: tarry.Context, step: tarry.Step) -> None:
+        return None
+
+    @app.workflow("plain")
+    async def plain(ctx: tarry.Context, step: tarry.Step) -> None:
+        return None
+
+    transport = httpx.ASGITransport(app=create_app(app))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            listed = (await client.get("/api/v1/workflows")).json()
+            page = (await client.get("/workflows")).text
+    finally:
+        await app.close()
+    schedules = {w["id"]: w["schedule"] for w in listed}
+    assert schedules == {
+        "digest": {"cron": "0 9 * * MON", "tz": "Europe/Berlin", "catch_up": "none"},
+        "plain": None,
+    }
+    assert "Started on a schedule: <code>0 9 * * MON</code> in Europe/Berlin" in page

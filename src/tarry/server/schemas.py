@@ -374,11 +374,20 @@ class CancelOnOut(BaseModel):
     if_: str | None = Field(serialization_alias="if")
 
 
+class ScheduleOut(BaseModel):
+    cron: str
+    tz: str
+    catch_up: Literal["latest", "all", "none"]
+
+
 class WorkflowOut(BaseModel):
     id: str
     retries: int
     triggers: list[TriggerOut]
     cancel_on: list[CancelOnOut]
+    schedule: ScheduleOut | None = Field(
+        default=None, description="its cron schedule (tarry.cron), or null"
+    )
 
 
 class ErrorDetail(BaseModel):
@@ -481,9 +490,13 @@ def run_out(run: Run, *, with_steps: bool, now: float | None = None) -> RunOut:
 
 
 def workflow_out(workflow: Workflow) -> WorkflowOut:
+    cron = workflow.schedule
     return WorkflowOut(
         id=workflow.id,
         retries=workflow.retries,
         triggers=[TriggerOut(event=t.event, if_=t.if_) for t in workflow.triggers],
         cancel_on=[CancelOnOut(event=c.name, match=c.match, if_=c.if_) for c in workflow.cancel_on],
+        schedule=None
+        if cron is None
+        else ScheduleOut(cron=cron.expression, tz=cron.tz, catch_up=cron.catch_up),
     )

@@ -348,3 +348,14 @@ class Store(Protocol):
         ``trace``) to the run's wait on it, if parked; or change nothing and say why
         (used, expired, run ended, not found). Data that does not fit the token's
         schema raises ``PayloadInvalid``."""
+
+    # -- cron schedules (store/core/schedules.py) ------------------------------------------
+
+    async def schedule_marks(self) -> dict[str, float]:
+        """For each cron workflow the store has seen, the time up to which its slots
+        were dealt with (started or skipped)."""
+
+    async def start_slots(self, workflow: str, runs: Sequence[NewRun], covered: float) -> list[str]:
+        """Create ``runs`` (an id that exists is left as it is) and move the workflow's
+        mark to ``covered`` unless it is further already, in one transaction. The ids
+        of the runs created."""

@@ -170,6 +170,8 @@ class PostgresStore(CoreStore):
     # -- the hot paths in one statement ------------------------------------------------
 
     async def create_run(self, run: NewRun) -> tuple[str, bool]:
+        if run.due_at is not None:  # a delayed start: the core's path sets its due time
+            return await super().create_run(run)
         io = self._open_io()
         params = {
             "id": run.id,

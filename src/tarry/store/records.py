@@ -86,6 +86,8 @@ class NewRun:
     registered there; the first attempt records its own)."""
     trace: str | None = None
     """The trace context (W3C ``traceparent``) of the code that started the run."""
+    due_at: float | None = None
+    """When the run may start (a delayed start); None, or a time passed: now."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,13 +41,14 @@ from . import claims, dashboard_reads, delivery, metrics_reads, operate, runs, w
 from .configs import WorkflowConfigs
 from .delivery import MessageStatus
 from .port import Tx
+from .schedules import ScheduleStore
 from .tokens import TokenStore
 
 T = TypeVar("T")
 Body = Callable[[Tx], Coroutine[Any, Any, T]]
 
 
-class CoreStore(TokenStore, ABC):
+class CoreStore(ScheduleStore, TokenStore, ABC):
     def __init__(self, clock: Clock | None) -> None:
         self.clock: Clock = clock or SystemClock()
         self._configs = WorkflowConfigs()

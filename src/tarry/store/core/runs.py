@@ -137,7 +137,8 @@ async def insert_waiter(
 
 
 async def insert_run(tx: Tx, run: NewRun, configs: WorkflowConfigs | None = None) -> bool:
-    """Insert a queued run due now, with the waiters of its workflow's ``cancel_on``
+    """Insert a queued run due now (or at its ``due_at``), with the waiters of its
+    workflow's ``cancel_on``
     (as ``configs`` remembers it, when given); an existing id is left as it is.
     Whether it was created."""
     created = await tx.run(
@@ -150,6 +151,7 @@ async def insert_run(tx: Tx, run: NewRun, configs: WorkflowConfigs | None = None
             "parent": run.parent,
             "version": run.version,
             "now": tx.now,
+            "due_at": max(tx.now, run.due_at or tx.now),
             "trace": run.trace,
         },
     )

@@ -6,7 +6,7 @@
 -- name: insert_run
 INSERT INTO runs (id, workflow, status, payload, trigger, parent_id, created_at, updated_at,
                   due_at, version, last_version, trace)
-VALUES (:id, :workflow, 'queued', :payload, :trigger, :parent, :now, :now, :now, :version,
+VALUES (:id, :workflow, 'queued', :payload, :trigger, :parent, :now, :now, :due_at, :version,
         :version, :trace)
 ON CONFLICT (id) DO NOTHING;
 
@@ -494,3 +494,17 @@ LIMIT :limit;
 SELECT count(*) FROM (
     SELECT DISTINCT run_id, step_key FROM waiters WHERE json_schema IS NOT NULL
 ) AS people;
+
+-- Cron schedules (store/core/schedules.py) ------------------------------------------
+
+-- name: schedule_marks
+SELECT workflow, covered_until FROM schedules;
+
+-- name: cover_schedule
+-- The mark never moves back: a worker that read an older one cannot undo a newer.
+INSERT INTO schedules (workflow, covered_until, updated_at)
+VALUES (:workflow, :covered, :now)
+ON CONFLICT (workflow) DO UPDATE SET
+    covered_until = CASE WHEN excluded.covered_until > schedules.covered_until
+                         THEN excluded.covered_until ELSE schedules.covered_until END,
+    updated_at = excluded.updated_at;
