@@ -321,7 +321,9 @@ class App(RunReads, RunOperations, TokenClient):
                 observe.emit(kind, observe.INFO, "run %s (%s) %s by event %r", run_id, workflow,
                              args=(run_id, workflow, kind, name), by="event",
                              event_id=outcome.event_id)  # fmt: skip
-        return SendResult([outcome.event_id], list(outcome.started), list(outcome.resumed))
+        return SendResult(
+            [outcome.event_id], list(outcome.started), list(outcome.resumed), outcome.duplicate
+        )
 
     async def send_message(self, run_id: str, name: str, data: Any = None) -> None:
         """Append a message to the run's mailbox; returns once it is durable."""

@@ -77,6 +77,9 @@ class SendResult:
     event_ids: list[str]
     started: list[str] = field(default_factory=list)
     resumed: list[str] = field(default_factory=list)
+    duplicate: bool = False
+    """The event's ``id`` was seen within ``event_dedupe``: nothing was stored,
+    started or resumed."""
 
 
 @dataclass(frozen=True, slots=True)

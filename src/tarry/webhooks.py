@@ -279,16 +279,11 @@ async def receive(
         return Handshake(answer)
     event = hook.event.render(payload, lowered)
     event_id = _event_id(name, hook.verifier.delivery_id(body, lowered, payload), body)
-    # App.send_event ignores a repeated id but does not say it did; the stored event
-    # says so, by the same rule (seen within event_dedupe). Two copies racing past
-    # this read are still one event: the store decides, and the loser starts nothing.
-    store = await app._open()
-    seen = await store.get_event(event_id)
-    if seen is not None and seen.ts > app.clock.now() - app.event_dedupe:
-        return Accepted(event_id, seen.name, True, [], [])
     data = payload if hook.data is None else hook.data(payload)
+    # A repeated id (a provider's retry) is told by the store's transaction, which
+    # decides between two copies racing in too: the loser stores and starts nothing.
     sent = await app.send_event(event, data, id=event_id)
-    return Accepted(sent.event_ids[0], event, False, sent.started, sent.resumed)
+    return Accepted(sent.event_ids[0], event, sent.duplicate, sent.started, sent.resumed)
 
 
 def parse_body(body: bytes, content_type: str) -> Any:
