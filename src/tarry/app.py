@@ -22,6 +22,7 @@ from .errors import (
     SignalNotFound,
     WorkflowNotFound,
 )
+from .flow import Concurrency, Debounce, Rate, check_priority
 from .ids import new_id
 from .local import Local
 from .models import (
@@ -176,8 +177,11 @@ class App(RunReads, RunOperations, TokenClient):
         on: str | Trigger | Cron | Sequence[str | Trigger | Cron] | None = None,
         retries: int = 4,
         cancel_on: CancelOn | Sequence[CancelOn] | None = None,
-        concurrency: int | None = None,
+        concurrency: Concurrency = None,
         retain: Duration | None = None,
+        rate_limit: Rate | None = None,
+        debounce: Debounce | None = None,
+        priority: int = 0,
     ) -> Callable[[Handler], Handler]:
         """Register ``handler(ctx, step)`` (async, or a plain def run in a thread).
 
@@ -185,11 +189,13 @@ class App(RunReads, RunOperations, TokenClient):
         run, and at most one ``tarry.cron(...)`` that starts one per slot;
         ``cancel_on``: ``tarry.cancel_on(...)`` conditions that cancel one;
         ``concurrency``: at most that many runs executing at once, across all workers
-        (parked runs do not count); ``retain``: how long its ended runs are kept
-        (default: the App's ``retention``)."""
+        (parked runs do not count), or ``tarry.limit(n, key=cel)`` per key, or a list
+        of both; ``retain``: how long its ended runs are kept (default: the App's
+        ``retention``); ``rate_limit=tarry.rate(...)``, ``debounce=tarry.debounce(...)``
+        and ``priority`` (higher is claimed first): see ``tarry.flow``."""
         return self.workflows.workflow(
             id, on=on, retries=retries, cancel_on=cancel_on, concurrency=concurrency,
-            retain=retain,
+            retain=retain, rate_limit=rate_limit, debounce=debounce, priority=priority,
         )  # fmt: skip
 
     def webhook(
@@ -246,10 +252,13 @@ class App(RunReads, RunOperations, TokenClient):
         run_id: str | None = None,
         delay: Duration | None = None,
         start_at: datetime | None = None,
+        priority: int | None = None,
     ) -> str:
         """Start a run; a second start with the same ``run_id`` returns that run's id.
         ``delay`` (``"1h"``) or ``start_at`` (an aware datetime): the run stays queued
-        until then, and a ``cancel`` before ends it without running anything."""
+        until then, and a ``cancel`` before ends it without running anything.
+        ``priority``: claimed before due runs of lower priority (default: the
+        workflow's own, else 0)."""
         if self.workflows and workflow not in self.workflows:
             raise WorkflowNotFound(
                 f"no workflow {workflow!r} is registered; known: {sorted(self.workflows)}"
@@ -260,6 +269,8 @@ class App(RunReads, RunOperations, TokenClient):
         if run_id is not None:
             check_name(run_id, "run_id")
         due_at = start_time(delay, start_at, self.clock.now())
+        if priority is not None:
+            check_priority(priority)
         data = serde.dumps(
             {} if payload is None else payload, what="start payload", limit=self.max_output_bytes
         )
@@ -268,7 +279,7 @@ class App(RunReads, RunOperations, TokenClient):
         with tracing.sending("start", workflow=workflow, run_id=run_id) as trace:
             created_id, created = await store.create_run(
                 NewRun(run_id or new_id(self.clock.now()), workflow, data, version=version,
-                       trace=trace, due_at=due_at)
+                       trace=trace, due_at=due_at, priority=priority)
             )  # fmt: skip
         if created and observe.wanted(observe.INFO):
             observe.emit("started", observe.INFO, "run %s (%s) started", created_id, workflow,

@@ -127,6 +127,30 @@ class TokenInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueKey:
+    """One of a queued run's flow keys (``tarry.limit``, ``tarry.rate``,
+    ``tarry.debounce``): its value, and for a concurrency limit how busy it is."""
+
+    rule: str
+    """``concurrency``, ``rate`` or ``debounce``."""
+    key: str | None
+    """The CEL expression (None: the rule has no key)."""
+    value: Any
+    executing: int | None = None
+    limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Queue:
+    """What holds a queued run back, besides its due time (``tarry.queued_reason``)."""
+
+    priority: int = 0
+    keys: tuple[QueueKey, ...] = ()
+    ahead: int = 0
+    """Due runs of a higher priority, which a claim takes first."""
+
+
+@dataclass(frozen=True, slots=True)
 class WaitingFor:
     """What a parked run waits for: ``kind`` is signal, event, message, sleep, any or invoke."""
 
@@ -217,6 +241,8 @@ class Run:
     due_at: datetime | None = None
     """For a queued run: when it may start (now or earlier: as soon as a worker is
     free; later: a delayed start, a retry's backoff). None for any other status."""
+    queue: Queue | None = None
+    """For a queued run (``get_run``, ``list_runs``): its priority and flow keys."""
 
     @property
     def forked_from(self) -> tuple[str, str] | None:

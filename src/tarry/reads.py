@@ -18,7 +18,7 @@ from .durations import Duration, parse_duration
 from .errors import RunCancelled, RunFailed, RunNotFound
 from .local import Local
 from .models import RUN_STATUSES, Event, Message, Page, Run, to_datetime
-from .records import check_limit, parse_cursor, to_run, with_history
+from .records import check_limit, parse_cursor, to_run, with_history, with_queues
 from .store.base import Store
 from .urls import mask_url
 from .waiting import on_several
@@ -60,7 +60,8 @@ class RunReads:
             for m in await store.list_messages(run_id)
         ]
         history = await store.run_history(run_id)
-        return with_history(replace(to_run(*found), messages=messages), history)
+        run = with_history(replace(to_run(*found), messages=messages), history)
+        return (await with_queues(store, [run]))[0]
 
     async def _run_record(self, run_id: str) -> Run:
         """The run without its steps, mailbox or history: what ``result`` needs."""
@@ -106,7 +107,7 @@ class RunReads:
                 replace(r, waiting_for=full[r.id].waiting_for) if r.id in full else r for r in runs
             ]
         next_cursor = str(rows[-1].seq) if len(rows) == limit else None
-        return Page(runs, next_cursor)
+        return Page(await with_queues(store, runs), next_cursor)
 
     async def result(self, run_id: str, *, timeout: Duration | None = None) -> Any:
         """Wait for the run to end: its output, or ``RunFailed`` / ``RunCancelled``.

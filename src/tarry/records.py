@@ -7,8 +7,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import serde
-from .models import FailedAttempt, Run, RunChange, StepRecord, WaitingFor, to_datetime
-from .store.base import RunHistory, RunRow, StepRow
+from .models import (
+    FailedAttempt,
+    Queue,
+    QueueKey,
+    Run,
+    RunChange,
+    StepRecord,
+    WaitingFor,
+    to_datetime,
+)
+from .store.base import RunHistory, RunRow, StepRow, Store
+from .store.flow_records import QueueRow
 
 
 def to_run(row: RunRow, steps: list[StepRow]) -> Run:
@@ -104,3 +114,21 @@ def parse_cursor(cursor: object) -> int | None:
     ):
         raise ValueError(f"invalid cursor {cursor!r}: pass a next_cursor from a listing")
     return int(cursor)
+
+
+def to_queue(row: QueueRow) -> Queue:
+    keys = tuple(
+        QueueKey(k.rule, k.key, serde.loads(k.value.encode()) if k.value else None,
+                 k.executing, k.limit)
+        for k in row.keys
+    )  # fmt: skip
+    return Queue(row.priority, keys, row.ahead)
+
+
+async def with_queues(store: Store, runs: list[Run]) -> list[Run]:
+    """``runs`` with what holds back those queued (one read for them all)."""
+    queued = [run.id for run in runs if run.status == "queued"]
+    if not queued:
+        return runs
+    states = await store.queue_states(queued)
+    return [replace(r, queue=to_queue(states[r.id])) if r.id in states else r for r in runs]

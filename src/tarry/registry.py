@@ -11,9 +11,11 @@ from typing import Any
 from .conditions import CancelOn, EventCondition, Trigger, compile_cancel_on, compile_triggers
 from .durations import Duration, parse_duration
 from .errors import ConfigError
+from .flow import Concurrency, Debounce, Rate, flow_rules
 from .names import check_name
 from .schedules import Cron, split_schedule
 from .store.base import WorkflowConfig
+from .store.flow_records import NO_FLOW, FlowRules
 
 Handler = Callable[..., Any]
 
@@ -31,6 +33,8 @@ class Workflow:
     """Seconds ended runs are kept (None: the App's ``retention``)."""
     source_hash: str = ""
     """A short hash of the handler's source: its code version unless the App names one."""
+    flow: FlowRules = NO_FLOW
+    """Keyed limits, rate, debounce and default priority (``tarry.flow``)."""
     schedule: Cron | None = None
     """The cron schedule in ``on=`` (``tarry.cron``): a worker starts a run per slot."""
 
@@ -40,6 +44,7 @@ class Workflow:
             self.id,
             tuple((t.event, t.if_) for t in self.triggers),
             tuple(c.filing() for c in self.cancel_on),
+            None if self.flow.plain else self.flow,
         )
 
 
@@ -84,8 +89,11 @@ class Registry(Mapping[str, Workflow]):
         on: str | Trigger | Cron | Sequence[str | Trigger | Cron] | None = None,
         retries: int = 4,
         cancel_on: CancelOn | Sequence[CancelOn] | None = None,
-        concurrency: int | None = None,
+        concurrency: Concurrency = None,
         retain: Duration | None = None,
+        rate_limit: Rate | None = None,
+        debounce: Debounce | None = None,
+        priority: int = 0,
     ) -> Callable[[Handler], Handler]:
         """The decorator behind ``App.workflow``: options are checked (and CEL
         compiled) now, the function when it is decorated."""
@@ -97,10 +105,7 @@ class Registry(Mapping[str, Workflow]):
             raise ConfigError(f"workflow {id!r} is already registered")
         if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
             raise ConfigError(f"retries must be a non-negative integer, got {retries!r}")
-        if concurrency is not None and (
-            not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1
-        ):
-            raise ConfigError(f"concurrency must be a positive integer, got {concurrency!r}")
+        cap, flow = flow_rules(id, concurrency, rate_limit, debounce, priority)
         keep = None
         if retain is not None:
             try:
@@ -119,8 +124,8 @@ class Registry(Mapping[str, Workflow]):
             is_async = inspect.iscoroutinefunction(fn)
             self.generation += 1
             self._workflows[id] = Workflow(
-                id, fn, is_async, retries, triggers, cancels, concurrency, keep, _source_hash(fn),
-                schedule=schedule,
+                id, fn, is_async, retries, triggers, cancels, cap, keep, _source_hash(fn),
+                flow=flow, schedule=schedule,
             )  # fmt: skip
             return fn
 
@@ -132,6 +137,10 @@ class Registry(Mapping[str, Workflow]):
     def caps(self) -> dict[str, int]:
         """The ``concurrency`` cap of each workflow that has one."""
         return {w.id: w.concurrency for w in self._workflows.values() if w.concurrency}
+
+    def flows(self) -> dict[str, FlowRules]:
+        """The flow rules of each workflow whose claim checks more than a lease."""
+        return {w.id: w.flow for w in self._workflows.values() if w.flow.gated}
 
     def schedules(self) -> dict[str, Cron]:
         """The cron schedule of each workflow that has one."""

@@ -36,6 +36,7 @@ from .settings import Settings
 from .step_threads import StepThreads
 from .sticky import Sleeper, Sleepers, unchanged
 from .store.base import ClaimBatch, ClaimedRun, Store
+from .store.flow_records import FlowRules
 
 log = logging.getLogger("tarry")
 
@@ -96,6 +97,8 @@ class Worker:
         """Clock time of the next purge of expired signals, events and ended runs."""
         self._claiming = 0
         """Claims in flight: runs leased by the store and not yet in ``_active``."""
+        self._flows: dict[str, FlowRules] = {}
+        """Keyed limits, rates and debounces of the workflows that have them."""
         self._active: dict[str, tuple[asyncio.Task[None], Attempt]] = {}
         self._wake = asyncio.Event()
         self._stopping = False
@@ -123,6 +126,7 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         workflows = list(self.registry)
         caps = self.registry.caps()
+        self._flows = self.registry.flows()
         await store.bind_loop()
         store.add_wake_listener(self._on_wake)
         heartbeat = asyncio.create_task(self._heartbeat(), name="tarry-heartbeat")
@@ -197,7 +201,7 @@ class Worker:
         try:
             asleep = frozenset(self._sleepers.ids())  # claimed without their steps
             batch = await self.store.claim(
-                workflows, free, self.settings.lease, caps, skip_steps=asleep
+                workflows, free, self.settings.lease, caps, skip_steps=asleep, flows=self._flows
             )
             for claimed in batch.runs:
                 run_id = claimed.run.id
@@ -223,6 +227,7 @@ class Worker:
         ``max_executions`` started before that raises ``NeverIdle``."""
         workflows = list(self.registry)
         caps = self.registry.caps()
+        self._flows = self.registry.flows()
         counts: collections.Counter[str] = collections.Counter()
         self._counting = counts
         try:

@@ -18,6 +18,7 @@ from typing import Literal, Protocol
 from ..clock import Clock
 from ..models import EndStatus
 from .dashboard_records import EventLinks, Inbox, RunDetail, RunSearch, SearchResult
+from .flow_records import FlowRules, QueueRow
 from .metrics_records import RunCounts
 from .records import (
     AttemptRow,
@@ -119,13 +120,21 @@ class Store(Protocol):
         lease_seconds: float,
         caps: Mapping[str, int] | None = None,
         skip_steps: Collection[str] = (),
+        flows: Mapping[str, FlowRules] | None = None,
     ) -> ClaimBatch:
-        """Lease up to ``limit`` due runs of ``workflows`` with fresh tokens, each
-        with all its step records (none for the runs in ``skip_steps``, whose steps
-        the worker holds already). A workflow in ``caps`` never has more than that
-        many runs leased at once, counting every worker's. A parked run claimed at
-        its deadline has its waits resolved as timed out in the same transaction; a
-        run whose cancellation was requested is cancelled instead of returned."""
+        """Lease up to ``limit`` due runs of ``workflows`` with fresh tokens, highest
+        priority first, each with all its step records (none for the runs in
+        ``skip_steps``, whose steps the worker holds already). A workflow in ``caps``
+        never has more than that many runs leased at once, counting every worker's;
+        one in ``flows`` has its keyed limits, rate and debounce applied
+        (``core.flow``). A parked run claimed at its deadline has its waits resolved
+        as timed out in the same transaction; a run whose cancellation was requested
+        is cancelled instead of returned."""
+
+    async def queue_states(self, run_ids: Sequence[str]) -> dict[str, QueueRow]:
+        """What holds each of these runs back, those queued (``core.flow``): its
+        priority, its flow keys with how busy each concurrency key is, and how many
+        due runs of a higher priority go first; one read."""
 
     async def renew(self, leases: Sequence[Lease], lease_seconds: float) -> LeaseStatus:
         """Extend the leases still held; report those lost and those asked to cancel."""

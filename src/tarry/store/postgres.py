@@ -56,6 +56,7 @@ from .base import (
     WakeListener,
 )
 from .core import Body, CoreStore, T, claims, runs
+from .flow_records import FlowRules
 from .postgres_io import IOLoop
 from .postgres_tx import Tx
 from .postgres_url import masked, parse_url
@@ -170,8 +171,6 @@ class PostgresStore(CoreStore):
     # -- the hot paths in one statement ------------------------------------------------
 
     async def create_run(self, run: NewRun) -> tuple[str, bool]:
-        if run.due_at is not None:  # a delayed start: the core's path sets its due time
-            return await super().create_run(run)
         io = self._open_io()
         params = {
             "id": run.id,
@@ -184,9 +183,11 @@ class PostgresStore(CoreStore):
             "trace": run.trace,
             "channel": io.channel,
         }
+        if run.priority or run.due_at is not None:  # columns the plain start leaves out
+            return await super().create_run(run)
         row = await self._batched("insert_plain_run", params)
         assert row is not None
-        if row[0]:  # else the workflow has cancel_on conditions: the core's path
+        if row[0]:  # else the workflow has cancel_on conditions or flow rules: the core's path
             return run.id, bool(row[1])
         return await super().create_run(run)
 
@@ -243,12 +244,13 @@ class PostgresStore(CoreStore):
         lease_seconds: float,
         caps: Mapping[str, int] | None = None,
         skip_steps: Collection[str] = (),
+        flows: Mapping[str, FlowRules] | None = None,
     ) -> ClaimBatch:
         io = self._open_io()
         names = list(dict.fromkeys(workflows))
         full = partial(
             claims.claim, workflows=names, lease_seconds=lease_seconds, caps=caps,
-            skip_steps=skip_steps,
+            skip_steps=skip_steps, flows=flows,
         )  # fmt: skip
 
         async def give_back(batch: ClaimBatch) -> None:
@@ -258,7 +260,7 @@ class PostgresStore(CoreStore):
                 with contextlib.suppress(Exception):
                     await io.call(partial(runs.release, lease=claimed.lease), idempotent=True)
 
-        if any(name in names for name in caps or {}):
+        if any(name in names for name in [*(caps or {}), *(flows or {})]):
             return await io.call(partial(full, limit=limit), idempotent=True, abandoned=give_back)
 
         async def give_plain_back(result: tuple[ClaimBatch, bool]) -> None:

@@ -22,6 +22,7 @@ _LOCK_NAMES = {
     "cap": "tarry-cap",
     "purge": "purge",
     "token": "token",
+    "flow": "flow",
 }
 _NOTIFYING = frozenset({"resolve_wait", "resolve_waits"})
 """Named queries that send the schema's NOTIFY themselves."""

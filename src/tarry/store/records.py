@@ -9,6 +9,7 @@ from typing import ClassVar, Literal
 
 from ..errors import Violation
 from ..models import RunStatus, StepKind, StepStatus, WaiterKind, WaitKind
+from .flow_records import FlowRules
 from .token_records import TokenWait
 
 
@@ -88,6 +89,8 @@ class NewRun:
     """The trace context (W3C ``traceparent``) of the code that started the run."""
     due_at: float | None = None
     """When the run may start (a delayed start); None, or a time passed: now."""
+    priority: int | None = None
+    """Claimed before due runs of lower priority (None: the workflow's own, else 0)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +116,8 @@ class WorkflowConfig:
     id: str
     triggers: tuple[tuple[str, str | None], ...] = ()
     cancel_on: tuple[Filing, ...] = ()
+    flow: FlowRules | None = None
+    """Keyed limits, rate, debounce and default priority (None: none)."""
 
 
 @dataclass(frozen=True, slots=True)

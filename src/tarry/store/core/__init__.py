@@ -36,8 +36,9 @@ from ..base import (
     WorkflowConfig,
 )
 from ..dashboard_records import EventLinks, Inbox, RunDetail, RunSearch, SearchResult
+from ..flow_records import FlowRules, QueueRow
 from ..metrics_records import RunCounts
-from . import claims, dashboard_reads, delivery, metrics_reads, operate, runs, waits
+from . import claims, dashboard_reads, delivery, flow, metrics_reads, operate, runs, waits
 from .configs import WorkflowConfigs
 from .delivery import MessageStatus
 from .port import Tx
@@ -63,9 +64,7 @@ class CoreStore(ScheduleStore, TokenStore, ABC):
         return self._transact(body)
 
     async def create_run(self, run: NewRun) -> tuple[str, bool]:
-        return run.id, await self._transact(
-            partial(runs.insert_run, run=run, configs=self._configs)
-        )
+        return await self._transact(partial(runs.start_run, run=run, configs=self._configs))
 
     async def sync_workflows(self, configs: Sequence[WorkflowConfig]) -> None:
         self._configs.forget()  # before and after: a start in between reads the store
@@ -79,11 +78,15 @@ class CoreStore(ScheduleStore, TokenStore, ABC):
         lease_seconds: float,
         caps: Mapping[str, int] | None = None,
         skip_steps: Collection[str] = (),
+        flows: Mapping[str, FlowRules] | None = None,
     ) -> ClaimBatch:
         return await self._transact(
             partial(claims.claim, workflows=workflows, limit=limit,
-                    lease_seconds=lease_seconds, caps=caps, skip_steps=skip_steps)
+                    lease_seconds=lease_seconds, caps=caps, skip_steps=skip_steps, flows=flows)
         )  # fmt: skip
+
+    async def queue_states(self, run_ids: Sequence[str]) -> dict[str, QueueRow]:
+        return await self._read(partial(flow.queue_states, run_ids=run_ids))
 
     async def step_summary(self, run_id: str) -> tuple[int, int]:
         return await self._read(partial(claims.step_summary, run_id=run_id))

@@ -6,7 +6,9 @@ after this one's leases; at its cap it can still have expired leases taken
 over, which leaves its count as it was (a crashed worker's runs must not keep
 it stuck). A parked run claimed at its deadline has its wait resolved as timed
 out in the same transaction; a run whose cancellation was requested is
-cancelled instead of returned.
+cancelled instead of returned. Due runs are taken highest priority first, then
+earliest due. A workflow with flow rules (keyed limits, a rate, a debounce) is
+claimed under its lock too, its due runs passed through its gate (``flow``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from typing import Any
 
 from ...ids import random_hex
 from ..base import ClaimBatch, ClaimedRun, EventRow, Lease, LeaseStatus, MessageRow, RunRow, StepRow
+from ..flow_records import FlowRules
 from ..rows import RUN_COLUMNS, run_row, step_row
+from . import flow
 from .port import Row, Tx
 from .runs import cancel_now
 
@@ -42,36 +46,52 @@ async def claim(
     lease_seconds: float,
     caps: Mapping[str, int] | None,
     skip_steps: Collection[str] = (),
+    flows: Mapping[str, FlowRules] | None = None,
 ) -> ClaimBatch:
     names = list(dict.fromkeys(workflows))
     capped = sorted(name for name in (caps or {}) if name in names)
+    gated = {name: rules for name, rules in (flows or {}).items() if name in names}
     now = tx.now
     room: dict[str, int] = {}
-    for name in capped:
+    for name in sorted({*capped, *gated}):
         await tx.lock("cap", name)
-        found = await tx.one("count_leased", {"workflow": name})
-        assert found is not None and caps is not None
-        room[name] = caps[name] - int(found[0])
-    free = [name for name in names if name not in room]
+        if name in capped:
+            found = await tx.one("count_leased", {"workflow": name})
+            assert found is not None and caps is not None
+            room[name] = caps[name] - int(found[0])
+    free = [name for name in names if name not in room and name not in gated]
     due: list[Row] = []
     if free and limit > 0:
         params = {"now": now, "workflows": tx.array(free), "limit": limit}
         due += await tx.all("due_runs", params)
-    for name in capped:
-        query = "due_runs" if room[name] > 0 else "due_expired_leases"
-        due += await tx.all(query, {"now": now, "workflows": tx.array([name]), "limit": limit})
-    due.sort(key=lambda row: row[4])
+    gates: dict[str, flow.Gate] = {}
+    for name in sorted({*capped, *gated}):
+        if room.get(name, 1) <= 0:
+            query = "due_expired_leases"
+        else:
+            query = "due_gated_runs" if name in gated else "due_runs"
+        scan = flow.scan_size(limit) if name in gated else limit
+        params = {"now": now, "workflows": tx.array([name]), "limit": scan}
+        rows = await tx.all(query, params)
+        if name in gated:
+            gates[name] = await flow.open_gate(tx, name, gated[name], rows, scan)
+            rows = [row[:6] for row in rows]
+        due += rows
+    due.sort(key=lambda row: (-row[5], row[4]))
     live: list[str] = []
     waiting: list[str] = []
-    for run_id, workflow, status, cancel_requested, _due_at in due:
+    for run_id, workflow, status, cancel_requested, _due_at, _priority in due:
         if len(live) == limit:
             break
         if cancel_requested:
             await cancel_now(tx, run_id)
             continue
+        if workflow in room and status != "running" and room[workflow] <= 0:
+            continue
+        gate = gates.get(workflow)
+        if gate is not None and not gate.admit(run_id, status):
+            continue
         if workflow in room and status != "running":
-            if room[workflow] <= 0:
-                continue
             room[workflow] -= 1
         live.append(run_id)
         if status == "waiting":
@@ -93,13 +113,23 @@ async def claim(
             ClaimedRun(runs[run_id], steps[run_id], Lease(run_id, token))
             for run_id, token in zip(live, tokens, strict=True)
         ]
+    for gate in gates.values():
+        await gate.settle(tx, set(live))
     # Workflows at their cap wait for a run to end (a wake-up), not for a time,
-    # except for the expiry of their leases.
+    # except for the expiry of their leases; so do those whose due runs wait for a
+    # concurrency key, except for a run due later.
+    if gates and len(live) == limit:
+        # Full: the worker claims again at once, whatever is due next.
+        return ClaimBatch(claimed, now)
     saturated = [name for name in capped if room[name] <= 0]
+    blocked = [
+        name for name, gate in gates.items()
+        if gate.blocked and not gate.truncated and name not in saturated
+    ]  # fmt: skip
     found = await tx.one(
         "next_due",
-        {"workflows": tx.array([n for n in names if n not in saturated]),
-         "saturated": tx.array(saturated)},
+        {"workflows": tx.array([n for n in names if n not in saturated and n not in blocked]),
+         "saturated": tx.array(saturated), "blocked": tx.array(blocked), "now": now},
     )  # fmt: skip
     return ClaimBatch(claimed, None if found is None else found[0])
 
@@ -187,6 +217,7 @@ async def list_messages(tx: Tx, run_id: str) -> list[MessageRow]:
 
 async def purge_expired(tx: Tx, events_before: float) -> int:
     signals = await tx.run("purge_signals", {"now": tx.now})
+    await tx.run("purge_rate_buckets", {"now": tx.now})
     await tx.run("purge_event_keys", {"before": events_before})
     events = await tx.run("purge_events", {"before": events_before})
     return signals + events

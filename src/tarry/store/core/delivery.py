@@ -26,9 +26,9 @@ from .runs import (
     cancel_children,
     event_value_lock,
     fence,
-    insert_run,
     request_cancel,
     resolve_wait,
+    start_run,
     stored_step,
     upsert_step,
 )
@@ -149,8 +149,9 @@ async def _deliver_event(tx: Tx, event: NewEvent, dedupe_seconds: float) -> Even
     for workflow, expr in await tx.all("triggers_for_event", {"event": event.name}):
         if expr is None or matches(None, None, expr, incoming, incoming):
             run = NewRun(new_id(now), workflow, event.data, incoming_json, trace=event.trace)
-            if await insert_run(tx, run):
-                started.append(run.id)
+            run_id, created = await start_run(tx, run)
+            if created or run_id not in started:  # gathered by a debounce: that run
+                started.append(run_id)
     candidates = sorted((await _candidates(tx, inserted[0], incoming)).items())
     triggers = await _triggers(
         tx, sorted({run_id for _, (run_id, _, _, expr, _) in candidates if expr is not None})

@@ -18,12 +18,15 @@ from typing import Any, Literal, Protocol, TypeVar
 T = TypeVar("T")
 Row = tuple[Any, ...]
 
-LockKind = Literal["signal", "event", "event-value", "event-id", "invoke", "cap", "purge", "token"]
+LockKind = Literal[
+    "signal", "event", "event-value", "event-id", "invoke", "cap", "purge", "token", "flow"
+]
 """What a lock guards: a signal key, an event name (shared by senders, alone for a
 wait's lookback), one value at one path of an event name (the same, for a wait
 filed under that equality), an event id (its dedupe), a child run's end, a capped
 workflow's count of leased runs, the purge of ended runs (one purger at a time), a
-callback token's completion (and, under the empty key, its signing secrets)."""
+callback token's completion (and, under the empty key, its signing secrets), a
+debounce key's gathering run."""
 
 
 class Tx(Protocol):

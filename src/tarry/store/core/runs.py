@@ -9,8 +9,8 @@ transaction instead of completing, parking or scheduling a retry.
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Any
+from dataclasses import asdict, replace
+from typing import Any, Literal
 
 import orjson
 
@@ -29,9 +29,11 @@ from ..base import (
     WaitCondition,
     WorkflowConfig,
 )
+from ..flow_records import FlowRules
 from ..matching import index_value, resolve_filing, trigger_of
 from ..rows import child_json, error_json, indexed, run_row, step_params, step_row
 from ..token_records import TokenWait
+from . import flow
 from .configs import WorkflowConfigs
 from .port import Tx
 
@@ -136,11 +138,19 @@ async def insert_waiter(
     )
 
 
-async def insert_run(tx: Tx, run: NewRun, configs: WorkflowConfigs | None = None) -> bool:
-    """Insert a queued run due now (or at its ``due_at``), with the waiters of its
-    workflow's ``cancel_on``
-    (as ``configs`` remembers it, when given); an existing id is left as it is.
-    Whether it was created."""
+async def insert_run(
+    tx: Tx, run: NewRun, configs: WorkflowConfigs | None = None, *, debounced: bool = False
+) -> bool:
+    """Insert a queued run due now (or at its ``due_at``), with its flow keys and the
+    waiters of its workflow's ``cancel_on`` (as ``configs`` remembers them, when
+    given); an existing id is left as it is. Whether it was created. ``debounced``: a
+    start its workflow's debounce gathers (``start_run``), due when the window closes;
+    other runs (an invoked child, a fork) start without one."""
+    cancel_on, rules = await stored_config(tx, run.workflow, configs)
+    if rules is not None and rules.debounce is not None and not debounced:
+        rules = replace(rules, debounce=None)
+    due_at = flow.first_due(rules, max(tx.now, run.due_at or tx.now))
+    priority = run.priority if run.priority is not None else rules.priority if rules else 0
     created = await tx.run(
         "insert_run",
         {
@@ -151,15 +161,50 @@ async def insert_run(tx: Tx, run: NewRun, configs: WorkflowConfigs | None = None
             "parent": run.parent,
             "version": run.version,
             "now": tx.now,
-            "due_at": max(tx.now, run.due_at or tx.now),
+            "due_at": due_at,
             "trace": run.trace,
+            "priority": priority,
         },
     )
     if not created:
         return False
     tx.wake()
-    await file_cancel_on(tx, run.id, run.workflow, run.payload, run.trigger, configs)
+    if rules is not None and rules.gated:
+        await flow.file_keys(tx, run, rules)
+    await file_cancel_on(tx, run.id, run.workflow, run.payload, run.trigger, configs, cancel_on)
     return True
+
+
+async def start_run(
+    tx: Tx, run: NewRun, configs: WorkflowConfigs | None = None
+) -> tuple[str, bool]:
+    """A run's start (``App.start``, an event's trigger): ``insert_run``, except that a
+    start of a debounced workflow may be gathered into the run its key is gathering
+    (``flow.gather``). The run's id and whether it was created."""
+    _, rules = await stored_config(tx, run.workflow, configs)
+    if rules is not None and rules.debounce is not None:
+        gathered = await flow.gather(tx, run, rules)
+        if gathered is not None:
+            await tx.run("delete_run_waiters", {"run_id": gathered})  # refiled for the new data
+            await file_cancel_on(tx, gathered, run.workflow, run.payload, run.trigger, configs)
+            return gathered, False
+    return run.id, await insert_run(tx, run, configs, debounced=True)
+
+
+async def stored_config(
+    tx: Tx, workflow: str, configs: WorkflowConfigs | None = None
+) -> tuple[bytes | None, FlowRules | None]:
+    """The workflow's stored ``cancel_on`` and flow rules (as ``configs`` remembers
+    them, when given and fresh)."""
+    known = None if configs is None else configs.stored(workflow)
+    if known is not None:
+        return known
+    found = await tx.one("workflow_cancel_on", {"id": workflow})
+    cancel_on = None if found is None else bytes(found[0])
+    rules = None if found is None or found[1] is None else FlowRules.from_json(bytes(found[1]))
+    if configs is not None:
+        configs.remember(workflow, cancel_on, rules)
+    return cancel_on, rules
 
 
 async def file_cancel_on(
@@ -169,15 +214,12 @@ async def file_cancel_on(
     payload: bytes | None,
     trigger: bytes | None,
     configs: WorkflowConfigs | None = None,
+    cancel_on: bytes | Literal[False] | None = False,
 ) -> None:
-    """File the waiters of the workflow's ``cancel_on`` for a run starting (or
-    starting again: a retry)."""
-    known, cancel_on = (False, None) if configs is None else configs.cancel_on(workflow)
-    if not known:
-        found = await tx.one("workflow_cancel_on", {"id": workflow})
-        cancel_on = None if found is None else bytes(found[0])
-        if configs is not None:
-            configs.remember(workflow, cancel_on)
+    """File the waiters of the workflow's ``cancel_on`` (read unless given) for a run
+    starting (or starting again: a retry)."""
+    if cancel_on is False:
+        cancel_on, _ = await stored_config(tx, workflow, configs)
     if cancel_on is not None and cancel_on != b"[]":
         run_trigger = trigger_of(workflow, payload, trigger)
         for item in orjson.loads(cancel_on):
@@ -188,7 +230,9 @@ async def file_cancel_on(
 async def sync_workflows(tx: Tx, configs: list[WorkflowConfig]) -> None:
     for config in sorted(configs, key=lambda c: c.id):
         cancel_on = orjson.dumps([asdict(f) for f in config.cancel_on])
-        await tx.run("upsert_workflow", {"id": config.id, "cancel_on": cancel_on, "now": tx.now})
+        rules = None if config.flow is None else config.flow.to_json()
+        await tx.run("upsert_workflow", {"id": config.id, "cancel_on": cancel_on, "flow": rules,
+                                         "now": tx.now})  # fmt: skip
         await tx.run("delete_workflow_triggers", {"workflow": config.id})
         for event, expr in config.triggers:
             await tx.run("insert_trigger", {"workflow": config.id, "event": event, "expr": expr})

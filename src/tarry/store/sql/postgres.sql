@@ -82,17 +82,37 @@ FROM unnest(:ids::text[]) AS i (id),
 ORDER BY s.run_id, s.started_at NULLS FIRST, s.pos NULLS FIRST, s.key COLLATE "C";
 
 -- name: due_runs
--- ``workflow || ''`` keeps the planner on runs_due (claim_plain says why).
-SELECT id, workflow, status, cancel_requested, due_at FROM runs
-WHERE due_at <= :now AND workflow || '' = ANY(:workflows)
-ORDER BY due_at
-LIMIT :limit
-FOR UPDATE SKIP LOCKED;
+-- ``workflow || ''`` keeps the planner on runs_due (claim_plain says why). Ready runs
+-- of a priority other than 0 come from their own index (runs_ready_priority, empty
+-- while none has one), highest first; the claim merges the two by (priority, due_at).
+WITH ranked AS (
+    SELECT id, workflow, status, cancel_requested, due_at, priority FROM runs
+    WHERE due_at <= :now AND workflow || '' = ANY(:workflows) AND priority <> 0
+      AND status <> 'waiting' AND NOT cancel_requested
+    ORDER BY priority DESC, due_at
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+), plain AS (
+    SELECT id, workflow, status, cancel_requested, due_at, priority FROM runs
+    WHERE due_at <= :now AND workflow || '' = ANY(:workflows) AND priority + 0 = 0
+    ORDER BY due_at
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+), other AS (
+    -- Parked at their deadline, or asked to cancel, of a priority other than 0.
+    SELECT id, workflow, status, cancel_requested, due_at, priority FROM runs
+    WHERE due_at <= :now AND workflow || '' = ANY(:workflows) AND priority + 0 <> 0
+      AND (status = 'waiting' OR cancel_requested)
+    ORDER BY due_at
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+SELECT * FROM ranked UNION ALL SELECT * FROM plain UNION ALL SELECT * FROM other;
 
 -- name: due_expired_leases
 -- The runs of a workflow at its concurrency cap that can still be claimed: those
 -- whose lease expired. Taking one over leaves the count of leased runs as it was.
-SELECT id, workflow, status, cancel_requested, due_at FROM runs
+SELECT id, workflow, status, cancel_requested, due_at, priority FROM runs
 WHERE due_at <= :now AND workflow || '' = ANY(:workflows) AND status = 'running'
 ORDER BY due_at
 LIMIT :limit
@@ -100,11 +120,68 @@ FOR UPDATE SKIP LOCKED;
 
 -- name: next_due
 -- Workflows at their cap (``saturated``) wait for a run to end (a wake-up), not for
--- a time, except for the expiry of their leases.
+-- a time, except for the expiry of their leases; those whose due runs all wait for
+-- a concurrency key (``blocked``) wait for a run to end, or for a later due time.
 SELECT min(due_at) FROM runs
 WHERE due_at IS NOT NULL
   AND (workflow || '' = ANY(:workflows)
-       OR (workflow || '' = ANY(:saturated) AND status = 'running'));
+       OR (workflow || '' = ANY(:saturated) AND status = 'running')
+       OR (workflow || '' = ANY(:blocked) AND due_at > :now));
+
+-- name: due_gated_runs
+-- due_runs of one workflow with flow rules (its claims hold the workflow's lock),
+-- each with its keys (each run's by its primary key) and, for each key, how many of
+-- the workflow's executing runs hold it (counted once, from the runs executing).
+WITH executing AS MATERIALIZED (
+    SELECT k.limit_id, k.value, count(*) AS n
+    FROM (SELECT id FROM runs WHERE status = 'running' AND workflow || '' = ANY(:workflows))
+         AS r,
+         LATERAL (SELECT limit_id, value FROM run_keys
+                  WHERE run_keys.run_id = r.id AND substr(limit_id, 1, 2) = 'c:' OFFSET 0) AS k
+    GROUP BY k.limit_id, k.value
+), ranked AS (
+    SELECT id, workflow, status, cancel_requested, due_at, priority FROM runs
+    WHERE due_at <= :now AND workflow || '' = ANY(:workflows) AND priority <> 0
+      AND status <> 'waiting' AND NOT cancel_requested
+    ORDER BY priority DESC, due_at
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+), plain AS (
+    SELECT id, workflow, status, cancel_requested, due_at, priority FROM runs
+    WHERE due_at <= :now AND workflow || '' = ANY(:workflows) AND priority + 0 = 0
+    ORDER BY due_at
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+), other AS (
+    SELECT id, workflow, status, cancel_requested, due_at, priority FROM runs
+    WHERE due_at <= :now AND workflow || '' = ANY(:workflows) AND priority + 0 <> 0
+      AND (status = 'waiting' OR cancel_requested)
+    ORDER BY due_at
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+), due AS (
+    SELECT * FROM ranked UNION ALL SELECT * FROM plain UNION ALL SELECT * FROM other
+)
+SELECT d.*, ARRAY(
+    SELECT k.limit_id || chr(31) || k.value || chr(31)
+           || coalesce((SELECT e.n FROM executing AS e
+                        WHERE e.limit_id = k.limit_id AND e.value = k.value), 0)
+    FROM run_keys AS k WHERE k.run_id = d.id OFFSET 0)
+FROM due AS d;
+
+-- name: keys_of_runs
+SELECT run_id, limit_id, value FROM run_keys WHERE run_id = ANY(:ids);
+
+-- name: delete_started_keys
+-- A run that starts leaves its rate and debounce keys: a resume is not counted, and
+-- a later start opens a new debounce window.
+DELETE FROM run_keys WHERE run_id = ANY(:ids) AND substr(limit_id, 1, 2) <> 'c:';
+
+-- name: queued_priorities
+SELECT id, workflow, priority, due_at FROM runs WHERE id = ANY(:ids) AND status = 'queued';
+
+-- name: rate_buckets
+SELECT value, tat FROM flow_rates WHERE limit_id = :limit_id AND value = ANY(:values);
 
 -- name: lease_runs
 UPDATE runs AS r
@@ -157,7 +234,8 @@ SELECT count(*) FROM note;
 -- whether that held, and whether a run was inserted.
 WITH plain AS (
     SELECT NOT EXISTS (
-        SELECT 1 FROM workflows WHERE id = :workflow AND cancel_on <> '[]'::bytea
+        SELECT 1 FROM workflows
+        WHERE id = :workflow AND (cancel_on <> '[]'::bytea OR flow IS NOT NULL)
     ) AS ok
 ), ins AS (
     INSERT INTO runs (id, workflow, status, payload, trigger, parent_id, created_at,
@@ -181,10 +259,19 @@ SELECT (SELECT ok FROM plain), (SELECT count(*) FROM ins), (SELECT count(*) FROM
 -- Each lookup of due runs is answered by its partial index (0010), however many runs
 -- are parked and whatever the statistics say: ``workflow || ''`` keeps the planner
 -- off the workflow indexes, which hold every parked run too (sqlite.sql's unary +).
-WITH due AS (
+-- A ready run of a priority other than 0 (runs_ready_priority, empty while none has
+-- one) must go first: then nothing is leased here and the full claim orders them.
+WITH ranked AS (
+    SELECT due_at FROM runs
+    WHERE due_at <= :now AND priority <> 0 AND status <> 'waiting' AND NOT cancel_requested
+      AND workflow || '' = ANY(:workflows)
+    ORDER BY priority DESC, due_at
+    LIMIT 1
+), due AS (
     SELECT id FROM runs
     WHERE due_at <= :now AND workflow || '' = ANY(:workflows)
       AND status <> 'waiting' AND NOT cancel_requested
+      AND NOT EXISTS (SELECT 1 FROM ranked)
     ORDER BY due_at
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
@@ -213,6 +300,7 @@ SELECT l.seq, l.id, l.workflow, l.status, l.payload, l.output, l.error, l.create
        OR (SELECT due_at FROM runs
            WHERE due_at <= :now AND cancel_requested AND workflow || '' = ANY(:workflows)
            ORDER BY due_at LIMIT 1) IS NOT NULL
+       OR EXISTS (SELECT 1 FROM ranked)
 FROM (SELECT 1) AS one LEFT JOIN leased AS l ON true;
 
 -- name: save_step
@@ -266,7 +354,8 @@ WITH s AS (DELETE FROM steps WHERE run_id = ANY(:ids)),
      c AS (DELETE FROM run_changes WHERE run_id = ANY(:ids)),
      w AS (DELETE FROM waiters WHERE run_id = ANY(:ids)),
      m AS (DELETE FROM messages WHERE run_id = ANY(:ids)),
-     k AS (DELETE FROM tokens WHERE run_id = ANY(:ids))
+     k AS (DELETE FROM tokens WHERE run_id = ANY(:ids)),
+     f AS (DELETE FROM run_keys WHERE run_id = ANY(:ids))
 DELETE FROM runs WHERE id = ANY(:ids) AND ended_at IS NOT NULL;
 
 -- name: select_runs_by_ids
@@ -397,7 +486,8 @@ WITH p AS (
 ), plain AS (
     SELECT p.*, NOT EXISTS (
         SELECT 1 FROM workflows AS w
-        WHERE w.id = p.workflow AND w.cancel_on <> '[]'::bytea OFFSET 0
+        WHERE w.id = p.workflow AND (w.cancel_on <> '[]'::bytea OR w.flow IS NOT NULL)
+        OFFSET 0
     ) AS ok
     FROM p
 ), ins AS (

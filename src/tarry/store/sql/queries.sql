@@ -5,13 +5,13 @@
 
 -- name: insert_run
 INSERT INTO runs (id, workflow, status, payload, trigger, parent_id, created_at, updated_at,
-                  due_at, version, last_version, trace)
+                  due_at, version, last_version, trace, priority)
 VALUES (:id, :workflow, 'queued', :payload, :trigger, :parent, :now, :now, :due_at, :version,
-        :version, :trace)
+        :version, :trace, :priority)
 ON CONFLICT (id) DO NOTHING;
 
 -- name: workflow_cancel_on
-SELECT cancel_on FROM workflows WHERE id = :id;
+SELECT cancel_on, flow FROM workflows WHERE id = :id;
 
 -- name: select_run
 SELECT seq, id, workflow, status, payload, output, error, created_at, updated_at, ended_at,
@@ -200,8 +200,9 @@ LIMIT :limit;
 SELECT workflow, expr FROM triggers WHERE event = :event;
 
 -- name: upsert_workflow
-INSERT INTO workflows (id, cancel_on, updated_at) VALUES (:id, :cancel_on, :now)
-ON CONFLICT (id) DO UPDATE SET cancel_on = excluded.cancel_on, updated_at = excluded.updated_at;
+INSERT INTO workflows (id, cancel_on, flow, updated_at) VALUES (:id, :cancel_on, :flow, :now)
+ON CONFLICT (id) DO UPDATE SET cancel_on = excluded.cancel_on, flow = excluded.flow,
+    updated_at = excluded.updated_at;
 
 -- name: delete_workflow_triggers
 DELETE FROM triggers WHERE workflow = :workflow;
@@ -494,6 +495,62 @@ LIMIT :limit;
 SELECT count(*) FROM (
     SELECT DISTINCT run_id, step_key FROM waiters WHERE json_schema IS NOT NULL
 ) AS people;
+
+-- Flow control (store/core/flow.py): run keys, executing runs per key, rate buckets,
+-- debounce.
+
+-- name: insert_run_key
+INSERT INTO run_keys (run_id, limit_id, value) VALUES (:run_id, :limit_id, :value)
+ON CONFLICT (run_id, limit_id) DO UPDATE SET value = excluded.value;
+
+-- name: delete_run_keys
+DELETE FROM run_keys WHERE run_id = :run_id;
+
+-- name: run_keys_of_run
+SELECT limit_id, value FROM run_keys WHERE run_id = :run_id;
+
+-- name: pending_debounce
+-- The run a debounce key gathers starts into: created, not started yet.
+SELECT r.id, r.created_at, r.due_at FROM run_keys AS k JOIN runs AS r ON r.id = k.run_id
+WHERE k.limit_id = :limit_id AND k.value = :value AND r.status = 'queued'
+ORDER BY r.created_at
+LIMIT 1;
+
+-- name: debounce_run
+-- A later start for the run a debounce key gathers: its data, its trigger, its due time.
+UPDATE runs SET payload = :payload, trigger = :trigger, due_at = :due_at, updated_at = :now,
+    trace = :trace, priority = :priority
+WHERE id = :id AND status = 'queued';
+
+-- name: push_run
+-- A run its rate does not let start yet: queued until its turn.
+UPDATE runs SET due_at = :due_at WHERE id = :id AND status = 'queued';
+
+-- name: rate_bucket
+SELECT tat FROM flow_rates WHERE limit_id = :limit_id AND value = :value;
+
+-- name: set_rate_bucket
+INSERT INTO flow_rates (limit_id, value, tat) VALUES (:limit_id, :value, :tat)
+ON CONFLICT (limit_id, value) DO UPDATE SET tat = excluded.tat;
+
+-- name: executing_of_key
+-- How many runs of a workflow hold a concurrency key value and execute now.
+SELECT count(*) FROM run_keys AS k JOIN runs AS r ON r.id = k.run_id
+WHERE k.limit_id = :limit_id AND k.value = :value AND r.status = 'running'
+  AND r.workflow = :workflow;
+
+-- name: runs_ahead
+-- The due runs a claim takes before a run of :priority (up to :most of them).
+SELECT count(*) FROM (
+    SELECT 1 FROM runs
+    WHERE due_at <= :now AND status = 'queued' AND NOT cancel_requested
+      AND priority > :priority
+    LIMIT :most
+) AS ahead;
+
+-- name: purge_rate_buckets
+-- Buckets whose every start lies in the past hold nothing a claim would read.
+DELETE FROM flow_rates WHERE tat <= :now;
 
 -- Cron schedules (store/core/schedules.py) ------------------------------------------
 

@@ -21,24 +21,85 @@ ORDER BY run_id, started_at, pos, key;
 
 -- name: due_runs
 -- The unary + keeps the planner on runs_due: the workflow index would visit every
--- run of the workflow, parked ones included.
-SELECT id, workflow, status, cancel_requested, due_at FROM runs
-WHERE due_at <= :now AND +workflow IN (SELECT value FROM json_each(:workflows))
-ORDER BY due_at
-LIMIT :limit;
+-- run of the workflow, parked ones included. Runs of a priority other than 0 come
+-- from their own index (runs_due_priority, empty while none has one), highest
+-- first; the claim merges the two by (priority, due_at).
+SELECT * FROM (
+    SELECT id, workflow, status, cancel_requested, due_at, priority FROM runs
+    WHERE due_at <= :now AND priority <> 0
+      AND +workflow IN (SELECT value FROM json_each(:workflows))
+    ORDER BY priority DESC, due_at
+    LIMIT :limit)
+UNION ALL
+SELECT * FROM (
+    SELECT id, workflow, status, cancel_requested, due_at, priority FROM runs
+    WHERE due_at <= :now AND +workflow IN (SELECT value FROM json_each(:workflows))
+      AND +priority = 0
+    ORDER BY due_at
+    LIMIT :limit);
 
 -- name: due_expired_leases
-SELECT id, workflow, status, cancel_requested, due_at FROM runs
+SELECT id, workflow, status, cancel_requested, due_at, priority FROM runs
 WHERE due_at <= :now AND +workflow IN (SELECT value FROM json_each(:workflows))
   AND status = 'running'
 ORDER BY due_at
 LIMIT :limit;
 
 -- name: next_due
+-- Workflows at their cap (``saturated``) wait for a run to end (a wake-up), not for
+-- a time, except for the expiry of their leases; those whose due runs all wait for
+-- a concurrency key (``blocked``) wait for a run to end, or for a later due time.
 SELECT min(due_at) FROM runs
 WHERE due_at IS NOT NULL
   AND (+workflow IN (SELECT value FROM json_each(:workflows))
-       OR (+workflow IN (SELECT value FROM json_each(:saturated)) AND status = 'running'));
+       OR (+workflow IN (SELECT value FROM json_each(:saturated)) AND status = 'running')
+       OR (+workflow IN (SELECT value FROM json_each(:blocked)) AND due_at > :now));
+
+-- name: due_gated_runs
+-- due_runs of one workflow with flow rules, each with its keys and, for each key, how
+-- many of the workflow's executing runs hold it (counted once, from those executing): JSON
+-- triples.
+WITH executing AS MATERIALIZED (
+    SELECT k.limit_id, k.value, count(*) AS n FROM runs AS r JOIN run_keys AS k
+        ON k.run_id = r.id
+    WHERE r.status = 'running' AND +r.workflow IN (SELECT value FROM json_each(:workflows))
+      AND substr(k.limit_id, 1, 2) = 'c:'
+    GROUP BY k.limit_id, k.value
+)
+SELECT d.*, (SELECT json_group_array(json_array(k.limit_id, k.value, coalesce(
+                 (SELECT e.n FROM executing AS e
+                  WHERE e.limit_id = k.limit_id AND e.value = k.value), 0)))
+             FROM run_keys AS k WHERE k.run_id = d.id) FROM (
+    SELECT * FROM (
+        SELECT id, workflow, status, cancel_requested, due_at, priority FROM runs
+        WHERE due_at <= :now AND priority <> 0
+          AND +workflow IN (SELECT value FROM json_each(:workflows))
+        ORDER BY priority DESC, due_at
+        LIMIT :limit)
+    UNION ALL
+    SELECT * FROM (
+        SELECT id, workflow, status, cancel_requested, due_at, priority FROM runs
+        WHERE due_at <= :now AND +workflow IN (SELECT value FROM json_each(:workflows))
+          AND +priority = 0
+        ORDER BY due_at
+        LIMIT :limit)) AS d;
+
+-- name: keys_of_runs
+SELECT run_id, limit_id, value FROM run_keys
+WHERE run_id IN (SELECT value FROM json_each(:ids));
+
+-- name: delete_started_keys
+-- A run that starts leaves its rate and debounce keys: a resume is not counted, and
+-- a later start opens a new debounce window.
+DELETE FROM run_keys
+WHERE run_id IN (SELECT value FROM json_each(:ids)) AND substr(limit_id, 1, 2) <> 'c:';
+
+-- name: queued_priorities
+SELECT id, workflow, priority, due_at FROM runs WHERE id IN (SELECT value FROM json_each(:ids)) AND status = 'queued';
+
+-- name: rate_buckets
+SELECT value, tat FROM flow_rates
+WHERE limit_id = :limit_id AND value IN (SELECT value FROM json_each(:values));
 
 -- name: lease_runs
 UPDATE runs
@@ -89,6 +150,7 @@ DELETE FROM run_changes WHERE run_id IN (SELECT value FROM json_each(:ids));
 DELETE FROM waiters WHERE run_id IN (SELECT value FROM json_each(:ids));
 DELETE FROM messages WHERE run_id IN (SELECT value FROM json_each(:ids));
 DELETE FROM tokens WHERE run_id IN (SELECT value FROM json_each(:ids));
+DELETE FROM run_keys WHERE run_id IN (SELECT value FROM json_each(:ids));
 DELETE FROM runs WHERE id IN (SELECT value FROM json_each(:ids)) AND ended_at IS NOT NULL;
 
 -- name: select_runs_by_ids
