@@ -16,7 +16,7 @@ from starlette.responses import Response
 from ..app import App
 from ..models import RUN_STATUSES, Run
 from ..queued_reason import why_queued
-from ..records import to_run
+from ..records import to_run, with_queues
 from ..waiting import on_several
 from .pages import deps, enter, render_page, store_of
 from .runs_search import BadSearch, parse_query, typed_of
@@ -59,6 +59,7 @@ async def runs_page(
         counts=fragment != "table",
     )
     runs = await _with_arrivals(app, [to_run(row, []) for row in found.runs])
+    runs = await with_queues(store, runs)  # what holds the queued ones back, in one read
     more = None
     if len(found.runs) == PAGE:
         more = query.url(cursor=str(found.runs[-1].seq))
