@@ -104,9 +104,13 @@ def test_the_document_declares_the_error_shape_for_every_4xx() -> None:
     for path, operations in doc["paths"].items():
         for method, operation in operations.items():
             statuses = set(operation["responses"])
-            assert {"400", "401", "413", "415", "422"} <= statuses, (method, path)
+            # A page (a callback token's link, opened from an e-mail) takes no body and
+            # answers its errors as pages; a bad query is still the API's JSON error.
+            page = method == "get" and "text/html" in operation["responses"]["200"]["content"]
+            needed = {"401", "422"} if page else {"400", "401", "413", "415", "422"}
+            assert needed <= statuses, (method, path)
             for status, response in operation["responses"].items():
-                if status.startswith("4"):
+                if status.startswith("4") and (status == "422" or not page):
                     body = response["content"]["application/json"]["schema"]
                     assert body == {"$ref": error_ref}, (method, path, status)
     signal_data = doc["components"]["schemas"]["SignalBody"]["properties"]["data"]

@@ -93,8 +93,8 @@ async def test_the_document_declares_the_422_with_its_errors(
     for path in ("/api/v1/signals", "/api/v1/runs/{run_id}/messages"):
         declared = spec["paths"][path]["post"]["responses"]["422"]
         assert "PayloadInvalid" in declared["description"]
-        assert declared["content"]["application/json"]["schema"]["$ref"].endswith("/InvalidOut")
-    detail = spec["components"]["schemas"]["InvalidDetail"]
+        assert declared["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorOut")
+    detail = spec["components"]["schemas"]["ErrorDetail"]  # one error shape for the API
     assert set(detail["properties"]) == {"type", "message", "errors"}
     waiting = spec["components"]["schemas"]["WaitingForOut"]["properties"]
     assert "schema" in waiting and "schemas" in waiting

@@ -17,7 +17,6 @@ from .schemas import (
     ErrorOut,
     EventBody,
     EventOut,
-    InvalidOut,
     MessageBody,
     MessageOut,
     RunOut,
@@ -93,7 +92,7 @@ def responses_with(*pairs: tuple[int, str]) -> dict[int | str, dict[str, object]
 # each violation, the run still parked and nothing stored.
 INVALID_RESPONSE: dict[int | str, dict[str, object]] = {
     422: {
-        "model": InvalidOut,
+        "model": ErrorOut,
         "description": "a field is missing or has the wrong type; or the data does not fit "
         "the JSON Schema of the wait it was sent to (type PayloadInvalid, with errors: "
         "[{path, message}]), and nothing was stored",

@@ -390,29 +390,25 @@ class WorkflowOut(BaseModel):
     )
 
 
-class ErrorDetail(BaseModel):
-    type: str
-    message: str
-
-
-class ErrorOut(BaseModel):
-    error: ErrorDetail
-
-
 class ViolationOut(BaseModel):
     path: str = Field(description="a JSON path into the data sent: $, $.by, $.items[0]")
     message: str
 
 
-class InvalidDetail(ErrorDetail):
-    errors: list[ViolationOut] = Field(
-        default_factory=list,
-        description="PayloadInvalid: each way the data breaks the wait's JSON Schema",
+class ErrorDetail(BaseModel):
+    type: str
+    message: str
+    errors: list[ViolationOut] | None = Field(
+        default=None,
+        description="PayloadInvalid only: each way the data breaks the JSON Schema of "
+        "the wait or token it was sent to",
     )
 
 
-class InvalidOut(BaseModel):
-    error: InvalidDetail
+class ErrorOut(BaseModel):
+    """Every error the API answers has this one shape."""
+
+    error: ErrorDetail
 
 
 def waiting_out(waiting: WaitingFor | None) -> WaitingForOut | None:

@@ -134,6 +134,10 @@ async def complete_token(request: Request, token_id: str, sig: SIG = "") -> Resp
         200: {"content": {"text/html": {}}, "description": "the confirmation page"},
         401: {"content": {"text/html": {}}, "description": "the signature is not valid"},
         404: {"content": {"text/html": {}}, "description": "no such token"},
+        422: {  # the API's own JSON error, as for any route: not a page
+            "description": "a query parameter other than sig, or a sig too long to be one",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}},
+        },
     },
     summary="A callback token's confirmation page, with its form (changes nothing)",
 )
