@@ -93,15 +93,17 @@ WITH ranked AS (
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
 ), plain AS (
+    -- Each lookup has its partial index (0010, 0017): ready runs of priority 0 here.
     SELECT id, workflow, status, cancel_requested, due_at, priority FROM runs
     WHERE due_at <= :now AND workflow || '' = ANY(:workflows) AND priority + 0 = 0
+      AND status <> 'waiting' AND NOT cancel_requested
     ORDER BY due_at
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
 ), other AS (
-    -- Parked at their deadline, or asked to cancel, of a priority other than 0.
+    -- Parked at their deadline, or asked to cancel, whatever their priority.
     SELECT id, workflow, status, cancel_requested, due_at, priority FROM runs
-    WHERE due_at <= :now AND workflow || '' = ANY(:workflows) AND priority + 0 <> 0
+    WHERE due_at <= :now AND workflow || '' = ANY(:workflows)
       AND (status = 'waiting' OR cancel_requested)
     ORDER BY due_at
     LIMIT :limit
@@ -149,12 +151,13 @@ WITH executing AS MATERIALIZED (
 ), plain AS (
     SELECT id, workflow, status, cancel_requested, due_at, priority FROM runs
     WHERE due_at <= :now AND workflow || '' = ANY(:workflows) AND priority + 0 = 0
+      AND status <> 'waiting' AND NOT cancel_requested
     ORDER BY due_at
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
 ), other AS (
     SELECT id, workflow, status, cancel_requested, due_at, priority FROM runs
-    WHERE due_at <= :now AND workflow || '' = ANY(:workflows) AND priority + 0 <> 0
+    WHERE due_at <= :now AND workflow || '' = ANY(:workflows)
       AND (status = 'waiting' OR cancel_requested)
     ORDER BY due_at
     LIMIT :limit
@@ -184,11 +187,16 @@ SELECT id, workflow, priority, due_at FROM runs WHERE id = ANY(:ids) AND status 
 SELECT value, tat FROM flow_rates WHERE limit_id = :limit_id AND value = ANY(:values);
 
 -- name: lease_runs
+-- Each run found by its id, then updated where it lies (its rows are locked, so it
+-- stays there): a join on id alone is planned, without statistics, as a scan of
+-- every run.
 UPDATE runs AS r
 SET status = 'running', lease_token = v.token, due_at = :lease_until,
     updated_at = :now, waiting_for = NULL
-FROM unnest(:ids::text[], :tokens::text[]) AS v (id, token)
-WHERE r.id = v.id
+FROM (SELECT x.tid, i.token
+      FROM unnest(:ids::text[], :tokens::text[]) AS i (id, token),
+           LATERAL (SELECT ctid AS tid FROM runs WHERE runs.id = i.id OFFSET 0) AS x) AS v
+WHERE r.ctid = v.tid
 RETURNING r.seq, r.id, r.workflow, r.status, r.payload, r.output, r.error, r.created_at,
           r.updated_at, r.ended_at, r.due_at, r.waiting_for, r.cancel_requested, r.trigger,
           r.version, r.last_version, r.trace;
