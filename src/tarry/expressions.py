@@ -96,6 +96,19 @@ class Expression:
             return False
         return False
 
+    def value(self, event: Mapping[str, Any]) -> tuple[Any, str | None]:
+        """The expression's value over the trigger ``event`` alone (a key, not a
+        condition: any type), and why there is none when it failed (a missing field,
+        a type error), instead of raising."""
+        try:
+            result = self._program.eval(data={"event": dict(event), "async": None})
+            found = result.value()
+        except Exception as exc:
+            return None, f"{type(exc).__name__}: {exc}"
+        if str(result.type()) == "ERROR":
+            return None, str(found)
+        return found, None
+
 
 def compile_expression(source: str) -> Expression:
     """Compile ``source``, or raise ``ExpressionError`` with the position and reason.

@@ -69,16 +69,10 @@ def key_value(source: str | None, trigger: Mapping[str, Any]) -> tuple[str, str 
     (None: it did not)."""
     if source is None:
         return UNKEYED, None
-    expression = compile_expression(source)  # compiled once, cached by source
-    try:
-        # The compiled program's value rather than ``Expression.evaluate``, which
-        # answers conditions (true or not) and would turn every key into a bool.
-        result = expression._program.eval(data={"event": dict(trigger), "async": None})
-        value = result.value()
-    except Exception as exc:
-        return NULL_KEY, f"{type(exc).__name__}: {exc}"
-    if str(result.type()) == "ERROR":
-        return NULL_KEY, str(value)
+    # Compiled once, cached by source; its value, not ``evaluate``'s true-or-not.
+    value, failed = compile_expression(source).value(trigger)
+    if failed is not None:
+        return NULL_KEY, failed
     return index_value(canonical(value)), None
 
 
