@@ -1,6 +1,8 @@
 """App: the public face. It owns the settings, the registry of workflows, the store,
 the clock and the process's ``Local``, hands them to its workers, and offers the
-client methods with their blocking twins."""
+client methods with their blocking twins. The client methods are its mixins':
+``sends.py`` (start, signals, events, messages, cancel), ``reads.py``,
+``operations.py`` and ``app_tokens.py``."""
 
 from __future__ import annotations
 
@@ -8,41 +10,27 @@ import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from datetime import datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from . import observe, serde, tracing
 from .app_tokens import TokenClient
 from .clock import Clock
-from .conditions import CancelOn, Trigger, new_event
+from .conditions import CancelOn, Trigger
 from .durations import Duration
-from .errors import (
-    ConfigError,
-    RunFinished,
-    SignalNotFound,
-    WorkflowNotFound,
-)
-from .flow import Concurrency, Debounce, Rate, check_priority
-from .ids import new_id
+from .errors import ConfigError
+from .flow import Concurrency, Debounce, Rate
 from .local import Local
-from .models import (
-    ENDED_STATUSES,
-    Run,
-    SendResult,
-    SignalResult,
-)
 from .names import check_name
 from .operations import RunOperations
 from .portal import Portal
 from .reads import RunReads
 from .registry import Handler, Registry, Workflow
-from .schedules import Cron, start_time
+from .schedules import Cron
+from .sends import RunSends
 from .settings import Settings
 from .store import open_store
-from .store.base import NewRun, Store
+from .store.base import Store
 from .urls import mask_url
 from .verify import Verifier
-from .wait_schema import refused_signal
 from .webhooks import DEFAULT_MAX_BODY, Webhook, Webhooks
 from .worker import STICKY_FROM, Worker
 
@@ -71,7 +59,7 @@ def _blocking(
     return twin
 
 
-class App(RunReads, RunOperations, TokenClient):
+class App(RunReads, RunSends, RunOperations, TokenClient):
     """The registry of workflows plus a store, and the client of both."""
 
     def __init__(
@@ -242,143 +230,6 @@ class App(RunReads, RunOperations, TokenClient):
         self._portal.call(self.close())
         self._portal.close()
 
-    # -- client ----------------------------------------------------------------------
-
-    async def start(
-        self,
-        workflow: str,
-        payload: Any = None,
-        *,
-        run_id: str | None = None,
-        delay: Duration | None = None,
-        start_at: datetime | None = None,
-        priority: int | None = None,
-    ) -> str:
-        """Start a run; a second start with the same ``run_id`` returns that run's id.
-        ``delay`` (``"1h"``) or ``start_at`` (an aware datetime): the run stays queued
-        until then, and a ``cancel`` before ends it without running anything.
-        ``priority``: claimed before due runs of lower priority (default: the
-        workflow's own, else 0)."""
-        if self.workflows and workflow not in self.workflows:
-            raise WorkflowNotFound(
-                f"no workflow {workflow!r} is registered; known: {sorted(self.workflows)}"
-            )
-        if not isinstance(workflow, str) or not workflow:
-            raise WorkflowNotFound(f"workflow id must be a non-empty string, got {workflow!r}")
-        check_name(workflow, "workflow id")
-        if run_id is not None:
-            check_name(run_id, "run_id")
-        due_at = start_time(delay, start_at, self.clock.now())
-        if priority is not None:
-            check_priority(priority)
-        data = serde.dumps(
-            {} if payload is None else payload, what="start payload", limit=self.max_output_bytes
-        )
-        store = await self._open()
-        version = self.workflows.version_of(workflow)
-        with tracing.sending("start", workflow=workflow, run_id=run_id) as trace:
-            created_id, created = await store.create_run(
-                NewRun(run_id or new_id(self.clock.now()), workflow, data, version=version,
-                       trace=trace, due_at=due_at, priority=priority)
-            )  # fmt: skip
-        if created and observe.wanted(observe.INFO):
-            observe.emit("started", observe.INFO, "run %s (%s) started", created_id, workflow,
-                         args=(created_id, workflow), by="start")  # fmt: skip
-        return created_id
-
-    async def send_signal(
-        self, signal: str, data: Any = None, *, strict: bool = False
-    ) -> SignalResult:
-        """Resume the run waiting on key ``signal``, else buffer the signal for it."""
-        check_name(signal, "signal key")
-        if data is None:
-            raise ValueError(
-                "signal data must not be None: None is what a wait returns on timeout; "
-                "send {} or another value"
-            )
-        payload = serde.dumps(data, what=f"data of signal {signal!r}", limit=self.max_output_bytes)
-        store = await self._open()
-        with tracing.sending("send_signal", signal=signal) as trace:
-            outcome = await store.send_signal(
-                signal, payload, strict=strict, retention_seconds=self.signal_retention,
-                trace=trace,
-            )  # fmt: skip
-        if outcome.status == "not_found":
-            raise SignalNotFound(
-                f"no run waits on signal {signal!r} (strict=True, so nothing was stored)"
-            )
-        if outcome.status == "invalid":  # the store raises a client's refusal itself
-            raise refused_signal(signal, str(outcome.run_id), list(outcome.errors))
-        return SignalResult(outcome.status, outcome.run_id)
-
-    async def send_event(self, name: str, data: Any = None, *, id: str | None = None) -> SendResult:
-        """Store an event, start the workflows it triggers and resume the runs whose
-        wait matches it. An ``id`` already seen within 24 hours is ignored."""
-        store = await self._open()
-        with tracing.sending("send_event", event=name, event_id=id) as trace:
-            event = new_event(
-                name, data, id, limit=self.max_output_bytes, now=self.clock.now(), trace=trace
-            )
-            outcome = await store.send_event(event, dedupe_seconds=self.event_dedupe)
-        for run_id in outcome.cancelled:  # by their cancel_on, at once
-            self._local.ended(run_id)
-        if (outcome.started or outcome.cancelled) and observe.wanted(observe.INFO):
-            told = [("started", r) for r in outcome.started]
-            told += [("cancelled", r) for r in outcome.cancelled]  # by their cancel_on
-            found = await store.get_runs([run_id for _, run_id in told])  # one read for all
-            workflows = {row.id: row.workflow for row, _ in found}
-            for kind, run_id in told:
-                workflow = workflows.get(run_id)
-                observe.emit(kind, observe.INFO, "run %s (%s) %s by event %r", run_id, workflow,
-                             args=(run_id, workflow, kind, name), by="event",
-                             event_id=outcome.event_id)  # fmt: skip
-        return SendResult(
-            [outcome.event_id], list(outcome.started), list(outcome.resumed), outcome.duplicate
-        )
-
-    async def send_message(self, run_id: str, name: str, data: Any = None) -> None:
-        """Append a message to the run's mailbox; returns once it is durable."""
-        check_name(name, "message name")
-        payload = serde.dumps(
-            {} if data is None else data,
-            what=f"data of message {name!r}",
-            limit=self.max_output_bytes,
-        )
-        store = await self._open()
-        with tracing.sending("send_message", run_id=run_id, message=name) as trace:
-            outcome = await store.send_message(run_id, name, payload, trace=trace)
-        if outcome == "not_found":
-            raise self._missing(run_id)
-        if outcome == "finished":
-            raise RunFinished(f"run {run_id!r} has ended; message {name!r} was not stored")
-
-    async def cancel(self, run_id: str, reason: str | None = None, *, children: bool = True) -> Run:
-        """Cancel a run: at once if queued or parked, else at its next step boundary.
-        A run executing in this process starts no further step once this returns.
-        The runs it invoked (``step.invoke``) that have not ended are cancelled in the
-        same transaction, recursively, unless ``children=False``."""
-        error = serde.dumps(
-            {"type": "Cancelled", "message": reason or "cancelled"},
-            what="cancel reason",
-            limit=self.max_output_bytes,
-        )
-        store = await self._open()
-        asked = self.clock.now()
-        row = await store.cancel(run_id, error, children=children)
-        if row is None:
-            raise self._missing(run_id)
-        ended_now = row.status == "cancelled" and (row.ended_at or 0.0) >= asked
-        if ended_now and observe.wanted(observe.INFO):  # not held by a worker: ended here
-            observe.emit("cancelled", observe.INFO, "run %s (%s) cancelled", run_id, row.workflow,
-                         args=(run_id, row.workflow), reason=reason or "cancelled")  # fmt: skip
-        if row.status not in ENDED_STATUSES or row.status == "cancelled":
-            # Leased (flagged in the store), or ended under an attempt whose lease had
-            # run out: an execution of it here starts no further step either way.
-            self._local.cancel(run_id)
-        if row.status == "cancelled":
-            self._local.ended(run_id)
-        return await self.get_run(run_id)
-
     # -- workers ---------------------------------------------------------------------
 
     def _worker(
@@ -436,16 +287,16 @@ class App(RunReads, RunOperations, TokenClient):
 
     # -- blocking twins --------------------------------------------------------------
 
-    start_sync = _blocking(start)
-    send_signal_sync = _blocking(send_signal)
-    send_event_sync = _blocking(send_event)
-    send_message_sync = _blocking(send_message)
+    start_sync = _blocking(RunSends.start)
+    send_signal_sync = _blocking(RunSends.send_signal)
+    send_event_sync = _blocking(RunSends.send_event)
+    send_message_sync = _blocking(RunSends.send_message)
     list_events_sync = _blocking(RunReads.list_events)
     get_run_sync = _blocking(RunReads.get_run)
     run_version_sync = _blocking(RunReads.run_version)
     list_runs_sync = _blocking(RunReads.list_runs)
     result_sync = _blocking(RunReads.result)
-    cancel_sync = _blocking(cancel)
+    cancel_sync = _blocking(RunSends.cancel)
     retry_sync = _blocking(RunOperations.retry)
     fork_sync = _blocking(RunOperations.fork)
     retry_runs_sync = _blocking(RunOperations.retry_runs)

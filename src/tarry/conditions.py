@@ -13,8 +13,8 @@ from typing import Any, Literal
 from . import serde
 from .durations import parse_duration
 from .errors import ConfigError, ExpressionError
+from .expression_ast import Equality
 from .expressions import (
-    Equality,
     Expression,
     compile_expression,
     indexable_equalities,

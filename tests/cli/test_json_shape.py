@@ -7,7 +7,7 @@ from typing import Any
 
 import tarry
 from tarry.cli_json import run_json
-from tarry.server.schemas import run_out
+from tarry.server.responses import run_out
 from tarry.testing import Environment
 
 app = tarry.App("sqlite:///:memory:", retry_base="1s")

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from tarry.errors import ExpressionError
+from tarry.expression_ast import Equality
 from tarry.expressions import (
-    Equality,
     Expression,
     compile_expression,
     indexable_equalities,

@@ -10,21 +10,16 @@ from fastapi.security import HTTPAuthorizationCredentials
 
 from ..app import App
 from .auth import Guard, bearer
+from .bodies import CURSOR_PATTERN, CancelBody, EventBody, MessageBody, SignalBody, StartBody
 from .limits import StrictJSONRoute
-from .schemas import (
-    CURSOR_PATTERN,
-    CancelBody,
+from .responses import (
     ErrorOut,
-    EventBody,
     EventOut,
-    MessageBody,
     MessageOut,
     RunOut,
     RunPageOut,
     RunStatusName,
-    SignalBody,
     SignalOut,
-    StartBody,
     StartOut,
     WorkflowOut,
     run_out,

@@ -15,20 +15,17 @@ from fastapi import APIRouter, Body, Depends
 from ..names import check_name
 from ..operations import BulkResult
 from .api import ERROR_RESPONSES, TarryApp, authorized, known_query, responses_with
-from .limits import StrictJSONRoute
-from .schemas import (
+from .bodies import (
     BulkBody,
     BulkCancelBody,
     BulkForkBody,
-    BulkOut,
     BulkRetryBody,
     ForkBody,
     RetryBody,
-    RunOut,
-    StartOut,
     parse_when,
-    run_out,
 )
+from .limits import StrictJSONRoute
+from .responses import BulkOut, RunOut, StartOut, run_out
 
 
 class FilterRequired(ValueError):

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 from ..durations import parse_duration
 from ..models import RUN_STATUSES
 from ..store.dashboard_records import RunSearch
-from .schemas import CURSOR_PATTERN
+from .bodies import CURSOR_PATTERN
 
 FIELDS = ("q", "workflow", "status", "since", "until", "version")
 """The search's query parameters, as the form names them."""

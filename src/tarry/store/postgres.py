@@ -55,7 +55,7 @@ from .base import (
     WaitSpec,
     WakeListener,
 )
-from .core import Body, CoreStore, T, claims, runs
+from .core import Body, CoreStore, T, claims, ends, fence
 from .flow_records import FlowRules
 from .postgres_io import IOLoop
 from .postgres_tx import Tx
@@ -192,14 +192,14 @@ class PostgresStore(CoreStore):
         return await super().create_run(run)
 
     async def save_step(self, lease: Lease, step: StepRow) -> bool:
-        if runs.is_failed_attempt(step):  # its attempt is kept too: the full path
+        if fence.is_failed_attempt(step):  # its attempt is kept too: the full path
             return await super().save_step(lease, step)
         # The lease check and the write in one statement, grouped with other runs'
         # step writes into one transaction when several are ready at once.
         row = await self._batched("save_step", {**step_params(lease.run_id, step),
                                                 "token": lease.token})  # fmt: skip
         if row is None:
-            raise runs.lease_lost(lease)
+            raise fence.lease_lost(lease)
         return bool(row[0])
 
     async def park(self, lease: Lease, wait: WaitSpec) -> ParkResult:
@@ -231,11 +231,11 @@ class PostgresStore(CoreStore):
     async def finish(
         self, lease: Lease, status: EndStatus, output: bytes | None, error: bytes | None
     ) -> EndStatus:
-        params = runs.end_params(lease, status, output, error, self.clock.now())
+        params = ends.end_params(lease, status, output, error, self.clock.now())
         if await self._batched("finish_orphan", params) is not None:
             return status
         # Not the plain end: straight to the fenced one, without trying this again.
-        return await self._transact(partial(runs.finish_fenced, lease=lease, params=params))
+        return await self._transact(partial(ends.finish_fenced, lease=lease, params=params))
 
     async def claim(
         self,
@@ -258,7 +258,7 @@ class PostgresStore(CoreStore):
             # rather than leave them leased to nobody until the lease expires.
             for claimed in batch.runs:
                 with contextlib.suppress(Exception):
-                    await io.call(partial(runs.release, lease=claimed.lease), idempotent=True)
+                    await io.call(partial(ends.release, lease=claimed.lease), idempotent=True)
 
         if any(name in names for name in [*(caps or {}), *(flows or {})]):
             return await io.call(partial(full, limit=limit), idempotent=True, abandoned=give_back)

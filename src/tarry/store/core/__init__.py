@@ -38,7 +38,18 @@ from ..base import (
 from ..dashboard_records import EventLinks, Inbox, RunDetail, RunSearch, SearchResult
 from ..flow_records import FlowRules, QueueRow
 from ..metrics_records import RunCounts
-from . import claims, dashboard_reads, delivery, flow, metrics_reads, operate, runs, waits
+from . import (
+    claims,
+    dashboard_reads,
+    delivery,
+    ends,
+    fence,
+    flow,
+    metrics_reads,
+    operate,
+    runs,
+    waits,
+)
 from .configs import WorkflowConfigs
 from .delivery import MessageStatus
 from .port import Tx
@@ -99,16 +110,16 @@ class CoreStore(ScheduleStore, TokenStore, ABC):
         )
 
     async def note_version(self, lease: Lease, version: str) -> None:
-        await self._transact(partial(runs.note_version, lease=lease, version=version))
+        await self._transact(partial(fence.note_version, lease=lease, version=version))
 
     async def save_step(self, lease: Lease, step: StepRow) -> bool:
-        return await self._transact(partial(runs.save_step, lease=lease, step=step))
+        return await self._transact(partial(fence.save_step, lease=lease, step=step))
 
     async def retry_step(self, lease: Lease, step: StepRow, due_at: float) -> bool:
-        return await self._transact(partial(runs.retry_step, lease=lease, step=step, due_at=due_at))
+        return await self._transact(partial(ends.retry_step, lease=lease, step=step, due_at=due_at))
 
     async def release(self, lease: Lease) -> None:
-        await self._transact(partial(runs.release, lease=lease))
+        await self._transact(partial(ends.release, lease=lease))
 
     async def park(self, lease: Lease, wait: WaitSpec) -> ParkResult:
         return await self._transact(partial(waits.park, lease=lease, wait=wait))
@@ -158,17 +169,17 @@ class CoreStore(ScheduleStore, TokenStore, ABC):
         self, lease: Lease, status: EndStatus, output: bytes | None, error: bytes | None
     ) -> EndStatus:
         return await self._transact(
-            partial(runs.finish, lease=lease, status=status, output=output, error=error)
+            partial(ends.finish, lease=lease, status=status, output=output, error=error)
         )
 
     async def honor_cancel(self, lease: Lease) -> None:
-        await self._transact(partial(runs.honor_cancel, lease=lease))
+        await self._transact(partial(ends.honor_cancel, lease=lease))
 
     async def cancel(
         self, run_id: str, reason: bytes | None, *, children: bool = True
     ) -> RunRow | None:
         return await self._transact(
-            partial(runs.cancel, run_id=run_id, reason=reason, children=children)
+            partial(ends.cancel, run_id=run_id, reason=reason, children=children)
         )
 
     async def get_run(self, run_id: str) -> tuple[RunRow, list[StepRow]] | None:

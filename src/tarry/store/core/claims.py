@@ -22,8 +22,8 @@ from ..base import ClaimBatch, ClaimedRun, EventRow, Lease, LeaseStatus, Message
 from ..flow_records import FlowRules
 from ..rows import RUN_COLUMNS, run_row, step_row
 from . import flow
+from .ends import cancel_now
 from .port import Row, Tx
-from .runs import cancel_now
 
 
 def new_token() -> str:

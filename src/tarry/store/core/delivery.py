@@ -21,18 +21,12 @@ from ...wait_schema import invalid_error, refused_signal
 from ..base import EventOutcome, NewEvent, NewRun, SignalOutcome, StepRow, StepSender
 from ..matching import matches, residue, trigger_of, value_at
 from ..rows import error_json, event_json, message_json
+from .ends import cancel_children, request_cancel
+from .fence import fence, stored_step, upsert_step
 from .port import Tx
-from .runs import (
-    cancel_children,
-    event_value_lock,
-    fence,
-    request_cancel,
-    resolve_wait,
-    start_run,
-    stored_step,
-    upsert_step,
-)
+from .runs import start_run
 from .typed_waits import violations
+from .waiters import event_value_lock, resolve_wait
 from .waits import lock_signal_waiter
 
 MessageStatus = Literal["delivered", "queued", "not_found", "finished"]

@@ -16,8 +16,9 @@ from ...errors import RunStateError
 from ...models import ENDED_STATUSES
 from ..base import AttemptRow, ChangeRow, NewRun, RunFilter, RunHistory, RunRow
 from ..rows import run_row, step_row
+from .fence import upsert_step
 from .port import Tx
-from .runs import file_cancel_on, insert_run, upsert_step
+from .runs import file_cancel_on, insert_run
 
 
 async def note_change(tx: Tx, run_id: str, action: str, detail: bytes) -> None:

@@ -28,8 +28,9 @@ from ...models import ENDED_STATUSES
 from ...wait_schema import validate
 from ..base import Lease, StepRow
 from ..token_records import NewToken, TokenOutcome, TokenRow, TokenSecret, TokenWait
+from .fence import fence, upsert_step
 from .port import Tx
-from .runs import fence, resolve_wait, upsert_step
+from .waiters import resolve_wait
 
 T = TypeVar("T")
 

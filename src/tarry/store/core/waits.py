@@ -25,21 +25,13 @@ from ..base import (
 from ..matching import MISSING, index_value, matches, residue, value_at
 from ..rows import child_json, error_json, event_json, indexed, message_json, run_row
 from ..token_records import TokenWait
+from .ends import cancel_now
+from .fence import fence, stored_step, upsert_step
 from .port import Row, Tx
-from .runs import (
-    cancel_now,
-    event_value_lock,
-    fence,
-    file_event_path,
-    insert_run,
-    insert_waiter,
-    resolve_wait,
-    run_trigger,
-    stored_step,
-    upsert_step,
-)
+from .runs import insert_run
 from .tokens import completed_data
 from .typed_waits import first_fitting_message, first_fitting_signal, with_schemas
+from .waiters import event_value_lock, file_event_path, insert_waiter, resolve_wait, run_trigger
 
 Filed = dict[tuple[str, str], float]
 """(event name, path) -> since when the index holds that path: what a park has read
