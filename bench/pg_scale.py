@@ -10,7 +10,9 @@ wake     N runs park on a signal with no deadline (one parked by a worker, the r
          reference. Target: p50 at 100,000 <= 1.5x p50 at 100.
 fanout   N runs park on ``wait_for_event(match="data.group")`` with one group; one
          event matches all of them. Times ``send_event`` and its return -> all N
-         ended (one worker process). Target at 10,000: <= 0.3 s and <= 3 s.
+         ended (one worker process). Target at 10,000: <= 0.3 s and <= 3 s. With
+         ``--others M``, M more runs parked on the same event for another group,
+         made before them, that the event passes by.
 park     N runs started (gather in chunks of 1,000) while one worker process parks
          them on a signal: first start -> the last one parked. Target >= 4,000/s.
 ended    3-step throughput (2 worker processes) and wake latency, on an empty store
@@ -265,13 +267,18 @@ async def wake(base_url: str, n: int, samples: int, analyze: bool) -> dict[str, 
     return result
 
 
-async def fanout(base_url: str, n: int) -> dict[str, Any]:
+async def fanout(base_url: str, n: int, others: int = 0) -> dict[str, Any]:
     with fresh_schema(base_url) as url:
         async with make_app(url) as app:
             worker = spawn(url)
             try:
                 await app.start("fan", {"group": 1}, run_id="tmpl")
                 await wait_for(url, "waiting", 1)
+                if others:  # parked on another group, made first: the event passes them by
+                    await asyncio.to_thread(copy_run, url, "tmpl", others, "o", rekey=None)
+                    await asyncio.to_thread(
+                        sql, url, "UPDATE waiters SET value = '2' WHERE run_id LIKE 'o%'"
+                    )
                 await asyncio.to_thread(copy_run, url, "tmpl", n - 1, "f", rekey=None)
                 await asyncio.sleep(0.5)
                 t0 = time.perf_counter()
@@ -282,7 +289,8 @@ async def fanout(base_url: str, n: int) -> dict[str, Any]:
                 t2 = time.perf_counter()
             finally:
                 stop([worker])
-    return {"n": n, "send_event_s": t1 - t0, "resumed_to_ended_s": t2 - t1, "total_s": t2 - t0}
+    return {"n": n, "others": others, "send_event_s": t1 - t0, "resumed_to_ended_s": t2 - t1,
+            "total_s": t2 - t0}  # fmt: skip
 
 
 async def park(base_url: str, n: int) -> dict[str, Any]:
@@ -373,7 +381,7 @@ async def one(args: argparse.Namespace) -> dict[str, Any]:
             out["ratio_fresh_stats"] = big["fresh_stats"]["p50_ms"] / small["fresh_stats"]["p50_ms"]
         return out
     if args.scenario == "fanout":
-        return await fanout(args.url, (args.n or [10_000])[0])
+        return await fanout(args.url, (args.n or [10_000])[0], args.others)
     if args.scenario == "park":
         return await park(args.url, (args.n or [20_000])[0])
     n = (args.n or [5_000])[0]
@@ -404,6 +412,7 @@ def side_args(args: argparse.Namespace, scenario: str) -> list[str]:
     out = [scenario, "--url", args.url, "--samples", str(args.samples)]
     out += ["--ended", str(args.ended), "--inner-rounds", str(args.inner_rounds)]
     out += ["--analyze"] if args.analyze else []
+    out += ["--others", str(args.others)] if args.others else []
     if args.n:
         out += ["--n", *map(str, args.n)]
     return out
@@ -467,6 +476,8 @@ def main() -> None:
     parser.add_argument("--ended", type=int, default=1_000_000)
     parser.add_argument("--inner-rounds", type=int, default=2,
                         help="ended: rounds of empty and history in turn")  # fmt: skip
+    parser.add_argument("--others", type=int, default=0,
+                        help="fanout: more runs parked on the event, another value")  # fmt: skip
     parser.add_argument("--base", help="a commit to compare this tree with, interleaved")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--new-src", help="with --base: the new side's src (default: this tree's)")

@@ -180,20 +180,19 @@ async def _deliver_all(
     tx: Tx, matched: Matched, incoming_json: bytes, trace: str | None
 ) -> list[str]:
     """An event that resumes waits only (no ``cancel_on``), in set-based statements:
-    lock the runs, then their waiters (runs before waiters, each in order), keep the
-    first waiter still there of each run, resolve them together. Only a wait for
-    several conditions (its output names the one that fired, or counts arrivals)
-    takes its own statements."""
+    ``deliver_waits`` locks the runs, then their waiters (runs before waiters, each
+    in order), keeps the first waiter still there of each run and, where the store
+    can in the same statement, resolves the plain ones; ``resolve_waits`` resolves
+    those it left. Only a wait for several conditions (its output names the one that
+    fired, or counts arrivals) takes its own statements."""
     if not matched:
         return []
-    await tx.all("lock_runs", {"ids": tx.array(sorted({c[0] for _, c in matched}))})
-    ids = tx.array([str(waiter_id) for waiter_id, _ in matched])
-    there = {int(row[0]) for row in await tx.all("lock_waiters", {"ids": ids})}
-    chosen: dict[str, tuple[str, int | None]] = {}
-    for waiter_id, (run_id, step_key, _, _, index) in matched:
-        if waiter_id in there and run_id not in chosen:
-            chosen[run_id] = (step_key, index)
-    plain = [(run_id, key) for run_id, (key, index) in chosen.items() if index is None]
+    params = {"ids": tx.array([str(waiter_id) for waiter_id, _ in matched]),
+              "run_ids": tx.array(sorted({candidate[0] for _, candidate in matched})),
+              "output": incoming_json, "now": tx.now, "trace": trace}  # fmt: skip
+    chosen = await tx.all("deliver_waits", params)
+    plain = [(run_id, key) for run_id, key, index, resolved, *_ in chosen
+             if index is None and not resolved]  # fmt: skip
     if plain:
         await tx.run(
             "resolve_waits",
@@ -202,11 +201,12 @@ async def _deliver_all(
              "pairs": tx.array([orjson.dumps(pair).decode() for pair in plain]),
              "output": incoming_json, "now": tx.now, "trace": trace},
         )  # fmt: skip
+    if any(row[2] is None for row in chosen):
         tx.wake()
-    for run_id, (step_key, index) in chosen.items():
+    for run_id, step_key, index, *_ in chosen:
         if index is not None:
             await resolve_wait(tx, run_id, step_key, "completed", incoming_json, None, index, trace)
-    return list(chosen)
+    return [row[0] for row in chosen]
 
 
 async def _deliver_each(

@@ -374,14 +374,39 @@ FROM runs WHERE id = ANY(:ids);
 -- name: run_triggers
 SELECT id, workflow, payload, trigger FROM runs WHERE id = ANY(:ids);
 
--- name: lock_runs
--- Several runs' rows, locked in id order, so that transactions locking overlapping
--- sets queue instead of deadlocking.
-SELECT id FROM runs WHERE id = ANY(:ids) ORDER BY id FOR UPDATE;
-
--- name: lock_waiters
--- Those of these waiters still there, locked in id order (their runs' rows are held).
-SELECT id FROM waiters WHERE id = ANY(:ids::bigint[]) ORDER BY id FOR UPDATE;
+-- name: deliver_waits
+-- One output for many waiters (:ids, of the runs :run_ids), decided and written in one
+-- statement. The runs' rows are locked in id order (deliveries to overlapping sets
+-- queue instead of deadlocking), then, once every one is held (the one-time filter on
+-- `locked`), the waiters still there, in id order; of each run the first of them is
+-- chosen. A plain wait chosen is resolved here (resolve_wait for a set: its waiter
+-- goes, its step completes with :output, its run is due now), the runs' rows updated
+-- in the order they were made (that of most of their index entries; in hash order the
+-- update took a fifth longer); a wait for several conditions (idx) is the caller's.
+-- One row per run chosen, in waiter order: run_id, step_key, idx, resolved.
+WITH locked AS (
+    SELECT id, seq FROM runs WHERE id = ANY(:run_ids) ORDER BY id FOR UPDATE
+), there AS (
+    SELECT id, run_id, step_key, idx FROM waiters
+    WHERE id = ANY(:ids::bigint[]) AND (SELECT count(*) FROM locked) >= 0
+    ORDER BY id FOR UPDATE
+), chosen AS (
+    SELECT DISTINCT ON (run_id) id, run_id, step_key, idx FROM there ORDER BY run_id, id
+), plain AS (
+    SELECT c.run_id, c.step_key, l.seq FROM chosen AS c JOIN locked AS l ON l.id = c.run_id
+    WHERE c.idx IS NULL ORDER BY l.seq
+), gone AS (
+    DELETE FROM waiters USING plain
+    WHERE waiters.run_id = plain.run_id AND waiters.step_key = plain.step_key
+), resolved AS (
+    UPDATE steps SET status = 'completed', output = :output, error = NULL, ended_at = :now,
+        trace = :trace
+    FROM plain WHERE steps.run_id = plain.run_id AND steps.key = plain.step_key
+), woken AS (
+    UPDATE runs SET status = 'queued', due_at = :now, waiting_for = NULL, updated_at = :now
+    FROM plain WHERE runs.seq = plain.seq AND runs.status = 'waiting'
+)
+SELECT run_id, step_key, idx, idx IS NULL FROM chosen ORDER BY id;
 
 -- name: resolve_waits
 -- Deliver one output to many waits in one statement (resolve_wait for a set): their

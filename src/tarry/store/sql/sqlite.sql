@@ -161,11 +161,13 @@ FROM runs WHERE id IN (SELECT value FROM json_each(:ids));
 -- name: run_triggers
 SELECT id, workflow, payload, trigger FROM runs WHERE id IN (SELECT value FROM json_each(:ids));
 
--- name: lock_runs
-SELECT id FROM runs WHERE id IN (SELECT value FROM json_each(:ids));
-
--- name: lock_waiters
-SELECT id FROM waiters WHERE id IN (SELECT CAST(value AS INTEGER) FROM json_each(:ids));
+-- name: deliver_waits
+-- Of these waiters (:ids), the first of each run, in waiter order: run_id, step_key,
+-- idx, resolved. Every one is still there (the write transaction excludes every other
+-- writer); resolving them is resolve_waits' (resolved is 0).
+SELECT run_id, step_key, idx, 0, min(id) AS first FROM waiters
+WHERE id IN (SELECT CAST(value AS INTEGER) FROM json_each(:ids))
+GROUP BY run_id ORDER BY first;
 
 -- name: resolve_waits
 -- resolve_wait for a set of waits, all given the same :output. Each wait is found by
