@@ -345,3 +345,18 @@ async def test_why_a_due_run_waits_behind_higher_priority(make_app: Any) -> None
     now = app.clock.now()
     assert why_queued(await app.get_run(normal), now) == ("priority 0 behind 3 runs")
     assert why_queued(await app.get_run(urgent[0]), now) is None
+
+
+async def test_the_test_environment_starts_runs_with_a_priority(database_url: str) -> None:
+    app = tarry.App()
+    order: list[str] = []
+
+    @app.workflow("one-at-a-time", concurrency=1)
+    async def one(ctx: tarry.Context, step: tarry.Step) -> None:
+        await step.run("note", order.append, ctx.payload["name"])
+
+    async with Environment(app, database=database_url) as env:
+        await env.start("one-at-a-time", {"name": "plain"}, delay="1m")
+        await env.start("one-at-a-time", {"name": "urgent"}, delay="1m", priority=5)
+        await env.advance("1m")
+    assert order == ["urgent", "plain"]

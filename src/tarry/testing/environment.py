@@ -233,9 +233,12 @@ class Environment:
         run_id: str | None = None,
         delay: Duration | None = None,
         start_at: datetime | None = None,
+        priority: int | None = None,
     ) -> str:
         return await self._home(
-            self.app.start(workflow, payload, run_id=run_id, delay=delay, start_at=start_at)
+            self.app.start(
+                workflow, payload, run_id=run_id, delay=delay, start_at=start_at, priority=priority
+            )
         )
 
     async def send_signal(
