@@ -29,6 +29,10 @@ from .step_core import INSIDE_STEP, StepCore, attempt_error, error_message
 from .step_threads import StepThreads
 from .store.base import StepRow, WaitSpec
 
+_JITTER = random.Random()
+"""The retries' jitter, apart from the ``random`` module's shared state: a library
+must not move the sequence an application (or a test's property generator) seeded."""
+
 
 class _Done:
     """A step attempt's stored result."""
@@ -161,7 +165,7 @@ class RunStep(StepCore):
             return parse_duration(exc.delay)
         settings = self._x.settings
         ceiling = min(settings.retry_cap, settings.retry_base * 2 ** (attempt - 1))
-        return random.uniform(ceiling / 2, ceiling)
+        return _JITTER.uniform(ceiling / 2, ceiling)
 
     async def _fail(self, key: str, attempt: int, started: float, exc: Exception) -> NoReturn:
         if observe.wanted(observe.WARNING):
