@@ -33,6 +33,7 @@ from .metrics.claim_latency import claim_latency
 from .registry import Registry
 from .scheduler import Scheduler
 from .settings import Settings
+from .slot_wake import SlotWake
 from .step_threads import StepThreads
 from .sticky import Sleeper, Sleepers, unchanged
 from .store.base import ClaimBatch, ClaimedRun, Store
@@ -99,6 +100,9 @@ class Worker:
         """Claims in flight: runs leased by the store and not yet in ``_active``."""
         self._flows: dict[str, FlowRules] = {}
         """Keyed limits, rates and debounces of the workflows that have them."""
+        self._held: frozenset[str] = frozenset()
+        """Workflows with a concurrency cap or key: their ends free a slot elsewhere."""
+        self._slots = SlotWake(store)
         self._active: dict[str, tuple[asyncio.Task[None], Attempt]] = {}
         self._wake = asyncio.Event()
         self._stopping = False
@@ -127,6 +131,7 @@ class Worker:
         workflows = list(self.registry)
         caps = self.registry.caps()
         self._flows = self.registry.flows()
+        self._held = frozenset(caps) | {n for n, rules in self._flows.items() if rules.limits}
         await store.bind_loop()
         store.add_wake_listener(self._on_wake)
         heartbeat = asyncio.create_task(self._heartbeat(), name="tarry-heartbeat")
@@ -326,6 +331,8 @@ class Worker:
                 del self._active[run_id]
             self._sleepers.drop(run_id, task)
             self._wake.set()
+            if claimed.run.workflow in self._held:
+                self._slots.freed()
 
         task.add_done_callback(done)
 
@@ -357,6 +364,8 @@ class Worker:
         if forget is not None:
             forget[1]()
         self._wake.set()
+        if attempt.run.workflow in self._held:
+            self._slots.freed()
         return self._sleepers.put(run_id, task, attempt, self.clock.now())
 
     async def _resume(self, claimed: ClaimedRun, sleeper: Sleeper) -> None:
@@ -412,6 +421,7 @@ class Worker:
         """Stop executions still in flight and hand their runs back at once, rather
         than leaving them for the lease to expire."""
         await self._sleepers.close()
+        await self._slots.close()
         entries = list(self._active.values())
         for task, _ in entries:
             task.cancel()

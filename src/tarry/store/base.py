@@ -109,6 +109,12 @@ class Store(Protocol):
     def remove_wake_listener(self, listener: WakeListener) -> None:
         """Stop calling ``listener``."""
 
+    async def wake_others(self) -> None:
+        """Wake the workers of other processes (their wake listeners) now, with no
+        change stored: a run of a capped or keyed workflow stopped executing here, and
+        their claims may have been held back by it. A no-op where every commit wakes
+        them already (SQLite)."""
+
     async def create_run(self, run: NewRun) -> tuple[str, bool]:
         """Insert a queued run due now; an existing id is left as it is.
         Returns the id and whether it was created."""

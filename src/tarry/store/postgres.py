@@ -55,7 +55,7 @@ from .base import (
     WaitSpec,
     WakeListener,
 )
-from .core import Body, CoreStore, T, claims, ends, fence
+from .core import Body, CoreStore, T, claims, ends, fence, port
 from .flow_records import FlowRules
 from .postgres_io import IOLoop
 from .postgres_tx import Tx
@@ -168,6 +168,10 @@ class PostgresStore(CoreStore):
         with contextlib.suppress(ValueError):
             self._listeners.remove(listener)
 
+    async def wake_others(self) -> None:
+        # A transaction that only asks for a wake-up sends only the NOTIFY.
+        await self._transact(_wake_only)
+
     # -- the hot paths in one statement ------------------------------------------------
 
     async def create_run(self, run: NewRun) -> tuple[str, bool]:
@@ -277,6 +281,10 @@ class PostgresStore(CoreStore):
             partial(full, limit=limit - len(batch.runs)), idempotent=True, abandoned=give_back
         )
         return ClaimBatch(batch.runs + rest.runs, rest.next_due)
+
+
+async def _wake_only(tx: port.Tx) -> None:
+    tx.wake()
 
 
 async def _claim_plain(

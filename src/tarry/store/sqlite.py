@@ -159,6 +159,9 @@ class SQLiteStore(CoreStore):
     def remove_wake_listener(self, listener: WakeListener) -> None:
         self._io.remove_wake_listener(listener)
 
+    async def wake_others(self) -> None:
+        """Nothing: other processes notice every commit to the file."""
+
     # Plain functions handing back the writer's awaitable: on the hottest path of the
     # embedded store, a coroutine per layer is measurable.
 
