@@ -235,6 +235,10 @@ def split_schedule(on: object, workflow: str) -> tuple[Cron | None, object]:
     return crons[0], rest or None
 
 
+_LATEST = datetime(9999, 12, 31, tzinfo=UTC).timestamp()
+"""The latest start a delay may ask for: a date can still be written for it."""
+
+
 def start_time(delay: Duration | None, start_at: datetime | None, now: float) -> float | None:
     """When a run started with ``delay=`` or ``start_at=`` may begin (None: now). A
     naive ``start_at``, a malformed or negative ``delay``, or both given: ``ValueError``
@@ -245,9 +249,12 @@ def start_time(delay: Duration | None, start_at: datetime | None, now: float) ->
         )
     if delay is not None:
         try:
-            return now + parse_duration(delay)
+            when = now + parse_duration(delay)
         except ValueError as exc:
             raise ValueError(f"delay: {exc}") from None
+        if when > _LATEST:
+            raise ValueError(f"delay: {delay!r} is past the year 9999; give a shorter one")
+        return when
     if start_at is None:
         return None
     if not isinstance(start_at, datetime):

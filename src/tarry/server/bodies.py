@@ -48,6 +48,10 @@ def _name(description: str, **options: Any) -> Any:
     )
 
 
+# A duration as tarry.durations reads it: one to eight <number><unit> parts.
+DURATION_PATTERN = r"^([0-9]{1,9}(\.[0-9]{1,9})?(ms|s|m|h|d|w)){1,8}$"
+
+
 class StartBody(_Body):
     workflow: str = _name("a registered workflow id")
     payload: Any = None
@@ -55,6 +59,7 @@ class StartBody(_Body):
     delay: str | None = Field(
         default=None,
         max_length=64,
+        pattern=DURATION_PATTERN,
         description="start no sooner than this long from now: a duration such as '90s', "
         "'1h30m' or '7d' (not with start_at)",
     )
@@ -110,7 +115,6 @@ class ForkBody(_Body):
 
 # When a run was created, for a bulk filter: an RFC 3339 date-time with its offset, or a
 # duration back from now ("1d": created within the last day).
-DURATION_PATTERN = r"^([0-9]{1,9}(\.[0-9]{1,9})?(ms|s|m|h|d|w)){1,8}$"
 DATE_TIME_PATTERN = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
     r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
