@@ -203,7 +203,7 @@ class Attempt:
             log.info("run %s: cancelled before it could end %s", self.run.id, status)
         self.outcome = ended
         if ended == "failed" and self.span is not None:
-            self._error = _error_text(error)
+            self._error = _error_text(error) or "failed"
         self.ended()
         self._told_end(ended, error, cause)
 
@@ -218,10 +218,10 @@ class Attempt:
             return
         fields: dict[str, Any] = {}
         text = f"{observe.run_name(run.id, run.workflow)} failed"
-        info = serde.loads(error) if error else None
-        if isinstance(info, dict):
-            fields["error"] = f"{info.get('type', 'Error')}: {info.get('message', '')}"
-            text += f": {fields['error']}"
+        shown = _error_text(error)
+        if shown is not None:
+            fields["error"] = shown
+            text += f": {shown}"
         if isinstance(cause, StepFailed):
             cause = None  # its traceback was logged when the step gave up
         observe.emit(ended, level, "%s", run.id, run.workflow, args=(text,), exc=cause,
@@ -263,11 +263,11 @@ class Attempt:
         """The run goes on past the wait it parked on (``row``, resolved): told once."""
         self.woken_from = None
         self.resume_told = True
+        by = "timeout" if row.status == "timed_out" else str(row.kind)
         if self.span is not None:
-            tracing.wait_passed(self.span, self.run, row)
+            tracing.wait_passed(self.span, self.run, row, by)
         if not observe.wanted(observe.INFO):
             return
-        by = "timeout" if row.status == "timed_out" else str(row.kind)
         fields: dict[str, Any] = {"by": by, "wait": row.spec}
         if row.kind == "event" and row.status == "completed":
             found = serde.loads(row.output)
@@ -312,11 +312,12 @@ def _wait_text(shown: dict[str, Any]) -> str:
     return kind if key is None else f"{kind} {key!r}"
 
 
-def _error_text(error: bytes | None) -> str:
+def _error_text(error: bytes | None) -> str | None:
+    """A run's error JSON as one line, ``Type: message`` (None: none readable)."""
     info = serde.loads(error) if error else None
     if isinstance(info, dict):
         return f"{info.get('type', 'Error')}: {info.get('message', '')}"
-    return "failed"
+    return None
 
 
 def _size(row: StepRow) -> int:

@@ -105,13 +105,6 @@ def parse(text: str | None) -> SpanContext | None:
     return found_context
 
 
-def current() -> str | None:
-    """The caller's current span context as ``traceparent``, None without one."""
-    if tracer() is None:
-        return None
-    return traceparent(_api.get_current_span().get_span_context())
-
-
 @contextlib.contextmanager
 def sending(operation: str, **attributes: Any) -> Iterator[str | None]:
     """A PRODUCER span around a send by application code (``start``,
@@ -183,15 +176,14 @@ def step_span(
     return _current(_tracer.start_span(f"step {key}", context=context, attributes=attributes))
 
 
-def wait_passed(parent: Span | None, run: RunRow, row: StepRow) -> None:
-    """The run went on past the wait ``row`` (resolved): its span, from when it
-    parked to when it was woken, linked (as is the attempt's) to the code that woke
-    it."""
+def wait_passed(parent: Span | None, run: RunRow, row: StepRow, by: str) -> None:
+    """The run went on past the wait ``row`` (resolved, ``by`` a signal, an event,
+    ..., or its timeout): its span, from when it parked to when it was woken, linked
+    (as is the attempt's) to the code that woke it."""
     if parent is None or _tracer is None or not parent.is_recording():
         return
     woke = parse(row.trace)
     links = [] if woke is None else [_api.Link(woke)]
-    by = "timeout" if row.status == "timed_out" else str(row.kind)
     attributes: dict[str, Any] = {"tarry.run_id": run.id, "tarry.workflow": run.workflow,
                                   "tarry.step": row.key, "tarry.wait.kind": str(row.kind),
                                   "tarry.wait.woken_by": by}  # fmt: skip

@@ -198,7 +198,7 @@ async def test_without_a_configured_provider_nothing_is_traced(database_url: str
 
 def test_traceparent_text_round_trips_and_junk_is_ignored(spans: InMemorySpanExporter) -> None:
     with trace.get_tracer("t").start_as_current_span("outer") as span:
-        text = tracing.current()
+        text = tracing.traceparent(span.get_span_context())
     assert text is not None
     parsed = tracing.parse(text)
     assert parsed is not None and parsed.span_id == span.get_span_context().span_id

@@ -41,7 +41,9 @@ PROGRAM = textwrap.dedent(
             await env.run_until_idle()
             await env.send_signal("go", {"greeting": "hello"})
             assert await env.result(run_id) == "hello ana"
-        assert tracing.tracer() is None and tracing.current() is None
+        assert tracing.tracer() is None
+        with tracing.sending("start") as context:
+            assert context is None
 
     asyncio.run(main())
     assert not [m for m in sys.modules if m.startswith("opentelemetry")], sys.modules
