@@ -6,11 +6,14 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from tarry.store.postgres import PostgresStore
 
 POSTGRES_URL = os.environ.get("TARRY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 WORKER = Path(__file__).with_name("worker_main.py")
@@ -50,6 +53,21 @@ def pg_url() -> Iterator[str]:
             import time
 
             time.sleep(1)
+
+
+@pytest.fixture
+async def stores(pg_url: str) -> AsyncIterator[tuple[PostgresStore, PostgresStore]]:
+    """Two stores on one schema: two processes racing, each with its own connections."""
+    from tarry.store.postgres import PostgresStore
+
+    a, b = PostgresStore(pg_url), PostgresStore(pg_url)
+    await a.open()
+    await b.open()
+    try:
+        yield a, b
+    finally:
+        await a.close()
+        await b.close()
 
 
 @pytest.fixture

@@ -7,11 +7,9 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-import pytest
 
 from tarry.conditions import EventCondition
 from tarry.store.base import EventWait, NewEvent, NewRun, WaitSpec
@@ -20,18 +18,6 @@ from tarry.store.postgres import PostgresStore
 
 RUNS = 300
 SENDS = 6
-
-
-@pytest.fixture
-async def stores(pg_url: str) -> AsyncIterator[tuple[PostgresStore, PostgresStore]]:
-    a, b = PostgresStore(pg_url), PostgresStore(pg_url)
-    await a.open()
-    await b.open()
-    try:
-        yield a, b
-    finally:
-        await a.close()
-        await b.close()
 
 
 async def park_all(store: PostgresStore) -> list[str]:

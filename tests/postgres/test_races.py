@@ -8,12 +8,10 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 import psycopg
-import pytest
 
 from tarry.conditions import EventCondition
 from tarry.store.base import (
@@ -35,18 +33,6 @@ RUNS = 200
 def signal_wait(key: str) -> WaitSpec:
     condition = SignalWait(key, on_conflict="fail")
     return WaitSpec("w", "signal", None, b"{}", (condition,))
-
-
-@pytest.fixture
-async def stores(pg_url: str) -> AsyncIterator[tuple[PostgresStore, PostgresStore]]:
-    a, b = PostgresStore(pg_url), PostgresStore(pg_url)
-    await a.open()
-    await b.open()
-    try:
-        yield a, b
-    finally:
-        await a.close()
-        await b.close()
 
 
 async def test_a_signal_sent_while_its_run_parks_is_never_lost(
