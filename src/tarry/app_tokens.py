@@ -22,6 +22,7 @@ from .errors import (
 )
 from .models import ENDED_STATUSES, TokenInfo, TokenState, to_datetime
 from .names import check_name
+from .sends import answer_json
 from .settings import Settings
 from .store.base import Store
 from .store.token_records import TokenRow
@@ -46,14 +47,10 @@ class TokenClient:
         ``TokenNotFound`` for an unknown id, ``PayloadInvalid`` for data that does not
         fit the token's schema; in each case nothing is stored."""
         check_name(token_id, "token id")
-        if data is None:
-            raise ValueError(
-                "token data must not be None: None is what a wait returns when the token "
-                "expires; send {} or another value"
-            )
-        payload = serde.dumps(
-            data, what=f"data of token {token_id!r}", limit=self.settings.max_output_bytes
-        )
+        payload = answer_json(
+            data, "token", f"token {token_id!r}", "when the token expires",
+            self.settings.max_output_bytes,
+        )  # fmt: skip
         store = await self._open()
         with tracing.sending("complete_token", token=token_id) as trace:
             outcome = await store.complete_token(token_id, payload, trace=trace)

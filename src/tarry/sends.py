@@ -29,6 +29,18 @@ from .store.base import NewRun, Store
 from .wait_schema import refused_signal
 
 
+def answer_json(data: Any, noun: str, what: str, none_is: str, limit: int) -> bytes:
+    """The JSON of data that answers a wait (a signal's, a token's): any value but None,
+    which is what the wait returns ``none_is`` (its timeout); refused before anything
+    is stored."""
+    if data is None:
+        raise ValueError(
+            f"{noun} data must not be None: None is what a wait returns {none_is}; "
+            "send {} or another value"
+        )
+    return serde.dumps(data, what=f"data of {what}", limit=limit)
+
+
 class RunSends:
     """What the client sends to runs (mixed into ``App``)."""
 
@@ -95,13 +107,8 @@ class RunSends:
     ) -> SignalResult:
         """Resume the run waiting on key ``signal``, else buffer the signal for it."""
         check_name(signal, "signal key")
-        if data is None:
-            raise ValueError(
-                "signal data must not be None: None is what a wait returns on timeout; "
-                "send {} or another value"
-            )
-        payload = serde.dumps(
-            data, what=f"data of signal {signal!r}", limit=self.settings.max_output_bytes
+        payload = answer_json(
+            data, "signal", f"signal {signal!r}", "on timeout", self.settings.max_output_bytes
         )
         store = await self._open()
         with tracing.sending("send_signal", signal=signal) as trace:
