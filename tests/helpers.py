@@ -1,9 +1,15 @@
-"""Small waiting helpers shared by the behaviour tests."""
+"""Small helpers shared by the tests: waiting for a run, stopping worker processes."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
+import subprocess
 import time
+from collections.abc import Iterable
+from typing import IO, Any
 
 import tarry
 
@@ -27,3 +33,19 @@ def step(run: tarry.Run, step_id: str) -> tarry.StepRecord:
         if record.id == step_id:
             return record
     raise AssertionError(f"no step {step_id!r} in {[s.id for s in run.steps]}")
+
+
+def stop_processes(procs: Iterable[tuple[subprocess.Popen[bytes], IO[bytes], Any]]) -> None:
+    """Stop each worker process still running (woken first if a test stopped it with
+    SIGSTOP, then SIGTERM, SIGKILL after 10 s) and close its log."""
+    for proc, out, _ in procs:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGCONT)
+                proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        out.close()

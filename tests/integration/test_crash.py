@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import inspect
 import json
 import os
@@ -25,6 +24,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 import pytest
 
 import tarry
+
+from helpers import stop_processes
 
 pytestmark = pytest.mark.slow
 
@@ -63,17 +64,7 @@ class Workers:
         return found
 
     def close(self) -> None:
-        for proc, out, _ in self.procs:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGCONT)
-                    proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-            out.close()
+        stop_processes(self.procs)
 
 
 @pytest.fixture

@@ -10,9 +10,7 @@ run, the others find it. The ledger shows every attempt and every execution.
 from __future__ import annotations
 
 import collections
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -24,6 +22,8 @@ from typing import IO
 import pytest
 
 import tarry
+
+from helpers import stop_processes
 
 pytestmark = pytest.mark.slow
 
@@ -65,16 +65,7 @@ class CronWorkers:
         return "\n".join(f"--- {log.name}:\n{log.read_text()}" for _, _, log in self.procs)
 
     def close(self) -> None:
-        for proc, out, _ in self.procs:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-            out.close()
+        stop_processes(self.procs)
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import os
 import signal
 import sqlite3
@@ -34,6 +33,8 @@ import pytest
 
 import tarry
 from chaos.driver import pg_conninfo
+
+from helpers import stop_processes
 
 pytestmark = pytest.mark.slow
 
@@ -86,17 +87,7 @@ class Procs:
         )
 
     def close(self) -> None:
-        for proc, out, _ in self.procs:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGCONT)
-                    proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-            out.close()
+        stop_processes(self.procs)
 
 
 @pytest.fixture
