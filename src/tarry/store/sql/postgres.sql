@@ -82,32 +82,25 @@ FROM unnest(:ids::text[]) AS i (id),
 ORDER BY s.run_id, s.started_at NULLS FIRST, s.pos NULLS FIRST, s.key COLLATE "C";
 
 -- name: due_runs
--- ``workflow || ''`` keeps the planner on runs_due (claim_plain says why). Ready runs
--- of a priority other than 0 come from their own index (runs_ready_priority, empty
--- while none has one), highest first; the claim merges the two by (priority, due_at).
+-- Ready runs of a priority other than 0 (runs_ready_priority, empty while none has
+-- one), highest first, then those of priority 0, then the parked at their deadline
+-- and those asked to cancel, each lookup read in due order on its own partial index
+-- by claim_lookup (0019 says why a function); the claim merges them by (priority,
+-- due_at).
 WITH ranked AS (
-    SELECT id, workflow, status, cancel_requested, due_at, priority FROM runs
-    WHERE due_at <= :now AND workflow || '' = ANY(:workflows) AND priority <> 0
-      AND status <> 'waiting' AND NOT cancel_requested
-    ORDER BY priority DESC, due_at
-    LIMIT :limit
-    FOR UPDATE SKIP LOCKED
+    SELECT id, workflow, status, cancel_requested, due_at, priority
+    FROM claim_lookup(:workflows, :now, :limit, 'ranked', false)
 ), plain AS (
-    -- Each lookup has its partial index (0010, 0017): ready runs of priority 0 here.
-    SELECT id, workflow, status, cancel_requested, due_at, priority FROM runs
-    WHERE due_at <= :now AND workflow || '' = ANY(:workflows) AND priority + 0 = 0
-      AND status <> 'waiting' AND NOT cancel_requested
-    ORDER BY due_at
-    LIMIT :limit
-    FOR UPDATE SKIP LOCKED
+    SELECT id, workflow, status, cancel_requested, due_at, priority
+    FROM claim_lookup(:workflows, :now, :limit, 'plain', false)
 ), other AS (
-    -- Parked at their deadline, or asked to cancel, whatever their priority.
-    SELECT id, workflow, status, cancel_requested, due_at, priority FROM runs
-    WHERE due_at <= :now AND workflow || '' = ANY(:workflows)
-      AND (status = 'waiting' OR cancel_requested)
-    ORDER BY due_at
-    LIMIT :limit
-    FOR UPDATE SKIP LOCKED
+    -- Parked at their deadline, or asked to cancel, whatever their priority: two
+    -- lookups, each on its own index (an OR across them walks every due time).
+    SELECT id, workflow, status, cancel_requested, due_at, priority
+    FROM claim_lookup(:workflows, :now, :limit, 'waiting', false)
+    UNION ALL
+    SELECT id, workflow, status, cancel_requested, due_at, priority
+    FROM claim_lookup(:workflows, :now, :limit, 'cancelling', false)
 )
 SELECT * FROM ranked UNION ALL SELECT * FROM plain UNION ALL SELECT * FROM other;
 
@@ -132,45 +125,27 @@ WHERE due_at IS NOT NULL
 
 -- name: due_gated_runs
 -- due_runs of one workflow with flow rules (its claims hold the workflow's lock),
--- each with its keys (each run's by its primary key) and, for each key, how many of
--- the workflow's executing runs hold it (counted once, from the runs executing).
+-- each with its keys and, for each key, how many of the workflow's executing runs
+-- hold it (counted once, from the runs executing). Each lookup as due_runs's, with
+-- the runs' keys read in its own statement (0019 says why).
 WITH executing AS MATERIALIZED (
-    SELECT k.limit_id, k.value, count(*) AS n
-    FROM (SELECT id FROM runs WHERE status = 'running' AND workflow || '' = ANY(:workflows))
-         AS r,
-         LATERAL (SELECT limit_id, value FROM run_keys
-                  WHERE run_keys.run_id = r.id AND substr(limit_id, 1, 2) = 'c:' OFFSET 0) AS k
-    GROUP BY k.limit_id, k.value
-), ranked AS (
-    SELECT id, workflow, status, cancel_requested, due_at, priority FROM runs
-    WHERE due_at <= :now AND workflow || '' = ANY(:workflows) AND priority <> 0
-      AND status <> 'waiting' AND NOT cancel_requested
-    ORDER BY priority DESC, due_at
-    LIMIT :limit
-    FOR UPDATE SKIP LOCKED
-), plain AS (
-    SELECT id, workflow, status, cancel_requested, due_at, priority FROM runs
-    WHERE due_at <= :now AND workflow || '' = ANY(:workflows) AND priority + 0 = 0
-      AND status <> 'waiting' AND NOT cancel_requested
-    ORDER BY due_at
-    LIMIT :limit
-    FOR UPDATE SKIP LOCKED
-), other AS (
-    SELECT id, workflow, status, cancel_requested, due_at, priority FROM runs
-    WHERE due_at <= :now AND workflow || '' = ANY(:workflows)
-      AND (status = 'waiting' OR cancel_requested)
-    ORDER BY due_at
-    LIMIT :limit
-    FOR UPDATE SKIP LOCKED
-), due AS (
-    SELECT * FROM ranked UNION ALL SELECT * FROM plain UNION ALL SELECT * FROM other
+    SELECT slot, count(*) AS n
+    FROM claim_lookup(:workflows, NULL, NULL, 'executing', true) AS r, unnest(r.keys) AS slot
+    WHERE substr(slot, 1, 2) = 'c:'
+    GROUP BY slot
+), due AS MATERIALIZED (
+    SELECT * FROM claim_lookup(:workflows, :now, :limit, 'ranked', true)
+    UNION ALL SELECT * FROM claim_lookup(:workflows, :now, :limit, 'plain', true)
+    UNION ALL SELECT * FROM claim_lookup(:workflows, :now, :limit, 'waiting', true)
+    UNION ALL SELECT * FROM claim_lookup(:workflows, :now, :limit, 'cancelling', true)
+), counted AS (
+    SELECT d.id, array_agg(slot || chr(31) || coalesce(e.n, 0)) AS keys
+    FROM due AS d CROSS JOIN unnest(d.keys) AS slot LEFT JOIN executing AS e USING (slot)
+    GROUP BY d.id
 )
-SELECT d.*, ARRAY(
-    SELECT k.limit_id || chr(31) || k.value || chr(31)
-           || coalesce((SELECT e.n FROM executing AS e
-                        WHERE e.limit_id = k.limit_id AND e.value = k.value), 0)
-    FROM run_keys AS k WHERE k.run_id = d.id OFFSET 0)
-FROM due AS d;
+SELECT d.id, d.workflow, d.status, d.cancel_requested, d.due_at, d.priority,
+       coalesce(c.keys, '{}')
+FROM due AS d LEFT JOIN counted AS c USING (id);
 
 -- name: keys_of_runs
 SELECT run_id, limit_id, value FROM run_keys WHERE run_id = ANY(:ids);
@@ -276,19 +251,15 @@ WITH ranked AS (
     ORDER BY priority DESC, due_at
     LIMIT 1
 ), due AS (
-    SELECT id FROM runs
-    WHERE due_at <= :now AND workflow || '' = ANY(:workflows)
-      AND status <> 'waiting' AND NOT cancel_requested
-      AND NOT EXISTS (SELECT 1 FROM ranked)
-    ORDER BY due_at
-    LIMIT :limit
-    FOR UPDATE SKIP LOCKED
+    -- In due order whatever the statistics say (0019): with none ranked, every
+    -- ready run has priority 0.
+    SELECT id, tid FROM claim_lookup(:workflows, :now, :limit, 'plain', false)
+    WHERE NOT EXISTS (SELECT 1 FROM ranked)
 ), leased AS (
     UPDATE runs AS r
     SET status = 'running', lease_token = md5(random()::text || clock_timestamp() || r.id),
         due_at = :lease_until, updated_at = :now, waiting_for = NULL
-    FROM due
-    WHERE r.id = due.id
+    WHERE r.ctid = ANY(ARRAY(SELECT tid FROM due))
     RETURNING r.seq, r.id, r.workflow, r.status, r.payload, r.output, r.error, r.created_at,
               r.updated_at, r.ended_at, r.due_at, r.waiting_for, r.cancel_requested,
               r.trigger, r.version, r.last_version, r.trace, r.lease_token
