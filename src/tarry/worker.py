@@ -220,7 +220,7 @@ class Worker:
 
     async def _with_steps(self, claimed: ClaimedRun) -> ClaimedRun:
         found = await self.store.get_runs([claimed.run.id])
-        return ClaimedRun(claimed.run, found[0][1] if found else [], claimed.lease)
+        return ClaimedRun(claimed.run, found[0][1] if found else [], claimed.lease, claimed.due_at)
 
     async def settle(self, max_executions: int | None = None) -> float | None:
         """Execute every run due now, and every run those executions make due now, until

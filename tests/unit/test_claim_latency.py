@@ -46,3 +46,13 @@ def test_unknown_after_a_backoff_or_for_a_run_asleep_here() -> None:
 
 def test_never_negative() -> None:
     assert claim_latency(claimed(created=CLAIMED_AT + 0.001), asleep=False) == 0.0
+
+
+def test_the_claims_due_time_wins_over_the_records() -> None:
+    """A delayed start, a retry's backoff, a run asleep here: the claim's due time says."""
+    delayed = ClaimedRun(claimed().run, [], Lease("r", "t"), due_at=999.5)
+    assert claim_latency(delayed, asleep=False) == 0.5  # not the 10 s since it was created
+    backoff = claimed(step("retrying", ended=900.0))
+    backoff.due_at = 998.0
+    assert claim_latency(backoff, asleep=False) == 2.0
+    assert claim_latency(delayed, asleep=True) == 0.5

@@ -303,6 +303,7 @@ async def _claim_plain(
     leased = [row for row in rows if row[1] is not None]
     steps = await claims.steps_of(tx, [row[1] for row in leased if row[1] not in skip_steps])
     claimed = [
-        ClaimedRun(run_row(row[:-3]), steps[row[1]], Lease(row[1], row[-3])) for row in leased
+        ClaimedRun(run_row(row[:-4]), steps[row[1]], Lease(row[1], row[-4]), due_at=row[-3])
+        for row in leased
     ]
     return ClaimBatch(claimed, next_due), bool(special)

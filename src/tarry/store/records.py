@@ -165,6 +165,9 @@ class ClaimedRun:
     run: RunRow
     steps: list[StepRow]
     lease: Lease
+    due_at: float | None = None
+    """When the run became due: its due time before this claim (the claim writes its
+    lease's expiry there). None where not known."""
 
 
 @dataclass(slots=True)

@@ -80,7 +80,8 @@ async def claim(
     due.sort(key=lambda row: (-row[5], row[4]))
     live: list[str] = []
     waiting: list[str] = []
-    for run_id, workflow, status, cancel_requested, _due_at, _priority in due:
+    due_since: dict[str, float] = {}
+    for run_id, workflow, status, cancel_requested, due_at, _priority in due:
         if len(live) == limit:
             break
         if cancel_requested:
@@ -94,6 +95,7 @@ async def claim(
         if workflow in room and status != "running":
             room[workflow] -= 1
         live.append(run_id)
+        due_since[run_id] = due_at
         if status == "waiting":
             waiting.append(run_id)
     if waiting:
@@ -110,7 +112,7 @@ async def claim(
         runs = {row[1]: run_row(row) for row in rows}
         steps = await steps_of(tx, [run_id for run_id in live if run_id not in skip_steps])
         claimed = [
-            ClaimedRun(runs[run_id], steps[run_id], Lease(run_id, token))
+            ClaimedRun(runs[run_id], steps[run_id], Lease(run_id, token), due_since[run_id])
             for run_id, token in zip(live, tokens, strict=True)
         ]
     for gate in gates.values():

@@ -236,7 +236,8 @@ SELECT (SELECT ok FROM plain), (SELECT count(*) FROM ins), (SELECT count(*) FROM
 -- name: claim_plain
 -- Lease the due runs that need only a lease (not a timed-out wait, not a requested
 -- cancellation: those take the full claim), in one statement. One row per run
--- leased, then the new token, the next due time of what is left, and whether
+-- leased, then the new token, the run's due time before this claim (when it became
+-- due), the next due time of what is left, and whether
 -- runs needing the full claim are due; a single row of NULLs and those two when
 -- nothing was leased.
 -- Each lookup of due runs is answered by its partial index (0010), however many runs
@@ -253,7 +254,7 @@ WITH ranked AS (
 ), due AS (
     -- In due order whatever the statistics say (0019): with none ranked, every
     -- ready run has priority 0.
-    SELECT id, tid FROM claim_lookup(:workflows, :now, :limit, 'plain', false)
+    SELECT id, tid, due_at FROM claim_lookup(:workflows, :now, :limit, 'plain', false)
     WHERE NOT EXISTS (SELECT 1 FROM ranked)
 ), leased AS (
     UPDATE runs AS r
@@ -266,7 +267,7 @@ WITH ranked AS (
 )
 SELECT l.seq, l.id, l.workflow, l.status, l.payload, l.output, l.error, l.created_at,
        l.updated_at, l.ended_at, l.due_at, l.waiting_for, l.cancel_requested, l.trigger,
-       l.version, l.last_version, l.trace, l.lease_token,
+       l.version, l.last_version, l.trace, l.lease_token, d.due_at AS due_before,
        (SELECT min(due_at) FROM runs
         WHERE due_at IS NOT NULL AND workflow || '' = ANY(:workflows)
           AND id NOT IN (SELECT id FROM due)),
@@ -280,7 +281,7 @@ SELECT l.seq, l.id, l.workflow, l.status, l.payload, l.output, l.error, l.create
            WHERE due_at <= :now AND cancel_requested AND workflow || '' = ANY(:workflows)
            ORDER BY due_at LIMIT 1) IS NOT NULL
        OR EXISTS (SELECT 1 FROM ranked)
-FROM (SELECT 1) AS one LEFT JOIN leased AS l ON true;
+FROM (SELECT 1) AS one LEFT JOIN (leased AS l JOIN due AS d ON d.id = l.id) ON true;
 
 -- name: save_step
 -- The lease check and the write in one statement: the run's row is locked (as a
