@@ -1,0 +1,125 @@
+"""The poller of a SQLite store: noticing other processes' commits to its file.
+
+It sleeps on an inotify watch of the database's files (``sqlite_watch``): a write by
+any process wakes it at once, and it reads ``PRAGMA data_version`` (a cheap counter
+read) every ``_SETTLE_STEP`` until the commit shows, for at most ``_SETTLE_FOR``.
+Beside the watch, and instead of it where inotify cannot be had, it reads the
+counter every ``poll_interval``. A mixin of ``GroupCommitWriter``, whose state (the
+last commit of this process, the listeners) it reads.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+
+from ..errors import ConfigError
+from .base import WakeListener
+from .sqlite_watch import FileWatch
+
+_SETTLE_STEP = 0.0005
+"""Seconds between ``data_version`` reads while a reported write has not yet shown."""
+_SETTLE_FOR = 0.05
+"""How long after a reported write its commit is looked for (a commit's fsync, a
+checkpoint's writes that change nothing): past it, the poller waits for the next."""
+_OWN_COMMIT = 0.005
+"""Seconds after a commit of this process during which a change is taken for its own."""
+_OWN_HOLD = 0.02
+"""After a write taken for this process's own, the watch is not read for this long:
+a busy process is woken by its own commits at most 1 / _OWN_HOLD times a second,
+and another process's commit meanwhile reaches it that much later at most."""
+
+
+class CommitPoller:
+    """The poller thread's loop, for the writer that mixes it in."""
+
+    path: str
+    poll_interval: float
+    in_transaction: bool
+    committed_at: float
+    _watch_woke: float
+    _watch: FileWatch | None
+    watching: bool
+    _closed: threading.Event
+    _listeners: list[WakeListener]
+    _connect: Callable[[], sqlite3.Connection]
+    _check_file: Callable[[], None]
+    wake: Callable[[], None]
+
+    def _own_activity(self, now: float) -> bool:
+        """Whether a change seen ``now`` is most likely this process's own commit."""
+        return self.in_transaction or now - self.committed_at < _OWN_COMMIT
+
+    def _poller_main(self, ready: threading.Event) -> None:
+        # The first reading is taken before open() returns, and readings go on while
+        # nobody listens: a commit by another process is never folded into a baseline.
+        try:
+            conn = self._connect()
+            last = conn.execute("PRAGMA data_version").fetchone()[0]
+        except (ConfigError, sqlite3.Error):
+            ready.set()
+            return
+        # Watched after that first reading, so a write before it is in the baseline.
+        watch = self._watch = FileWatch.open([self.path, self.path + "-wal"])
+        self.watching = watch is not None
+        ready.set()
+        expect_until = 0.0  # monotonic time until which a reported write may still show
+        deferred = 0.0  # a wake held back (see below) is due then
+        held_until = 0.0  # the watch is not read before then (see below)
+        try:
+            while True:
+                hold = held_until - time.monotonic()
+                if hold > 0 and self._closed.wait(hold):
+                    break
+                settling = expect_until > time.monotonic()
+                timeout = _SETTLE_STEP if settling else self.poll_interval
+                if deferred:
+                    timeout = max(0.0, min(timeout, deferred - time.monotonic()))
+                if watch is None:
+                    if self._closed.wait(timeout):
+                        break
+                else:
+                    if watch.wait(timeout):
+                        now = time.monotonic()
+                        # A write just after this process's own commit is most likely
+                        # that commit: read the counter once, do not settle on it (a
+                        # busy worker would poll all the time); another process's
+                        # commit meanwhile is found by the next poll.
+                        if not self._own_activity(now):
+                            expect_until = now + _SETTLE_FOR
+                        else:
+                            # While this process commits, its own writes would wake
+                            # this thread after every commit: let them pile up (the
+                            # kernel folds them into one event) for _OWN_HOLD.
+                            held_until = now + _OWN_HOLD
+                    if self._closed.is_set():
+                        break
+                self._check_file()
+                try:
+                    version = conn.execute("PRAGMA data_version").fetchone()[0]
+                except sqlite3.Error:
+                    continue
+                if version != last:
+                    last = version
+                    expect_until = 0.0
+                    now = time.monotonic()
+                    # Right after a commit of this process the change is likely its
+                    # own, which woke its workers already: then wake them at most
+                    # once per poll interval, not after every commit of a busy worker.
+                    own = self._own_activity(now)
+                    if not own or now - self._watch_woke >= _SETTLE_FOR:
+                        deferred = 0.0
+                        self._watch_woke = now
+                        if self._listeners:
+                            self.wake()
+                    elif not deferred:  # held back, not dropped: it may be another's
+                        deferred = self._watch_woke + _SETTLE_FOR
+                if deferred and time.monotonic() >= deferred:
+                    deferred = 0.0
+                    self._watch_woke = time.monotonic()
+                    if self._listeners:
+                        self.wake()
+        finally:
+            conn.close()  # the watch is closed by close(), once this thread has ended
