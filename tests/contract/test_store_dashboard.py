@@ -144,3 +144,25 @@ async def test_a_run_knows_the_run_that_invoked_it_and_those_it_invoked(store: S
     assert (pending.kind, pending.key) == ("invoke", child.id)
     down = await store.run_detail(child.id)
     assert down is not None and down.parent == parent.run.id and down.children == []
+
+
+def test_the_event_links_read_their_partial_index_on_sqlite(tmp_path: object) -> None:
+    """SQLite uses a partial index only for a query that names its condition as it is
+    written: ``event_steps_ended_since`` and ``steps_event_ended`` (0020) must agree,
+    or the events page reads every step record."""
+    import asyncio
+    import sqlite3
+
+    from tarry.store.sql import load_queries
+
+    path = f"{tmp_path}/plan.db"
+    fresh = open_store(f"sqlite:///{path}")
+    asyncio.run(fresh.open())
+    asyncio.run(fresh.close())
+    query = load_queries("sqlite")["event_steps_ended_since"]
+    with sqlite3.connect(path) as conn:
+        plan = [
+            row[3]
+            for row in conn.execute(f"EXPLAIN QUERY PLAN {query}", {"since": 0.0, "limit": 10})
+        ]
+    assert plan == ["SEARCH steps USING INDEX steps_event_ended (ended_at>?)"], plan

@@ -392,9 +392,11 @@ LIMIT :limit;
 
 -- name: event_steps_ended_since
 -- Wait steps that took an event (or may have: any, all), ended from :since on,
--- the latest first (past the limit, the newest events keep their links).
+-- the latest first (past the limit, the newest events keep their links). The kinds
+-- are spelled as steps_event_ended's condition (SQLite 0020), for SQLite to use it.
 SELECT run_id, key, output FROM steps
-WHERE kind IN ('event', 'any', 'all') AND ended_at >= :since AND output IS NOT NULL
+WHERE (kind = 'event' OR kind = 'any' OR kind = 'all') AND ended_at >= :since
+  AND output IS NOT NULL
 ORDER BY ended_at DESC
 LIMIT :limit;
 
