@@ -29,6 +29,8 @@ is what makes tracing cheap on a busy worker: see bench/RESULTS.md.
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
 import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -70,6 +72,11 @@ def tracer() -> Tracer | None:
     api = _trace_api()
     if api is None:
         return None
+    # Asked twice per run: with no provider set, the API's getter reads the
+    # environment each time (for a provider named there); the module's own record of
+    # the provider set answers without it, and the environment is read once.
+    if getattr(api, "_TRACER_PROVIDER", _NOT_LOADED) is None and not _provider_in_env():
+        return None
     provider = api.get_tracer_provider()
     if isinstance(provider, (api.ProxyTracerProvider, api.NoOpTracerProvider)):
         return None
@@ -79,6 +86,11 @@ def tracer() -> Tracer | None:
         _tracer = provider.get_tracer("tarry", __version__)
         _tracer_of = provider
     return _tracer
+
+
+@functools.cache
+def _provider_in_env() -> bool:
+    return "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
 
 
 def traceparent(context: SpanContext) -> str | None:
@@ -105,15 +117,18 @@ def parse(text: str | None) -> SpanContext | None:
     return found_context
 
 
-@contextlib.contextmanager
-def sending(operation: str, **attributes: Any) -> Iterator[str | None]:
+def sending(operation: str, **attributes: Any) -> contextlib.AbstractContextManager[str | None]:
     """A PRODUCER span around a send by application code (``start``,
     ``send_signal``, ...); yields its context to store with what is sent, or None
-    when tracing is off."""
+    when tracing is off (a shared no-op: a send makes no generator then)."""
     found = tracer()
     if found is None:
-        yield None
-        return
+        return _NULL
+    return _sending(found, operation, attributes)
+
+
+@contextlib.contextmanager
+def _sending(found: Tracer, operation: str, attributes: dict[str, Any]) -> Iterator[str | None]:
     shown = {f"tarry.{name}": value for name, value in attributes.items() if value is not None}
     span = found.start_span(f"tarry {operation}", kind=_api.SpanKind.PRODUCER, attributes=shown)
     with _current(span):
