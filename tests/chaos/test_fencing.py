@@ -12,7 +12,6 @@ and rejected, not merely that the end state looks right.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import sqlite3
@@ -27,6 +26,8 @@ import pytest
 
 import tarry
 from chaos.driver import pg_conninfo, read_ledger
+
+from helpers import stop_processes
 
 pytestmark = pytest.mark.slow
 
@@ -61,17 +62,7 @@ class Procs:
         return [line.split() for line in path.read_text().splitlines()]
 
     def close(self) -> None:
-        for proc, out, _ in self.procs:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGCONT)
-                    proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-            out.close()
+        stop_processes(self.procs)
 
 
 @pytest.fixture
