@@ -155,24 +155,46 @@ def _equality(expr: _Fields) -> Equality | None:
 
 def _reference(expr: _Fields) -> tuple[str, str] | None:
     """``async.a.b`` → ``("async", "a.b")``: a variable and a non-empty field path."""
+    chain = _chain(expr)
+    if chain.tested or chain.unspellable or not chain.path:
+        return None  # a has() test, or a key a path cannot spell
+    if chain.variable not in ("async", "event"):
+        return None
+    return chain.variable, chain.path
+
+
+@dataclass(frozen=True, slots=True)
+class _Chain:
+    """A chain of field selections from a variable: ``async.a.b``."""
+
+    variable: str | None
+    """None when the chain does not start at one."""
+    path: str
+    """The fields, dotted (empty for the variable alone)."""
+    tested: bool
+    """One of them is a ``has()`` test."""
+    unspellable: bool
+    """One of them is a key a dotted path cannot spell (empty, or with a dot)."""
+
+
+def _chain(expr: _Fields) -> _Chain:
+    """The chain of selections ``expr`` is, read down to its variable; the walk stops at
+    a selection without an operand (then there is no variable)."""
     parts: list[str] = []
+    tested = unspellable = False
     while (select := _one(expr, 5)) is not None:
         fields = _fields(select)
         part = bytes(_one(fields, 2) or b"").decode()
-        if _one(fields, 3) or not part or "." in part:  # has() test, or a key a path cannot spell
-            return None
+        tested = tested or bool(_one(fields, 3))
+        unspellable = unspellable or not part or "." in part
         parts.append(part)
         operand = _one(fields, 1)
         if operand is None:
-            return None
+            return _Chain(None, "", tested, unspellable)
         expr = _fields(operand)
     ident = _one(expr, 4)
-    if ident is None or not parts:
-        return None
-    name = bytes(_one(_fields(ident), 1) or b"").decode()
-    if name not in ("async", "event"):
-        return None
-    return name, ".".join(reversed(parts))
+    name = None if ident is None else bytes(_one(_fields(ident), 1) or b"").decode()
+    return _Chain(name, ".".join(reversed(parts)), tested, unspellable)
 
 
 def _literal(expr: _Fields) -> tuple[bool, Any]:
@@ -255,22 +277,10 @@ def _sub(fields: _Fields, number: int) -> _Fields | None:
 def _select_path(expr: _Fields) -> tuple[str, str] | None:
     """``async.a.b`` (also under ``has()``) → ``("async", "a.b")``; None when the chain
     does not start at a variable."""
-    parts: list[str] = []
-    while (select := _one(expr, 5)) is not None:
-        fields = _fields(select)
-        part = bytes(_one(fields, 2) or b"").decode()
-        if not part or "." in part:
-            raise _ReadsAnything  # a key a dotted path cannot spell
-        parts.append(part)
-        operand = _one(fields, 1)
-        if operand is None:
-            return None
-        expr = _fields(operand)
-    ident = _one(expr, 4)
-    if ident is None:
-        return None
-    name = bytes(_one(_fields(ident), 1) or b"").decode()
-    return name, ".".join(reversed(parts))
+    chain = _chain(expr)
+    if chain.unspellable:
+        raise _ReadsAnything  # a key a dotted path cannot spell
+    return None if chain.variable is None else (chain.variable, chain.path)
 
 
 def reads_of(serialized: bytes) -> tuple[str, ...] | None:
