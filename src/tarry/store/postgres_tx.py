@@ -24,7 +24,7 @@ _LOCK_NAMES = {
     "token": "token",
     "flow": "flow",
 }
-_NOTIFYING = frozenset({"resolve_wait", "resolve_waits"})
+_NOTIFYING = frozenset({"resolve_wait"})
 """Named queries that send the schema's NOTIFY themselves."""
 
 

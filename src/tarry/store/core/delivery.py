@@ -182,9 +182,10 @@ async def _deliver_all(
     """An event that resumes waits only (no ``cancel_on``), in set-based statements:
     ``deliver_waits`` locks the runs, then their waiters (runs before waiters, each
     in order), keeps the first waiter still there of each run and, where the store
-    can in the same statement, resolves the plain ones; ``resolve_waits`` resolves
-    those it left. Only a wait for several conditions (its output names the one that
-    fired, or counts arrivals) takes its own statements."""
+    can in the same statement (PostgreSQL), resolves the plain ones; ``resolve_waits``
+    resolves those it left (SQLite, the only store with one). Only a wait for several
+    conditions (its output names the one that fired, or counts arrivals) takes its own
+    statements."""
     if not matched:
         return []
     params = {"ids": tx.array([str(waiter_id) for waiter_id, _ in matched]),

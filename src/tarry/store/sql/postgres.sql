@@ -380,25 +380,6 @@ WITH locked AS (
 )
 SELECT run_id, step_key, idx, idx IS NULL FROM chosen ORDER BY id;
 
--- name: resolve_waits
--- Deliver one output to many waits in one statement (resolve_wait for a set): their
--- waiters go, their steps complete with :output, their runs are due now.
-WITH w (run_id, key) AS (
-    SELECT * FROM unnest(:run_ids::text[], :keys::text[])
-), gone AS (
-    DELETE FROM waiters USING w WHERE waiters.run_id = w.run_id AND waiters.step_key = w.key
-), note AS (
-    SELECT pg_notify(:channel, '')
-), resolved AS (
-    UPDATE steps SET status = 'completed', output = :output, error = NULL, ended_at = :now,
-        trace = :trace
-    FROM w WHERE steps.run_id = w.run_id AND steps.key = w.key
-), woken AS (
-    UPDATE runs SET status = 'queued', due_at = :now, waiting_for = NULL, updated_at = :now
-    WHERE id IN (SELECT run_id FROM w) AND status = 'waiting'
-)
-SELECT count(*) FROM note;
-
 -- name: park_signal
 -- The common park in one statement: a run waiting on one signal key that nobody
 -- else waits on and no buffered signal answers, its step new, its deadline (if
