@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 from typing import Any, Protocol
 
 from .errors import LeaseLost, StoreUnavailable, Suspend
@@ -49,7 +50,11 @@ class Branches:
     def __init__(self, store: Store, lease: Lease, owner: Owner) -> None:
         self.store = store
         self.lease = lease
-        self.owner = owner
+        # Held weakly: the attempt holds its branches, and a cycle between them would
+        # leave every ended run's records to the cyclic garbage collector, a cost paid
+        # by the whole process (the attempt outlives every call that parks through here:
+        # the worker and the handler's frames hold it meanwhile).
+        self._owner = weakref.ref(owner)
         self.in_flight = 0
         """Steps executing and handler threads running: branches that can progress."""
         self._generation = 0
@@ -69,6 +74,13 @@ class Branches:
         """A branch ended with an error the handler has not yet answered: the run is
         about to fail (or the handler catches it and calls a step again), so it must
         not be parked meanwhile."""
+
+    @property
+    def owner(self) -> Owner:
+        owner = self._owner()
+        if owner is None:
+            raise RuntimeError("a run's branches were used after its attempt was gone")
+        return owner
 
     def track(self) -> None:
         """A step method is called: note which task calls it. A call from the handler's
