@@ -74,6 +74,16 @@ SCENARIOS = {
             Figure("SQLite sync steps, runs/s", True, _throughput("sync-steps")),
         ],
     ),
+    # The same at the SQLite worker's default concurrency (128: bench/concurrency.py);
+    # throughput.py's own default, 32, was the worker's default before.
+    "throughput128": Scenario(
+        "throughput.py",
+        ["--runs", "1", "--n", "5000", "--only", "concurrent", "--concurrency", "128"],
+        [
+            Figure("SQLite async steps at 128, runs/s", True, _throughput("async-steps")),
+            Figure("SQLite sync steps at 128, runs/s", True, _throughput("sync-steps")),
+        ],
+    ),
     "signal": Scenario(
         "signal_latency.py",
         ["--runs", "1", "--n", "500", "--mode", "per-run"],

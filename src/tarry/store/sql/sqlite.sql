@@ -95,7 +95,7 @@ DELETE FROM run_keys
 WHERE run_id IN (SELECT value FROM json_each(:ids)) AND substr(limit_id, 1, 2) <> 'c:';
 
 -- name: queued_priorities
-SELECT id, workflow, priority, due_at FROM runs WHERE id IN (SELECT value FROM json_each(:ids)) AND status = 'queued';
+SELECT id, workflow, priority, due_at FROM runs WHERE id IN (SELECT value FROM json_each(:ids)) AND +status = 'queued';
 
 -- name: rate_buckets
 SELECT value, tat FROM flow_rates
@@ -179,7 +179,7 @@ UPDATE steps SET status = 'completed', output = :output, error = NULL, ended_at 
 WHERE run_id IN (SELECT value FROM json_each(:run_ids))
   AND json_array(run_id, key) IN (SELECT value FROM json_each(:pairs));
 UPDATE runs SET status = 'queued', due_at = :now, waiting_for = NULL, updated_at = :now
-WHERE id IN (SELECT value FROM json_each(:run_ids)) AND status = 'waiting';
+WHERE id IN (SELECT value FROM json_each(:run_ids)) AND +status = 'waiting';
 
 -- name: metrics_parked_runs
 -- The parked runs by wait kind and workflow, and when the oldest of each parked (a
