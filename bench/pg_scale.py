@@ -255,13 +255,18 @@ async def wake(base_url: str, n: int, samples: int, analyze: bool) -> dict[str, 
             worker = spawn(url)
             try:
                 await park_signalled(app, url, n)
-                keys = [f"p{i}" for i in random.sample(range(1, n), min(samples * 2, n - 1))]
-                fresh = summary(await wake_samples(app, worker, keys[:samples]))
+                # Every sample wakes a run still parked: a signal to one already woken
+                # would be buffered, and its line would never come. With too few parked
+                # runs for both passes, each pass gets half of them.
+                wanted = samples * 2 if analyze else samples
+                keys = [f"p{i}" for i in random.sample(range(1, n), min(wanted, n - 1))]
+                first = min(samples, len(keys) // 2) if analyze else len(keys)
+                fresh = summary(await wake_samples(app, worker, keys[:first]))
                 result: dict[str, Any] = {"n": n, "no_stats": fresh}
                 result["autoanalyzed"] = await asyncio.to_thread(autoanalyzed, url)
-                if analyze:  # for reference: the same rows after a manual ANALYZE
+                if analyze:  # for reference: other rows after a manual ANALYZE
                     await asyncio.to_thread(sql, url, "ANALYZE runs")
-                    later = keys[samples:] or keys[:samples]
+                    later = keys[first:]
                     result["fresh_stats"] = summary(await wake_samples(app, worker, later))
             finally:
                 stop([worker])
