@@ -51,9 +51,9 @@ class Branches:
         self.store = store
         self.lease = lease
         # Held weakly: the attempt holds its branches, and a cycle between them would
-        # leave every ended run's records to the cyclic garbage collector, a cost paid
-        # by the whole process (the attempt outlives every call that parks through here:
-        # the worker and the handler's frames hold it meanwhile).
+        # keep every ended run's records in memory until a pass of the cyclic garbage
+        # collector (the attempt outlives every call that parks through here: the
+        # worker and the handler's frames hold it meanwhile).
         self._owner = weakref.ref(owner)
         self.in_flight = 0
         """Steps executing and handler threads running: branches that can progress."""
