@@ -80,3 +80,38 @@ def test_the_executor_interface_runs_a_function() -> None:
         assert threads.submit(pow, 2, 10).result(timeout=5) == 1024
     finally:
         threads.shutdown()
+
+
+async def test_calls_that_block_each_get_a_thread() -> None:
+    """Past the few threads quick calls share, calls that block (I/O, a sleep) are
+    seen stalled and each gets a thread of its own: 40 calls of 0.5 s on 40 threads
+    end together, where two threads would take 10 s."""
+    threads = StepThreads(40, "test-step")
+    try:
+        started = time.monotonic()
+        results = await asyncio.gather(
+            *(threads.call(lambda i=i: time.sleep(0.5) or i) for i in range(40))
+        )
+        assert results == list(range(40))
+        assert time.monotonic() - started < 4
+    finally:
+        threads.shutdown()
+
+
+async def test_quick_calls_are_taken_by_a_few_threads() -> None:
+    """Quick calls do not wake a thread each: the threads at work take them one after
+    another (a thread per call costs more than the call)."""
+    threads = StepThreads(64, "test-step")
+    seen: set[str] = set()
+
+    def quick(i: int) -> int:
+        seen.add(threading.current_thread().name)
+        return i
+
+    try:
+        for _ in range(5):
+            got = await asyncio.gather(*(threads.call(lambda i=i: quick(i)) for i in range(100)))
+            assert got == list(range(100))
+        assert len(seen) <= 16  # 64 threads, one per call, before
+    finally:
+        threads.shutdown()
