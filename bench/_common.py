@@ -167,6 +167,24 @@ class EndCounter:
             await asyncio.sleep(0.01)
 
 
+AGENT_LOOP_MARKS = (10, 100, 500, 1000)
+"""The turns the agent loop is reported at (agent_loop.py, dbos_agent_loop.py)."""
+
+
+def agent_loop_figures(
+    sent: dict[int, float], replied: dict[int, float], turns: int, wall: float
+) -> dict[str, float]:
+    """Each turn's send -> its step starting: the sum over every turn, and the median
+    of the 5 turns around each mark."""
+    figures = {"resumes_total_s": sum(replied[i] - sent[i] for i in range(turns)),
+               "wall_s": wall}  # fmt: skip
+    for mark in AGENT_LOOP_MARKS:
+        if mark <= turns:
+            window = [replied[i] - sent[i] for i in range(max(0, mark - 3), min(turns, mark + 2))]
+            figures[f"turn_{mark}_ms"] = statistics.median(window) * 1000
+    return figures
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import sys
 import time
 import uuid
@@ -25,9 +24,7 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import tarry
-from _common import machine_info, temp_sqlite_url, write_json
-
-MARKS = (10, 100, 500, 1000)
+from _common import AGENT_LOOP_MARKS, agent_loop_figures, machine_info, temp_sqlite_url, write_json
 
 
 async def parked(app: tarry.App, run_id: str) -> None:
@@ -69,13 +66,7 @@ async def measure(url: str, turns: int) -> dict[str, float]:
         total = time.perf_counter() - began
         await app.result(run_id, timeout=30)
     await app.close()
-    resumes = sum(replied[i] - sent[i] for i in range(turns))
-    figures = {"resumes_total_s": resumes, "wall_s": total}
-    for mark in MARKS:
-        if mark <= turns:
-            window = [replied[i] - sent[i] for i in range(max(0, mark - 3), min(turns, mark + 2))]
-            figures[f"turn_{mark}_ms"] = statistics.median(window) * 1000
-    return figures
+    return agent_loop_figures(sent, replied, turns, total)
 
 
 async def main() -> None:
@@ -101,7 +92,7 @@ async def main() -> None:
     print(f"agent loop on {store}, {args.turns} turns")
     for name, value in figures.items():
         print(f"  {name:14} {value:10.2f}")
-    marks = [f"turn_{m}_ms" for m in MARKS if f"turn_{m}_ms" in figures]
+    marks = [f"turn_{m}_ms" for m in AGENT_LOOP_MARKS if f"turn_{m}_ms" in figures]
     if len(marks) >= 2:
         ratio = figures[marks[-1]] / figures[marks[0]]
         print(f"  {marks[-1]} / {marks[0]} = {ratio:.2f} (target <= 1.5)")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import sys
 import time
 from typing import Any
@@ -28,9 +27,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from dbos import DBOS, SetWorkflowID
 
+from _common import agent_loop_figures
 from _dbos_common import config, finish, system_database
 
-MARKS = (10, 100, 500, 1000)
 TOPIC = "next"
 
 
@@ -76,13 +75,7 @@ async def measure(url: str, turns: int) -> dict[str, float]:
         await handle.get_result()
     finally:
         DBOS.destroy(destroy_registry=True)
-    resumes = sum(replied[i] - sent[i] for i in range(turns))
-    figures = {"resumes_total_s": resumes, "wall_s": total}
-    for mark in MARKS:
-        if mark <= turns:
-            window = [replied[i] - sent[i] for i in range(max(0, mark - 3), min(turns, mark + 2))]
-            figures[f"turn_{mark}_ms"] = statistics.median(window) * 1000
-    return figures
+    return agent_loop_figures(sent, replied, turns, total)
 
 
 def main() -> None:
