@@ -123,6 +123,29 @@ async def test_a_signal_from_another_process_wakes_the_worker(
     assert sorted(latencies)[2] < BOUND, latencies
 
 
+async def test_the_watch_alone_wakes_the_worker_after_its_own_commits(
+    spawn: Any, client: tarry.App
+) -> None:
+    """The counter is read only every 30 s here, so each wake comes from the watch.
+    The worker commits just before each signal (it parked the run), and another
+    process's commit seen then was once taken for the worker's own and left to the
+    next poll (72 ms at a 50 ms poll, 30 s here)."""
+    if sys.platform != "linux":
+        pytest.skip("inotify is Linux's")
+    worker = spawn("--poll-interval", "30")
+    assert worker.mode == "watching"
+    latencies = []
+    for i in range(5):
+        await parked_on(client, f"k{i}")
+        await asyncio.sleep(0.02)
+        t0 = time.perf_counter()
+        await client.send_signal(f"k{i}", {})
+        got, at = await asyncio.wait_for(asyncio.to_thread(worker.arrival), 10)
+        assert got == f"k{i}"
+        latencies.append(at - t0)
+    assert sorted(latencies)[2] < BOUND, latencies
+
+
 async def test_without_inotify_the_worker_polls(spawn: Any, client: tarry.App) -> None:
     worker = spawn("--no-watch")
     assert worker.mode == "polling"

@@ -5,7 +5,9 @@ after the wait returns, prints ``<key> <time.perf_counter()>`` (CLOCK_MONOTONIC:
 one clock for every process of the machine). The first line printed is
 ``ready watching`` or ``ready polling``: how the store notices other processes'
 commits. ``--no-watch`` makes inotify unavailable, as on a filesystem or OS without
-it. The worker stops when its standard input closes.
+it. ``--poll-interval`` sets how often the store reads the commit counter beside the
+watch (a long one leaves the watch alone to wake it). The worker stops when its
+standard input closes.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ async def main(args: argparse.Namespace) -> None:
         await step.wait_for_signal("wait", signal=key, timeout=None)
         print(key, time.perf_counter(), flush=True)
 
+    if args.poll_interval is not None:
+        app._store._io.poll_interval = args.poll_interval  # type: ignore[attr-defined]
     async with app.worker():
         watching = app._store._io.watching  # type: ignore[attr-defined]
         print("ready", "watching" if watching else "polling", flush=True)
@@ -42,4 +46,5 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--db", required=True)
     parser.add_argument("--no-watch", action="store_true")
+    parser.add_argument("--poll-interval", type=float, default=None)
     asyncio.run(main(parser.parse_args()))

@@ -24,12 +24,11 @@ _SETTLE_STEP = 0.0005
 _SETTLE_FOR = 0.05
 """How long after a reported write its commit is looked for (a commit's fsync, a
 checkpoint's writes that change nothing): past it, the poller waits for the next."""
-_OWN_COMMIT = 0.005
-"""Seconds after a commit of this process during which a change is taken for its own."""
 _OWN_HOLD = 0.02
-"""After a write taken for this process's own, the watch is not read for this long:
-a busy process is woken by its own commits at most 1 / _OWN_HOLD times a second,
-and another process's commit meanwhile reaches it that much later at most."""
+"""After a write of this process's own, the watch is not read for this long (then the
+counter is, at once): a busy process is woken by its own commits at most
+1 / _OWN_HOLD times a second, and another process's commit meanwhile reaches it that
+much later at most."""
 
 
 class CommitPoller:
@@ -38,7 +37,6 @@ class CommitPoller:
     path: str
     poll_interval: float
     in_transaction: bool
-    committed_at: float
     _watch_woke: float
     _watch: FileWatch | None
     watching: bool
@@ -49,8 +47,11 @@ class CommitPoller:
     wake: Callable[[], None]
 
     def _own_activity(self, now: float) -> bool:
-        """Whether a change seen ``now`` is most likely this process's own commit."""
-        return self.in_transaction or now - self.committed_at < _OWN_COMMIT
+        """Whether a change seen ``now`` is surely this process's own commit: seen while
+        its writer is inside a transaction (no other process can commit meanwhile).
+        Any other may be another process's commit, even one just after this
+        process's own: taken for its own, it would wait for the next poll."""
+        return self.in_transaction
 
     def _poller_main(self, ready: threading.Event) -> None:
         # The first reading is taken before open() returns, and readings go on while
@@ -75,6 +76,11 @@ class CommitPoller:
                     break
                 settling = expect_until > time.monotonic()
                 timeout = _SETTLE_STEP if settling else self.poll_interval
+                if held_until:
+                    # The writes held back may hide another process's commit, whose
+                    # event they took: the counter is read now, not a poll later.
+                    held_until = 0.0
+                    timeout = 0.0
                 if deferred:
                     timeout = max(0.0, min(timeout, deferred - time.monotonic()))
                 if watch is None:
@@ -83,10 +89,8 @@ class CommitPoller:
                 else:
                     if watch.wait(timeout):
                         now = time.monotonic()
-                        # A write just after this process's own commit is most likely
-                        # that commit: read the counter once, do not settle on it (a
-                        # busy worker would poll all the time); another process's
-                        # commit meanwhile is found by the next poll.
+                        # Any write but this process's own is settled on: another
+                        # process's commit is reported at its write, before its fsync.
                         if not self._own_activity(now):
                             expect_until = now + _SETTLE_FOR
                         else:

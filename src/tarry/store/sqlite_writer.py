@@ -27,7 +27,6 @@ import os
 import queue
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -106,10 +105,7 @@ class GroupCommitWriter(CommitPoller):
         self.wake_pending = False
         self.in_transaction = False
         """The writer is between BEGIN and the end of its COMMIT: a write to the files
-        now is this process's own (it reaches the poller before committed_at moves)."""
-        self.committed_at = 0.0
-        """When this process last committed (monotonic): its own commits wake its
-        workers directly, so the watch need not wake them for those too."""
+        now is this process's own (no other process can commit meanwhile)."""
         self._watch_woke = 0.0
         self.lost: str | None = None
         """Why this store can no longer be used (its file went), once it cannot."""
@@ -331,7 +327,6 @@ class GroupCommitWriter(CommitPoller):
             conn.execute("ROLLBACK")
         else:
             conn.execute("COMMIT")
-            self.committed_at = time.monotonic()
         return results
 
     def failure(self, exc: Exception) -> Exception:
