@@ -46,9 +46,9 @@ class CommitPoller:
     _check_file: Callable[[], None]
     wake: Callable[[], None]
 
-    def _own_activity(self, now: float) -> bool:
-        """Whether a change seen ``now`` is surely this process's own commit: seen while
-        its writer is inside a transaction (no other process can commit meanwhile).
+    def _own_activity(self) -> bool:
+        """Whether a change seen now is surely this process's own commit: seen while its
+        writer is inside a write transaction (no other process can commit meanwhile).
         Any other may be another process's commit, even one just after this
         process's own: taken for its own, it would wait for the next poll."""
         return self.in_transaction
@@ -91,7 +91,7 @@ class CommitPoller:
                         now = time.monotonic()
                         # Any write but this process's own is settled on: another
                         # process's commit is reported at its write, before its fsync.
-                        if not self._own_activity(now):
+                        if not self._own_activity():
                             expect_until = now + _SETTLE_FOR
                         else:
                             # While this process commits, its own writes would wake
@@ -109,10 +109,10 @@ class CommitPoller:
                     last = version
                     expect_until = 0.0
                     now = time.monotonic()
-                    # Right after a commit of this process the change is likely its
-                    # own, which woke its workers already: then wake them at most
-                    # once per poll interval, not after every commit of a busy worker.
-                    own = self._own_activity(now)
+                    # A change seen while this process commits is its own, which woke
+                    # its workers already: then wake them at most once per poll
+                    # interval, not after every commit of a busy worker.
+                    own = self._own_activity()
                     if not own or now - self._watch_woke >= _SETTLE_FOR:
                         deferred = 0.0
                         self._watch_woke = now

@@ -104,8 +104,8 @@ class GroupCommitWriter(CommitPoller):
         self.batch_limit = batch_limit
         self.wake_pending = False
         self.in_transaction = False
-        """The writer is between BEGIN and the end of its COMMIT: a write to the files
-        now is this process's own (no other process can commit meanwhile)."""
+        """The writer is between BEGIN IMMEDIATE and the end of its COMMIT: a write to
+        the files now is this process's own (no other process can commit meanwhile)."""
         self._watch_woke = 0.0
         self.lost: str | None = None
         """Why this store can no longer be used (its file went), once it cannot."""
@@ -270,7 +270,8 @@ class GroupCommitWriter(CommitPoller):
         batch = [op for op in batch if not op.future.cancelled()]
         if not batch:
             return
-        self.in_transaction = True
+        # A batch of reads writes nothing: another process may commit meanwhile.
+        self.in_transaction = not all(op.reads for op in batch)
         try:
             # Optimistic first: one transaction, no savepoints. Should an operation
             # fail (a lost lease, say), the batch is rolled back and run again with a
