@@ -46,13 +46,6 @@ class CommitPoller:
     _check_file: Callable[[], None]
     wake: Callable[[], None]
 
-    def _own_activity(self) -> bool:
-        """Whether a change seen now is surely this process's own commit: seen while its
-        writer is inside a write transaction (no other process can commit meanwhile).
-        Any other may be another process's commit, even one just after this
-        process's own: taken for its own, it would wait for the next poll."""
-        return self.in_transaction
-
     def _poller_main(self, ready: threading.Event) -> None:
         # The first reading is taken before open() returns, and readings go on while
         # nobody listens: a commit by another process is never folded into a baseline.
@@ -91,7 +84,7 @@ class CommitPoller:
                         now = time.monotonic()
                         # Any write but this process's own is settled on: another
                         # process's commit is reported at its write, before its fsync.
-                        if not self._own_activity():
+                        if not self.in_transaction:
                             expect_until = now + _SETTLE_FOR
                         else:
                             # While this process commits, its own writes would wake
@@ -112,7 +105,7 @@ class CommitPoller:
                     # A change seen while this process commits is its own, which woke
                     # its workers already: then wake them at most once per poll
                     # interval, not after every commit of a busy worker.
-                    own = self._own_activity()
+                    own = self.in_transaction
                     if not own or now - self._watch_woke >= _SETTLE_FOR:
                         deferred = 0.0
                         self._watch_woke = now

@@ -105,7 +105,9 @@ class GroupCommitWriter(CommitPoller):
         self.wake_pending = False
         self.in_transaction = False
         """The writer is between BEGIN IMMEDIATE and the end of its COMMIT: a write to
-        the files now is this process's own (no other process can commit meanwhile)."""
+        the files now is this process's own (no other process can commit meanwhile).
+        Any other write may be another process's commit, even one just after this
+        process's own, and the poller settles on it."""
         self._watch_woke = 0.0
         self.lost: str | None = None
         """Why this store can no longer be used (its file went), once it cannot."""
