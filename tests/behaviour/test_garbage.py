@@ -17,6 +17,8 @@ import pytest
 
 import tarry
 
+from helpers import wait_for_status
+
 
 @pytest.fixture
 def saved_garbage() -> Iterator[list[object]]:
@@ -59,10 +61,7 @@ def test_runs_that_step_branch_park_and_resume_leave_no_cycle(
         async with app.worker():
             ids = [await app.start("turns", {}) for _ in range(20)]
             for run_id in ids:  # each parked before its signal, so each resumes
-                for _ in range(3000):
-                    if (await app.get_run(run_id)).status == "waiting":
-                        break
-                    await asyncio.sleep(0.01)
+                await wait_for_status(app, run_id, "waiting", timeout=30)
             for run_id in ids:
                 await app.send_signal(f"go-{run_id}", 10)
             return [await app.result(run_id, timeout="30s") for run_id in ids]
