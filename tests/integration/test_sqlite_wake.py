@@ -111,16 +111,22 @@ async def wake_latency(app: tarry.App, key: str, worker: WakeWorker) -> float:
     return at - t0
 
 
+async def wake_latencies(app: tarry.App, worker: WakeWorker, trips: int) -> list[float]:
+    """``trips`` round trips, each on a run parked just before: their latencies."""
+    latencies = []
+    for i in range(trips):
+        await parked_on(app, f"k{i}")
+        latencies.append(await wake_latency(app, f"k{i}", worker))
+    return latencies
+
+
 async def test_a_signal_from_another_process_wakes_the_worker(
     spawn: Any, client: tarry.App
 ) -> None:
     worker = spawn()
     if sys.platform == "linux":
         assert worker.mode == "watching"
-    latencies = []
-    for i in range(5):
-        await parked_on(client, f"k{i}")
-        latencies.append(await wake_latency(client, f"k{i}", worker))
+    latencies = await wake_latencies(client, worker, 5)
     assert sorted(latencies)[2] < BOUND, latencies
 
 
@@ -135,20 +141,14 @@ async def test_the_watch_alone_wakes_the_worker_after_its_own_commits(
         pytest.skip("inotify is Linux's")
     worker = spawn("--poll-interval", "30")
     assert worker.mode == "watching"
-    latencies = []
-    for i in range(5):
-        await parked_on(client, f"k{i}")
-        latencies.append(await wake_latency(client, f"k{i}", worker))
+    latencies = await wake_latencies(client, worker, 5)
     assert sorted(latencies)[2] < BOUND, latencies
 
 
 async def test_without_inotify_the_worker_polls(spawn: Any, client: tarry.App) -> None:
     worker = spawn("--no-watch")
     assert worker.mode == "polling"
-    latencies = []
-    for i in range(3):
-        await parked_on(client, f"k{i}")
-        latencies.append(await wake_latency(client, f"k{i}", worker))
+    latencies = await wake_latencies(client, worker, 3)
     # Polling every 50 ms: slower, but still well within the bound.
     assert sorted(latencies)[1] < BOUND, latencies
 
