@@ -1,7 +1,9 @@
 """The embedded store: the store core on one sqlite3 connection.
 
-Operations run on the writer thread of ``GroupCommitWriter`` (WAL mode, group
-commit, a poller for other processes' commits). Writers are serialised by
+Operations run on the one connection of ``GroupCommitWriter`` (WAL mode, group
+commit, a poller for other processes' commits): a worker's brief writes on the
+caller's event loop (``sqlite_inline``), the rest on its writer thread. Writers
+are serialised by
 ``BEGIN IMMEDIATE`` in every process, so this adapter takes no locks, and its
 transaction never waits on anything but SQLite: each core operation is driven
 to its end right on the writer thread.
@@ -170,6 +172,9 @@ class SQLiteStore(CoreStore):
 
     def _read(self, body: Body[T]) -> Awaitable[T]:
         return self._io.call(self._op(body), reads=True)
+
+    def _brief(self, body: Body[T]) -> Awaitable[T]:
+        return self._io.call(self._op(body), brief=True)
 
     def _op(self, body: Body[T]) -> Callable[[sqlite3.Connection], T]:
         return partial(_run_on, body, self._io, self.clock.now)

@@ -1,13 +1,14 @@
-"""sqlite3 behind one writer thread with group commit, and a poller for other processes.
+"""sqlite3 on one connection with group commit, a writer thread, and a poller for
+other processes.
 
-Every operation is a function queued to the writer thread. The thread drains
-whatever is waiting, runs it all in one transaction, commits once and hands each
-caller its result on the caller's own event loop: at load many runs' step
-results share one fsync, and a lone write costs one commit. While busy (its last
-batch was large) the thread waits a moment (``_GATHER_FOR``) for more before it
-commits a small batch: the runs whose writes just committed send their next ones
-then, and a commit shared by more of them costs less per run. The batch runs
-optimistically without savepoints; should an operation fail, the batch is
+A worker's brief writes are committed on the caller's event loop, under the
+connection's lock (``sqlite_inline``). Every other operation is a function queued
+to the writer thread. The thread drains whatever is waiting, runs it all in one
+transaction, commits once and hands each caller its result on the caller's own
+event loop: at load many operations share one fsync, and a lone one costs one
+commit. While busy (its last batch was large) the thread waits a moment
+(``_GATHER_FOR``) for more before it commits a small batch. Either way a batch
+runs optimistically without savepoints; should an operation fail, the batch is
 rolled back and run again with a savepoint around each operation, so a failure
 stays its own and cannot spoil its neighbours.
 
@@ -32,6 +33,7 @@ from typing import Any, TypeVar
 
 from ..errors import ConfigError, StoreError, StoreUnavailable
 from .base import WakeListener
+from .sqlite_inline import BUSY_MS, Handoff, InlineBatches, Op, Result, settle
 from .sqlite_poller import CommitPoller
 from .sqlite_watch import FileWatch
 
@@ -45,40 +47,7 @@ _GATHER_FOR = 0.0003
 """How long a busy writer waits for more work before it commits a small batch."""
 
 
-class _Op:
-    """One queued operation and the caller's future, on the caller's own loop."""
-
-    __slots__ = ("fn", "future", "loop", "reads")
-
-    def __init__(
-        self,
-        fn: Callable[[sqlite3.Connection], Any],
-        loop: asyncio.AbstractEventLoop,
-        future: asyncio.Future[Any],
-        reads: bool,
-    ) -> None:
-        self.fn = fn
-        self.loop = loop
-        self.future = future
-        self.reads = reads
-        """Only reads: a batch of nothing else takes no write lock."""
-
-
-_Result = tuple["asyncio.Future[Any]", Any, BaseException | None]
-
-
-def _settle(results: list[_Result]) -> None:
-    """Runs on the caller's loop: hand each caller its result (unless it gave up)."""
-    for future, value, error in results:
-        if future.done():
-            continue
-        if error is None:
-            future.set_result(value)
-        else:
-            future.set_exception(error)
-
-
-class GroupCommitWriter(CommitPoller):
+class GroupCommitWriter(CommitPoller, InlineBatches):
     """The writer thread, its queue, the poller and the wake listeners of one store.
 
     ``prepare`` runs on the writer's connection before any operation (migrations).
@@ -112,7 +81,12 @@ class GroupCommitWriter(CommitPoller):
         self.lost: str | None = None
         """Why this store can no longer be used (its file went), once it cannot."""
         self._opened: tuple[int, int] | None = None
-        self._queue: queue.SimpleQueue[_Op | object] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Op | Handoff | object] = queue.SimpleQueue()
+        self._conn: sqlite3.Connection | None = None
+        """The one connection, once open: the writer thread's, and every loop's under ``_lock``."""
+        self._lock = threading.Lock()
+        self._busy_ms = BUSY_MS
+        self._init_inline()
         self._listeners: list[WakeListener] = []
         self._writer: threading.Thread | None = None
         self._poller: threading.Thread | None = None
@@ -236,6 +210,7 @@ class GroupCommitWriter(CommitPoller):
             ready.set_exception(exc)
             return
         self._opened = self._identity()
+        self._conn = conn
         ready.set_result(None)
         get, get_nowait = self._queue.get, self._queue.get_nowait
         stopping = False
@@ -265,21 +240,68 @@ class GroupCommitWriter(CommitPoller):
                 batch.append(item)
             busy = len(batch) >= _GATHER_ENOUGH
             self._run_batch(conn, batch)  # type: ignore[arg-type]
-        conn.close()
+        with self._lock:
+            self._conn = None
+            conn.close()
+        # Whatever came after the stop is refused, not left waiting.
+        while True:
+            try:
+                item = get_nowait()
+            except queue.Empty:
+                break
+            self._refuse(item)
 
-    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
+    def _refuse(self, item: object) -> None:
+        ops = item.ops if isinstance(item, Handoff) else [item] if isinstance(item, Op) else []
+        error = StoreError(f"the store {self.url!r} was closed before this write ran")
+        self._dispatch([(op, None, error) for op in ops])
+
+    def _run_batch(self, conn: sqlite3.Connection, items: list[Op | Handoff]) -> None:
+        batch: list[Op] = []
+        handoffs: list[Handoff] = []
+        for item in items:
+            if isinstance(item, Handoff):
+                handoffs.append(item)
+                batch.extend(item.ops)
+            else:
+                batch.append(item)
+        with self._lock:
+            self._set_busy(conn, BUSY_MS)
+            results = self._execute(conn, batch)
+        self._dispatch(results)
+        for handoff in handoffs:  # after its results, on the same loop: in order
+            with contextlib.suppress(RuntimeError):  # that loop has closed
+                handoff.batch.loop.call_soon_threadsafe(self.resume, handoff.batch)
+
+    def _dispatch(self, results: list[Result]) -> None:
+        """Hand each result to its caller's loop, one hand-off per loop."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+        for op, value, error in results:
+            by_loop.setdefault(op.loop, []).append((op.future, value, error))
+        for loop, settled in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that loop has closed
+                loop.call_soon_threadsafe(settle, settled)
+
+    def _execute(
+        self, conn: sqlite3.Connection, batch: list[Op], *, begun: bool = False
+    ) -> list[Result]:
+        """Run the batch (``begun``: its write transaction already begun) and commit;
+        each operation's result or error. The caller holds ``_lock``."""
         # An operation whose caller has already given up (cancelled) is not run.
         batch = [op for op in batch if not op.future.cancelled()]
         if not batch:
-            return
+            if begun:
+                conn.execute("ROLLBACK")
+            return []
         # A batch of reads writes nothing: another process may commit meanwhile.
-        self.in_transaction = not all(op.reads for op in batch)
+        self.in_transaction = begun or not all(op.reads for op in batch)
         try:
             # Optimistic first: one transaction, no savepoints. Should an operation
             # fail (a lost lease, say), the batch is rolled back and run again with a
             # savepoint around each operation, so the failure stays its own.
-            results = self._transaction(conn, batch, isolate=len(batch) == 1)
+            results = self._transaction(conn, batch, isolate=len(batch) == 1, begun=begun)
             if results is None:
+                self._set_busy(conn, BUSY_MS)
                 results = self._transaction(conn, batch, isolate=True)
             assert results is not None
         except sqlite3.Error as exc:
@@ -293,22 +315,18 @@ class GroupCommitWriter(CommitPoller):
         if self.wake_pending:
             self.wake_pending = False
             self.wake()
-        by_loop: dict[asyncio.AbstractEventLoop, list[_Result]] = {}
-        for op, value, error in results:
-            by_loop.setdefault(op.loop, []).append((op.future, value, error))
-        for loop, settled in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # that loop has closed
-                loop.call_soon_threadsafe(_settle, settled)
+        return results
 
     def _transaction(
-        self, conn: sqlite3.Connection, batch: list[_Op], *, isolate: bool
-    ) -> list[tuple[_Op, Any, BaseException | None]] | None:
+        self, conn: sqlite3.Connection, batch: list[Op], *, isolate: bool, begun: bool = False
+    ) -> list[Result] | None:
         """Run the batch in one transaction. Without ``isolate``, the first failing
         operation rolls everything back and None is returned."""
-        results: list[tuple[_Op, Any, BaseException | None]] = []
-        # Readers need no write lock: a batch of reads goes on beside another
-        # process's writer, and on a file this process may not write.
-        conn.execute("BEGIN" if all(op.reads for op in batch) else "BEGIN IMMEDIATE")
+        results: list[Result] = []
+        if not begun:
+            # Readers need no write lock: a batch of reads goes on beside another
+            # process's writer, and on a file this process may not write.
+            conn.execute("BEGIN" if all(op.reads for op in batch) else "BEGIN IMMEDIATE")
         for op in batch:
             if isolate and len(batch) > 1:
                 conn.execute("SAVEPOINT op")
@@ -344,14 +362,23 @@ class GroupCommitWriter(CommitPoller):
             return StoreUnavailable(message)
         return StoreError(message)
 
-    async def call(self, fn: Callable[[sqlite3.Connection], T], *, reads: bool = False) -> T:
+    async def call(
+        self, fn: Callable[[sqlite3.Connection], T], *, reads: bool = False, brief: bool = False
+    ) -> T:
+        """Run ``fn`` on the connection in a transaction shared with other operations.
+        ``brief``: a small write of a run's own, committed on this event loop
+        (``sqlite_inline``) rather than by the writer thread."""
         if self._writer is None:
             raise StoreError(f"the store {self.url!r} is not open")
         if self.lost is not None:
             raise StoreError(self.lost)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Op(fn, loop, future, reads))
+        op = Op(fn, loop, future, reads)
+        if brief:
+            self._add_brief(op)
+        else:
+            self._queue.put(op)
         return await future
 
     # -- wake-ups --------------------------------------------------------------------

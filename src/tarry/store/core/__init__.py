@@ -74,8 +74,14 @@ class CoreStore(ScheduleStore, TokenStore, ABC):
         """Run ``body``, which only reads, in one transaction."""
         return self._transact(body)
 
+    def _brief(self, body: Body[T]) -> Awaitable[T]:
+        """Run ``body``, a small write of a worker's hot path (a run's start, a claim,
+        a step's result, a park, an end), in one transaction: an adapter may commit
+        these where it is cheapest. By default, as any other."""
+        return self._transact(body)
+
     async def create_run(self, run: NewRun) -> tuple[str, bool]:
-        return await self._transact(partial(runs.start_run, run=run, configs=self._configs))
+        return await self._brief(partial(runs.start_run, run=run, configs=self._configs))
 
     async def sync_workflows(self, configs: Sequence[WorkflowConfig]) -> None:
         self._configs.forget()  # before and after: a start in between reads the store
@@ -91,7 +97,7 @@ class CoreStore(ScheduleStore, TokenStore, ABC):
         skip_steps: Collection[str] = (),
         flows: Mapping[str, FlowRules] | None = None,
     ) -> ClaimBatch:
-        return await self._transact(
+        return await self._brief(
             partial(claims.claim, workflows=workflows, limit=limit,
                     lease_seconds=lease_seconds, caps=caps, skip_steps=skip_steps, flows=flows)
         )  # fmt: skip
@@ -110,22 +116,22 @@ class CoreStore(ScheduleStore, TokenStore, ABC):
         )
 
     async def note_version(self, lease: Lease, version: str) -> None:
-        await self._transact(partial(fence.note_version, lease=lease, version=version))
+        await self._brief(partial(fence.note_version, lease=lease, version=version))
 
     async def save_step(self, lease: Lease, step: StepRow) -> bool:
-        return await self._transact(partial(fence.save_step, lease=lease, step=step))
+        return await self._brief(partial(fence.save_step, lease=lease, step=step))
 
     async def retry_step(self, lease: Lease, step: StepRow, due_at: float) -> bool:
-        return await self._transact(partial(ends.retry_step, lease=lease, step=step, due_at=due_at))
+        return await self._brief(partial(ends.retry_step, lease=lease, step=step, due_at=due_at))
 
     async def release(self, lease: Lease) -> None:
-        await self._transact(partial(ends.release, lease=lease))
+        await self._brief(partial(ends.release, lease=lease))
 
     async def park(self, lease: Lease, wait: WaitSpec) -> ParkResult:
-        return await self._transact(partial(waits.park, lease=lease, wait=wait))
+        return await self._brief(partial(waits.park, lease=lease, wait=wait))
 
     async def park_all(self, lease: Lease, waits_: Sequence[WaitSpec]) -> dict[str, ParkResult]:
-        return await self._transact(partial(waits.park_all, lease=lease, waits=list(waits_)))
+        return await self._brief(partial(waits.park_all, lease=lease, waits=list(waits_)))
 
     async def send_signal(
         self,
@@ -168,12 +174,12 @@ class CoreStore(ScheduleStore, TokenStore, ABC):
     async def finish(
         self, lease: Lease, status: EndStatus, output: bytes | None, error: bytes | None
     ) -> EndStatus:
-        return await self._transact(
+        return await self._brief(
             partial(ends.finish, lease=lease, status=status, output=output, error=error)
         )
 
     async def honor_cancel(self, lease: Lease) -> None:
-        await self._transact(partial(ends.honor_cancel, lease=lease))
+        await self._brief(partial(ends.honor_cancel, lease=lease))
 
     async def cancel(
         self, run_id: str, reason: bytes | None, *, children: bool = True
