@@ -100,8 +100,9 @@ class InlineBatches:
     _busy_ms: int
     _queue: Any
     _closed: threading.Event
-    _execute: Callable[..., list[Result]]
+    _execute: Callable[..., tuple[list[Result], bool]]
     _refuse: Callable[[object], None]
+    wake: Callable[[], None]
 
     def _init_inline(self) -> None:
         self._loop_batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopBatch] = (
@@ -133,21 +134,26 @@ class InlineBatches:
             self._hand_off(batch, ops)  # the thread is at work: behind it, in order
             return
         try:
-            results = self._run_here(conn, ops)
+            ran = self._run_here(conn, ops)
         except BaseException:
             self.resume(batch)  # the loop's later writes are not left waiting
             raise
         finally:
             self._lock.release()
-        if results is None:  # another process holds the write lock
+        if ran is None:  # another process holds the write lock
             self._hand_off(batch, ops)
             return
+        results, woke = ran
+        if woke:
+            self.wake()
         settle([(op.future, value, error) for op, value, error in results])
         self.resume(batch)
 
-    def _run_here(self, conn: sqlite3.Connection, ops: list[Op]) -> list[Result] | None:
-        """The batch in one transaction on this thread; None if another process holds
-        the write lock (nothing was run)."""
+    def _run_here(
+        self, conn: sqlite3.Connection, ops: list[Op]
+    ) -> tuple[list[Result], bool] | None:
+        """The batch in one transaction on this thread (as ``_execute``); None if
+        another process holds the write lock (nothing was run)."""
         try:
             self._set_busy(conn, 0)
             conn.execute("BEGIN IMMEDIATE")

@@ -267,7 +267,9 @@ class GroupCommitWriter(CommitPoller, InlineBatches):
                 batch.append(item)
         with self._lock:
             self._set_busy(conn, BUSY_MS)
-            results = self._execute(conn, batch)
+            results, woke = self._execute(conn, batch)
+        if woke:
+            self.wake()
         self._dispatch(results)
         for handoff in handoffs:  # after its results, on the same loop: in order
             with contextlib.suppress(RuntimeError):  # that loop has closed
@@ -284,15 +286,17 @@ class GroupCommitWriter(CommitPoller, InlineBatches):
 
     def _execute(
         self, conn: sqlite3.Connection, batch: list[Op], *, begun: bool = False
-    ) -> list[Result]:
+    ) -> tuple[list[Result], bool]:
         """Run the batch (``begun``: its write transaction already begun) and commit;
-        each operation's result or error. The caller holds ``_lock``."""
+        each operation's result or error, and whether the commit must wake the
+        workers. The caller holds ``_lock``, and wakes them once it has let it go:
+        a worker woken sooner would find the connection taken."""
         # An operation whose caller has already given up (cancelled) is not run.
         batch = [op for op in batch if not op.future.cancelled()]
         if not batch:
             if begun:
                 conn.execute("ROLLBACK")
-            return []
+            return [], False
         # A batch of reads writes nothing: another process may commit meanwhile.
         self.in_transaction = begun or not all(op.reads for op in batch)
         try:
@@ -312,10 +316,8 @@ class GroupCommitWriter(CommitPoller, InlineBatches):
             self.wake_pending = False
         finally:
             self.in_transaction = False
-        if self.wake_pending:
-            self.wake_pending = False
-            self.wake()
-        return results
+        woke, self.wake_pending = self.wake_pending, False
+        return results, woke
 
     def _transaction(
         self, conn: sqlite3.Connection, batch: list[Op], *, isolate: bool, begun: bool = False
