@@ -109,12 +109,16 @@ class InlineBatches:
             weakref.WeakKeyDictionary()
         )
         self._loop_batches_lock = threading.Lock()
+        self._recent_batch: LoopBatch | None = None
+        """The batch of the loop that made the last brief write: most often the next
+        one's (a weak-keyed lookup per write is measurable)."""
 
     def _add_brief(self, op: Op) -> None:
-        batch = self._loop_batches.get(op.loop)
-        if batch is None:
+        batch = self._recent_batch  # one read: another thread may replace it meanwhile
+        if batch is None or batch.loop is not op.loop:
             with self._loop_batches_lock:
                 batch = self._loop_batches.setdefault(op.loop, LoopBatch(op.loop))
+            self._recent_batch = batch
         batch.pending.append(op)
         if not batch.scheduled:
             batch.scheduled = True
@@ -146,7 +150,13 @@ class InlineBatches:
         results, woke = ran
         if woke:
             self.wake()
-        settle([(op.future, value, error) for op, value, error in results])
+        for op, value, error in results:
+            if op.future.done():
+                continue  # its caller gave up
+            if error is None:
+                op.future.set_result(value)
+            else:
+                op.future.set_exception(error)
         self.resume(batch)
 
     def _run_here(
