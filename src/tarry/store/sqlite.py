@@ -173,7 +173,7 @@ class SQLiteStore(CoreStore):
     def _read(self, body: Body[T]) -> Awaitable[T]:
         return self._io.call(self._op(body), reads=True)
 
-    def _brief(self, body: Body[T]) -> Awaitable[T]:
+    def _brief(self, body: Body[T], *, idempotent: bool = True) -> Awaitable[T]:
         return self._io.call(self._op(body), brief=True)
 
     def _op(self, body: Body[T]) -> Callable[[sqlite3.Connection], T]:

@@ -74,11 +74,12 @@ class CoreStore(ScheduleStore, TokenStore, ABC):
         """Run ``body``, which only reads, in one transaction."""
         return self._transact(body)
 
-    def _brief(self, body: Body[T]) -> Awaitable[T]:
-        """Run ``body``, a small write of a worker's hot path (a run's start, a claim,
-        a step's result, a park, an end), in one transaction: an adapter may commit
-        these where it is cheapest. By default, as any other."""
-        return self._transact(body)
+    def _brief(self, body: Body[T], *, idempotent: bool = True) -> Awaitable[T]:
+        """Run ``body``, a small write that touches one run (its start, a claim's
+        lease, a step's result, a park, an end, a signal or message to it), in one
+        transaction: an adapter may commit these where it is cheapest. By default,
+        as any other."""
+        return self._transact(body, idempotent=idempotent)
 
     async def create_run(self, run: NewRun) -> tuple[str, bool]:
         return await self._brief(partial(runs.start_run, run=run, configs=self._configs))
@@ -149,7 +150,8 @@ class CoreStore(ScheduleStore, TokenStore, ABC):
         )  # fmt: skip
         # A step's send is fenced and memoized in the same transaction, so repeating
         # it after an unknown commit finds the step; a client's send could buffer twice.
-        return await self._transact(body, idempotent=sender is not None)
+        # Brief: a signal key has one waiter at most.
+        return await self._brief(body, idempotent=sender is not None)
 
     async def send_event(
         self, event: NewEvent, *, dedupe_seconds: float, sender: StepSender | None = None
@@ -166,7 +168,7 @@ class CoreStore(ScheduleStore, TokenStore, ABC):
     ) -> MessageStatus:
         body = partial(delivery.send_message, run_id=run_id, name=name, data=data, trace=trace)
         # Repeating a send whose commit went unanswered could queue it twice.
-        return await self._transact(body, idempotent=False)
+        return await self._brief(body, idempotent=False)
 
     async def list_messages(self, run_id: str) -> list[MessageRow]:
         return await self._read(partial(claims.list_messages, run_id=run_id))
