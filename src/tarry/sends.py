@@ -143,8 +143,7 @@ class RunSends:
         if (outcome.started or outcome.cancelled) and observe.wanted(observe.INFO):
             told = [("started", r) for r in outcome.started]
             told += [("cancelled", r) for r in outcome.cancelled]  # by their cancel_on
-            found = await store.get_runs([run_id for _, run_id in told])  # one read for all
-            workflows = {row.id: row.workflow for row, _ in found}
+            workflows = outcome.workflows  # no read: a worker here may move them on meanwhile
             for kind, run_id in told:
                 workflow = workflows.get(run_id)
                 observe.emit(kind, observe.INFO, "run %s (%s) %s by event %r", run_id, workflow,

@@ -13,9 +13,13 @@ from pathlib import Path
 
 import pytest
 
+import tarry
 from tarry.errors import StoreError
 from tarry.store.sqlite import SQLiteStore
+from tarry.store.sqlite_inline import Op
 from tarry.store.sqlite_writer import GroupCommitWriter
+
+from helpers import wait_for_status
 
 
 @pytest.fixture
@@ -171,3 +175,43 @@ async def test_a_brief_write_made_as_the_store_closes_is_refused_not_left_waitin
     assert await asyncio.wait_for(write, 5) == 1
     with pytest.raises(StoreError, match="not open"):
         await io.call(lambda conn: 1, brief=True)
+
+
+async def test_a_runs_writes_are_brief_and_everything_else_is_not(tmp_path: Path) -> None:
+    """A run's start, claim, steps, park, the signal that wakes it and its end go to
+    the loop's batches; reads (and the purge) to the writer thread."""
+    app = tarry.App(database=f"sqlite:///{tmp_path / 'hot.db'}")
+
+    async def double(x: int) -> int:
+        return 2 * x
+
+    @app.workflow("hot")
+    async def hot(ctx: tarry.Context, step: tarry.Step) -> int:
+        x = await step.run("double", double, 21)
+        await step.wait_for_signal("go", signal=f"go:{ctx.run_id}", timeout=None)
+        return int(await step.run("again", double, x))
+
+    brief: set[str] = set()
+    threaded: set[str] = set()
+
+    def name(op: Op) -> str:
+        body = op.fn.args[0]  # type: ignore[attr-defined]  # partial(_run_on, body, ...)
+        return str(getattr(body, "func", body).__name__)
+
+    async with app.worker():
+        io = app._store._io  # type: ignore[attr-defined]
+        add_brief, run_batch = io._add_brief, io._run_batch
+
+        def in_thread(conn: sqlite3.Connection, items: list[object]) -> None:
+            threaded.update(name(item) for item in items if isinstance(item, Op))
+            run_batch(conn, items)
+
+        io._add_brief = lambda op: (brief.add(name(op)), add_brief(op))
+        io._run_batch = in_thread
+        run_id = await app.start("hot", {})
+        await wait_for_status(app, run_id, "waiting")
+        await app.send_signal(f"go:{run_id}", {"ok": True})
+        assert await app.result(run_id, timeout=10) == 84
+    await app.close()
+    assert {"start_run", "claim", "save_step", "park", "send_signal", "finish"} <= brief
+    assert "get_run" in threaded and not threaded & brief

@@ -158,6 +158,9 @@ class EventOutcome:
     cancelled: tuple[str, ...] = ()
     cancel_requested: bool = False
     """For a step's send: the sending run's cancellation was requested."""
+    workflows: dict[str, str] = field(default_factory=dict)
+    """The workflow of each run started or cancelled, by run id: read in the event's
+    transaction, so the sender can tell of them before a worker has moved them on."""
 
 
 @dataclass(slots=True)

@@ -1,14 +1,16 @@
-"""A run's own brief writes, committed on the caller's event loop rather than by the
-writer thread.
+"""Brief writes, those that touch one run, committed on the caller's event loop
+rather than by the writer thread.
 
 A worker's hot path is a few small writes per run: its start, its claim, each
-step's result, its end. Sent to the writer thread, each write's statements ran
-while the event loop ran the handlers, and the two threads handed the
-interpreter's lock to each other at every statement (sqlite3 lets it go for
-every step of a statement): the handoffs cost more than the statements. So
-these writes are gathered per event loop instead, as they are made during one
-turn of the loop, and the next turn runs them in one transaction right there,
-with one commit (group commit as before, with no other thread involved).
+step's result, its end (and a signal or a message that wakes it). Sent to the
+writer thread, each write's statements ran while the event loop ran the
+handlers, and the two threads handed the interpreter's lock to each other at
+every statement (sqlite3 lets it go for every step of a statement): the
+handoffs cost more than the statements. So these writes are gathered per event
+loop instead, as they are made during one turn of the loop, and the next turn
+runs them in one transaction right there, with one commit (group commit as
+before, with no other thread involved). The commit's fsync is waited for on the
+loop: it is the loop's own writes' wait in any case.
 
 The connection is the writer thread's, taken under its lock: the thread still
 runs every other operation (reads, a fan-out to many waiters, a purge), and a

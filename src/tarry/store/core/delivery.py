@@ -140,12 +140,14 @@ async def _deliver_event(tx: Tx, event: NewEvent, dedupe_seconds: float) -> Even
     incoming = {"name": event.name, "data": orjson.loads(event.data), "id": event.id, "ts": now}
     incoming_json = event_json(event.name, event.data, event.id, now)
     started: list[str] = []
+    workflows: dict[str, str] = {}
     for workflow, expr in await tx.all("triggers_for_event", {"event": event.name}):
         if expr is None or matches(None, None, expr, incoming, incoming):
             run = NewRun(new_id(now), workflow, event.data, incoming_json, trace=event.trace)
             run_id, created = await start_run(tx, run)
             if created or run_id not in started:  # gathered by a debounce: that run
                 started.append(run_id)
+                workflows[run_id] = workflow
     candidates = sorted((await _candidates(tx, inserted[0], incoming)).items())
     triggers = await _triggers(
         tx, sorted({run_id for _, (run_id, _, _, expr, _) in candidates if expr is not None})
@@ -161,7 +163,12 @@ async def _deliver_event(tx: Tx, event: NewEvent, dedupe_seconds: float) -> Even
         resumed, cancelled = await _deliver_each(tx, event, matched, incoming_json)
     else:
         resumed, cancelled = await _deliver_all(tx, matched, incoming_json, event.trace), []
-    return EventOutcome(event.id, False, tuple(started), tuple(resumed), tuple(cancelled))
+    if cancelled:
+        rows = await tx.all("select_runs_by_ids", {"ids": tx.array(cancelled)})
+        workflows.update((row[1], row[2]) for row in rows)
+    return EventOutcome(
+        event.id, False, tuple(started), tuple(resumed), tuple(cancelled), workflows=workflows
+    )
 
 
 Candidate = tuple[str, str, str, str | None, int | None]
