@@ -26,7 +26,6 @@ from helpers import wait_for_status
 async def writer(tmp_path: Path) -> AsyncIterator[GroupCommitWriter]:
     store = SQLiteStore(f"sqlite:///{tmp_path / 'inline.db'}")
     await store.open()
-    store._io.prepare = lambda conn: None
     await store._io.call(lambda conn: conn.execute("CREATE TABLE log (n INTEGER)"))
     try:
         yield store._io

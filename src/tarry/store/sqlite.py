@@ -1,12 +1,11 @@
 """The embedded store: the store core on one sqlite3 connection.
 
 Operations run on the one connection of ``GroupCommitWriter`` (WAL mode, group
-commit, a poller for other processes' commits): a worker's brief writes on the
-caller's event loop (``sqlite_inline``), the rest on its writer thread. Writers
-are serialised by
-``BEGIN IMMEDIATE`` in every process, so this adapter takes no locks, and its
-transaction never waits on anything but SQLite: each core operation is driven
-to its end right on the writer thread.
+commit, a poller for other processes' commits): brief writes on the caller's
+event loop (``sqlite_inline``), the rest on its writer thread. Writers are
+serialised by ``BEGIN IMMEDIATE`` in every process, so this adapter takes no
+locks, and its transaction never waits on anything but SQLite: each core
+operation is driven to its end right where it runs.
 
 Times are the App's clock, read by whichever process writes. Processes that
 share one database file share one machine, so they share its clock; a

@@ -58,21 +58,21 @@ class Op:
 Result = tuple[Op, Any, BaseException | None]
 
 
-def settle(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-    """Runs on the caller's loop: hand each caller its result (unless it gave up)."""
-    for future, value, error in results:
-        if future.done():
+def settle(results: list[Result]) -> None:
+    """Runs on the callers' loop: hand each caller its result (unless it gave up)."""
+    for op, value, error in results:
+        if op.future.done():
             continue
         if error is None:
-            future.set_result(value)
+            op.future.set_result(value)
         else:
-            future.set_exception(error)
+            op.future.set_exception(error)
 
 
 class LoopBatch:
     """The brief writes one event loop has made and not yet committed."""
 
-    __slots__ = ("__weakref__", "loop", "pending", "scheduled")
+    __slots__ = ("loop", "pending", "scheduled")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -152,13 +152,7 @@ class InlineBatches:
         results, woke = ran
         if woke:
             self.wake()
-        for op, value, error in results:
-            if op.future.done():
-                continue  # its caller gave up
-            if error is None:
-                op.future.set_result(value)
-            else:
-                op.future.set_exception(error)
+        settle(results)
         self.resume(batch)
 
     def _run_here(

@@ -29,7 +29,7 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from ..errors import ConfigError, StoreError, StoreUnavailable
 from .base import WakeListener
@@ -164,10 +164,13 @@ class GroupCommitWriter(CommitPoller, InlineBatches):
             else:
                 os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
                 conn = sqlite3.connect(
-                    self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+                    self.path,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    timeout=BUSY_MS / 1000,
                 )
                 conn.execute(f"PRAGMA synchronous={self.synchronous}")
-                conn.execute("PRAGMA busy_timeout=30000")
+                conn.execute(f"PRAGMA busy_timeout={BUSY_MS}")
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cannot open SQLite database {self.url!r}: {exc}") from None
         return conn
@@ -277,9 +280,9 @@ class GroupCommitWriter(CommitPoller, InlineBatches):
 
     def _dispatch(self, results: list[Result]) -> None:
         """Hand each result to its caller's loop, one hand-off per loop."""
-        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
-        for op, value, error in results:
-            by_loop.setdefault(op.loop, []).append((op.future, value, error))
+        by_loop: dict[asyncio.AbstractEventLoop, list[Result]] = {}
+        for result in results:
+            by_loop.setdefault(result[0].loop, []).append(result)
         for loop, settled in by_loop.items():
             with contextlib.suppress(RuntimeError):  # that loop has closed
                 loop.call_soon_threadsafe(settle, settled)
