@@ -189,6 +189,17 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def median_summaries(
+    reps: list[dict[str, dict[str, float]]], figures: tuple[str, ...]
+) -> dict[str, dict[str, float]]:
+    """Per figure and statistic (``{"latency_ms": {"p50": ...}}``), the median over the
+    repetitions' summaries."""
+    return {
+        what: {stat: median([r[what][stat] for r in reps]) for stat in reps[0][what]}
+        for what in figures
+    }
+
+
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile (``q`` in 0-100) of ``values``."""
     ordered = sorted(values)

@@ -65,6 +65,13 @@ def _latency(stat: str) -> Callable[[dict[str, Any]], float]:
     return read
 
 
+def _first_step(stat: str) -> Callable[[dict[str, Any]], float]:
+    def read(result: dict[str, Any]) -> float:
+        return float(result["results"][0]["median"]["first_step_ms"][stat])
+
+    return read
+
+
 SCENARIOS = {
     "throughput": Scenario(
         "throughput.py",
@@ -90,6 +97,14 @@ SCENARIOS = {
         [
             Figure("SQLite signal round trip p50, ms", False, _latency("p50")),
             Figure("SQLite signal round trip p99, ms", False, _latency("p99")),
+        ],
+    ),
+    "start": Scenario(
+        "start_latency.py",
+        ["--runs", "1", "--n", "300"],
+        [
+            Figure("SQLite start to first step p50, ms", False, _first_step("p50")),
+            Figure("SQLite start to result p50, ms", False, _latency("p50")),
         ],
     ),
     "postgres": Scenario(

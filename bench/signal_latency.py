@@ -28,7 +28,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import tarry
-from _common import machine_info, median, print_table, temp_sqlite_url, write_json
+from _common import machine_info, median_summaries, print_table, temp_sqlite_url, write_json
 
 TARGET_P50_MS = 3.0
 TARGET_P99_MS = 15.0
@@ -170,10 +170,7 @@ def main() -> None:
                 f"(send p50={summary['send_ms']['p50']:.2f} ms)",
                 file=sys.stderr,
             )
-        med = {
-            what: {stat: median([r[what][stat] for r in reps]) for stat in reps[0][what]}
-            for what in ("latency_ms", "send_ms")
-        }
+        med = median_summaries(reps, ("latency_ms", "send_ms"))
         results.append({"mode": mode, "median": med, "samples": reps})
 
     rows = []

@@ -8,7 +8,9 @@ the process where they happen:
   write to report the request;
 - a run ended here (a worker of this App made its final commit, or
   ``App.cancel`` ended it): ``App.result`` waiting in this process can return
-  at once instead of at its next poll.
+  at once instead of at its next poll;
+- a worker of this App runs on the caller's loop: ``App.start`` may hand it the
+  new run at once (``worker_starts``).
 
 The App owns one ``Local`` and hands it to its workers. Every method may be
 called from any thread: client calls run on the caller's loop or the App's
@@ -17,11 +19,27 @@ portal thread, executions on the worker's loop.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Protocol
+
+from .store.base import Lease, RunRow
 
 Callback = Callable[[], None]
+
+
+class Taker(Protocol):
+    """A worker that may take a start made on its loop (``worker_starts``)."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None: ...
+
+    def take(self, run_id: str, workflow: str) -> Lease | None: ...
+
+    def adopt(self, run: RunRow | None, lease: Lease) -> None: ...
+
 
 _REMEMBERED_CANCELS = 1024
 
@@ -36,6 +54,34 @@ class Local:
         # registered yet) still hears it. A request is never withdrawn, so an entry
         # kept too long is harmless; the bound only caps the memory.
         self._cancelled: OrderedDict[str, None] = OrderedDict()
+        self._takers: list[Taker] = []
+        self.queued = 0
+        """Starts made here and queued for a claim (``note_queued``), a count."""
+
+    # -- workers that take starts at once ------------------------------------------
+
+    def add_taker(self, worker: Taker) -> None:
+        with self._lock:
+            self._takers.append(worker)
+
+    def remove_taker(self, worker: Taker) -> None:
+        with self._lock:
+            if worker in self._takers:
+                self._takers.remove(worker)
+
+    def note_queued(self) -> None:
+        """A start made here was queued for a claim: a worker takes no start after it
+        until a claim of its own has begun since (the queued run is not passed)."""
+        with self._lock:
+            self.queued += 1
+
+    def taker(self, loop: asyncio.AbstractEventLoop) -> Taker | None:
+        """A worker running on ``loop``, which may take a start made there."""
+        with self._lock:
+            for worker in self._takers:
+                if worker.loop is loop:
+                    return worker
+        return None
 
     # -- runs executing here --------------------------------------------------------
 

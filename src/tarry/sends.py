@@ -9,6 +9,7 @@ them after they end (``operations.py``).
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -25,7 +26,7 @@ from .names import check_name
 from .registry import Registry
 from .schedules import start_time
 from .settings import Settings
-from .store.base import NewRun, Store
+from .store.base import NewRun, RunRow, Store
 from .wait_schema import refused_signal
 
 
@@ -92,14 +93,31 @@ class RunSends:
         )
         store = await self._open()
         version = self.workflows.version_of(workflow)
-        with tracing.sending("start", workflow=workflow, run_id=run_id) as trace:
-            created_id, created = await store.create_run(
-                NewRun(run_id or new_id(self.clock.now()), workflow, data, version=version,
-                       trace=trace, due_at=due_at, priority=priority)
-            )  # fmt: skip
-        if created and observe.wanted(observe.INFO):
-            observe.emit("started", observe.INFO, "run %s (%s) started", created_id, workflow,
-                         args=(created_id, workflow), by="start")  # fmt: skip
+        new_run_id = run_id or new_id(self.clock.now())
+        # A worker of this App on this loop with a free slot takes the run at once.
+        taker = None
+        if store.starts_leased and due_at is None:
+            taker = self._local.taker(asyncio.get_running_loop())
+        lease = None if taker is None else taker.take(new_run_id, workflow)
+        leased: RunRow | None = None
+        try:
+            with tracing.sending("start", workflow=workflow, run_id=run_id) as trace:
+                new_run = NewRun(new_run_id, workflow, data, version=version, trace=trace,
+                                 due_at=due_at, priority=priority)  # fmt: skip
+                if lease is None:
+                    created_id, created = await store.create_run(new_run)
+                else:
+                    created_id, created, leased = await store.start_leased(
+                        new_run, lease, self.settings.lease
+                    )
+            if created and leased is None and store.starts_leased:
+                self._local.note_queued()  # no later start of this process passes it
+            if created and observe.wanted(observe.INFO):
+                observe.emit("started", observe.INFO, "run %s (%s) started", created_id, workflow,
+                             args=(created_id, workflow), by="start")  # fmt: skip
+        finally:
+            if taker is not None and lease is not None:
+                taker.adopt(leased, lease)  # after "started": the run's own logs follow it
         return created_id
 
     async def send_signal(

@@ -38,6 +38,7 @@ from .step_threads import StepThreads
 from .sticky import Sleeper, Sleepers, unchanged
 from .store.base import ClaimBatch, ClaimedRun, Store
 from .store.flow_records import FlowRules
+from .worker_starts import StartsHere
 
 log = logging.getLogger("tarry")
 
@@ -59,7 +60,7 @@ _BACKOFF_CAP = 10.0
 """Real seconds between attempts while the store fails (pacing, not engine time)."""
 
 
-class Worker:
+class Worker(StartsHere):
     def __init__(
         self,
         *,
@@ -112,6 +113,7 @@ class Worker:
         # that step needs.
         self._handlers: concurrent.futures.ThreadPoolExecutor | None = None
         self._steps: StepThreads | None = None
+        self._init_starts()
 
     def _on_wake(self) -> None:
         loop = self._loop
@@ -132,8 +134,10 @@ class Worker:
         caps = self.registry.caps()
         self._flows = self.registry.flows()
         self._held = frozenset(caps) | {n for n, rules in self._flows.items() if rules.limits}
+        self._takes = frozenset(workflows) - set(caps) - set(self._flows)
         await store.bind_loop()
         store.add_wake_listener(self._on_wake)
+        self.local.add_taker(self)
         heartbeat = asyncio.create_task(self._heartbeat(), name="tarry-heartbeat")
         backoff = _BACKOFF_FIRST
         try:
@@ -141,7 +145,7 @@ class Worker:
                 self._wake.clear()
                 until: float | None = None  # clock time
                 pause: float | None = None  # real seconds, instead of ``until``
-                free = self.concurrency - len(self._active)
+                free = self._free()
                 try:
                     now = self.clock.now()
                     await self._purge_if_due(now)
@@ -170,6 +174,7 @@ class Worker:
                 else:
                     await self.clock.wait(self._wake, until)
         finally:
+            self.local.remove_taker(self)
             store.remove_wake_listener(self._on_wake)
             heartbeat.cancel()
             await self._shutdown()
@@ -203,6 +208,7 @@ class Worker:
     async def _claim(self, workflows: list[str], free: int, caps: dict[str, int]) -> ClaimBatch:
         """Claim up to ``free`` due runs and start executing them."""
         self._claiming += 1
+        queued = self.local.queued  # starts queued here before now: this claim sees them
         try:
             asleep = frozenset(self._sleepers.ids())  # claimed without their steps
             batch = await self.store.claim(
@@ -216,6 +222,9 @@ class Worker:
                 self._start(claimed)
         finally:
             self._claiming -= 1
+        self._backlog = len(batch.runs) >= free
+        if not self._backlog:
+            self._queued_seen = queued
         return batch
 
     async def _with_steps(self, claimed: ClaimedRun) -> ClaimedRun:
@@ -238,7 +247,7 @@ class Worker:
         try:
             while True:
                 await self._drain(max_executions)
-                free = self.concurrency - len(self._active)
+                free = self._free()
                 next_slot = await self._scheduler.tick(self.clock.now())
                 batch = await self._claim(workflows, free, caps) if workflows else None
                 if batch is None:

@@ -66,7 +66,10 @@ async def test_a_freed_key_is_taken_by_a_worker_of_another_process(database_url:
                 assert "second" not in ran
                 held["first"].set()
                 await until(lambda: "second" in ran, 5, "the second keyed run to start")
-                assert ran["second"] == "B" and ran.get("filler") == "A"
+                # A's one slot went to the filler (claimed there as the first run ended,
+                # which may be a moment after B took the key).
+                await until(lambda: "filler" in ran, 5, "the filler to start")
+                assert ran["second"] == "B" and ran["filler"] == "A"
                 assert await b.result(second, timeout=10) == "second"
                 assert await a.result(first, timeout=10) == "first"
                 held["filler"].set()

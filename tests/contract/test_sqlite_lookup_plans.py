@@ -16,9 +16,9 @@ import sqlite3
 from pathlib import Path
 
 from tarry.store import open_store
-from tarry.store.sqlite import SCRIPTS, Q
+from tarry.store.sqlite import STATEMENTS
 
-_BY_ID = re.compile(r"\bid (IN \(SELECT value FROM json_each|= :)")
+_BY_ID = re.compile(r"\bid (IN \(SELECT value FROM json_each|= \?)")
 _RUNS = re.compile(r"^(SEARCH|SCAN) (runs|r)\b")
 
 
@@ -37,11 +37,11 @@ def test_runs_named_by_id_are_found_by_id(tmp_path: Path) -> None:
     checked = []
     with sqlite3.connect(path) as conn:
         conn.create_function("tarry_index_value", 1, lambda value: value, deterministic=True)
-        for name, sql in Q.items():
-            for statement in SCRIPTS.get(name, [sql]):  # as the store runs them
+        for name, statements in STATEMENTS.items():
+            for statement, values in statements:  # as the store runs them
                 if not _BY_ID.search(statement):
                     continue
-                explained = conn.execute(f"EXPLAIN QUERY PLAN {statement}", _AnyParams())
+                explained = conn.execute(f"EXPLAIN QUERY PLAN {statement}", values(_AnyParams()))
                 plan = [row[3] for row in explained]
                 reads = [step for step in plan if _RUNS.match(step)]
                 for step in reads:

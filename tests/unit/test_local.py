@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from tarry.local import Local
+from tarry.store.base import Lease, RunRow
 
 
 def test_a_cancel_reaches_an_execution_registered_before_or_after_it() -> None:
@@ -63,3 +66,31 @@ def test_remembered_cancels_are_bounded() -> None:
     local.executing("r0", lambda: heard.append("old"))
     local.executing("r4999", lambda: heard.append("new"))
     assert heard == ["new"]
+
+
+class _Taker:
+    def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        self.loop = loop
+
+    def take(self, run_id: str, workflow: str) -> Lease | None:
+        return None
+
+    def adopt(self, run: RunRow | None, lease: Lease) -> None:
+        """Nothing to adopt."""
+
+
+def test_a_start_is_offered_only_to_a_worker_on_the_starting_loop() -> None:
+    local = Local()
+    here, there = asyncio.new_event_loop(), asyncio.new_event_loop()
+    try:
+        worker = _Taker(here)
+        local.add_taker(worker)
+        local.add_taker(_Taker(None))  # not running yet
+        assert local.taker(here) is worker
+        assert local.taker(there) is None  # a start from another thread's loop queues
+        local.remove_taker(worker)
+        assert local.taker(here) is None
+        local.remove_taker(worker)  # twice: harmless
+    finally:
+        here.close()
+        there.close()

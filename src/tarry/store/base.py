@@ -119,6 +119,20 @@ class Store(Protocol):
         """Insert a queued run due now; an existing id is left as it is.
         Returns the id and whether it was created."""
 
+    starts_leased: bool
+    """Whether ``App.start`` hands a run to a worker of its process with room at once
+    (``start_leased``) rather than queue it for that worker's next claim: where a
+    start is one brief write of its own (SQLite). PostgreSQL merges concurrent starts
+    into one statement, which a leased start would leave."""
+
+    async def start_leased(
+        self, run: NewRun, lease: Lease, lease_seconds: float
+    ) -> tuple[str, bool, RunRow | None]:
+        """Insert the run already leased with ``lease`` (as a claim would leave it) and
+        return its record, for a worker of this process to execute at once. A workflow
+        with flow rules is queued as by ``create_run`` (its record: None). Also the id
+        and whether it was created (an existing id is left as it is: None)."""
+
     async def claim(
         self,
         workflows: Sequence[str],

@@ -19,7 +19,8 @@ import itertools
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
-from typing import Any
+from operator import itemgetter
+from typing import Any, cast
 
 import orjson
 
@@ -30,7 +31,7 @@ from .core import Body, CoreStore, T, metrics_reads
 from .core.port import LockKind, Row, drive
 from .matching import index_value
 from .metrics_records import RunCounts
-from .sql import load_migrations, load_queries
+from .sql import load_migrations, load_queries, positional
 from .sqlite_writer import GroupCommitWriter
 
 Q = load_queries("sqlite")
@@ -45,8 +46,25 @@ def _statements(sql: str) -> list[str]:
     ]
 
 
-SCRIPTS = {name: parts for name, sql in Q.items() if len(parts := _statements(sql)) > 1}
-"""Named queries of several statements, run in order with the same parameters."""
+Bound = tuple[str, Callable[[Mapping[str, Any]], tuple[Any, ...]]]
+"""A statement with positional parameters, and what takes its values from a mapping."""
+
+
+def _bound(sql: str) -> Bound:
+    numbered, names = positional(sql)
+    if not names:
+        return numbered, lambda params: ()
+    if len(names) == 1:
+        name = names[0]
+        return numbered, lambda params: (params[name],)
+    return numbered, cast(Callable[[Mapping[str, Any]], tuple[Any, ...]], itemgetter(*names))
+
+
+STATEMENTS: dict[str, list[Bound]] = {
+    name: [_bound(part) for part in _statements(sql)] or [_bound(sql)] for name, sql in Q.items()
+}
+"""Each named query's statements (most have one), run in order with the same
+parameters, bound by position (``positional``)."""
 MIGRATIONS = load_migrations("sqlite")
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 MEMORY = ":memory:"
@@ -80,19 +98,18 @@ class SQLiteTx:
         self.now = now
 
     async def one(self, query: str, params: Mapping[str, Any]) -> Row | None:
-        row: Row | None = self.conn.execute(Q[query], params).fetchone()
+        sql, values = STATEMENTS[query][0]
+        row: Row | None = self.conn.execute(sql, values(params)).fetchone()
         return row
 
     async def all(self, query: str, params: Mapping[str, Any]) -> list[Row]:
-        return self.conn.execute(Q[query], params).fetchall()
+        sql, values = STATEMENTS[query][0]
+        return self.conn.execute(sql, values(params)).fetchall()
 
     async def run(self, query: str, params: Mapping[str, Any]) -> int:
-        script = SCRIPTS.get(query)
-        if script is None:
-            return self.conn.execute(Q[query], params).rowcount
         count = 0
-        for statement in script:
-            count = self.conn.execute(statement, params).rowcount
+        for sql, values in STATEMENTS[query]:
+            count = self.conn.execute(sql, values(params)).rowcount
         return count
 
     async def select(self, sql: str, params: Mapping[str, Any]) -> list[Row]:
@@ -116,6 +133,8 @@ def _run_on(
 
 
 class SQLiteStore(CoreStore):
+    starts_leased = True
+
     def __init__(
         self,
         url: str,

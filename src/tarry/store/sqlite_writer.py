@@ -39,6 +39,21 @@ from .sqlite_watch import FileWatch
 
 log = logging.getLogger("tarry")
 
+
+def _bind_as_they_are() -> None:
+    """Identity adapters for ``None`` and ``bytes``. sqlite3 binds int, float, str and
+    bytearray directly; any other value is first looked up in its adapter registry
+    and then asked for ``__adapt__`` and ``__conform__``, two failed attribute
+    lookups, per parameter per statement: a step's row binds several. With an
+    adapter registered the lookup is answered at once, and the value bound is the
+    same. The registry is the sqlite3 module's, shared by the process: an adapter an
+    application registered for either type is kept."""
+    for kind, same in ((type(None), {None: None}.get), (bytes, bytes)):
+        sqlite3.adapters.setdefault((kind, sqlite3.PrepareProtocol), same)
+
+
+_bind_as_they_are()
+
 T = TypeVar("T")
 _STOP = object()
 _GATHER_ENOUGH = 8
@@ -367,12 +382,14 @@ class GroupCommitWriter(CommitPoller, InlineBatches):
             return StoreUnavailable(message)
         return StoreError(message)
 
-    async def call(
+    def call(
         self, fn: Callable[[sqlite3.Connection], T], *, reads: bool = False, brief: bool = False
-    ) -> T:
-        """Run ``fn`` on the connection in a transaction shared with other operations.
-        ``brief``: a small write of a run's own, committed on this event loop
-        (``sqlite_inline``) rather than by the writer thread."""
+    ) -> asyncio.Future[T]:
+        """Run ``fn`` on the connection in a transaction shared with other operations;
+        its result, in a future of the caller's loop. ``brief``: a small write of a
+        run's own, committed on this event loop (``sqlite_inline``) rather than by the
+        writer thread. The operation is queued now, not when the future is awaited (a
+        plain function: a coroutine per write is measurable on the hot path)."""
         if self._writer is None:
             raise StoreError(f"the store {self.url!r} is not open")
         if self.lost is not None:
@@ -384,7 +401,7 @@ class GroupCommitWriter(CommitPoller, InlineBatches):
             self._add_brief(op)
         else:
             self._queue.put(op)
-        return await future
+        return future
 
     # -- wake-ups --------------------------------------------------------------------
 

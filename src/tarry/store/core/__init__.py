@@ -61,6 +61,8 @@ Body = Callable[[Tx], Coroutine[Any, Any, T]]
 
 
 class CoreStore(ScheduleStore, TokenStore, ABC):
+    starts_leased = False
+
     def __init__(self, clock: Clock | None) -> None:
         self.clock: Clock = clock or SystemClock()
         self._configs = WorkflowConfigs()
@@ -83,6 +85,14 @@ class CoreStore(ScheduleStore, TokenStore, ABC):
 
     async def create_run(self, run: NewRun) -> tuple[str, bool]:
         return await self._brief(partial(runs.start_run, run=run, configs=self._configs))
+
+    async def start_leased(
+        self, run: NewRun, lease: Lease, lease_seconds: float
+    ) -> tuple[str, bool, RunRow | None]:
+        return await self._brief(
+            partial(runs.start_leased, run=run, lease=lease, lease_seconds=lease_seconds,
+                    configs=self._configs)
+        )  # fmt: skip
 
     async def sync_workflows(self, configs: Sequence[WorkflowConfig]) -> None:
         self._configs.forget()  # before and after: a start in between reads the store

@@ -51,8 +51,10 @@ async def note_version(tx: Tx, lease: Lease, version: str) -> None:
 
 async def save_step(tx: Tx, lease: Lease, step: StepRow) -> bool:
     params = step_params(lease.run_id, step)
-    if await tx.run("save_step_leased", {**params, "token": lease.token}):
-        await record_attempt(tx, lease.run_id, step)
+    params["token"] = lease.token
+    if await tx.run("save_step_leased", params):
+        if is_failed_attempt(step):
+            await record_attempt(tx, lease.run_id, step)
         return False  # the common case, in one statement
     cancel_requested = await fence(tx, lease)  # the lease is gone, or a cancel is pending
     await tx.run("upsert_step", params)

@@ -14,9 +14,10 @@ from typing import Literal
 
 import orjson
 
-from ..base import EventWait, Filing, NewRun, WorkflowConfig
+from ..base import EventWait, Filing, Lease, NewRun, RunRow, WorkflowConfig
 from ..flow_records import FlowRules
 from ..matching import resolve_filing, trigger_of
+from ..rows import run_row
 from . import flow
 from .configs import WorkflowConfigs
 from .port import Tx
@@ -74,6 +75,31 @@ async def start_run(
             await file_cancel_on(tx, gathered, run.workflow, run.payload, run.trigger, configs)
             return gathered, False
     return run.id, await insert_run(tx, run, configs, debounced=True)
+
+
+async def start_leased(
+    tx: Tx, run: NewRun, lease: Lease, lease_seconds: float, configs: WorkflowConfigs | None = None
+) -> tuple[str, bool, RunRow | None]:
+    """A start taken at once by a worker of the starting process (``App.start``): the
+    run inserted already leased with ``lease``, its record as a claim returns it, and
+    no wake-up (no other worker is to claim it). A workflow with flow rules (keyed
+    limits, a rate, a debounce) is started as any other (``start_run``): its gate
+    decides when it runs. Also returns the run's id and whether it was created."""
+    cancel_on, rules = await stored_config(tx, run.workflow, configs)
+    if rules is not None and (rules.gated or rules.debounce is not None):
+        run_id, created = await start_run(tx, run, configs)
+        return run_id, created, None
+    priority = run.priority if run.priority is not None else rules.priority if rules else 0
+    row = await tx.one(
+        "insert_leased_run",
+        {"id": run.id, "workflow": run.workflow, "payload": run.payload, "trigger": run.trigger,
+         "parent": run.parent, "version": run.version, "now": tx.now, "trace": run.trace,
+         "priority": priority, "lease_until": tx.now + lease_seconds, "token": lease.token},
+    )  # fmt: skip
+    if row is None:
+        return run.id, False, None  # the id exists: left as it is
+    await file_cancel_on(tx, run.id, run.workflow, run.payload, run.trigger, configs, cancel_on)
+    return run.id, True, run_row(row)
 
 
 async def stored_config(

@@ -36,6 +36,19 @@ def to_dialect(dialect: Dialect, sql: str) -> str:
     return _PARAM.sub(r"%(\1)s", sql) if dialect == "postgres" else sql
 
 
+def positional(sql: str) -> tuple[str, tuple[str, ...]]:
+    """``sql`` with its ``:name`` parameters numbered (``?1``, ``?2``, a name reused
+    keeps its number), and the names in that order. sqlite3 binds a tuple by
+    position in C; a mapping costs a string built, hashed and looked up per
+    parameter per statement, the larger part of binding a step's row."""
+    names: dict[str, int] = {}
+
+    def number(match: re.Match[str]) -> str:
+        return f"?{names.setdefault(match.group(1), len(names) + 1)}"
+
+    return _PARAM.sub(number, sql), tuple(names)
+
+
 def load_migrations(dialect: Dialect) -> list[tuple[int, str]]:
     """``(version, sql)`` pairs, in order, from ``<dialect>/migrations/NNNN_*.sql``."""
     folder = files(__package__).joinpath(dialect, "migrations")

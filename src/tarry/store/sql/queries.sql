@@ -10,6 +10,17 @@ VALUES (:id, :workflow, 'queued', :payload, :trigger, :parent, :now, :now, :due_
         :version, :trace, :priority)
 ON CONFLICT (id) DO NOTHING;
 
+-- name: insert_leased_run
+-- A run started in a process whose worker has room (``App.start``): inserted as
+-- that worker's claim would leave it, leased, due when the lease expires.
+INSERT INTO runs (id, workflow, status, payload, trigger, parent_id, created_at, updated_at,
+                  due_at, version, last_version, trace, priority, lease_token)
+VALUES (:id, :workflow, 'running', :payload, :trigger, :parent, :now, :now, :lease_until,
+        :version, :version, :trace, :priority, :token)
+ON CONFLICT (id) DO NOTHING
+RETURNING seq, id, workflow, status, payload, output, error, created_at, updated_at, ended_at,
+          due_at, waiting_for, cancel_requested, trigger, version, last_version, trace;
+
 -- name: workflow_cancel_on
 SELECT cancel_on, flow FROM workflows WHERE id = :id;
 
