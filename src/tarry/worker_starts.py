@@ -13,9 +13,9 @@ is about to fill (no claim in flight, its last claim found fewer due runs than
 it had room for, and no start made in this process was queued since that claim
 began: runs started one after another begin in that order), and the workflow
 has no concurrency cap and no flow rules, whose counts and gates only a claim
-applies. Otherwise the run is queued as
-before. A crash between the insert and the execution leaves a leased run, taken
-over when its lease expires, as after a crash between a claim and its execution.
+applies. Otherwise the run is queued as before. A crash between the insert and
+the execution leaves a leased run, taken over when its lease expires, as after a
+crash between a claim and its execution.
 """
 
 from __future__ import annotations
