@@ -36,22 +36,7 @@ async def insert_run(
     if rules is not None and rules.debounce is not None and not debounced:
         rules = replace(rules, debounce=None)
     due_at = flow.first_due(rules, max(tx.now, run.due_at or tx.now))
-    priority = run.priority if run.priority is not None else rules.priority if rules else 0
-    created = await tx.run(
-        "insert_run",
-        {
-            "id": run.id,
-            "workflow": run.workflow,
-            "payload": run.payload,
-            "trigger": run.trigger,
-            "parent": run.parent,
-            "version": run.version,
-            "now": tx.now,
-            "due_at": due_at,
-            "trace": run.trace,
-            "priority": priority,
-        },
-    )
+    created = await tx.run("insert_run", {**_inserted(tx, run, rules), "due_at": due_at})
     if not created:
         return False
     tx.wake()
@@ -86,20 +71,34 @@ async def start_leased(
     limits, a rate, a debounce) is started as any other (``start_run``): its gate
     decides when it runs. Also returns the run's id and whether it was created."""
     cancel_on, rules = await stored_config(tx, run.workflow, configs)
-    if rules is not None and (rules.gated or rules.debounce is not None):
+    if rules is not None and rules.gated:
         run_id, created = await start_run(tx, run, configs)
         return run_id, created, None
-    priority = run.priority if run.priority is not None else rules.priority if rules else 0
+    lease_until = tx.now + lease_seconds
     row = await tx.one(
         "insert_leased_run",
-        {"id": run.id, "workflow": run.workflow, "payload": run.payload, "trigger": run.trigger,
-         "parent": run.parent, "version": run.version, "now": tx.now, "trace": run.trace,
-         "priority": priority, "lease_until": tx.now + lease_seconds, "token": lease.token},
-    )  # fmt: skip
+        {**_inserted(tx, run, rules), "lease_until": lease_until, "token": lease.token},
+    )
     if row is None:
         return run.id, False, None  # the id exists: left as it is
     await file_cancel_on(tx, run.id, run.workflow, run.payload, run.trigger, configs, cancel_on)
     return run.id, True, run_row(row)
+
+
+def _inserted(tx: Tx, run: NewRun, rules: FlowRules | None) -> dict[str, object]:
+    """The values a new run's row is inserted with, queued or leased."""
+    priority = run.priority if run.priority is not None else rules.priority if rules else 0
+    return {
+        "id": run.id,
+        "workflow": run.workflow,
+        "payload": run.payload,
+        "trigger": run.trigger,
+        "parent": run.parent,
+        "version": run.version,
+        "now": tx.now,
+        "trace": run.trace,
+        "priority": priority,
+    }
 
 
 async def stored_config(
