@@ -390,16 +390,22 @@ class Worker(StartsHere):
             sleeper.attempt.resume(claimed)
             sleeper.wake.set_result(None)
             return
-        Sleepers.evict(sleeper, "the run changed elsewhere")
-        with contextlib.suppress(BaseException):
-            await sleeper.task
+        # Until the replay executes, the run is counted as a claim in flight: unwound,
+        # it has left _active, and settle() must not report quiet meanwhile.
+        self._claiming += 1
         try:
-            replay = await self._with_steps(claimed)
-        except StoreError:
-            with contextlib.suppress(Exception):
-                await self.store.release(claimed.lease)
-            return
-        self._start(replay)
+            Sleepers.evict(sleeper, "the run changed elsewhere")
+            with contextlib.suppress(BaseException):
+                await sleeper.task
+            try:
+                replay = await self._with_steps(claimed)
+            except StoreError:
+                with contextlib.suppress(Exception):
+                    await self.store.release(claimed.lease)
+                return
+            self._start(replay)
+        finally:
+            self._claiming -= 1
 
     async def _heartbeat(self) -> None:
         """Renew the leases of the runs executing here every third of a lease, in

@@ -78,6 +78,29 @@ async def test_a_run_changed_elsewhere_while_asleep_is_replayed(database_url: st
     assert step(run, "work").output == 0
 
 
+async def test_settling_counts_a_stale_sleeper_until_its_replay_executes(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: Counter[str] = Counter()
+    async with Environment(agent_app(calls), database=database_url) as env:
+        run_id = await env.start("agent")
+        await env.run_until_idle()  # asleep at its first wait
+        store = env._running().store
+        read_steps = store.get_runs
+
+        async def slow_read(*args: object, **kwargs: object) -> object:
+            await asyncio.sleep(0.05)  # the replay's read of the steps, on a slow store
+            return await read_steps(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(store, "get_runs", slow_read)
+        await env.cancel(run_id, "oops")
+        await env.app.retry(run_id)
+        # Idle only once the replay has parked the run again: between the unwinding
+        # and the replay's read the run is neither executing nor claimable.
+        assert (await env.waiting(run_id)) is not None
+    assert calls["handler entered"] == 2
+
+
 async def test_the_oldest_sleeper_is_unwound_to_make_room() -> None:
     sleepers = Sleepers(limit=2)
     loop = asyncio.get_running_loop()
