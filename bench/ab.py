@@ -91,6 +91,15 @@ SCENARIOS = {
             Figure("SQLite sync steps at 128, runs/s", True, _throughput("sync-steps")),
         ],
     ),
+    # Well past the default: a claim's batch, and a heartbeat's, grows with it.
+    "throughput512": Scenario(
+        "throughput.py",
+        ["--runs", "1", "--n", "5000", "--only", "concurrent", "--concurrency", "512"],
+        [
+            Figure("SQLite async steps at 512, runs/s", True, _throughput("async-steps")),
+            Figure("SQLite sync steps at 512, runs/s", True, _throughput("sync-steps")),
+        ],
+    ),
     "signal": Scenario(
         "signal_latency.py",
         ["--runs", "1", "--n", "500", "--mode", "per-run"],
