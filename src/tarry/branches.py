@@ -88,7 +88,7 @@ class Branches:
         main = self.main
         if main is None:
             return  # a plain def handler: step.parallel reports its branches' errors
-        task = asyncio.current_task()
+        task = asyncio.current_task(main.get_loop())  # the loop given: no getpid() for it
         if task is main and not self.broken and not self._failing:
             return  # the common case: a handler without branches
         if task is None:

@@ -54,7 +54,9 @@ def dumps(value: Any, *, what: str = "value", limit: int | None = None) -> bytes
     except TypeError as exc:  # orjson.JSONEncodeError subclasses TypeError
         detail = _safe_find(value) or str(exc)
         raise SerializationError(f"{what} is not JSON-serializable: {detail}") from None
-    if b"null" in data:  # orjson writes NaN and infinity as null: refuse them instead
+    # orjson writes NaN and infinity as null: refuse them instead. (find, not "in": a
+    # bytes "in" first tries its operand as an int, and formats the TypeError.)
+    if data.find(b"null") != -1:
         found = _safe_find(value)
         if found:
             raise SerializationError(f"{what} is not JSON-serializable: {found}")

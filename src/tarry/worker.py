@@ -327,7 +327,11 @@ class Worker(StartsHere):
         attempt.begin_span(resumed=bool(claimed.steps))
         if workflow.is_async and self._sleepers.limit > 0:
             attempt.sleep = functools.partial(self._sleep, run_id)
-        task = asyncio.create_task(execute(attempt, workflow, self._handlers or _NO_THREADS))
+        # Named by the run: a name given is not formatted (Task-N) for every task.
+        loop = self._loop or asyncio.get_running_loop()
+        task = loop.create_task(
+            execute(attempt, workflow, self._handlers or _NO_THREADS), name=run_id
+        )
         self._run(run_id, task, attempt)
         self._told_claimed(claimed, asleep=False)
 
