@@ -35,10 +35,11 @@ from .scheduler import Scheduler
 from .settings import Settings
 from .slot_wake import SlotWake
 from .step_threads import StepThreads
-from .sticky import Sleeper, Sleepers, unchanged
+from .sticky import Sleepers
 from .store.base import ClaimBatch, ClaimedRun, Store
 from .store.flow_records import FlowRules
 from .worker_starts import StartsHere
+from .worker_sticky import SleepsHere
 
 log = logging.getLogger("tarry")
 
@@ -60,7 +61,7 @@ _BACKOFF_CAP = 10.0
 """Real seconds between attempts while the store fails (pacing, not engine time)."""
 
 
-class Worker(StartsHere):
+class Worker(StartsHere, SleepsHere):
     def __init__(
         self,
         *,
@@ -227,10 +228,6 @@ class Worker(StartsHere):
             self._queued_seen = queued
         return batch
 
-    async def _with_steps(self, claimed: ClaimedRun) -> ClaimedRun:
-        found = await self.store.get_runs([claimed.run.id])
-        return ClaimedRun(claimed.run, found[0][1] if found else [], claimed.lease, claimed.due_at)
-
     async def settle(self, max_executions: int | None = None) -> float | None:
         """Execute every run due now, and every run those executions make due now, until
         none is left and none executes; the earliest time a run is due next.
@@ -362,54 +359,6 @@ class Worker(StartsHere):
         self._forget[run_id] = (task, self.local.executing(run_id, attempt.request_cancel))
         if self._counting is not None:
             self._counting[run_id] += 1
-
-    def _sleep(self, run_id: str) -> asyncio.Future[None] | None:
-        """A run that parked here may stay asleep (sticky): its slot is freed."""
-        entry = self._active.get(run_id)
-        if entry is None or self._stopping:
-            return None
-        task, attempt = entry
-        if len(attempt.memo) < self._sticky_from:
-            return None  # a short history replays faster than a woken handler resumes
-        del self._active[run_id]
-        self._moved.set()
-        forget = self._forget.pop(run_id, None)
-        if forget is not None:
-            forget[1]()
-        self._wake.set()
-        if attempt.run.workflow in self._held:
-            self._slots.freed()
-        return self._sleepers.put(run_id, task, attempt, self.clock.now())
-
-    async def _resume(self, claimed: ClaimedRun, sleeper: Sleeper) -> None:
-        """Wake a sleeping run claimed again here, if nothing but its waits changed;
-        else unwind it and replay the run from the store."""
-        run_id = claimed.run.id
-        try:
-            summary = await self.store.step_summary(run_id)
-            same = unchanged(sleeper.attempt, summary)
-        except StoreError:
-            same = False
-        if same:
-            sleeper.attempt.resume(claimed)
-            sleeper.wake.set_result(None)
-            return
-        # Until the replay executes, the run is counted as a claim in flight: unwound,
-        # it has left _active, and settle() must not report quiet meanwhile.
-        self._claiming += 1
-        try:
-            Sleepers.evict(sleeper, "the run changed elsewhere")
-            with contextlib.suppress(BaseException):
-                await sleeper.task
-            try:
-                replay = await self._with_steps(claimed)
-            except StoreError:
-                with contextlib.suppress(Exception):
-                    await self.store.release(claimed.lease)
-                return
-            self._start(replay)
-        finally:
-            self._claiming -= 1
 
     async def _heartbeat(self) -> None:
         """Renew the leases of the runs executing here every third of a lease, in
