@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/ab.py --base 55a1d92                 # every scenario, 3 rounds
     .venv/bin/python bench/ab.py --base 55a1d92 --rounds 5 throughput signal
+    .venv/bin/python bench/ab.py --base HEAD --rounds 8 agent_loop signal   # uncommitted work
 
 The base commit is checked out once into a git worktree (``$TMPDIR/tarry-ab-<sha>``);
 the other side is this working tree. Both sides run the *same* benchmark script
@@ -72,6 +73,13 @@ def _first_step(stat: str) -> Callable[[dict[str, Any]], float]:
     return read
 
 
+def _figure(name: str) -> Callable[[dict[str, Any]], float]:
+    def read(result: dict[str, Any]) -> float:
+        return float(result["figures"][name])
+
+    return read
+
+
 SCENARIOS = {
     "throughput": Scenario(
         "throughput.py",
@@ -114,6 +122,15 @@ SCENARIOS = {
         [
             Figure("SQLite start to first step p50, ms", False, _first_step("p50")),
             Figure("SQLite start to result p50, ms", False, _latency("p50")),
+        ],
+    ),
+    "agent_loop": Scenario(
+        "agent_loop.py",
+        ["--turns", "1000"],
+        [
+            Figure("SQLite agent loop, 1,000 resumes, s", False, _figure("resumes_total_s")),
+            Figure("SQLite agent loop, turn 10 resume, ms", False, _figure("turn_10_ms")),
+            Figure("SQLite agent loop, turn 1,000 resume, ms", False, _figure("turn_1000_ms")),
         ],
     ),
     "postgres": Scenario(

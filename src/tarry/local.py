@@ -10,7 +10,8 @@ the process where they happen:
   ``App.cancel`` ended it): ``App.result`` waiting in this process can return
   at once instead of at its next poll;
 - a worker of this App runs on the caller's loop: ``App.start`` may hand it the
-  new run at once (``worker_starts``).
+  new run at once, and a signal or message the run it wakes, if that run sleeps
+  in the worker (``worker_starts``).
 
 The App owns one ``Local`` and hands it to its workers. Every method may be
 called from any thread: client calls run on the caller's loop or the App's
@@ -25,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol
 
-from .store.base import Lease, RunRow
+from .store.base import Handoff, Lease, RunRow
 
 Callback = Callable[[], None]
 
@@ -39,6 +40,10 @@ class Taker(Protocol):
     def take(self, run_id: str, workflow: str) -> Lease | None: ...
 
     def adopt(self, run: RunRow | None, lease: Lease) -> None: ...
+
+    def offer_wake(self) -> Handoff | None: ...
+
+    def adopt_wake(self, handoff: Handoff) -> None: ...
 
 
 _REMEMBERED_CANCELS = 1024

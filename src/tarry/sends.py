@@ -20,13 +20,13 @@ from .durations import Duration
 from .errors import RunFinished, RunNotFound, SignalNotFound, WorkflowNotFound
 from .flow import check_priority
 from .ids import new_id
-from .local import Local
+from .local import Local, Taker
 from .models import ENDED_STATUSES, Run, SendResult, SignalResult
 from .names import check_name
 from .registry import Registry
 from .schedules import start_time
 from .settings import Settings
-from .store.base import NewRun, RunRow, Store
+from .store.base import Handoff, NewRun, RunRow, Store
 from .wait_schema import refused_signal
 
 
@@ -129,11 +129,17 @@ class RunSends:
             data, "signal", f"signal {signal!r}", "on timeout", self.settings.max_output_bytes
         )
         store = await self._open()
-        with tracing.sending("send_signal", signal=signal) as trace:
-            outcome = await store.send_signal(
-                signal, payload, strict=strict, retention_seconds=self.settings.signal_retention,
-                trace=trace,
-            )  # fmt: skip
+        taker, handoff = self._offer_wake(store)
+        try:
+            with tracing.sending("send_signal", signal=signal) as trace:
+                outcome = await store.send_signal(
+                    signal, payload, strict=strict,
+                    retention_seconds=self.settings.signal_retention, trace=trace,
+                    handoff=handoff,
+                )  # fmt: skip
+        finally:
+            if taker is not None and handoff is not None:
+                taker.adopt_wake(handoff)
         if outcome.status == "not_found":
             raise SignalNotFound(
                 f"no run waits on signal {signal!r} (strict=True, so nothing was stored)"
@@ -141,6 +147,14 @@ class RunSends:
         if outcome.status == "invalid":  # the store raises a client's refusal itself
             raise refused_signal(signal, str(outcome.run_id), list(outcome.errors))
         return SignalResult(outcome.status, outcome.run_id)
+
+    def _offer_wake(self, store: Store) -> tuple[Taker | None, Handoff | None]:
+        """A worker of this App on this loop, and its offer to take the run a signal or
+        message wakes if that run sleeps in it (``worker_starts``)."""
+        if not store.starts_leased:
+            return None, None
+        taker = self._local.taker(asyncio.get_running_loop())
+        return taker, None if taker is None else taker.offer_wake()
 
     async def send_event(self, name: str, data: Any = None, *, id: str | None = None) -> SendResult:
         """Store an event, start the workflows it triggers and resume the runs whose
@@ -180,8 +194,15 @@ class RunSends:
             limit=self.settings.max_output_bytes,
         )
         store = await self._open()
-        with tracing.sending("send_message", run_id=run_id, message=name) as trace:
-            outcome = await store.send_message(run_id, name, payload, trace=trace)
+        taker, handoff = self._offer_wake(store)
+        try:
+            with tracing.sending("send_message", run_id=run_id, message=name) as trace:
+                outcome = await store.send_message(
+                    run_id, name, payload, trace=trace, handoff=handoff
+                )
+        finally:
+            if taker is not None and handoff is not None:
+                taker.adopt_wake(handoff)
         if outcome == "not_found":
             raise self._missing(run_id)
         if outcome == "finished":

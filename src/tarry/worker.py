@@ -61,7 +61,7 @@ _BACKOFF_CAP = 10.0
 """Real seconds between attempts while the store fails (pacing, not engine time)."""
 
 
-class Worker(StartsHere, SleepsHere):
+class Worker(SleepsHere, StartsHere):
     def __init__(
         self,
         *,
@@ -217,6 +217,9 @@ class Worker(StartsHere, SleepsHere):
             )
             for claimed in batch.runs:
                 run_id = claimed.run.id
+                if self._free() <= 0:  # a woken run handed off here took the slot meanwhile
+                    self._hand_back(claimed.lease)
+                    continue
                 if run_id in asleep and run_id not in self._sleepers.ids():
                     # Unwound since (its window passed): replay it, with its steps.
                     claimed = await self._with_steps(claimed)

@@ -1,4 +1,5 @@
-"""Runs started in this process, taken at once by its worker (an eager start).
+"""Runs started or woken in this process, taken at once by its worker (an eager
+start, a handed-off wake).
 
 ``App.start`` in a process whose worker has a free slot does not leave the new
 run queued for that worker's next claim: the run is inserted already leased to
@@ -16,16 +17,24 @@ has no concurrency cap and no flow rules, whose counts and gates only a claim
 applies. Otherwise the run is queued as before. A crash between the insert and
 the execution leaves a leased run, taken over when its lease expires, as after a
 crash between a claim and its execution.
+
+A signal or message sent on that loop is offered the same way (``offer_wake``):
+if the run it wakes sleeps in this worker (sticky execution) and the worker would
+take a start of its workflow now, the delivery's transaction leases the run to
+it (``Handoff``) and the worker wakes it when that commits, with no claim: a
+resume costs the delivery's commit and nothing more.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from .local import Local
-from .store.base import ClaimedRun, Lease, RunRow, Store
+from .settings import Settings
+from .sticky import Sleepers
+from .store.base import ClaimedRun, Handoff, Lease, RunRow, Store
 from .store.core.claims import new_token
 
 
@@ -34,12 +43,15 @@ class StartsHere:
 
     concurrency: int
     store: Store
+    settings: Settings
     local: Local
+    _sleepers: Sleepers
     _active: Mapping[str, object]
     _claiming: int
     _stopping: bool
     _loop: asyncio.AbstractEventLoop | None
     _start: Callable[[ClaimedRun], None]
+    _with_steps: Callable[[ClaimedRun], Awaitable[ClaimedRun]]
 
     def _init_starts(self) -> None:
         self._reserved = 0
@@ -62,17 +74,70 @@ class StartsHere:
     def _free(self) -> int:
         return self.concurrency - len(self._active) - self._reserved
 
+    def _may_take(self) -> bool:
+        """Whether a run taken now would have been claimed at once anyway."""
+        if self._stopping or self._claiming or self._backlog:
+            return False
+        return self.local.queued == self._queued_seen and self._free() > 0
+
     def take(self, run_id: str, workflow: str) -> Lease | None:
         """A lease on the run about to be started, and a slot held for it; None where
         the run is to be queued instead. Called on the worker's loop."""
-        if self._stopping or self._claiming or self._backlog or workflow not in self._takes:
-            return None
-        if self.local.queued != self._queued_seen:
-            return None
-        if self._free() <= 0:
+        if workflow not in self._takes or not self._may_take():
             return None
         self._reserved += 1
         return Lease(run_id, new_token())
+
+    def offer_wake(self) -> Handoff | None:
+        """An offer to take the run a signal or message about to be sent wakes, if it
+        sleeps here, and a slot held for it; None where no run may be taken now.
+        Called on the worker's loop; every offer goes back through ``adopt_wake``."""
+        # A claim in flight does not stop it, unlike a start (the woken run passes no
+        # start queued here): the claim hands back what it brings beyond the slots
+        # left (Worker._claim), which happens only when runs were due meanwhile. A
+        # backlog of due runs does stop it.
+        if not len(self._sleepers) or self._stopping or self._backlog or self._free() <= 0:
+            return None
+        self._reserved += 1
+        return Handoff(new_token(), self.settings.lease, self._wants_woken)
+
+    def _wants_woken(self, run_id: str) -> bool:
+        # Asked inside the delivery's transaction, which may run on the store's thread:
+        # a lookup in the sleepers' dict, nothing more.
+        return self._sleepers.workflow_of(run_id) in self._takes
+
+    def adopt_wake(self, handoff: Handoff) -> None:
+        """The delivery offered ``handoff`` is over: wake the run it leased here (as a
+        claim would have), and let the slot go otherwise."""
+        self._reserved -= 1
+        claimed = handoff.taken
+        if claimed is None:
+            return
+        if self._stopping:
+            self._hand_back(claimed.lease)
+        elif claimed.run.id in self._sleepers.ids():
+            self._start(claimed)  # woken in place, or unwound and replayed (_resume)
+        else:  # unwound meanwhile (its window passed): replayed, with its steps
+            self._claiming += 1
+            replaying = asyncio.ensure_future(self._replay_taken(claimed))
+            self._giving_back.add(replaying)
+            replaying.add_done_callback(self._giving_back.discard)
+
+    async def _replay_taken(self, claimed: ClaimedRun) -> None:
+        try:
+            try:
+                replay = await self._with_steps(claimed)
+            except Exception:
+                await self._give_back(claimed.lease)  # else claimed when its lease expires
+                return
+            self._start(replay)
+        finally:
+            self._claiming -= 1
+
+    def _hand_back(self, lease: Lease) -> None:
+        giving = asyncio.ensure_future(self._give_back(lease))
+        self._giving_back.add(giving)
+        giving.add_done_callback(self._giving_back.discard)
 
     def adopt(self, run: RunRow | None, lease: Lease) -> None:
         """The start taken with ``lease`` committed (``run``: its record; None where it
@@ -82,9 +147,7 @@ class StartsHere:
         if run is None:
             return
         if self._stopping:  # the worker stopped meanwhile: hand the run back at once
-            giving = asyncio.ensure_future(self._give_back(lease))
-            self._giving_back.add(giving)
-            giving.add_done_callback(self._giving_back.discard)
+            self._hand_back(lease)
             return
         self._start(ClaimedRun(run, [], lease, run.created_at))
 

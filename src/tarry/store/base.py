@@ -29,6 +29,7 @@ from .records import (
     EventRow,
     EventWait,
     Filing,
+    Handoff,
     InvokeWait,
     Lease,
     LeaseStatus,
@@ -61,6 +62,7 @@ __all__ = [
     "EventRow",
     "EventWait",
     "Filing",
+    "Handoff",
     "InvokeWait",
     "Lease",
     "LeaseStatus",
@@ -144,7 +146,8 @@ class Store(Protocol):
     ) -> ClaimBatch:
         """Lease up to ``limit`` due runs of ``workflows`` with fresh tokens, highest
         priority first, each with all its step records (none for the runs in
-        ``skip_steps``, whose steps the worker holds already). A workflow in ``caps``
+        ``skip_steps``, whose steps the worker holds already: their ``summary``
+        instead, so a sleeping run is woken without another read). A workflow in ``caps``
         never has more than that many runs leased at once, counting every worker's;
         one in ``flows`` has its keyed limits, rate and debounce applied
         (``core.flow``). A parked run claimed at its deadline has its waits resolved
@@ -197,12 +200,14 @@ class Store(Protocol):
         retention_seconds: float,
         sender: StepSender | None = None,
         trace: str | None = None,
+        handoff: Handoff | None = None,
     ) -> SignalOutcome:
         """Deliver to the run waiting on ``key`` (its step completed with ``data`` and
         the sender's ``trace``, the run due now), else buffer for ``retention_seconds``
         unless ``strict``. Data that does not fit the waiter's JSON Schema is neither
         delivered nor buffered: ``PayloadInvalid`` for a client; for a ``sender``, its
-        step is stored as failed with the error and the outcome is ``invalid``."""
+        step is stored as failed with the error and the outcome is ``invalid``. The run
+        woken is leased per ``handoff`` when it wants it (``Handoff``)."""
 
     async def sync_workflows(self, configs: Sequence[WorkflowConfig]) -> None:
         """Record what starts and cancels each of these workflows, replacing what was
@@ -215,13 +220,19 @@ class Store(Protocol):
         whose wait matches it; cancel every run whose ``cancel_on`` matches it."""
 
     async def send_message(
-        self, run_id: str, name: str, data: bytes, *, trace: str | None = None
+        self,
+        run_id: str,
+        name: str,
+        data: bytes,
+        *,
+        trace: str | None = None,
+        handoff: Handoff | None = None,
     ) -> Literal["delivered", "queued", "not_found", "finished"]:
         """Append to the run's mailbox; hand it at once to the run's waiting
         ``message`` condition if one matches (oldest first stays the rule: a waiter
         exists only when no queued message matched it). When waiters take the name
         but the data fits none of their JSON Schemas: ``PayloadInvalid``, nothing
-        stored."""
+        stored. The run woken is leased per ``handoff`` when it wants it."""
 
     async def list_messages(self, run_id: str) -> list[MessageRow]:
         """The run's mailbox, oldest first, consumed or not."""

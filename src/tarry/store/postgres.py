@@ -302,8 +302,10 @@ async def _claim_plain(
     next_due, special = rows[0][-2], rows[0][-1]
     leased = [row for row in rows if row[1] is not None]
     steps = await claims.steps_of(tx, [row[1] for row in leased if row[1] not in skip_steps])
+    summaries = await claims.summaries_of(tx, [row[1] for row in leased if row[1] in skip_steps])
     claimed = [
-        ClaimedRun(run_row(row[:-4]), steps[row[1]], Lease(row[1], row[-4]), due_at=row[-3])
+        ClaimedRun(run_row(row[:-4]), steps[row[1]], Lease(row[1], row[-4]), due_at=row[-3],
+                   summary=summaries.get(row[1]))
         for row in leased
-    ]
+    ]  # fmt: skip
     return ClaimBatch(claimed, next_due), bool(special)

@@ -4,6 +4,7 @@ outcomes. Frozen dataclasses (or slotted ones the core fills in), no behaviour;
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -171,6 +172,23 @@ class ClaimedRun:
     due_at: float | None = None
     """When the run became due: its due time before this claim (the claim writes its
     lease's expiry there). None where not known."""
+    summary: tuple[int, int] | None = None
+    """For a run claimed without its steps (``skip_steps``): its step records' count and
+    highest place, read in the claim's transaction (what ``Store.step_summary`` reads)."""
+
+
+@dataclass(slots=True)
+class Handoff:
+    """A worker of the sending process offers to take the run a signal or message
+    wakes, when that run sleeps in it (sticky execution): the delivery's transaction
+    leases the run to it, so no claim is needed to wake it. ``wants``: whether the
+    worker takes this run (asked inside the transaction). ``taken``: the run so
+    leased, with its step summary (None: left due for a claim)."""
+
+    token: str
+    lease_seconds: float
+    wants: Callable[[str], bool]
+    taken: ClaimedRun | None = None
 
 
 @dataclass(slots=True)

@@ -20,6 +20,7 @@ from ..base import (
     ClaimBatch,
     EventOutcome,
     EventRow,
+    Handoff,
     Lease,
     LeaseStatus,
     MessageRow,
@@ -153,10 +154,11 @@ class CoreStore(ScheduleStore, TokenStore, ABC):
         retention_seconds: float,
         sender: StepSender | None = None,
         trace: str | None = None,
+        handoff: Handoff | None = None,
     ) -> SignalOutcome:
         body = partial(
             delivery.send_signal, key=key, data=data, strict=strict,
-            retention_seconds=retention_seconds, sender=sender, trace=trace,
+            retention_seconds=retention_seconds, sender=sender, trace=trace, handoff=handoff,
         )  # fmt: skip
         # A step's send is fenced and memoized in the same transaction, so repeating
         # it after an unknown commit finds the step; a client's send could buffer twice.
@@ -174,9 +176,18 @@ class CoreStore(ScheduleStore, TokenStore, ABC):
         return await self._transact(body, idempotent=event.dedupe or sender is not None)
 
     async def send_message(
-        self, run_id: str, name: str, data: bytes, *, trace: str | None = None
+        self,
+        run_id: str,
+        name: str,
+        data: bytes,
+        *,
+        trace: str | None = None,
+        handoff: Handoff | None = None,
     ) -> MessageStatus:
-        body = partial(delivery.send_message, run_id=run_id, name=name, data=data, trace=trace)
+        body = partial(
+            delivery.send_message, run_id=run_id, name=name, data=data, trace=trace,
+            handoff=handoff,
+        )  # fmt: skip
         # Repeating a send whose commit went unanswered could queue it twice.
         return await self._brief(body, idempotent=False)
 

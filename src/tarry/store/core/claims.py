@@ -39,6 +39,14 @@ async def steps_of(tx: Tx, run_ids: Sequence[str]) -> defaultdict[str, list[Step
     return steps
 
 
+async def summaries_of(tx: Tx, run_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """Each run's step count and highest place (``step_summary``), in one read."""
+    if not run_ids:
+        return {}
+    rows = await tx.all("step_summaries_by_run_ids", {"ids": tx.array(run_ids)})
+    return {row[0]: (int(row[1]), int(row[2] or 0)) for row in rows}
+
+
 async def claim(
     tx: Tx,
     workflows: Sequence[str],
@@ -111,10 +119,12 @@ async def claim(
         )  # fmt: skip
         runs = {row[1]: run_row(row) for row in rows}
         steps = await steps_of(tx, [run_id for run_id in live if run_id not in skip_steps])
+        summaries = await summaries_of(tx, [run_id for run_id in live if run_id in skip_steps])
         claimed = [
-            ClaimedRun(runs[run_id], steps[run_id], Lease(run_id, token), due_since[run_id])
+            ClaimedRun(runs[run_id], steps[run_id], Lease(run_id, token), due_since[run_id],
+                       summaries.get(run_id))
             for run_id, token in zip(live, tokens, strict=True)
-        ]
+        ]  # fmt: skip
     for gate in gates.values():
         await gate.settle(tx, set(live))
     # Workflows at their cap wait for a run to end (a wake-up), not for a time,

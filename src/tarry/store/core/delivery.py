@@ -18,9 +18,20 @@ from ...errors import PayloadInvalid, Violation
 from ...ids import new_id
 from ...models import ENDED_STATUSES, StepKind
 from ...wait_schema import invalid_error, refused_signal
-from ..base import EventOutcome, NewEvent, NewRun, SignalOutcome, StepRow, StepSender
+from ..base import (
+    ClaimedRun,
+    EventOutcome,
+    Handoff,
+    Lease,
+    NewEvent,
+    NewRun,
+    SignalOutcome,
+    StepRow,
+    StepSender,
+)
 from ..matching import matches, residue, trigger_of, value_at
-from ..rows import error_json, event_json, message_json
+from ..rows import error_json, event_json, message_json, run_row
+from .claims import summaries_of
 from .ends import cancel_children, request_cancel
 from .fence import fence, stored_step, upsert_step
 from .port import Tx
@@ -30,6 +41,24 @@ from .waiters import event_value_lock, resolve_wait
 from .waits import lock_signal_waiter
 
 MessageStatus = Literal["delivered", "queued", "not_found", "finished"]
+
+
+async def hand_off(tx: Tx, run_id: str, handoff: Handoff | None) -> None:
+    """Lease the run this delivery woke to the sending process's worker, where it
+    sleeps, if that worker wants it (``Handoff``): its claim is skipped."""
+    if handoff is None or not handoff.wants(run_id):
+        return
+    handoff.taken = None  # a transaction run again decides afresh
+    row = await tx.one(
+        "lease_woken_run",
+        {"id": run_id, "token": handoff.token, "now": tx.now,
+         "lease_until": tx.now + handoff.lease_seconds},
+    )  # fmt: skip
+    if row is None:
+        return  # not due after all (a wait that needs more), or a cancel is pending
+    summary = (await summaries_of(tx, [run_id]))[run_id]
+    lease = Lease(run_id, handoff.token)
+    handoff.taken = ClaimedRun(run_row(row), [], lease, tx.now, summary)
 
 
 async def _sent_before(tx: Tx, sender: StepSender | None) -> tuple[bytes | None, bool]:
@@ -62,6 +91,7 @@ async def send_signal(
     retention_seconds: float,
     sender: StepSender | None,
     trace: str | None = None,
+    handoff: Handoff | None = None,
 ) -> SignalOutcome:
     await tx.lock("signal", key)
     done, cancel_requested = await _sent_before(tx, sender)
@@ -76,6 +106,7 @@ async def send_signal(
             invalid = refused_signal(key, run_id, errors)
             return await _refused(tx, sender, invalid, run_id, cancel_requested)
         await resolve_wait(tx, run_id, step_key, "completed", data, None, index, trace)
+        await hand_off(tx, run_id, handoff)
         outcome = SignalOutcome("delivered", run_id, cancel_requested)
     elif strict:
         return SignalOutcome("not_found")
@@ -279,7 +310,12 @@ async def _candidates(tx: Tx, seq: int, incoming: dict[str, Any]) -> dict[int, C
 
 
 async def send_message(
-    tx: Tx, run_id: str, name: str, data: bytes, trace: str | None = None
+    tx: Tx,
+    run_id: str,
+    name: str,
+    data: bytes,
+    trace: str | None = None,
+    handoff: Handoff | None = None,
 ) -> MessageStatus:
     # The run's row lock orders this send with the run's own park, which looks for
     # a queued message while it holds the same lock.
@@ -298,6 +334,7 @@ async def send_message(
     await tx.run("consume_message", {"seq": inserted[0], "step_key": step_key, "now": tx.now})
     message = message_json(name, data, tx.now)
     await resolve_wait(tx, run_id, step_key, "completed", message, None, index, trace)
+    await hand_off(tx, run_id, handoff)
     return "delivered"
 
 

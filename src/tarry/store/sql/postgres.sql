@@ -81,6 +81,13 @@ FROM unnest(:ids::text[]) AS i (id),
      LATERAL (SELECT * FROM steps WHERE steps.run_id = i.id OFFSET 0) AS s
 ORDER BY s.run_id, s.started_at NULLS FIRST, s.pos NULLS FIRST, s.key COLLATE "C";
 
+-- name: step_summaries_by_run_ids
+-- Each run's step count and highest place, by the primary key one run at a time (as
+-- select_steps_by_run_ids, for the same reason).
+SELECT i.id, s.n, s.top
+FROM unnest(:ids::text[]) AS i (id),
+     LATERAL (SELECT count(*) AS n, max(pos) AS top FROM steps WHERE steps.run_id = i.id) AS s;
+
 -- name: due_runs
 -- Ready runs of a priority other than 0 (runs_ready_priority, empty while none has
 -- one), highest first, then those of priority 0, then the parked at their deadline
@@ -160,6 +167,17 @@ SELECT id, workflow, priority, due_at FROM runs WHERE id = ANY(:ids) AND status 
 
 -- name: rate_buckets
 SELECT value, tat FROM flow_rates WHERE limit_id = :limit_id AND value = ANY(:values);
+
+-- name: lease_woken_run
+-- A run a delivery just made due, leased to the sending process's worker, where it
+-- sleeps (Handoff): left to a claim if a cancel is pending or it is not due after all.
+UPDATE runs
+SET status = 'running', lease_token = :token, due_at = :lease_until, updated_at = :now,
+    waiting_for = NULL
+WHERE id = :id AND status = 'queued' AND NOT cancel_requested
+RETURNING seq, id, workflow, status, payload, output, error, created_at, updated_at,
+          ended_at, due_at, waiting_for, cancel_requested, trigger, version, last_version,
+          trace;
 
 -- name: lease_runs
 -- Each run found by its id, then updated where it lies (its rows are locked, so it

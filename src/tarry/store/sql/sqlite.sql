@@ -19,6 +19,11 @@ SELECT run_id, key, kind, status, output, error, attempts, started_at, ended_at,
 FROM steps WHERE run_id IN (SELECT value FROM json_each(:ids))
 ORDER BY run_id, started_at, pos, key;
 
+-- name: step_summaries_by_run_ids
+SELECT i.value, count(s.key), max(s.pos)
+FROM json_each(:ids) AS i LEFT JOIN steps AS s ON s.run_id = i.value
+GROUP BY i.value;
+
 -- name: due_runs
 -- The unary + keeps the planner on runs_due: the workflow index would visit every
 -- run of the workflow, parked ones included. Runs of a priority other than 0 come
@@ -110,6 +115,17 @@ SET status = 'running', lease_token = v.token, due_at = :lease_until, updated_at
 FROM (SELECT i.value AS id, json_extract(:tokens, '$[' || i.key || ']') AS token
       FROM json_each(:ids) AS i) AS v
 WHERE runs.id = v.id
+RETURNING seq, id, workflow, status, payload, output, error, created_at, updated_at,
+          ended_at, due_at, waiting_for, cancel_requested, trigger, version, last_version,
+          trace;
+
+-- name: lease_woken_run
+-- A run a delivery just made due, leased to the sending process's worker, where it
+-- sleeps (Handoff): left to a claim if a cancel is pending or it is not due after all.
+UPDATE runs
+SET status = 'running', lease_token = :token, due_at = :lease_until, updated_at = :now,
+    waiting_for = NULL
+WHERE id = :id AND status = 'queued' AND NOT cancel_requested
 RETURNING seq, id, workflow, status, payload, output, error, created_at, updated_at,
           ended_at, due_at, waiting_for, cancel_requested, trigger, version, last_version,
           trace;
