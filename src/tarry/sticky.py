@@ -66,11 +66,6 @@ class Sleepers:
             del self._asleep[run_id]
             self.evict(oldest, "asleep for its whole window")
 
-    def workflow_of(self, run_id: str) -> str | None:
-        """The workflow of the run asleep here as ``run_id`` (None: not asleep here)."""
-        found = self._asleep.get(run_id)
-        return None if found is None else found.attempt.run.workflow
-
     def take(self, run_id: str) -> Sleeper | None:
         return self._asleep.pop(run_id, None)
 

@@ -370,23 +370,30 @@ class Worker(SleepsHere, StartsHere):
         while True:
             await self.clock.sleep_until(self.clock.now() + interval)
             self._sleepers.expire(self.clock.now() - self.settings.sticky_for)
-            if not self._active:
-                continue
-            leases = [attempt.lease for _, attempt in self._active.values()]
-            try:
-                status = await self.store.renew(leases, self.settings.lease)
-            except Exception:
-                log.warning("lease renewal failed; retrying", exc_info=True)
-                continue
-            for run_id in status.lost:
-                entry = self._active.get(run_id)
-                if entry is not None and not entry[1].releasing:
-                    log.warning("run %s: lease lost; stopping this attempt", run_id)
-                    entry[0].cancel()
-            for run_id in status.cancel_requested:
-                entry = self._active.get(run_id)
-                if entry is not None:
-                    entry[1].request_cancel()
+            if self._active:
+                await self._renew_active()
+
+    async def _renew_active(self) -> None:
+        """One renewal of the leases of the runs executing here: stop those whose lease
+        was taken over, tell those asked to cancel."""
+        leases = [attempt.lease for _, attempt in self._active.values()]
+        try:
+            status = await self.store.renew(leases, self.settings.lease)
+        except Exception:
+            log.warning("lease renewal failed; retrying", exc_info=True)
+            return
+        renewed = {lease.run_id: lease for lease in leases}
+        for run_id in status.lost:
+            entry = self._active.get(run_id)
+            # Lost is about the lease renewed: a run woken meanwhile under a new lease
+            # (sticky execution) is not stopped for the lease it slept under.
+            if entry is not None and entry[1].lease is renewed[run_id] and not entry[1].releasing:
+                log.warning("run %s: lease lost; stopping this attempt", run_id)
+                entry[0].cancel()
+        for run_id in status.cancel_requested:
+            entry = self._active.get(run_id)
+            if entry is not None:
+                entry[1].request_cancel()
 
     async def _shutdown(self) -> None:
         """Stop executions still in flight and hand their runs back at once, rather

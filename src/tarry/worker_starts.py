@@ -19,10 +19,11 @@ the execution leaves a leased run, taken over when its lease expires, as after a
 crash between a claim and its execution.
 
 A signal or message sent on that loop is offered the same way (``offer_wake``):
-if the run it wakes sleeps in this worker (sticky execution) and the worker would
-take a start of its workflow now, the delivery's transaction leases the run to
-it (``Handoff``) and the worker wakes it when that commits, with no claim: a
-resume costs the delivery's commit and nothing more.
+if the worker would take a start of the woken run's workflow now, the delivery's
+transaction leases the run to it (``Handoff``) with its steps, and the worker
+executes it when that commits, with no claim. A run asleep in this worker
+(sticky execution) is leased with only its steps' summary and woken in place: a
+resume then costs the delivery's commit and nothing more.
 """
 
 from __future__ import annotations
@@ -89,35 +90,35 @@ class StartsHere:
         return Lease(run_id, new_token())
 
     def offer_wake(self) -> Handoff | None:
-        """An offer to take the run a signal or message about to be sent wakes, if it
-        sleeps here, and a slot held for it; None where no run may be taken now.
-        Called on the worker's loop; every offer goes back through ``adopt_wake``."""
+        """An offer to take the run a signal or message about to be sent wakes, and a
+        slot held for it; None where no run may be taken now. Called on the worker's
+        loop; every offer goes back through ``adopt_wake``."""
         # A claim in flight does not stop it, unlike a start (the woken run passes no
         # start queued here): the claim hands back what it brings beyond the slots
         # left (Worker._claim), which happens only when runs were due meanwhile. A
         # backlog of due runs does stop it.
-        if not len(self._sleepers) or self._stopping or self._backlog or self._free() <= 0:
+        if self._stopping or self._backlog or self._free() <= 0 or not self._takes:
             return None
         self._reserved += 1
-        return Handoff(new_token(), self.settings.lease, self._wants_woken)
+        return Handoff(new_token(), self.settings.lease, self._takes, self._asleep_here)
 
-    def _wants_woken(self, run_id: str) -> bool:
+    def _asleep_here(self, run_id: str) -> bool:
         # Asked inside the delivery's transaction, which may run on the store's thread:
         # a lookup in the sleepers' dict, nothing more.
-        return self._sleepers.workflow_of(run_id) in self._takes
+        return run_id in self._sleepers.ids()
 
     def adopt_wake(self, handoff: Handoff) -> None:
-        """The delivery offered ``handoff`` is over: wake the run it leased here (as a
-        claim would have), and let the slot go otherwise."""
+        """The delivery offered ``handoff`` is over: execute the run it leased here (as
+        a claim would have), and let the slot go otherwise."""
         self._reserved -= 1
         claimed = handoff.taken
         if claimed is None:
             return
         if self._stopping:
             self._hand_back(claimed.lease)
-        elif claimed.run.id in self._sleepers.ids():
-            self._start(claimed)  # woken in place, or unwound and replayed (_resume)
-        else:  # unwound meanwhile (its window passed): replayed, with its steps
+        elif claimed.summary is None or claimed.run.id in self._sleepers.ids():
+            self._start(claimed)  # replayed from its steps, or woken in place (_resume)
+        else:  # asleep when the delivery committed, unwound since: replayed, with its steps
             self._claiming += 1
             replaying = asyncio.ensure_future(self._replay_taken(claimed))
             self._giving_back.add(replaying)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from typing import Any
 
 import pytest
 
@@ -160,3 +161,56 @@ async def test_parallel_branches_sleep_and_wake_together(database_url: str) -> N
         await env.send_signal(f"y:{run_id}", 2)
         assert await env.result(run_id) == [1, 2]
     assert entered["handler"] == 1
+
+
+@pytest.mark.parametrize("woken", [True, False])
+async def test_a_renewal_stops_a_run_only_for_the_lease_it_renewed(
+    database_url: str, woken: bool
+) -> None:
+    """A run woken under a new lease (sticky execution) while a renewal of the lease it
+    slept under is on its way: that renewal finds the old lease gone, and must not
+    stop the run for it. A lease taken over by anyone else still stops it."""
+    app = tarry.App(database_url, lease="30s")
+    release = asyncio.Event()
+
+    @app.workflow("hold")
+    async def hold(ctx: tarry.Context, step: tarry.Step) -> int:
+        return await step.run("held", _held, release)
+
+    worker = app._worker(4)
+    task = asyncio.create_task(worker.run())
+    try:
+        run_id = await app.start("hold")
+        while run_id not in worker._active:
+            await asyncio.sleep(0.005)
+        execution, attempt = worker._active[run_id]
+        store = worker.store
+        renew = store.renew
+
+        async def renew_after_a_new_lease(leases: Any, seconds: float) -> Any:
+            # Meanwhile the run is leased anew: to this attempt (as a wake in place
+            # does) or to somebody else (a takeover).
+            await store.release(attempt.lease)
+            batch = await store.claim(["hold"], 1, 30.0)
+            if woken:
+                attempt.resume(batch.runs[0])
+            return await renew(leases, seconds)
+
+        store.renew = renew_after_a_new_lease  # type: ignore[method-assign]
+        await worker._renew_active()
+        store.renew = renew  # type: ignore[method-assign]
+        await asyncio.sleep(0.05)
+        assert execution.cancelled() is not woken
+        if woken:
+            release.set()
+            assert await app.result(run_id, timeout=10) == 1
+    finally:
+        release.set()
+        worker.stop()
+        await task
+        await app.close()
+
+
+async def _held(release: asyncio.Event) -> int:
+    await release.wait()
+    return 1

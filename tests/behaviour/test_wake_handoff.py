@@ -1,9 +1,10 @@
-"""A signal or message sent where the run it wakes sleeps (sticky execution): the
-delivery's transaction leases the run to that worker, which wakes it with no claim
-(``worker_starts``, ``Handoff``). Where the sleeper is gone by the time the
-delivery commits, the run is replayed from its steps; where the delivery does not
-make the run due, nothing is taken; a claim in flight gives back what the slot a
-hand-off took leaves no room for."""
+"""A signal or message sent on the loop of a worker that takes the woken run's
+workflow: the delivery's transaction leases the run to that worker, which executes
+it with no claim (``worker_starts``, ``Handoff``): woken in place where it sleeps
+there (sticky execution), else replayed from the steps the delivery read. Where the
+sleeper is gone by the time the delivery commits, the run is replayed from its
+steps; where the delivery does not make the run due, nothing is taken; a claim in
+flight gives back what the slot a hand-off took leaves no room for."""
 
 from __future__ import annotations
 
@@ -70,10 +71,12 @@ def agent(app: tarry.App, calls: Counter[str]) -> None:
         return total
 
 
-async def running(app: tarry.App, concurrency: int = 4) -> tuple[Worker, asyncio.Task[None]]:
-    """A worker keeping every parked run asleep, short ones too, once its first claim
-    is over (it takes starts from then)."""
-    worker = app._worker(concurrency, sticky=True)
+async def running(
+    app: tarry.App, concurrency: int = 4, *, sticky: bool = True
+) -> tuple[Worker, asyncio.Task[None]]:
+    """A worker keeping every parked run asleep, short ones too (``sticky=False``:
+    none), once its first claim is over (it takes starts from then)."""
+    worker = app._worker(concurrency, sticky=sticky)
     await app._open()
     task = asyncio.create_task(worker.run())
     for _ in range(1000):
@@ -128,6 +131,28 @@ async def test_a_signal_wakes_a_run_asleep_here_without_a_claim(app: tarry.App) 
     finally:
         await stopped(worker, task)
     assert run_id not in claimed
+
+
+async def test_a_run_parked_but_not_asleep_here_is_handed_over_with_its_steps(
+    app: tarry.App,
+) -> None:
+    calls: Counter[str] = Counter()
+    agent(app, calls)
+    claimed = spy_claims(app)
+    worker, task = await running(app, sticky=False)
+    try:
+        run_id = await app.start("agent")
+        for turn in range(3):
+            await wait_for_status(app, run_id, "waiting")
+            while worker._active or worker._claiming:  # its execution unwound
+                await asyncio.sleep(0.005)
+            await app.send_message(run_id, "next", {"turn": turn})
+        assert await app.result(run_id, timeout=10) == 30
+        assert worker._reserved == 0 and len(worker._sleepers) == 0
+    finally:
+        await stopped(worker, task)
+    assert run_id not in claimed  # each resume leased by its delivery, then replayed
+    assert calls == {"handler entered": 4, "work-0": 1, "work-1": 1, "work-2": 1}
 
 
 async def test_a_run_unwound_before_the_delivery_commits_is_replayed_with_its_steps(

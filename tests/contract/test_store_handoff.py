@@ -11,7 +11,7 @@ import tarry
 from tarry.clock import ManualClock
 from tarry.store.base import ClaimedRun, Handoff, Store
 
-from .test_store_contract import LEASE, TOL, leased, parked_on, run_of, run_step, signal
+from .test_store_contract import LEASE, TOL, j, leased, parked_on, run_of, run_step, signal
 from .test_store_operations import message_wait
 
 
@@ -25,8 +25,9 @@ async def parked_on_message(store: Store) -> ClaimedRun:
     return claimed
 
 
-def handoff(*wanted: str) -> Handoff:
-    return Handoff("h4nd0ff", LEASE, lambda run_id: run_id in wanted)
+def handoff(workflow: str, *, asleep: bool = True) -> Handoff:
+    """An offer of a worker that takes ``workflow``, where every run sleeps or none."""
+    return Handoff("h4nd0ff", LEASE, [workflow], lambda run_id: asleep)
 
 
 async def test_a_message_leases_the_run_it_wakes_to_the_worker_that_wants_it(
@@ -34,7 +35,7 @@ async def test_a_message_leases_the_run_it_wakes_to_the_worker_that_wants_it(
 ) -> None:
     parked = await parked_on_message(store)
     run_id = parked.run.id
-    offer = handoff(run_id)
+    offer = handoff(parked.run.workflow)
     assert await store.send_message(run_id, "next", b'{"n": 1}', handoff=offer) == "delivered"
     taken = offer.taken
     assert taken is not None
@@ -51,9 +52,11 @@ async def test_a_message_leases_the_run_it_wakes_to_the_worker_that_wants_it(
     assert (await run_of(store, run_id)).status == "completed"
 
 
-async def test_a_run_the_worker_does_not_want_is_left_due_for_a_claim(store: Store) -> None:
+async def test_a_run_of_a_workflow_the_worker_does_not_take_is_left_due_for_a_claim(
+    store: Store,
+) -> None:
     parked = await parked_on_message(store)
-    offer = handoff("some-other-run")
+    offer = handoff("some-other-workflow")
     await store.send_message(parked.run.id, "next", b"{}", handoff=offer)
     assert offer.taken is None
     assert (await run_of(store, parked.run.id)).status == "queued"
@@ -61,9 +64,21 @@ async def test_a_run_the_worker_does_not_want_is_left_due_for_a_claim(store: Sto
     assert [c.run.id for c in batch.runs] == [parked.run.id]
 
 
+async def test_a_run_not_asleep_in_the_worker_is_leased_with_its_steps(store: Store) -> None:
+    parked = await parked_on_message(store)
+    offer = handoff(parked.run.workflow, asleep=False)
+    await store.send_message(parked.run.id, "next", b'{"n": 2}', handoff=offer)
+    taken = offer.taken
+    assert taken is not None and taken.summary is None
+    assert taken.run.status == "running"
+    steps = {s.key: s for s in taken.steps}
+    assert sorted(steps) == ["a", "b", "m"]
+    assert steps["m"].status == "completed" and j(steps["m"].output)["data"] == {"n": 2}
+
+
 async def test_a_queued_message_wakes_nothing_and_takes_nothing(store: Store) -> None:
     claimed = await leased(store)
-    offer = handoff(claimed.run.id)
+    offer = handoff(claimed.run.workflow)
     assert await store.send_message(claimed.run.id, "other", b"{}", handoff=offer) == "queued"
     assert offer.taken is None
     assert (await run_of(store, claimed.run.id)).status == "running"
@@ -71,7 +86,7 @@ async def test_a_queued_message_wakes_nothing_and_takes_nothing(store: Store) ->
 
 async def test_a_signal_leases_the_run_it_wakes(store: Store) -> None:
     parked = await parked_on(store, "order-7")
-    offer = handoff(parked.run.id)
+    offer = handoff(parked.run.workflow)
     outcome = await signal(store, "order-7", {"ok": True}, handoff=offer)
     assert (outcome.status, outcome.run_id) == ("delivered", parked.run.id)
     assert offer.taken is not None and offer.taken.run.status == "running"
@@ -83,7 +98,7 @@ async def test_a_message_to_an_ended_run_takes_nothing(store: Store) -> None:
     run_id = parked.run.id
     await store.cancel(run_id, orjson.dumps({"type": "Cancelled", "message": "x"}))
     assert (await run_of(store, run_id)).status == "cancelled"  # parked: at once
-    offer = handoff(run_id)
+    offer = handoff(parked.run.workflow)
     assert await store.send_message(run_id, "next", b"{}", handoff=offer) == "finished"
     assert offer.taken is None
 

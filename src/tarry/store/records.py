@@ -4,7 +4,7 @@ outcomes. Frozen dataclasses (or slotted ones the core fills in), no behaviour;
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -180,14 +180,16 @@ class ClaimedRun:
 @dataclass(slots=True)
 class Handoff:
     """A worker of the sending process offers to take the run a signal or message
-    wakes, when that run sleeps in it (sticky execution): the delivery's transaction
-    leases the run to it, so no claim is needed to wake it. ``wants``: whether the
-    worker takes this run (asked inside the transaction). ``taken``: the run so
-    leased, with its step summary (None: left due for a claim)."""
+    wakes: the delivery's transaction leases the run to it, if it takes the run's
+    workflow, so no claim is needed to wake it. ``taken``: the run so leased (None:
+    left due for a claim), with its steps, or only their summary where ``asleep``
+    says the run sleeps in that worker (sticky execution; asked inside the
+    transaction)."""
 
     token: str
     lease_seconds: float
-    wants: Callable[[str], bool]
+    workflows: Collection[str]
+    asleep: Callable[[str], bool]
     taken: ClaimedRun | None = None
 
 

@@ -31,7 +31,7 @@ from ..base import (
 )
 from ..matching import matches, residue, trigger_of, value_at
 from ..rows import error_json, event_json, message_json, run_row
-from .claims import summaries_of
+from .claims import steps_of, summaries_of
 from .ends import cancel_children, request_cancel
 from .fence import fence, stored_step, upsert_step
 from .port import Tx
@@ -44,21 +44,26 @@ MessageStatus = Literal["delivered", "queued", "not_found", "finished"]
 
 
 async def hand_off(tx: Tx, run_id: str, handoff: Handoff | None) -> None:
-    """Lease the run this delivery woke to the sending process's worker, where it
-    sleeps, if that worker wants it (``Handoff``): its claim is skipped."""
-    if handoff is None or not handoff.wants(run_id):
+    """Lease the run this delivery woke to the sending process's worker, if it takes
+    the run's workflow (``Handoff``): its claim is skipped."""
+    if handoff is None:
         return
     handoff.taken = None  # a transaction run again decides afresh
     row = await tx.one(
         "lease_woken_run",
         {"id": run_id, "token": handoff.token, "now": tx.now,
-         "lease_until": tx.now + handoff.lease_seconds},
+         "lease_until": tx.now + handoff.lease_seconds,
+         "workflows": tx.array(list(handoff.workflows))},
     )  # fmt: skip
     if row is None:
-        return  # not due after all (a wait that needs more), or a cancel is pending
-    summary = (await summaries_of(tx, [run_id]))[run_id]
+        return  # not due after all (a wait that needs more), a cancel pending, not taken
     lease = Lease(run_id, handoff.token)
-    handoff.taken = ClaimedRun(run_row(row), [], lease, tx.now, summary)
+    if handoff.asleep(run_id):  # the worker holds its steps: their summary will do
+        summary = (await summaries_of(tx, [run_id]))[run_id]
+        handoff.taken = ClaimedRun(run_row(row), [], lease, tx.now, summary)
+    else:
+        steps = (await steps_of(tx, [run_id]))[run_id]
+        handoff.taken = ClaimedRun(run_row(row), steps, lease, tx.now)
 
 
 async def _sent_before(tx: Tx, sender: StepSender | None) -> tuple[bytes | None, bool]:

@@ -169,12 +169,14 @@ SELECT id, workflow, priority, due_at FROM runs WHERE id = ANY(:ids) AND status 
 SELECT value, tat FROM flow_rates WHERE limit_id = :limit_id AND value = ANY(:values);
 
 -- name: lease_woken_run
--- A run a delivery just made due, leased to the sending process's worker, where it
--- sleeps (Handoff): left to a claim if a cancel is pending or it is not due after all.
+-- A run a delivery just made due, leased to the sending process's worker if it takes
+-- the run's workflow (Handoff): left to a claim if a cancel is pending or it is not
+-- due after all.
 UPDATE runs
 SET status = 'running', lease_token = :token, due_at = :lease_until, updated_at = :now,
     waiting_for = NULL
 WHERE id = :id AND status = 'queued' AND NOT cancel_requested
+  AND workflow = ANY(:workflows)
 RETURNING seq, id, workflow, status, payload, output, error, created_at, updated_at,
           ended_at, due_at, waiting_for, cancel_requested, trigger, version, last_version,
           trace;
