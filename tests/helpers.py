@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import IO, Any
 
 import tarry
+from tarry.store.base import ClaimBatch
 
 
 async def wait_for_status(
@@ -26,6 +27,21 @@ async def wait_for_status(
         if time.monotonic() > give_up:
             raise AssertionError(f"run {run_id} still {run.status} after {timeout}s: {run}")
         await asyncio.sleep(0.01)
+
+
+def spy_claims(app: tarry.App) -> list[str]:
+    """The ids of the runs every claim of ``app``'s store returns, as they come."""
+    store: Any = app._store
+    claimed: list[str] = []
+    claim = store.claim
+
+    async def spied(*args: Any, **kwargs: Any) -> ClaimBatch:
+        batch: ClaimBatch = await claim(*args, **kwargs)
+        claimed.extend(c.run.id for c in batch.runs)
+        return batch
+
+    store.claim = spied
+    return claimed
 
 
 def step(run: tarry.Run, step_id: str) -> tarry.StepRecord:

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 import tarry
-from tarry.store.base import ClaimBatch, NewRun
+from tarry.store.base import NewRun
 
-from helpers import wait_for_status
+from helpers import spy_claims, wait_for_status
 
 
 @pytest.fixture
@@ -23,21 +23,6 @@ async def app(sqlite_url: str) -> AsyncIterator[tarry.App]:
         yield made
     finally:
         await made.close()
-
-
-def spy_claims(app: tarry.App) -> list[str]:
-    """The ids of the runs every claim of ``app``'s store returns, as they come."""
-    store: Any = app._store
-    claimed: list[str] = []
-    claim = store.claim
-
-    async def spied(*args: Any, **kwargs: Any) -> ClaimBatch:
-        batch: ClaimBatch = await claim(*args, **kwargs)
-        claimed.extend(c.run.id for c in batch.runs)
-        return batch
-
-    store.claim = spied
-    return claimed
 
 
 async def idle(worker: Any) -> None:

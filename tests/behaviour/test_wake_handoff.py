@@ -19,7 +19,7 @@ import tarry
 from tarry.store.base import ClaimBatch
 from tarry.worker import Worker
 
-from helpers import wait_for_status
+from helpers import spy_claims, wait_for_status
 
 
 @pytest.fixture
@@ -30,21 +30,6 @@ async def app(sqlite_url: str) -> AsyncIterator[tarry.App]:
         yield made
     finally:
         await made.close()
-
-
-def spy_claims(app: tarry.App) -> list[str]:
-    """The ids of the runs every claim of ``app``'s store returns, as they come."""
-    store: Any = app._store
-    claimed: list[str] = []
-    claim = store.claim
-
-    async def spied(*args: Any, **kwargs: Any) -> ClaimBatch:
-        batch: ClaimBatch = await claim(*args, **kwargs)
-        claimed.extend(c.run.id for c in batch.runs)
-        return batch
-
-    store.claim = spied
-    return claimed
 
 
 async def asleep(worker: Worker, run_id: str) -> None:
