@@ -10,6 +10,8 @@ them after they end (``operations.py``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +22,7 @@ from .durations import Duration
 from .errors import RunFinished, RunNotFound, SignalNotFound, WorkflowNotFound
 from .flow import check_priority
 from .ids import new_id
-from .local import Local, Taker
+from .local import Local
 from .models import ENDED_STATUSES, Run, SendResult, SignalResult
 from .names import check_name
 from .registry import Registry
@@ -129,17 +131,12 @@ class RunSends:
             data, "signal", f"signal {signal!r}", "on timeout", self.settings.max_output_bytes
         )
         store = await self._open()
-        taker, handoff = self._offer_wake(store)
-        try:
-            with tracing.sending("send_signal", signal=signal) as trace:
-                outcome = await store.send_signal(
-                    signal, payload, strict=strict,
-                    retention_seconds=self.settings.signal_retention, trace=trace,
-                    handoff=handoff,
-                )  # fmt: skip
-        finally:
-            if taker is not None and handoff is not None:
-                taker.adopt_wake(handoff)
+        sending = tracing.sending("send_signal", signal=signal)
+        with self._handing_off(store) as handoff, sending as trace:
+            outcome = await store.send_signal(
+                signal, payload, strict=strict, retention_seconds=self.settings.signal_retention,
+                trace=trace, handoff=handoff,
+            )  # fmt: skip
         if outcome.status == "not_found":
             raise SignalNotFound(
                 f"no run waits on signal {signal!r} (strict=True, so nothing was stored)"
@@ -148,13 +145,28 @@ class RunSends:
             raise refused_signal(signal, str(outcome.run_id), list(outcome.errors))
         return SignalResult(outcome.status, outcome.run_id)
 
-    def _offer_wake(self, store: Store) -> tuple[Taker | None, Handoff | None]:
-        """A worker of this App on this loop, and its offer to take the run a signal or
-        message wakes if that run sleeps in it (``worker_starts``)."""
-        if not store.starts_leased:
-            return None, None
-        taker = self._local.taker(asyncio.get_running_loop())
-        return taker, None if taker is None else taker.offer_wake()
+    @contextlib.contextmanager
+    def _handing_off(self, store: Store) -> Iterator[Handoff | None]:
+        """A worker of this App on this loop offers to take the run the signal or
+        message sent inside wakes (``worker_starts``): the offer, handed back to it
+        once the delivery is over, whatever its outcome."""
+        taker = None
+        if store.starts_leased:
+            taker = self._local.taker(asyncio.get_running_loop())
+        handoff = None if taker is None else taker.offer_wake()
+        if taker is None or handoff is None:
+            yield None
+            return
+        try:
+            yield handoff
+        except BaseException:
+            # Not committed, as far as this call can tell: a SQLite commit happens or
+            # raises. (A wait cancelled while its commit lands leaves the run leased to
+            # nobody here; a claim takes it when that lease runs out.)
+            handoff.taken = None
+            raise
+        finally:
+            taker.adopt_wake(handoff)
 
     async def send_event(self, name: str, data: Any = None, *, id: str | None = None) -> SendResult:
         """Store an event, start the workflows it triggers and resume the runs whose
@@ -194,15 +206,9 @@ class RunSends:
             limit=self.settings.max_output_bytes,
         )
         store = await self._open()
-        taker, handoff = self._offer_wake(store)
-        try:
-            with tracing.sending("send_message", run_id=run_id, message=name) as trace:
-                outcome = await store.send_message(
-                    run_id, name, payload, trace=trace, handoff=handoff
-                )
-        finally:
-            if taker is not None and handoff is not None:
-                taker.adopt_wake(handoff)
+        sending = tracing.sending("send_message", run_id=run_id, message=name)
+        with self._handing_off(store) as handoff, sending as trace:
+            outcome = await store.send_message(run_id, name, payload, trace=trace, handoff=handoff)
         if outcome == "not_found":
             raise self._missing(run_id)
         if outcome == "finished":
