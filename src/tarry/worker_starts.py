@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
 
 from .local import Local
 from .settings import Settings
@@ -52,7 +53,7 @@ class StartsHere:
     _stopping: bool
     _loop: asyncio.AbstractEventLoop | None
     _start: Callable[[ClaimedRun], None]
-    _with_steps: Callable[[ClaimedRun], Awaitable[ClaimedRun]]
+    _replay: Callable[[ClaimedRun], Coroutine[Any, Any, None]]
 
     def _init_starts(self) -> None:
         self._reserved = 0
@@ -65,7 +66,7 @@ class StartsHere:
         self._queued_seen = 0
         """``Local.queued`` when the last claim that found room to spare began: a start
         queued here since may still be due, and a start taken now would pass it."""
-        self._giving_back: set[asyncio.Task[None]] = set()
+        self._tasks_aside: set[asyncio.Task[None]] = set()
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -75,11 +76,14 @@ class StartsHere:
     def _free(self) -> int:
         return self.concurrency - len(self._active) - self._reserved
 
+    def _has_room(self) -> bool:
+        """Not stopping, no backlog of due runs, and a free slot."""
+        return not self._stopping and not self._backlog and self._free() > 0
+
     def _may_take(self) -> bool:
-        """Whether a run taken now would have been claimed at once anyway."""
-        if self._stopping or self._claiming or self._backlog:
-            return False
-        return self.local.queued == self._queued_seen and self._free() > 0
+        """Whether a run started now would have been claimed at once anyway: also no
+        claim in flight, and no start of this process queued since the last claim."""
+        return self._has_room() and not self._claiming and self.local.queued == self._queued_seen
 
     def take(self, run_id: str, workflow: str) -> Lease | None:
         """A lease on the run about to be started, and a slot held for it; None where
@@ -97,7 +101,7 @@ class StartsHere:
         # start queued here): the claim hands back what it brings beyond the slots
         # left (Worker._claim), which happens only when runs were due meanwhile. A
         # backlog of due runs does stop it.
-        if self._stopping or self._backlog or self._free() <= 0 or not self._takes:
+        if not self._takes or not self._has_room():
             return None
         self._reserved += 1
         return Handoff(new_token(), self.settings.lease, self._takes, self._asleep_here)
@@ -119,33 +123,23 @@ class StartsHere:
         elif claimed.summary is None or claimed.run.id in self._sleepers.ids():
             self._start(claimed)  # replayed from its steps, or woken in place (_resume)
         else:  # asleep when the delivery committed, unwound since: replayed, with its steps
-            self._claiming += 1
-            replaying = asyncio.ensure_future(self._replay_taken(claimed))
-            self._giving_back.add(replaying)
-            replaying.add_done_callback(self._giving_back.discard)
-
-    async def _replay_taken(self, claimed: ClaimedRun) -> None:
-        try:
-            try:
-                replay = await self._with_steps(claimed)
-            except Exception:
-                await self._give_back(claimed.lease)  # else claimed when its lease expires
-                return
-            self._start(replay)
-        finally:
-            self._claiming -= 1
+            self._aside(self._replay(claimed))
 
     def _hand_back(self, lease: Lease) -> None:
-        # Leased to nobody until the release lands: counted as a claim in flight
-        # meanwhile, so settle() (tarry.testing) does not move the clock past it.
-        self._claiming += 1
-        giving = asyncio.ensure_future(self._give_back(lease))
-        self._giving_back.add(giving)
-        giving.add_done_callback(self._given_back)
+        self._aside(self._give_back(lease))
 
-    def _given_back(self, giving: asyncio.Task[None]) -> None:
+    def _aside(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` (a run leased here on its way to executing or back to the
+        store) beside the worker, counted as a claim in flight until it is over, so
+        settle() (tarry.testing) does not move the clock past it."""
+        self._claiming += 1
+        task = asyncio.ensure_future(work)
+        self._tasks_aside.add(task)
+        task.add_done_callback(self._aside_over)
+
+    def _aside_over(self, task: asyncio.Task[None]) -> None:
         self._claiming -= 1
-        self._giving_back.discard(giving)
+        self._tasks_aside.discard(task)
 
     def adopt(self, run: RunRow | None, lease: Lease) -> None:
         """The start taken with ``lease`` committed (``run``: its record; None where it

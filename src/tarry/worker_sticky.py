@@ -74,15 +74,20 @@ class SleepsHere:
             Sleepers.evict(sleeper, "the run changed elsewhere")
             with contextlib.suppress(BaseException):
                 await sleeper.task
-            try:
-                replay = await self._with_steps(claimed)
-            except StoreError:
-                with contextlib.suppress(Exception):
-                    await self.store.release(claimed.lease)
-                return
-            self._start(replay)
+            await self._replay(claimed)
         finally:
             self._claiming -= 1
+
+    async def _replay(self, claimed: ClaimedRun) -> None:
+        """Execute ``claimed``, leased here without its steps, from its steps read from
+        the store; handed back (due at once) if they cannot be read."""
+        try:
+            replay = await self._with_steps(claimed)
+        except StoreError:
+            with contextlib.suppress(Exception):
+                await self.store.release(claimed.lease)
+            return
+        self._start(replay)
 
     async def _with_steps(self, claimed: ClaimedRun) -> ClaimedRun:
         """``claimed`` with its step records, read from the store (a replay needs them)."""

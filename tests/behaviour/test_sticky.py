@@ -21,6 +21,12 @@ from helpers import step
 
 def agent_app(calls: Counter[str]) -> tarry.App:
     app = tarry.App("sqlite:///:memory:")
+    add_agent(app, calls)
+    return app
+
+
+def add_agent(app: tarry.App, calls: Counter[str]) -> None:
+    """The ``agent`` workflow: three turns of a message and a step, each counted."""
 
     def work(turn: int) -> int:
         calls[f"work-{turn}"] += 1
@@ -34,8 +40,6 @@ def agent_app(calls: Counter[str]) -> tarry.App:
             message = await step.wait_for_message("next", timeout="1d")
             total += await step.run("work", work, message.data["turn"])
         return total
-
-    return app
 
 
 @pytest.mark.parametrize("sticky", [True, False])

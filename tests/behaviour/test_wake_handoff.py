@@ -19,6 +19,7 @@ import tarry
 from tarry.store.base import ClaimBatch
 from tarry.worker import Worker
 
+from .test_sticky import add_agent
 from helpers import spy_claims, wait_for_status
 
 
@@ -39,21 +40,6 @@ async def asleep(worker: Worker, run_id: str) -> None:
             return
         await asyncio.sleep(0.005)
     raise AssertionError(f"run {run_id} never fell asleep in the worker")
-
-
-def agent(app: tarry.App, calls: Counter[str]) -> None:
-    def work(turn: int) -> int:
-        calls[f"work-{turn}"] += 1
-        return turn * 10
-
-    @app.workflow("agent")
-    async def loop(ctx: tarry.Context, step: tarry.Step) -> int:
-        calls["handler entered"] += 1
-        total = 0
-        for _ in range(3):
-            message = await step.wait_for_message("next", timeout="1d")
-            total += await step.run("work", work, message.data["turn"])
-        return total
 
 
 async def running(
@@ -78,7 +64,7 @@ async def stopped(worker: Worker, task: asyncio.Task[None]) -> None:
 
 async def test_a_message_wakes_a_run_asleep_here_without_a_claim(app: tarry.App) -> None:
     calls: Counter[str] = Counter()
-    agent(app, calls)
+    add_agent(app, calls)
     claimed = spy_claims(app)
     worker, task = await running(app)
     try:
@@ -122,7 +108,7 @@ async def test_a_run_parked_but_not_asleep_here_is_handed_over_with_its_steps(
     app: tarry.App,
 ) -> None:
     calls: Counter[str] = Counter()
-    agent(app, calls)
+    add_agent(app, calls)
     claimed = spy_claims(app)
     worker, task = await running(app, sticky=False)
     try:
@@ -144,7 +130,7 @@ async def test_a_run_unwound_before_the_delivery_commits_is_replayed_with_its_st
     app: tarry.App,
 ) -> None:
     calls: Counter[str] = Counter()
-    agent(app, calls)
+    add_agent(app, calls)
     worker, task = await running(app)
     try:
         run_id = await app.start("agent")

@@ -31,7 +31,7 @@ from ..base import (
 )
 from ..matching import matches, residue, trigger_of, value_at
 from ..rows import error_json, event_json, message_json, run_row
-from .claims import steps_of, summaries_of
+from .claims import step_summary, steps_of
 from .ends import cancel_children, request_cancel
 from .fence import fence, stored_step, upsert_step
 from .port import Tx
@@ -59,7 +59,7 @@ async def hand_off(tx: Tx, run_id: str, handoff: Handoff | None) -> None:
         return  # not due after all (a wait that needs more), a cancel pending, not taken
     lease = Lease(run_id, handoff.token)
     if handoff.asleep(run_id):  # the worker holds its steps: their summary will do
-        summary = (await summaries_of(tx, [run_id]))[run_id]
+        summary = await step_summary(tx, run_id)
         handoff.taken = ClaimedRun(run_row(row), [], lease, tx.now, summary)
     else:
         steps = (await steps_of(tx, [run_id]))[run_id]
