@@ -3,8 +3,8 @@
     .venv/bin/python bench/bytecodes.py [--n 2000] [--top 40]
     PYTHONPATH=/tmp/tarry-ab-<sha>/src .venv/bin/python bench/bytecodes.py   # another commit
 
-``bench/thread_cpu.py``'s workload (3-step async runs started while one worker runs,
-concurrency 128, one SQLite file) with every Python frame traced opcode by opcode
+``bench/thread_cpu.py``'s workload (``workload``: 3-step async runs started while one
+worker runs, concurrency 128, one SQLite file) with every Python frame traced opcode by opcode
 (``sys.settrace`` with ``f_trace_opcodes``) on the event loop's thread, from the first
 start to the last end; the counts divided by the runs. Repeated on the same code it
 moves by about 0.1 % (claim batches follow timing), whatever the machine's load; it
@@ -19,13 +19,14 @@ import asyncio
 import collections
 import os
 import sys
-import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import EndCounter, three_step_app
+import thread_cpu
 
 COUNTS: collections.Counter[tuple[str, str]] = collections.Counter()
 
@@ -50,27 +51,13 @@ def _trace(frame: FrameType, event: str, arg: Any) -> Any:
     return _each_opcode
 
 
-async def inc_async(x: int) -> int:
-    return x + 1
-
-
-async def main(n: int) -> None:
-    with tempfile.TemporaryDirectory(prefix="tarry-bytecodes-") as tmp:
-        path = os.path.join(tmp, "tarry.db")
-        app = three_step_app(f"sqlite:///{path}", inc_async)
-        ends = EndCounter(app, path)
-        async with app.worker(concurrency=128):
-            await app.start("three", {})
-            await ends.wait_for(1)
-            sys.settrace(_trace)
-            try:
-                for first in range(0, n, 500):
-                    starts = (app.start("three", {}) for _ in range(min(500, n - first)))
-                    await asyncio.gather(*starts)
-                await ends.wait_for(1 + n)
-            finally:
-                sys.settrace(None)
-        await app.close()
+@contextmanager
+def _traced() -> Iterator[None]:
+    sys.settrace(_trace)
+    try:
+        yield
+    finally:
+        sys.settrace(None)
 
 
 def report(n: int, top: int) -> None:
@@ -92,5 +79,5 @@ if __name__ == "__main__":
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--top", type=int, default=40)
     args = parser.parse_args()
-    asyncio.run(main(args.n))
+    asyncio.run(thread_cpu.workload(args.n, thread_cpu.inc_async, 128, _traced()))
     report(args.n, args.top)

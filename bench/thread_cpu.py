@@ -23,6 +23,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -52,8 +55,12 @@ def inc_sync(x: int) -> int:
     return x + 1
 
 
-async def main(n: int, sync: bool, concurrency: int) -> None:
-    fn = inc_sync if sync else inc_async
+async def workload(
+    n: int, fn: Callable[[int], Any], concurrency: int, measured: AbstractContextManager[Any]
+) -> None:
+    """N runs of the 3-step workflow started (in chunks of 500, concurrently) while one
+    worker runs on a fresh SQLite file, inside ``measured`` from the first start to
+    the last end (one run first, outside it, so that start-up is left out)."""
     with tempfile.TemporaryDirectory(prefix="tarry-cpu-") as tmp:
         path = os.path.join(tmp, "tarry.db")
         app = three_step_app(f"sqlite:///{path}", fn)
@@ -62,16 +69,31 @@ async def main(n: int, sync: bool, concurrency: int) -> None:
         async with app.worker(concurrency=concurrency):
             await app.start("three", {})
             await ends.wait_for(1)
-            before = thread_cpu()
-            usage = resource.getrusage(resource.RUSAGE_SELF)
-            started = time.perf_counter()
-            for first in range(0, n, 500):
-                await asyncio.gather(*(app.start("three", {}) for _ in range(min(500, n - first))))
-            await ends.wait_for(1 + n)
-            took = time.perf_counter() - started
-            after = thread_cpu()
-            used = resource.getrusage(resource.RUSAGE_SELF)
+            with measured:
+                for first in range(0, n, 500):
+                    starts = (app.start("three", {}) for _ in range(min(500, n - first)))
+                    await asyncio.gather(*starts)
+                await ends.wait_for(1 + n)
         await app.close()
+
+
+@contextmanager
+def _cpu_used(into: dict[str, Any]) -> Iterator[None]:
+    """Each thread's CPU, the process's, and the wall time, before and after, ``into``."""
+    into["before"] = thread_cpu()
+    into["usage"] = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    yield
+    into["took"] = time.perf_counter() - started
+    into["after"] = thread_cpu()
+    into["used"] = resource.getrusage(resource.RUSAGE_SELF)
+
+
+async def main(n: int, sync: bool, concurrency: int) -> None:
+    found: dict[str, Any] = {}
+    await workload(n, inc_sync if sync else inc_async, concurrency, _cpu_used(found))
+    took, before, after = found["took"], found["before"], found["after"]
+    usage, used = found["usage"], found["used"]
     cpu = (used.ru_utime - usage.ru_utime) + (used.ru_stime - usage.ru_stime)
     named = ("MainThread", "tarry-sqlite-writer", "tarry-sqlite-poller")
     per = {name: (after.get(name, 0.0) - before.get(name, 0.0)) / n * 1e6 for name in named}
