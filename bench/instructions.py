@@ -90,7 +90,7 @@ def main() -> None:
           f"other threads {others / 1000:,.0f}k")  # fmt: skip
     for wanted in args.inclusive:
         found = {k: v for k, v in per.items() if k.startswith("incl ") and wanted in k}
-        best = max(found.items(), key=lambda kv: kv[1], default=(wanted, 0.0))
+        best = max(found.items(), key=lambda kv: kv[1], default=(f"incl {wanted}", 0.0))
         print(f"  {best[1] / 1000:8.1f}k  inside {best[0][5:][-80:]}")
     selfs = {k: v for k, v in per.items() if not k.startswith("incl ")}
     for name, cost in sorted(selfs.items(), key=lambda kv: -kv[1])[: args.top]:
