@@ -25,11 +25,12 @@ from .app import App
 from .cli_args import Argument, Option
 from .cli_common import (
     AsJson,
+    Collector,
     Database,
     call,
     cli,
     json_arg,
-    load_app,
+    load_long_running,
     print_json,
     print_table,
     say,
@@ -163,11 +164,12 @@ def dev(
     concurrency: Concurrency = None,
     log_level: LogLevel = None,
     log_format: LogFormat = "text",
+    collector: Collector = "tuned",
 ) -> None:
     """API, dashboard and a worker on 127.0.0.1, quiet logs; prints the dashboard URL."""
     _needs_server()
     level = _logs(log_level, log_format, "warning")
-    app = load_app(target, database)
+    app = load_long_running(target, database, collector)
     _serve(
         app,
         host="127.0.0.1",
@@ -191,13 +193,14 @@ def serve(
     max_body: MaxBody = 4 * 1024 * 1024,
     log_level: LogLevel = None,
     log_format: LogFormat = "text",
+    collector: Collector = "tuned",
 ) -> None:
     """HTTP API, dashboard and a worker in one process."""
     _needs_server()
     if not token and not _is_loopback(host):
         _serve_refused(host)
     level = _logs(log_level, log_format, "info")
-    app = load_app(target, database)
+    app = load_long_running(target, database, collector)
     _serve(
         app,
         host=host,
@@ -250,10 +253,11 @@ def worker(
     concurrency: Concurrency = None,
     log_level: LogLevel = None,
     log_format: LogFormat = "text",
+    collector: Collector = "tuned",
 ) -> None:
     """Run a worker for the App's workflows until SIGINT or SIGTERM."""
     _logs(log_level, log_format, "info")
-    app = load_app(target, database)
+    app = load_long_running(target, database, collector)
 
     async def work() -> None:
         stop = asyncio.Event()

@@ -32,6 +32,7 @@ from .cli_store import database_url, require_store
 from .durations import parse_duration
 from .errors import TarryError
 from .models import Run
+from .process_gc import parse_gc_mode, tune_gc
 
 T = TypeVar("T")
 
@@ -66,6 +67,15 @@ Database = Annotated[
     ),
 ]
 AsJson = Annotated[bool, Option("--json", help="Print JSON for scripts.")]
+Collector = Annotated[
+    str,
+    Option(
+        "--gc",
+        envvar="TARRY_GC",
+        help="The process's garbage collector: tuned (what the App loaded frozen, young "
+        "passes every 10,000 objects) or python (as Python sets it) [default: tuned].",
+    ),
+]
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -181,6 +191,19 @@ def load_app(target: str, database: str | None) -> App:
             hint="build the App with tarry.App() to choose its database from the command line",
         )
     return found
+
+
+def load_long_running(target: str, database: str | None, collector: str) -> App:
+    """``load_app`` for a process that works or serves until it is stopped, its garbage
+    collector then set as ``--gc`` says (``process_gc``); a bad ``--gc`` is refused
+    before the TARGET is imported."""
+    try:
+        mode = parse_gc_mode(collector)
+    except ValueError as exc:
+        usage(str(exc))
+    app = load_app(target, database)
+    tune_gc(mode)
+    return app
 
 
 def _import_target(spec: str) -> ModuleType:
