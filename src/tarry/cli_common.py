@@ -32,7 +32,7 @@ from .cli_store import database_url, require_store
 from .durations import parse_duration
 from .errors import TarryError
 from .models import Run
-from .process_gc import parse_gc_mode, tune_gc
+from .process_gc import GcMode, parse_gc_mode
 
 T = TypeVar("T")
 
@@ -193,17 +193,14 @@ def load_app(target: str, database: str | None) -> App:
     return found
 
 
-def load_long_running(target: str, database: str | None, collector: str) -> App:
-    """``load_app`` for a process that works or serves until it is stopped, its garbage
-    collector then set as ``--gc`` says (``process_gc``); a bad ``--gc`` is refused
-    before the TARGET is imported."""
+def gc_mode(collector: str) -> GcMode:
+    """``--gc`` read, for a process that works or serves until it is stopped; bad usage
+    (exit 2) for any other value, before the TARGET is imported. The caller sets the
+    collector (``process_gc.tune_gc``) once what the process runs on is loaded."""
     try:
-        mode = parse_gc_mode(collector)
+        return parse_gc_mode(collector)
     except ValueError as exc:
         usage(str(exc))
-    app = load_app(target, database)
-    tune_gc(mode)
-    return app
 
 
 def _import_target(spec: str) -> ModuleType:

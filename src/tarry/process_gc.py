@@ -9,8 +9,9 @@ dev machine they took 20-56 us of CPU per 3-step run in a ``tarry worker``, and 
 full pass walked each module, class and function imported, with the event loop
 stopped for up to 16 ms (concurrency 128) or 53 ms (1,000) (``bench/worker_gc.py``).
 
-``tuned``, the default, once the App is loaded: what is alive then (the imported code
-and the App) is frozen, out of every later pass (``gc.freeze``), and a young pass
+``tuned``, the default, once the App (and for ``serve`` and ``dev`` the API and the
+dashboard) is loaded: what is alive then (the imported code, the App, the server) is
+frozen, out of every later pass (``gc.freeze``), and a young pass
 comes every 10,000 containers instead of 700. Cyclic garbage is still collected; up
 to that many container objects of it wait for a pass rather than 700. ``python``
 leaves Python's settings as they are, for an application that sets its own.

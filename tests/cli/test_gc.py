@@ -40,12 +40,20 @@ def test_python_leaves_a_workers_collector_as_python_sets_it(tarry: Tarry, how: 
         seen = collector_of(tarry, "worker", "--gc", "python")
     else:
         seen = collector_of(tarry, "worker", env={"TARRY_GC": "python"})
-    assert seen == {"young": PYTHONS, "frozen": 0}
+    assert seen == {"young": PYTHONS, "frozen": 0, "servers_scanned": 0}
 
 
-def test_serve_tunes_its_collector_too(tarry: Tarry) -> None:
-    seen = collector_of(tarry, "serve", "--port", str(free_port()))
-    assert seen["young"] == YOUNG_THRESHOLD and seen["frozen"] > 1000
+def test_serve_freezes_its_server_with_the_app(tarry: Tarry) -> None:
+    """``serve`` sets its collector once the API and dashboard are built too: their
+    objects are frozen with the App's, out of every pass."""
+    served = collector_of(tarry, "serve", "--port", str(free_port()))
+    assert served["young"] == YOUNG_THRESHOLD and served["frozen"] > 1000
+    assert served["servers_scanned"] == 0
+
+
+def test_python_leaves_the_server_scanned(tarry: Tarry) -> None:
+    served = collector_of(tarry, "serve", "--port", str(free_port()), "--gc", "python")
+    assert served == {"young": PYTHONS, "frozen": 0, "servers_scanned": 1}
 
 
 def test_a_bad_gc_is_refused_before_anything_is_made(tarry: Tarry) -> None:
