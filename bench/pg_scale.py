@@ -22,7 +22,9 @@ ended    3-step throughput (2 worker processes) and wake latency, on an empty st
 Each scenario prints one JSON line and writes results/pg_scale_<scenario>.json.
 With ``--base COMMIT`` every scenario runs for that commit and for this tree,
 interleaved (ABBA, as bench/ab.py), the same script on both sides with
-PYTHONPATH pointing at each side's src.
+PYTHONPATH pointing at each side's src. With ``TARRY_BENCH_WORKER_GC=tuned`` (or
+``python``) the worker processes set their garbage collector as ``tarry worker --gc``
+does; unset, they leave Python's as it is, as an ``app.worker()`` does.
 
     .venv/bin/python bench/pg_scale.py wake --n 100 100000
     .venv/bin/python bench/pg_scale.py fanout --n 10000
@@ -72,6 +74,10 @@ def make_app(url: str) -> tarry.App:
 
 async def worker_main(url: str) -> None:
     app = make_app(url)
+    if os.environ.get("TARRY_BENCH_WORKER_GC"):  # the worker's collector as `tarry worker --gc`
+        from tarry.process_gc import parse_gc_mode, tune_gc
+
+        tune_gc(parse_gc_mode(os.environ["TARRY_BENCH_WORKER_GC"]))
     async with app.worker(concurrency=256):
         print("ready", flush=True)
         await asyncio.Event().wait()
