@@ -32,7 +32,6 @@ from .cli_store import database_url, require_store
 from .durations import parse_duration
 from .errors import TarryError
 from .models import Run
-from .process_gc import GcMode, parse_gc_mode
 
 T = TypeVar("T")
 
@@ -67,15 +66,6 @@ Database = Annotated[
     ),
 ]
 AsJson = Annotated[bool, Option("--json", help="Print JSON for scripts.")]
-Collector = Annotated[
-    str,
-    Option(
-        "--gc",
-        envvar="TARRY_GC",
-        help="The process's garbage collector: tuned (what the App loaded frozen, young "
-        "passes every 10,000 objects) or python (as Python sets it) [default: tuned].",
-    ),
-]
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -191,16 +181,6 @@ def load_app(target: str, database: str | None) -> App:
             hint="build the App with tarry.App() to choose its database from the command line",
         )
     return found
-
-
-def gc_mode(collector: str) -> GcMode:
-    """``--gc`` read, for a process that works or serves until it is stopped; bad usage
-    (exit 2) for any other value, before the TARGET is imported. The caller sets the
-    collector (``process_gc.tune_gc``) once what the process runs on is loaded."""
-    try:
-        return parse_gc_mode(collector)
-    except ValueError as exc:
-        usage(str(exc))
 
 
 def _import_target(spec: str) -> ModuleType:

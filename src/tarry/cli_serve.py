@@ -20,10 +20,10 @@ from typing import Annotated, NoReturn
 from . import logs
 from .app import App
 from .cli_args import Argument, Option
-from .cli_common import Collector, Database, cli, gc_mode, load_app, say
+from .cli_common import Database, cli, load_app, say
 from .cli_errors import fail, report, usage
 from .errors import TarryError
-from .process_gc import GcMode, tune_gc
+from .process_gc import GcMode, parse_gc_mode, tune_gc
 from .server import ServerExtraMissing, require_server
 
 Target = Annotated[str, Argument(help="module:app, or a path/to/file.py that defines `app`.")]
@@ -56,6 +56,15 @@ LogFormat = Annotated[
     str,
     Option("--log-format", envvar="TARRY_LOG_FORMAT", help="text, or json (one object per line)."),
 ]
+Collector = Annotated[
+    str,
+    Option(
+        "--gc",
+        envvar="TARRY_GC",
+        help="The process's garbage collector: tuned (what the App loaded frozen, young "
+        "passes every 10,000 objects) or python (as Python sets it) [default: tuned].",
+    ),
+]
 
 
 def _logs(level: str | None, fmt: str, default: str) -> str:
@@ -68,7 +77,24 @@ def _logs(level: str | None, fmt: str, default: str) -> str:
     return chosen
 
 
-# -- loading an App ------------------------------------------------------------------------
+def _loaded(
+    target: str,
+    database: str | None,
+    collector: str,
+    log_level: str | None,
+    log_format: str,
+    default_level: str,
+) -> tuple[App, GcMode, str]:
+    """What each of these commands does first: ``--gc`` read (bad usage before the
+    TARGET is imported), the logs set, the App loaded; the App, the collector's mode
+    (for the caller to set once what the process runs on is loaded: ``tune_gc``) and
+    the log level used."""
+    try:
+        mode = parse_gc_mode(collector)
+    except ValueError as exc:
+        usage(str(exc))
+    level = _logs(log_level, log_format, default_level)
+    return load_app(target, database), mode, level
 
 
 # -- serving -------------------------------------------------------------------------------
@@ -149,9 +175,7 @@ def dev(
 ) -> None:
     """API, dashboard and a worker on 127.0.0.1, quiet logs; prints the dashboard URL."""
     _needs_server()
-    mode = gc_mode(collector)
-    level = _logs(log_level, log_format, "warning")
-    app = load_app(target, database)
+    app, mode, level = _loaded(target, database, collector, log_level, log_format, "warning")
     _serve(
         app,
         host="127.0.0.1",
@@ -182,9 +206,7 @@ def serve(
     _needs_server()
     if not token and not _is_loopback(host):
         _serve_refused(host)
-    mode = gc_mode(collector)
-    level = _logs(log_level, log_format, "info")
-    app = load_app(target, database)
+    app, mode, level = _loaded(target, database, collector, log_level, log_format, "info")
     _serve(
         app,
         host=host,
@@ -241,9 +263,7 @@ def worker(
     collector: Collector = "tuned",
 ) -> None:
     """Run a worker for the App's workflows until SIGINT or SIGTERM."""
-    mode = gc_mode(collector)
-    _logs(log_level, log_format, "info")
-    app = load_app(target, database)
+    app, mode, _ = _loaded(target, database, collector, log_level, log_format, "info")
     tune_gc(mode)
 
     async def work() -> None:

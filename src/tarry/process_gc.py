@@ -33,8 +33,9 @@ YOUNG_THRESHOLD = 10_000
 
 def parse_gc_mode(value: str) -> GcMode:
     """``value`` as a mode; a ValueError that names the choices otherwise."""
+    given = value.strip().lower()
     for mode in GC_MODES:
-        if value.strip().lower() == mode:
+        if given == mode:
             return mode
     raise ValueError(
         f"--gc must be 'tuned' or 'python', not {value!r}: 'tuned' (the default) freezes "
