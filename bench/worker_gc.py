@@ -30,26 +30,23 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import count_status, machine_info
+from _common import count_status, machine_info, three_step_app
+from thread_cpu import inc_async
 
 TICK = os.sysconf("SC_CLK_TCK")
 MODES = ("python", "tuned")
 
+# The worker's TARGET: the 3-step workflow of thread_cpu.py and throughput.py.
 TARGET = """
-import tarry
+import os
+import sys
 
-app = tarry.App()
+sys.path.insert(0, {bench!r})
 
+from _common import three_step_app
+from thread_cpu import inc_async
 
-async def inc(x: int) -> int:
-    return x + 1
-
-
-@app.workflow("three")
-async def three(ctx: tarry.Context, step: tarry.Step) -> int:
-    a = await step.run("a", inc, 1)
-    b = await step.run("b", inc, a)
-    return int(await step.run("c", inc, b))
+app = three_step_app(os.environ["TARRY_DATABASE_URL"], inc_async)
 """
 
 # Loaded by the worker's interpreter at start-up: times each collector pass from
@@ -104,16 +101,8 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-async def queue_runs(url: str, target: Path, n: int) -> None:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("worker_gc_target", target)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    os.environ["TARRY_DATABASE_URL"] = url
-    spec.loader.exec_module(module)
-    app = module.app
-    async with app:
+async def queue_runs(url: str, n: int) -> None:
+    async with three_step_app(url, inc_async) as app:
         for first in range(0, n, 1000):
             await asyncio.gather(*(app.start("three", {}) for _ in range(min(1000, n - first))))
 
@@ -121,13 +110,13 @@ async def queue_runs(url: str, target: Path, n: int) -> None:
 def one(mode: str, n: int, concurrency: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="tarry-gc-") as tmp:
         target = Path(tmp, "target.py")
-        target.write_text(TARGET)
+        target.write_text(TARGET.format(bench=os.path.dirname(os.path.abspath(__file__))))
         hook = Path(tmp, "hook")
         hook.mkdir()
         (hook / "sitecustomize.py").write_text(textwrap.dedent(SITECUSTOMIZE))
         db = os.path.join(tmp, "tarry.db")
         url = f"sqlite:///{db}"
-        asyncio.run(queue_runs(url, target, n))
+        asyncio.run(queue_runs(url, n))
         out = Path(tmp, "gc.json")
         path = os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")]))
         env = {**os.environ, "TARRY_DATABASE_URL": url, "WORKER_GC_OUT": str(out),
