@@ -4,6 +4,7 @@ each caller still gets its own answer, whatever else is in the set."""
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -165,3 +166,88 @@ async def test_starts_at_once_of_a_workflow_with_cancel_on_take_the_full_path(
             ("cancel",),
         ).fetchall()
     assert sorted(r[0] for r in rows) == sorted(run.id for run in runs if run.workflow == "guarded")
+
+
+# Each value the set statements carry, at its edges: every byte, text that JSON must
+# escape, floats that only a shortest round-trip writes back exactly.
+EVERY_BYTE = bytes(range(256))
+ESCAPED = 'quote " backslash \\ tab \t newline \n é 𝄞 {braces}, [brackets]'
+FLOATS = [0.1 + 0.2, 1733223456.1234567, 5e-324, 1.7976931348623157e308, -0.0]
+
+
+async def test_set_statements_store_each_value_exactly(
+    store: PostgresStore, merged: list[str], pg_url: str
+) -> None:
+    import psycopg
+
+    from tarry.store.base import StepRow
+
+    ids = [f"v{n}" for n in range(len(FLOATS))]
+    runs = [NewRun(i, "wf", EVERY_BYTE + i.encode(), trigger=EVERY_BYTE[::-1],
+                   version=ESCAPED, trace=ESCAPED) for i in ids]  # fmt: skip
+    assert await asyncio.gather(*(store.create_run(run) for run in runs)) == [
+        (i, True) for i in ids
+    ]
+    assert "insert_plain_run" in merged
+    batch = await store.claim(["wf"], len(ids), 60)
+    leases = {c.run.id: c.lease for c in batch.runs}
+
+    def step(n: int) -> StepRow:
+        return StepRow(ESCAPED, "run", "completed", output=EVERY_BYTE * 3, error=b"\x00",
+                       attempts=2**31 - 1, started_at=FLOATS[n], ended_at=FLOATS[-1 - n],
+                       pos=n, spec=ESCAPED)  # fmt: skip
+
+    await asyncio.gather(*(store.save_step(leases[i], step(n)) for n, i in enumerate(ids)))
+    assert "save_step" in merged
+    await asyncio.gather(*(store.finish(leases[i], "completed", EVERY_BYTE, None) for i in ids))
+    assert "finish_orphan" in merged
+    for run, steps in await store.get_runs(ids):
+        n = ids.index(run.id)
+        assert (run.payload, run.trigger) == (EVERY_BYTE + run.id.encode(), EVERY_BYTE[::-1])
+        assert (run.version, run.output) == (ESCAPED, EVERY_BYTE)
+        [saved] = steps
+        assert saved == StepRow(ESCAPED, "run", "completed", output=EVERY_BYTE * 3,
+                                error=b"\x00", attempts=2**31 - 1, started_at=FLOATS[n],
+                                ended_at=FLOATS[-1 - n], pos=n, spec=ESCAPED)  # fmt: skip
+        assert math.copysign(1, saved.ended_at if n == 0 else -0.0) == -1  # -0.0 kept
+    with psycopg.connect(pg_url.split("?")[0]) as conn:
+        traces = conn.execute(f'SELECT trace FROM "{store.schema}".runs').fetchall()
+    assert traces == [(ESCAPED,)] * len(ids)
+
+
+async def test_parks_in_a_set_store_each_value_exactly(
+    store: PostgresStore, merged: list[str]
+) -> None:
+    ids = [f"w{n}" for n in range(len(FLOATS))]
+    for i in ids:
+        await store.create_run(NewRun(i, "wf", b"{}"))
+    batch = await store.claim(["wf"], len(ids), 60)
+    deadline = time.time() + 3600.123456789
+
+    def spec(n: int) -> WaitSpec:
+        return WaitSpec(ESCAPED, "signal", deadline, EVERY_BYTE,
+                        (SignalWait(f"{ESCAPED} {n}", on_conflict="fail"),))  # fmt: skip
+
+    by_id = {c.run.id: c.lease for c in batch.runs}
+    parked = await asyncio.gather(*(store.park(by_id[i], spec(n)) for n, i in enumerate(ids)))
+    assert "park_signal" in merged
+    assert [p.outcome for p in parked] == ["parked"] * len(ids)
+    for run, steps in await store.get_runs(ids):
+        assert (run.status, run.due_at, run.waiting_for) == ("waiting", deadline, EVERY_BYTE)
+        assert [(s.key, s.status) for s in steps] == [(ESCAPED, "waiting")]
+
+
+def test_each_set_statement_reads_the_columns_its_merge_names() -> None:
+    """The rows go as JSON objects: a column the statement does not declare would be
+    dropped without a word, so the declared ones are held to ``Merge.rows``."""
+    import re
+
+    from tarry.store.sql import load_queries
+
+    queries = load_queries("postgres")
+    for merge in postgres_merge.MERGES.values():
+        sql = queries[merge.query]
+        declared = re.search(r"json_to_recordset\(.*?\)\s+AS p \((.*?)\)\n\)", sql, re.S)
+        assert declared is not None, merge.query
+        columns = tuple(c.split()[0] for c in declared.group(1).split(","))
+        assert columns == merge.rows, merge.query

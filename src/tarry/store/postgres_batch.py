@@ -6,7 +6,7 @@ check and the upsert in one statement; ``finish_orphan``; ``insert_plain_run``):
 a lost lease or a case for the full path just returns no row. They queue here, on
 the loop that transacts, and go out together: one transaction, the statements
 pipelined, one commit; several of a kind with a set-based form (a start, a park)
-go as one statement over arrays (``postgres_merge``). A lone write goes out as its
+go as one statement over their rows (``postgres_merge``). A lone write goes out as its
 own single statement. While a batch is in flight the next one gathers, so the
 batch grows with the load and a lone write is never held back waiting for company.
 Should a batch fail for anything but the connection, each statement is tried

@@ -4,9 +4,14 @@ A batch of hot writes (``postgres_batch``) is one transaction, but each of its
 statements is still a statement: parameters dumped, a message sent, a plan run,
 a result parsed, on the worker's own CPU, which parking many runs at once is bound
 by. Where a batch holds several statements of a kind that has a set-based form,
-they go as one statement over arrays (a row per run back, matched by id), after
-one statement taking their locks in sorted order (``PRELUDES``: each statement's
-lock is taken before its snapshot).
+they go as one statement over the set's rows (a row per run back, matched by id),
+after one statement taking their locks in sorted order (``PRELUDES``: each
+statement's lock is taken before its snapshot).
+
+The rows go as one JSON text, read by ``json_to_recordset``, rather than as an
+array per column: psycopg dumps an array element by element in Python, about 35 us
+a row of twelve columns, where orjson writes the whole set in under one (bytes as
+hex, which the statement decodes).
 
 Only the first statement of each run and each lock key joins the set: a second
 park on one signal key in the same statement would not see the first one's
@@ -18,15 +23,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 Params = dict[str, Any]
 
 
 @dataclass(frozen=True)
 class Merge:
     query: str
-    """The set-based statement: every per-row parameter ``p`` as the array ``:each_p``."""
+    """The set-based statement: its rows as the JSON array of objects ``:rows``."""
     rows: tuple[str, ...]
-    """The per-row parameters."""
+    """The per-row parameters: the columns the set statement reads from ``:rows``."""
     shared: tuple[str, ...]
     """Parameters the same for every statement of the batch's store (the channel)."""
     unique: tuple[str, ...]
@@ -98,11 +105,20 @@ def plan(queries: list[str], params: list[Params]) -> tuple[dict[str, list[int]]
 
 
 def set_params(merge: Merge, members: list[Params]) -> Params:
-    """The set statement's parameters: one array per per-row parameter."""
-    out: Params = {f"each_{name}": [p[name] for p in members] for name in merge.rows}
+    """The set statement's parameters: ``rows``, each member's parameters as a JSON
+    object (the statement reads the columns it names and passes the rest by), and
+    the shared ones."""
+    out: Params = {"rows": orjson.dumps(members, default=_hex).decode()}
     for name in merge.shared:
         out[name] = members[0][name]
     return out
+
+
+def _hex(value: object) -> str:
+    """What JSON cannot hold: bytes (a payload, an output) as hex, for ``decode``."""
+    if isinstance(value, bytes):
+        return value.hex()
+    raise TypeError(f"a set statement's parameter cannot be {type(value).__name__}")
 
 
 def locks(merge: Merge, members: list[Params]) -> list[str]:

@@ -442,13 +442,12 @@ FROM unnest(:locks::text[]) AS l;
 -- whether that made it due (a deadline). The checks are lookups per run (OFFSET 0
 -- keeps each NOT EXISTS a lookup rather than a join reading a whole table).
 WITH p AS (
-    SELECT * FROM unnest(
-        :each_run_id::text[], :each_token::text[], :each_key::text[], :each_step_key::text[],
-        :each_kind::text[], :each_deadline::float8[], :each_waiting_for::bytea[],
-        :each_started_at::float8[], :each_pos::integer[], :each_spec::text[],
-        :each_due::float8[], :each_now::float8[])
-        AS p (run_id, token, key, step_key, kind, deadline, waiting_for, started_at, pos,
-              spec, due, now)
+    SELECT run_id, token, key, step_key, kind, deadline,
+           decode(waiting_for, 'hex') AS waiting_for, started_at, pos, spec, due, now
+    FROM json_to_recordset(CAST(:rows AS json))
+        AS p (run_id text, token text, key text, step_key text, kind text, deadline float8,
+              waiting_for text, started_at float8, pos integer, spec text, due float8,
+              now float8)
 ), parked AS (
     UPDATE runs AS r
     SET status = 'waiting', lease_token = NULL, due_at = p.deadline,
@@ -484,11 +483,11 @@ FROM p LEFT JOIN filed AS f ON f.run_id = p.run_id;
 -- whether its workflow has no cancel_on conditions, whether it was inserted, and
 -- whether the NOTIFY went out.
 WITH p AS (
-    SELECT * FROM unnest(
-        :each_id::text[], :each_workflow::text[], :each_payload::bytea[],
-        :each_trigger::bytea[], :each_parent::text[], :each_version::text[],
-        :each_now::float8[], :each_trace::text[])
-        AS p (id, workflow, payload, trigger, parent, version, now, trace)
+    SELECT id, workflow, decode(payload, 'hex') AS payload, decode(trigger, 'hex') AS trigger,
+           parent, version, now, trace
+    FROM json_to_recordset(CAST(:rows AS json))
+        AS p (id text, workflow text, payload text, trigger text, parent text, version text,
+              now float8, trace text)
 ), plain AS (
     SELECT p.*, NOT EXISTS (
         SELECT 1 FROM workflows AS w
@@ -516,14 +515,13 @@ FROM plain LEFT JOIN ins ON ins.id = plain.id;
 -- locked only if its lease holds, its step stored only then. One row per run whose
 -- lease held: its id and whether a cancel is pending.
 WITH p AS (
-    SELECT * FROM unnest(
-        :each_run_id::text[], :each_token::text[], :each_key::text[], :each_kind::text[],
-        :each_status::text[], :each_output::bytea[], :each_error::bytea[],
-        :each_attempts::integer[], :each_started_at::float8[], :each_ended_at::float8[],
-        :each_pos::integer[], :each_spec::text[], :each_due_at::float8[],
-        :each_need::integer[])
-        AS p (run_id, token, key, kind, status, output, error, attempts, started_at,
-              ended_at, pos, spec, due_at, need)
+    SELECT run_id, token, key, kind, status, decode(output, 'hex') AS output,
+           decode(error, 'hex') AS error, attempts, started_at, ended_at, pos, spec, due_at,
+           need
+    FROM json_to_recordset(CAST(:rows AS json))
+        AS p (run_id text, token text, key text, kind text, status text, output text,
+              error text, attempts integer, started_at float8, ended_at float8, pos integer,
+              spec text, due_at float8, need integer)
 ), fence AS (
     SELECT r.id, r.cancel_requested
     FROM p JOIN runs AS r ON r.id = p.run_id AND r.lease_token = p.token
@@ -548,10 +546,10 @@ SELECT id, cancel_requested FROM fence;
 -- finish_orphan for a set of runs in one statement (keep the two alike). One row
 -- per run ended.
 WITH p AS (
-    SELECT * FROM unnest(
-        :each_run_id::text[], :each_token::text[], :each_status::text[],
-        :each_output::bytea[], :each_error::bytea[], :each_now::float8[])
-        AS p (run_id, token, status, output, error, now)
+    SELECT run_id, token, status, decode(output, 'hex') AS output,
+           decode(error, 'hex') AS error, now
+    FROM json_to_recordset(CAST(:rows AS json))
+        AS p (run_id text, token text, status text, output text, error text, now float8)
 ), ended AS (
     UPDATE runs
     SET status = p.status, output = p.output, error = p.error, ended_at = p.now,
