@@ -121,6 +121,7 @@ def _hex(value: object) -> str:
     raise TypeError(f"a set statement's parameter cannot be {type(value).__name__}")
 
 
-def locks(merge: Merge, members: list[Params]) -> list[str]:
+def locks(merge: Merge, members: list[Params]) -> str:
+    """The members' lock keys, sorted, as the JSON array ``key_locks`` takes."""
     assert merge.lock is not None
-    return sorted(p[merge.lock] for p in members)
+    return orjson.dumps(sorted(p[merge.lock] for p in members)).decode()
