@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
+from psycopg.adapt import Dumper
 
 from .core.port import LockKind
 from .sql import load_queries, to_dialect
@@ -83,7 +84,45 @@ class Tx:
         self.wake_pending = True
 
     def array(self, values: Sequence[str]) -> Any:
-        return list(values)
+        return TextArray(values)
+
+
+class TextArray:
+    """Strings bound as one array parameter, written by ``TextArrayDumper``."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: Sequence[str]) -> None:
+        self.values = values
+
+
+class TextArrayDumper(Dumper):
+    """An array literal of strings in a few string operations over the whole array.
+
+    psycopg dumps a list element by element in Python (a dumper looked up, a regular
+    expression searched, per element: about 3 us each), which an event delivered to
+    10,000 waiters paid twice over before its statement began. Here every element is
+    quoted: joined on NUL (which PostgreSQL text cannot hold, so no element has one),
+    backslashes and double quotes escaped, then the NULs turned into the separators."""
+
+    oid = 0
+    """Unknown, as psycopg sends a list of strings: the statement gives the type
+    (``:ids::bigint[]``, ``id = ANY(:ids)``)."""
+
+    def dump(self, obj: TextArray) -> bytes:
+        values = obj.values
+        if not values:
+            return b"{}"
+        joined = "\x00".join(values)
+        if joined.count("\x00") != len(values) - 1:
+            raise psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
+        escaped = joined.replace("\\", "\\\\").replace('"', '\\"')
+        return ('{"' + escaped.replace("\x00", '","') + '"}').encode()
+
+
+# Only this class is dumped this way, so registering it for every connection of the
+# process changes nothing else.
+psycopg.adapters.register_dumper(TextArray, TextArrayDumper)
 
 
 @functools.lru_cache(maxsize=256)
