@@ -954,3 +954,21 @@ async def test_a_capped_workflow_takes_over_expired_leases(
     again = await store.claim(["capped"], 5, LEASE, {"capped": 1})
     assert [c.run.id for c in again.runs] == [first.runs[0].run.id]
     assert again.runs[0].lease.token != first.runs[0].lease.token
+
+
+async def test_a_store_closed_after_use_refuses_every_operation(
+    database_url: str, clock: ManualClock
+) -> None:
+    """A store remembers that it opened (so an operation does not ask again each time);
+    closing must forget it: what is asked after the close is refused, said plainly."""
+    from tarry.errors import StoreError
+
+    store = open_store(database_url, clock=clock)
+    await store.open()
+    wf = new_workflow()
+    await store.create_run(NewRun(f"r-{wf}", wf, b"{}"))
+    await store.close()
+    with pytest.raises(StoreError, match="not open"):
+        await store.create_run(NewRun(f"s-{wf}", wf, b"{}"))
+    with pytest.raises(StoreError, match="not open"):
+        await store.claim([wf], 1, LEASE)

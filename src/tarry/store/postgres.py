@@ -85,6 +85,9 @@ class PostgresStore(CoreStore):
         self._lock = threading.Lock()
         self._io: IOLoop | None = None
         self._ready: concurrent.futures.Future[None] | None = None
+        self._started: IOLoop | None = None
+        """``_io`` once seen started: every operation asks, and a concurrent future's
+        ``done`` and ``exception`` each take its lock."""
 
     def __repr__(self) -> str:
         return f"PostgresStore({masked(self.url)!r}, schema={self.schema!r})"
@@ -117,7 +120,7 @@ class PostgresStore(CoreStore):
             with self._lock:
                 owner = self._ready is ready
                 if owner:
-                    self._ready = self._io = None
+                    self._ready = self._io = self._started = None
             if owner:
                 io.halt()
                 await asyncio.to_thread(io.thread.join)
@@ -136,7 +139,7 @@ class PostgresStore(CoreStore):
     async def close(self) -> None:
         with self._lock:
             io, ready = self._io, self._ready
-            self._io = self._ready = None
+            self._io = self._ready = self._started = None
         if io is None or ready is None:
             return
         with contextlib.suppress(Exception):
@@ -147,9 +150,15 @@ class PostgresStore(CoreStore):
         await asyncio.to_thread(io.thread.join)
 
     def _open_io(self) -> IOLoop:
+        io = self._started
+        if io is not None:
+            return io
         io, ready = self._io, self._ready
         if io is None or ready is None or not ready.done() or ready.exception() is not None:
             raise StoreError(f"the store {masked(self.url)!r} is not open")
+        with self._lock:
+            if self._io is io:  # not closed meanwhile
+                self._started = io
         return io
 
     async def _transact(self, body: Body[T], *, idempotent: bool = True) -> T:
