@@ -151,7 +151,7 @@ class RunSends:
         message sent inside wakes (``worker_starts``): the offer, handed back to it
         once the delivery is over, whatever its outcome."""
         taker = None
-        if store.starts_leased:
+        if store.wakes_leased:
             taker = self._local.taker(asyncio.get_running_loop())
         handoff = None if taker is None else taker.offer_wake()
         if taker is None or handoff is None:
@@ -160,9 +160,10 @@ class RunSends:
         try:
             yield handoff
         except BaseException:
-            # Not committed, as far as this call can tell: a SQLite commit happens or
-            # raises. (A wait cancelled while its commit lands leaves the run leased to
-            # nobody here; a claim takes it when that lease runs out.)
+            # Not committed, as far as this call can tell. (A wait cancelled while its
+            # commit lands, or a PostgreSQL commit whose answer was lost with its
+            # connection, leaves the run leased to nobody here: a claim takes it when
+            # that lease runs out, as after a worker's crash.)
             handoff.taken = None
             raise
         finally:

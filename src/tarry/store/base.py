@@ -127,6 +127,11 @@ class Store(Protocol):
     start is one brief write of its own (SQLite). PostgreSQL merges concurrent starts
     into one statement, which a leased start would leave."""
 
+    wakes_leased: bool
+    """Whether a signal or message sent on the loop of a worker of this process may
+    hand the run it wakes to that worker in the delivery's own transaction
+    (``Handoff``), which then executes it without a claim."""
+
     async def start_leased(
         self, run: NewRun, lease: Lease, lease_seconds: float
     ) -> tuple[str, bool, RunRow | None]:

@@ -63,6 +63,7 @@ Body = Callable[[Tx], Coroutine[Any, Any, T]]
 
 class CoreStore(ScheduleStore, TokenStore, ABC):
     starts_leased = False
+    wakes_leased = True
 
     def __init__(self, clock: Clock | None) -> None:
         self.clock: Clock = clock or SystemClock()
