@@ -25,6 +25,8 @@ from typing import Any
 
 import orjson
 
+from .postgres_tx import TextArray
+
 Params = dict[str, Any]
 
 
@@ -121,7 +123,7 @@ def _hex(value: object) -> str:
     raise TypeError(f"a set statement's parameter cannot be {type(value).__name__}")
 
 
-def locks(merge: Merge, members: list[Params]) -> str:
-    """The members' lock keys, sorted, as the JSON array ``key_locks`` takes."""
+def locks(merge: Merge, members: list[Params]) -> TextArray:
+    """The members' lock keys, sorted, bound as the store binds every array of strings."""
     assert merge.lock is not None
-    return orjson.dumps(sorted(p[merge.lock] for p in members)).decode()
+    return TextArray(sorted(p[merge.lock] for p in members))

@@ -432,10 +432,9 @@ WITH parked AS (
 SELECT count(*), (SELECT count(*) FROM note) FROM parked;
 
 -- name: key_locks
--- The locks of a set of statements (postgres_merge), in the sorted order given (a
--- JSON array of the keys: postgres_merge says why not a text[]).
+-- The locks of a set of statements (postgres_merge), in the sorted order given.
 SELECT count(pg_advisory_xact_lock(hashtextextended(l, 0)))
-FROM json_array_elements_text(CAST(:locks AS json)) AS l;
+FROM unnest(:locks::text[]) AS l;
 
 -- name: park_signals
 -- park_signal for a set of runs, each on its own signal key, in one statement (the
